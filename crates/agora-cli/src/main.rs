@@ -1,0 +1,63 @@
+//! `agora`: the command-line front end of the Agora compute market.
+//!
+//! A thin binary: it parses arguments and wires the library crates together. Each
+//! subcommand lives in its own module under [`cmd`]; deciding logic lives in the crates.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Agora: an open marketplace for verifiable compute.
+#[derive(Parser)]
+#[command(name = "agora", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a throwaway local market end to end and print a report.
+    Demo(cmd::demo::Args),
+    /// Inspect and audit a ledger data directory.
+    #[command(subcommand)]
+    Ledger(cmd::ledger::Command),
+    /// Create and show keys.
+    #[command(subcommand)]
+    Wallet(cmd::wallet::Command),
+    /// Run a WASM job locally, exactly as a provider would.
+    Exec(cmd::exec::Args),
+    /// Measure throughput and latency of one part of the system.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Signed transfers verified, applied and durably committed per second.
+    Ledger(cmd::ledger::BenchArgs),
+    /// Instant matches per second and auction close time on a large book.
+    Market(cmd::market::BenchArgs),
+    /// Executor start latency, compile time and metering overhead.
+    Exec(cmd::exec::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Ledger(command) => cmd::ledger::run(command),
+        Command::Wallet(command) => cmd::wallet::run(command),
+        Command::Exec(args) => cmd::exec::run(args),
+        Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),
+        Command::Bench(BenchCommand::Market(args)) => cmd::market::bench(args),
+        Command::Bench(BenchCommand::Exec(args)) => cmd::exec::bench(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! agora-market (being built).
