@@ -123,7 +123,10 @@ mod tests {
 
     #[test]
     fn tagged_is_length_prefixed() {
-        assert_ne!(Hash::tagged("t", &[b"ab", b"c"]), Hash::tagged("t", &[b"a", b"bc"]));
+        assert_ne!(
+            Hash::tagged("t", &[b"ab", b"c"]),
+            Hash::tagged("t", &[b"a", b"bc"])
+        );
         assert_ne!(Hash::tagged("t1", &[b"a"]), Hash::tagged("t2", &[b"a"]));
     }
 

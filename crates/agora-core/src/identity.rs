@@ -241,7 +241,10 @@ mod tests {
         let key = Keypair::from_seed("alice");
         let sig = key.sign(b"hello");
         assert!(key.account().verify(b"hello", &sig).is_ok());
-        assert_eq!(key.account().verify(b"hellp", &sig), Err(SignatureError::Invalid));
+        assert_eq!(
+            key.account().verify(b"hellp", &sig),
+            Err(SignatureError::Invalid)
+        );
         let other = Keypair::from_seed("bob");
         assert!(other.account().verify(b"hello", &sig).is_err());
     }

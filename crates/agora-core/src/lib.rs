@@ -4,6 +4,7 @@
 //! - [`identity`]: ed25519 keys ([`Keypair`]) and the [`AccountId`]s printed from them.
 //! - [`envelope`]: [`Signed`] envelopes that bind a payload to a signer, a domain tag,
 //!   a chain id and a nonce, over a canonical byte encoding ([`canonical`]).
+//! - [`receipt`]: a provider's signed [`Receipt`] of what it ran and what came out.
 //! - [`money`]: [`Amount`] in integer base units with checked arithmetic, [`Price`] per
 //!   compute unit and [`Fuel`] (1 compute unit = 10⁹ fuel).
 //!
@@ -16,11 +17,13 @@ pub mod envelope;
 pub mod hash;
 pub mod identity;
 pub mod money;
+pub mod receipt;
 
 pub use envelope::{ChainId, Domain, EnvelopeError, Signed};
 pub use hash::Hash;
 pub use identity::{AccountId, Keypair, Signature};
-pub use money::{Amount, AmountError, Fuel, Price, FUEL_PER_COMPUTE_UNIT};
+pub use money::{Amount, AmountError, FUEL_PER_COMPUTE_UNIT, Fuel, Price};
+pub use receipt::{Receipt, SignedReceipt};
 
 #[cfg(test)]
 use {proptest as _, serde_json as _};

@@ -21,9 +21,7 @@ pub const FUEL_PER_COMPUTE_UNIT: u64 = 1_000_000_000;
 pub const TICKER: &str = "AGR";
 
 /// A quantity of AGR in base units.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Amount(pub u64);
 
@@ -62,15 +60,21 @@ impl Amount {
 
     /// `self + other`, or an error on overflow.
     pub fn checked_add(self, other: Amount) -> Result<Amount, AmountError> {
-        self.0.checked_add(other.0).map(Amount).ok_or(AmountError::Overflow)
+        self.0
+            .checked_add(other.0)
+            .map(Amount)
+            .ok_or(AmountError::Overflow)
     }
 
     /// `self - other`, or an error if `other` is larger.
     pub fn checked_sub(self, other: Amount) -> Result<Amount, AmountError> {
-        self.0.checked_sub(other.0).map(Amount).ok_or(AmountError::Underflow {
-            have: self,
-            need: other,
-        })
+        self.0
+            .checked_sub(other.0)
+            .map(Amount)
+            .ok_or(AmountError::Underflow {
+                have: self,
+                need: other,
+            })
     }
 
     /// `self × bps / 10 000`, rounded down: the share of an amount in basis points.
@@ -129,7 +133,11 @@ impl FromStr for Amount {
         {
             return Err(err());
         }
-        let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| err())? };
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| err())?
+        };
         let frac: u64 = if frac.is_empty() {
             0
         } else {
@@ -144,9 +152,7 @@ impl FromStr for Amount {
 }
 
 /// A price: base units per compute unit.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Price(pub u64);
 
@@ -222,10 +228,20 @@ mod tests {
     #[test]
     fn parses_forms() {
         assert_eq!("12.5".parse::<Amount>().unwrap(), Amount(12_500_000_000));
-        assert_eq!("12.5 AGR".parse::<Amount>().unwrap(), Amount(12_500_000_000));
+        assert_eq!(
+            "12.5 AGR".parse::<Amount>().unwrap(),
+            Amount(12_500_000_000)
+        );
         assert_eq!("1500u".parse::<Amount>().unwrap(), Amount(1500));
         assert_eq!(".5".parse::<Amount>().unwrap(), Amount(500_000_000));
-        for bad in ["", "abc", "1.2.3", "-1", "1.0000000001", "99999999999999999999"] {
+        for bad in [
+            "",
+            "abc",
+            "1.2.3",
+            "-1",
+            "1.0000000001",
+            "99999999999999999999",
+        ] {
             assert!(bad.parse::<Amount>().is_err(), "{bad}");
         }
         assert_eq!("0.002/CU".parse::<Price>().unwrap(), Price(2_000_000));

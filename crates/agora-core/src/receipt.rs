@@ -1,0 +1,73 @@
+//! Execution receipts: a provider's signed statement of what it ran and what came out.
+//!
+//! A receipt binds the provider to a result digest and a fuel count for one order. The
+//! market settles from it, and because it is signed, a receipt whose digest a quorum or a
+//! referee later proves wrong is self-contained evidence of fraud.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Domain, Signed};
+use crate::hash::Hash;
+use crate::identity::AccountId;
+use crate::money::Fuel;
+
+/// What a provider claims about one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The order (or task of an order) that was run.
+    pub order_id: Hash,
+    /// The provider that ran it; must equal the envelope's signer.
+    pub provider: AccountId,
+    /// Content hash of the module that was run.
+    pub module: Hash,
+    /// The executor's canonical result digest.
+    pub result_digest: Hash,
+    /// Fuel the run consumed (the bill is price × fuel).
+    pub fuel_used: Fuel,
+    /// Wall-clock milliseconds the run took on the provider (informative only).
+    pub wall_ms: u64,
+}
+
+impl Domain for Receipt {
+    const TAG: &'static str = "agora/receipt/v1";
+}
+
+/// A receipt signed by its provider.
+pub type SignedReceipt = Signed<Receipt>;
+
+impl SignedReceipt {
+    /// Whether the signer is the provider the receipt names, so one provider cannot
+    /// file a receipt in another's name.
+    pub fn signer_is_provider(&self) -> bool {
+        self.signer == self.body.provider
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChainId, Keypair};
+
+    fn receipt(provider: AccountId) -> Receipt {
+        Receipt {
+            order_id: Hash::of(b"order"),
+            provider,
+            module: Hash::of(b"module"),
+            result_digest: Hash::of(b"result"),
+            fuel_used: Fuel(42),
+            wall_ms: 3,
+        }
+    }
+
+    #[test]
+    fn a_receipt_filed_in_another_providers_name_is_detected() {
+        let chain = ChainId::new("test");
+        let honest = Keypair::from_seed("p1");
+        let other = Keypair::from_seed("p2");
+        let own = Signed::sign(&honest, &chain, 0, receipt(honest.account()));
+        assert!(own.verify(&chain).is_ok() && own.signer_is_provider());
+        let forged = Signed::sign(&other, &chain, 0, receipt(honest.account()));
+        assert!(forged.verify(&chain).is_ok());
+        assert!(!forged.signer_is_provider());
+    }
+}
