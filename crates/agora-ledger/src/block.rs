@@ -1,0 +1,379 @@
+//! Blocks: building one from a batch of transactions, and replaying one to check it.
+//!
+//! Both directions are pure functions of the state, the genesis and the block, so the
+//! producer and every auditor run exactly the same code.
+//!
+//! # Signatures
+//!
+//! Transaction signatures are checked in batches ([`verify_signatures`]): the batch is
+//! split across the available cores and each part is checked with one ed25519 batch
+//! equation; a part that fails is re-checked one signature at a time (strict ed25519) to
+//! find the bad ones. Batch checking uses random linear combinations without the cofactor,
+//! so a signature crafted with a small-order component could, rarely, pass a batch that a
+//! strict single check rejects, or the other way round. Honest keys never produce one; if
+//! the producer ever sealed one, `verify` would report that block, never accept a wrong state.
+
+use agora_core::identity::{SignatureError, verify_batch};
+use agora_core::{AccountId, ChainId, Hash, Keypair, Signature, canonical};
+use serde::{Deserialize, Serialize};
+
+use crate::genesis::Genesis;
+use crate::machine::{BlockContext, Effects, LedgerError, SignatureChecked, apply_verified};
+use crate::merkle::merkle_root;
+use crate::state::State;
+use crate::tx::Tx;
+
+/// The domain tag of block-header signatures.
+pub const HEADER_TAG: &str = "agora/block-header/v1";
+
+/// Below this many signatures, splitting a batch over threads costs more than it saves.
+const PARALLEL_THRESHOLD: usize = 128;
+
+/// A block header; the producer's signature covers every other field and the chain id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockHeader {
+    /// 1 for the first block after genesis.
+    pub height: u64,
+    /// The previous block's hash ([`Genesis::hash`] for block 1).
+    pub prev_hash: Hash,
+    /// The Merkle root of the block's transaction ids, in order.
+    pub tx_root: Hash,
+    /// The state root after applying the block.
+    pub state_root: Hash,
+    /// Milliseconds since the Unix epoch; never below the previous block's.
+    pub timestamp_ms: u64,
+    /// Who sealed it: the genesis `block_producer`.
+    pub producer: AccountId,
+    /// The producer's ed25519 signature over [`BlockHeader::signing_bytes`].
+    pub signature: Signature,
+}
+
+impl BlockHeader {
+    /// The bytes the producer signs: the tag, the chain id and every field but the signature.
+    pub fn signing_bytes(&self, chain_id: &ChainId) -> Vec<u8> {
+        canonical::encode(&(
+            HEADER_TAG,
+            chain_id,
+            self.height,
+            self.prev_hash,
+            self.tx_root,
+            self.state_root,
+            self.timestamp_ms,
+            self.producer,
+        ))
+    }
+
+    /// The block's hash: over the whole header, signature included. Transactions are
+    /// covered through the transaction root.
+    pub fn hash(&self) -> Hash {
+        Hash::tagged("agora/block/v1", &[&canonical::encode(self)])
+    }
+}
+
+/// A header and its transactions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// The header.
+    pub header: BlockHeader,
+    /// The transactions, in the order they were applied.
+    pub txs: Vec<Tx>,
+}
+
+/// What the next block builds on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainTip {
+    /// The last block's height (0 at genesis).
+    pub height: u64,
+    /// The last block's hash (the genesis hash at genesis).
+    pub hash: Hash,
+    /// The last block's timestamp (the genesis timestamp at genesis).
+    pub timestamp_ms: u64,
+}
+
+impl ChainTip {
+    /// The tip before any block.
+    pub fn genesis(genesis: &Genesis) -> ChainTip {
+        ChainTip { height: 0, hash: genesis.hash(), timestamp_ms: genesis.timestamp_ms }
+    }
+
+    /// The tip after `header`.
+    pub fn after(header: &BlockHeader) -> ChainTip {
+        ChainTip { height: header.height, hash: header.hash(), timestamp_ms: header.timestamp_ms }
+    }
+}
+
+/// A transaction left out of a block, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// Its position in the batch handed to [`build_block`].
+    pub index: usize,
+    /// Its id.
+    pub id: Hash,
+    /// Why it was refused.
+    pub error: LedgerError,
+}
+
+/// A sealed block with what it did and what it refused.
+#[derive(Clone, Debug)]
+pub struct BuiltBlock {
+    /// The block, ready to store.
+    pub block: Block,
+    /// Effects of each included transaction, in block order.
+    pub effects: Vec<Effects>,
+    /// Transactions that were refused and left out.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Why a block could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The sealing key is not the genesis block producer.
+    #[error("key {found} is not this chain's block producer {expected}")]
+    WrongProducer {
+        /// The genesis block producer.
+        expected: AccountId,
+        /// The key offered.
+        found: AccountId,
+    },
+    /// A timestamp below the previous block's.
+    #[error("block timestamp {found} ms is before the previous block's {previous} ms")]
+    TimestampRegressed {
+        /// The previous block's timestamp.
+        previous: u64,
+        /// The offered timestamp.
+        found: u64,
+    },
+    /// The chain reached the last representable height.
+    #[error("the chain has reached the largest block height")]
+    HeightOverflow,
+}
+
+/// Why a stored block does not replay. The caller knows the height.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The header's height is not the next one.
+    #[error("header says height {found}, expected {expected}")]
+    HeightMismatch {
+        /// The next height.
+        expected: u64,
+        /// The header's.
+        found: u64,
+    },
+    /// The header does not link to the previous block.
+    #[error("previous-block hash {found} does not match the previous block {expected}")]
+    PrevHashMismatch {
+        /// The previous block's actual hash.
+        expected: Hash,
+        /// The header's.
+        found: Hash,
+    },
+    /// The timestamp goes backwards.
+    #[error("timestamp {found} ms is before the previous block's {previous} ms")]
+    TimestampRegressed {
+        /// The previous block's.
+        previous: u64,
+        /// The header's.
+        found: u64,
+    },
+    /// Sealed by someone other than the block producer.
+    #[error("block sealed by {found}, but the block producer is {expected}")]
+    WrongProducer {
+        /// The genesis block producer.
+        expected: AccountId,
+        /// The header's.
+        found: AccountId,
+    },
+    /// The header signature is bad.
+    #[error("block header signature is invalid: {0}")]
+    BadHeaderSignature(SignatureError),
+    /// The transactions do not hash to the header's root.
+    #[error("transaction root {computed} does not match the header's {header}")]
+    TxRootMismatch {
+        /// In the header.
+        header: Hash,
+        /// Recomputed from the stored transactions.
+        computed: Hash,
+    },
+    /// A transaction in the block is refused by the rules.
+    #[error("transaction {index} ({id}) is invalid: {error}")]
+    InvalidTx {
+        /// Its position in the block.
+        index: usize,
+        /// Its id.
+        id: Hash,
+        /// Why.
+        error: LedgerError,
+    },
+    /// The state after the block is not what the header commits to.
+    #[error("state root {computed} after replay does not match the header's {header}")]
+    StateRootMismatch {
+        /// In the header.
+        header: Hash,
+        /// Recomputed by replay.
+        computed: Hash,
+    },
+}
+
+/// Checks every transaction's chain id and signature, in batches across cores. The
+/// result has one entry per transaction, in order.
+pub fn verify_signatures(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+    if threads == 1 || txs.len() < PARALLEL_THRESHOLD {
+        return verify_chunk(txs, chain_id);
+    }
+    let chunk = txs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = txs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || verify_chunk(part, chain_id)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(txs.chunks(chunk))
+            .flat_map(|(handle, part)| {
+                // A verifier thread only panics on a bug; re-check that part here instead.
+                handle.join().unwrap_or_else(|_| verify_chunk(part, chain_id))
+            })
+            .collect()
+    })
+}
+
+fn verify_chunk(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> {
+    let mut results: Vec<Result<(), LedgerError>> = txs
+        .iter()
+        .map(|tx| {
+            tx.check_chain(chain_id).map_err(|_| LedgerError::WrongChain {
+                expected: chain_id.clone(),
+                found: tx.chain_id.clone(),
+            })
+        })
+        .collect();
+    let candidates: Vec<usize> = (0..txs.len()).filter(|&i| results[i].is_ok()).collect();
+    let messages: Vec<Vec<u8>> = candidates.iter().map(|&i| txs[i].signing_bytes()).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let signatures: Vec<Signature> = candidates.iter().map(|&i| txs[i].signature).collect();
+    let signers: Vec<AccountId> = candidates.iter().map(|&i| txs[i].signer).collect();
+    if verify_batch(&refs, &signatures, &signers).is_err() {
+        for (k, &i) in candidates.iter().enumerate() {
+            results[i] = signers[k]
+                .verify(refs[k], &signatures[k])
+                .map_err(|source| LedgerError::BadSignature { signer: signers[k], source });
+        }
+    }
+    results
+}
+
+/// Builds and seals the block after `tip`: verifies the batch's signatures, applies the
+/// valid transactions in order (a refused one changes nothing and is reported in
+/// [`BuiltBlock::rejected`]), and signs the header with `producer`.
+///
+/// On success `state` is the state after the block. On error it is untouched.
+pub fn build_block(
+    state: &mut State,
+    genesis: &Genesis,
+    tip: &ChainTip,
+    txs: Vec<Tx>,
+    timestamp_ms: u64,
+    producer: &Keypair,
+) -> Result<BuiltBlock, BuildError> {
+    let expected = genesis.params.block_producer;
+    if producer.account() != expected {
+        return Err(BuildError::WrongProducer { expected, found: producer.account() });
+    }
+    if timestamp_ms < tip.timestamp_ms {
+        return Err(BuildError::TimestampRegressed { previous: tip.timestamp_ms, found: timestamp_ms });
+    }
+    let height = tip.height.checked_add(1).ok_or(BuildError::HeightOverflow)?;
+    let ctx = BlockContext {
+        chain_id: &genesis.chain_id,
+        params: &genesis.params,
+        height,
+        timestamp_ms,
+    };
+    let checks = verify_signatures(&txs, &genesis.chain_id);
+    let mut included = Vec::with_capacity(txs.len());
+    let mut effects = Vec::with_capacity(txs.len());
+    let mut rejected = Vec::new();
+    for (index, (tx, check)) in txs.into_iter().zip(checks).enumerate() {
+        let outcome =
+            check.and_then(|()| apply_verified(state, SignatureChecked::vouch(&tx), &ctx));
+        match outcome {
+            Ok(effect) => {
+                effects.push(effect);
+                included.push(tx);
+            }
+            Err(error) => rejected.push(Rejected { index, id: tx.id(), error }),
+        }
+    }
+    let ids: Vec<Hash> = included.iter().map(Tx::id).collect();
+    let mut header = BlockHeader {
+        height,
+        prev_hash: tip.hash,
+        tx_root: merkle_root(&ids),
+        state_root: state.state_root(),
+        timestamp_ms,
+        producer: producer.account(),
+        signature: Signature([0; 64]),
+    };
+    header.signature = producer.sign(&header.signing_bytes(&genesis.chain_id));
+    Ok(BuiltBlock { block: Block { header, txs: included }, effects, rejected })
+}
+
+/// Replays `block` on top of `tip`, checking the header's links and signature, the
+/// transaction root, every transaction signature, every rule, and the state root, all
+/// recomputed. On success returns the new tip; on error `state` may be partly updated and
+/// must be discarded.
+pub fn replay_block(
+    state: &mut State,
+    genesis: &Genesis,
+    tip: &ChainTip,
+    block: &Block,
+) -> Result<ChainTip, ReplayError> {
+    let header = &block.header;
+    check_header(genesis, tip, header)?;
+    let computed = merkle_root(&block.txs.iter().map(Tx::id).collect::<Vec<_>>());
+    if computed != header.tx_root {
+        return Err(ReplayError::TxRootMismatch { header: header.tx_root, computed });
+    }
+    let ctx = BlockContext {
+        chain_id: &genesis.chain_id,
+        params: &genesis.params,
+        height: header.height,
+        timestamp_ms: header.timestamp_ms,
+    };
+    let checks = verify_signatures(&block.txs, &genesis.chain_id);
+    for (index, (tx, check)) in block.txs.iter().zip(checks).enumerate() {
+        check
+            .and_then(|()| apply_verified(state, SignatureChecked::vouch(tx), &ctx))
+            .map_err(|error| ReplayError::InvalidTx { index, id: tx.id(), error })?;
+    }
+    let computed = state.state_root();
+    if computed != header.state_root {
+        return Err(ReplayError::StateRootMismatch { header: header.state_root, computed });
+    }
+    Ok(ChainTip::after(header))
+}
+
+fn check_header(genesis: &Genesis, tip: &ChainTip, header: &BlockHeader) -> Result<(), ReplayError> {
+    let expected_height = tip.height.saturating_add(1);
+    if header.height != expected_height {
+        return Err(ReplayError::HeightMismatch { expected: expected_height, found: header.height });
+    }
+    if header.prev_hash != tip.hash {
+        return Err(ReplayError::PrevHashMismatch { expected: tip.hash, found: header.prev_hash });
+    }
+    if header.timestamp_ms < tip.timestamp_ms {
+        return Err(ReplayError::TimestampRegressed {
+            previous: tip.timestamp_ms,
+            found: header.timestamp_ms,
+        });
+    }
+    let expected = genesis.params.block_producer;
+    if header.producer != expected {
+        return Err(ReplayError::WrongProducer { expected, found: header.producer });
+    }
+    header
+        .producer
+        .verify(&header.signing_bytes(&genesis.chain_id), &header.signature)
+        .map_err(ReplayError::BadHeaderSignature)
+}

@@ -1,0 +1,600 @@
+//! Durable storage on redb: one atomic write transaction per block.
+//!
+//! # Layout
+//!
+//! One file, `ledger.redb`, in the data directory, with these tables:
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `"genesis"`, `"burned"`, `"format"` | canonical encodings |
+//! | `headers` | height | canonical [`BlockHeader`] |
+//! | `bodies` | height | canonical `Vec<Tx>` |
+//! | `accounts` / `stakes` | account id | canonical [`Account`] / [`Stake`] |
+//! | `escrows` | order id | canonical [`Escrow`] |
+//! | `evidence` | evidence hash | empty |
+//!
+//! A block's header, its transactions, every state entry it changed and the burnt total
+//! are written in one redb write transaction committed with `Durability::Immediate`, so
+//! after a crash the file holds either the whole block or none of it. The head is simply
+//! the last key of `headers`; there is no separate pointer that could disagree.
+//!
+//! # Trust
+//!
+//! [`Ledger::open`] loads the stored state and checks that its recomputed root equals the
+//! head header's state root, so a damaged state table is caught on open. [`verify`]
+//! trusts no stored state at all: it replays every block from genesis.
+
+use std::path::{Path, PathBuf};
+
+use agora_core::{AccountId, Amount, ChainId, Hash, Keypair, canonical};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::block::{Block, BlockHeader, BuildError, ChainTip, build_block};
+use crate::genesis::{Genesis, GenesisError, Params};
+use crate::replay::{AuditError, Replayer};
+use crate::settlement::{BlockOutcome, Settlement};
+use crate::state::{Account, Changes, Escrow, Stake, State, Supply};
+use crate::tx::Tx;
+
+/// The ledger file's name inside a data directory.
+pub const LEDGER_FILE: &str = "ledger.redb";
+const FORMAT: &[u8] = b"agora-ledger/1";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
+const ESCROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("escrows");
+const STAKES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stakes");
+const EVIDENCE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("evidence");
+
+/// What went wrong reading or writing a ledger directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file-system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// `create` on a directory that already holds a ledger.
+    #[error("{0} already holds a ledger; open it instead, or pick an empty directory")]
+    AlreadyExists(PathBuf),
+    /// `open` on a directory without a ledger.
+    #[error("no ledger at {0}; create one first (e.g. `agora ledger init --data-dir DIR`)")]
+    NotFound(PathBuf),
+    /// Another process holds the ledger file.
+    #[error("the ledger at {0} is open in another process; stop it first")]
+    Locked(PathBuf),
+    /// The embedded database failed.
+    #[error("ledger database: {0}")]
+    Db(#[from] redb::Error),
+    /// Stored bytes that do not decode.
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt {
+        /// What was being read.
+        what: String,
+        /// Why it did not decode.
+        detail: String,
+    },
+    /// The stored state does not match the head block's state root.
+    #[error(
+        "stored state root {stored} does not match block {height}'s state root {header}; run `agora ledger verify`"
+    )]
+    StateMismatch {
+        /// The head height.
+        height: u64,
+        /// Recomputed from the stored state.
+        stored: Hash,
+        /// Committed in the head header.
+        header: Hash,
+    },
+    /// The genesis is invalid.
+    #[error("genesis: {0}")]
+    Genesis(#[from] GenesisError),
+    /// The block could not be built.
+    #[error("cannot build block: {0}")]
+    Build(#[from] BuildError),
+}
+
+fn db_err<E: Into<redb::Error>>(path: &Path) -> impl FnOnce(E) -> StoreError + '_ {
+    move |err| match err.into() {
+        redb::Error::DatabaseAlreadyOpen => StoreError::Locked(path.to_owned()),
+        other => StoreError::Db(other),
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
+    canonical::decode(bytes).map_err(|e| StoreError::Corrupt { what: what(), detail: e.to_string() })
+}
+
+/// The embedded ledger: the pure state machine plus a redb file.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    db: Database,
+    genesis: Genesis,
+    state: State,
+    tip: ChainTip,
+    head: Option<BlockHeader>,
+}
+
+impl Ledger {
+    /// Creates a ledger for `genesis` in `dir` (created if missing).
+    pub fn create(dir: &Path, genesis: Genesis) -> Result<Ledger, StoreError> {
+        let mut state = genesis.initial_state()?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            action: "create directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(LEDGER_FILE);
+        if path.exists() {
+            return Err(StoreError::AlreadyExists(dir.to_owned()));
+        }
+        let db = Database::create(&path).map_err(db_err(&path))?;
+        let txn = db.begin_write().map_err(db_err(&path))?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err(&path))?;
+            meta.insert("format", FORMAT).map_err(db_err(&path))?;
+            meta.insert("genesis", canonical::encode(&genesis).as_slice()).map_err(db_err(&path))?;
+            for table in [HEADERS, BODIES] {
+                txn.open_table(table).map_err(db_err(&path))?;
+            }
+            for table in [ESCROWS, STAKES, EVIDENCE] {
+                txn.open_table(table).map_err(db_err(&path))?;
+            }
+        }
+        write_changes(&txn, &state.take_changes(), &path)?;
+        {
+            let mut accounts = txn.open_table(ACCOUNTS).map_err(db_err(&path))?;
+            for (id, account) in state.accounts() {
+                accounts
+                    .insert(id.as_bytes().as_slice(), canonical::encode(account).as_slice())
+                    .map_err(db_err(&path))?;
+            }
+        }
+        txn.commit().map_err(db_err(&path))?;
+        let tip = ChainTip::genesis(&genesis);
+        Ok(Ledger { path, db, genesis, state, tip, head: None })
+    }
+
+    /// Opens the ledger in `dir` at its last committed block.
+    pub fn open(dir: &Path) -> Result<Ledger, StoreError> {
+        let path = dir.join(LEDGER_FILE);
+        if !path.exists() {
+            return Err(StoreError::NotFound(dir.to_owned()));
+        }
+        let db = Database::open(&path).map_err(db_err(&path))?;
+        let (genesis, mut state, head) = load(&db, &path)?;
+        let (height, expected, tip) = match &head {
+            Some(h) => (h.height, h.state_root, ChainTip::after(h)),
+            None => {
+                let mut initial = genesis.initial_state()?;
+                (0, initial.state_root(), ChainTip::genesis(&genesis))
+            }
+        };
+        let stored = state.state_root();
+        if stored != expected {
+            return Err(StoreError::StateMismatch { height, stored, header: expected });
+        }
+        Ok(Ledger { path, db, genesis, state, tip, head })
+    }
+
+    /// Builds, seals and durably commits the next block from `txs` (see
+    /// [`crate::block::build_block`]). Refused transactions are reported, not committed.
+    pub fn produce_block(
+        &mut self,
+        txs: Vec<Tx>,
+        timestamp_ms: u64,
+        producer: &Keypair,
+    ) -> Result<BlockOutcome, StoreError> {
+        let built = build_block(&mut self.state, &self.genesis, &self.tip, txs, timestamp_ms, producer)?;
+        let changes = self.state.take_changes();
+        if let Err(err) = self.commit_block(&built.block, &changes) {
+            // Memory ran ahead of disk; go back to what is durably stored.
+            let (_, state, _) = load(&self.db, &self.path)?;
+            self.state = state;
+            return Err(err);
+        }
+        let header = built.block.header;
+        let hash = header.hash();
+        self.tip = ChainTip::after(&header);
+        self.head = Some(header.clone());
+        let ids = built.block.txs.iter().map(Tx::id);
+        Ok(BlockOutcome {
+            header,
+            hash,
+            included: ids.zip(built.effects).collect(),
+            rejected: built.rejected,
+        })
+    }
+
+    fn commit_block(&self, block: &Block, changes: &Changes) -> Result<(), StoreError> {
+        let path = &self.path;
+        let txn = self.db.begin_write().map_err(db_err(path))?;
+        {
+            let height = block.header.height;
+            let mut headers = txn.open_table(HEADERS).map_err(db_err(path))?;
+            headers
+                .insert(height, canonical::encode(&block.header).as_slice())
+                .map_err(db_err(path))?;
+            let mut bodies = txn.open_table(BODIES).map_err(db_err(path))?;
+            bodies.insert(height, canonical::encode(&block.txs).as_slice()).map_err(db_err(path))?;
+        }
+        write_changes(&txn, changes, path)?;
+        txn.commit().map_err(db_err(path))?;
+        Ok(())
+    }
+
+    /// The stored block at `height` (1 is the first block), if any.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        read_block(&self.db, &self.path, height)
+    }
+
+    /// The current state (in memory, equal to the stored one).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The last block's height (0 before the first block).
+    pub fn height(&self) -> u64 {
+        self.tip.height
+    }
+
+    /// The last block's header, if any block was produced.
+    pub fn head(&self) -> Option<&BlockHeader> {
+        self.head.as_ref()
+    }
+
+    /// What the next block builds on.
+    pub fn tip(&self) -> &ChainTip {
+        &self.tip
+    }
+
+    /// The chain's genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The current state root.
+    pub fn state_root(&mut self) -> Hash {
+        self.state.state_root()
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Settlement for Ledger {
+    type Error = StoreError;
+
+    fn chain_id(&self) -> &ChainId {
+        &self.genesis.chain_id
+    }
+
+    fn params(&self) -> &Params {
+        &self.genesis.params
+    }
+
+    fn height(&self) -> u64 {
+        self.tip.height
+    }
+
+    fn account(&self, id: &AccountId) -> Result<Account, StoreError> {
+        Ok(self.state.account(id))
+    }
+
+    fn escrow(&self, order_id: &Hash) -> Result<Option<Escrow>, StoreError> {
+        Ok(self.state.escrow(order_id).copied())
+    }
+
+    fn stake(&self, id: &AccountId) -> Result<Option<Stake>, StoreError> {
+        Ok(self.state.stake(id).cloned())
+    }
+
+    fn submit(&mut self, txs: Vec<Tx>, timestamp_ms: u64, submitter: &Keypair) -> Result<BlockOutcome, StoreError> {
+        self.produce_block(txs, timestamp_ms, submitter)
+    }
+}
+
+fn write_changes(txn: &redb::WriteTransaction, changes: &Changes, path: &Path) -> Result<(), StoreError> {
+    write_entries(txn, ACCOUNTS, changes.accounts.iter().map(|(k, v)| (k.as_bytes(), v.as_ref())), path)?;
+    write_entries(txn, ESCROWS, changes.escrows.iter().map(|(k, v)| (k.as_bytes(), v.as_ref())), path)?;
+    write_entries(txn, STAKES, changes.stakes.iter().map(|(k, v)| (k.as_bytes(), v.as_ref())), path)?;
+    write_entries(txn, EVIDENCE, changes.evidence.iter().map(|k| (k.as_bytes(), Some(&()))), path)?;
+    let mut meta = txn.open_table(META).map_err(db_err(path))?;
+    meta.insert("burned", canonical::encode(&changes.burned).as_slice()).map_err(db_err(path))?;
+    Ok(())
+}
+
+fn write_entries<'a, V: Serialize + 'a>(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&[u8], &[u8]>,
+    entries: impl Iterator<Item = (&'a [u8; 32], Option<&'a V>)>,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(table).map_err(db_err(path))?;
+    for (key, value) in entries {
+        match value {
+            Some(v) => table.insert(key.as_slice(), canonical::encode(v).as_slice()).map(drop),
+            None => table.remove(key.as_slice()).map(drop),
+        }
+        .map_err(db_err(path))?;
+    }
+    Ok(())
+}
+
+/// Everything stored about the chain's current state: genesis, state, head header.
+fn load(db_handle: &Database, path: &Path) -> Result<(Genesis, State, Option<BlockHeader>), StoreError> {
+    let txn = db_handle.begin_read().map_err(db_err(path))?;
+    let meta = txn.open_table(META).map_err(db_err(path))?;
+    let genesis: Genesis = read_meta(&meta, "genesis", path)?;
+    let burned: Amount = read_meta(&meta, "burned", path)?;
+    let accounts = read_entries::<Account>(&txn, ACCOUNTS, "account", path)?;
+    let escrows = read_entries::<Escrow>(&txn, ESCROWS, "escrow", path)?;
+    let stakes = read_entries::<Stake>(&txn, STAKES, "stake", path)?;
+    let evidence = read_entries::<()>(&txn, EVIDENCE, "evidence", path)?;
+    let state = State::from_parts(
+        accounts.into_iter().map(|(k, v)| (AccountId::from_bytes(k), v)),
+        escrows.into_iter().map(|(k, v)| (Hash(k), v)),
+        stakes.into_iter().map(|(k, v)| (AccountId::from_bytes(k), v)),
+        evidence.into_iter().map(|(k, ())| Hash(k)),
+        genesis.supply()?,
+        burned,
+    );
+    let headers = txn.open_table(HEADERS).map_err(db_err(path))?;
+    let head = match headers.last().map_err(db_err(path))? {
+        Some((height, bytes)) => {
+            let height = height.value();
+            Some(decode(bytes.value(), || format!("header of block {height}"))?)
+        }
+        None => None,
+    };
+    Ok((genesis, state, head))
+}
+
+fn read_meta<T: DeserializeOwned>(
+    meta: &redb::ReadOnlyTable<&str, &[u8]>,
+    key: &str,
+    path: &Path,
+) -> Result<T, StoreError> {
+    let value = meta.get(key).map_err(db_err(path))?.ok_or_else(|| StoreError::Corrupt {
+        what: format!("meta entry {key:?}"),
+        detail: "missing".into(),
+    })?;
+    decode(value.value(), || format!("meta entry {key:?}"))
+}
+
+fn read_entries<V: DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<&[u8], &[u8]>,
+    what: &str,
+    path: &Path,
+) -> Result<Vec<([u8; 32], V)>, StoreError> {
+    let table = txn.open_table(table).map_err(db_err(path))?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(db_err(path))? {
+        let (key, value) = entry.map_err(db_err(path))?;
+        let key: [u8; 32] = key.value().try_into().map_err(|_| StoreError::Corrupt {
+            what: format!("{what} key"),
+            detail: "not 32 bytes".into(),
+        })?;
+        out.push((key, decode(value.value(), || format!("{what} entry"))?));
+    }
+    Ok(out)
+}
+
+fn read_block(db_handle: &Database, path: &Path, height: u64) -> Result<Option<Block>, StoreError> {
+    let txn = db_handle.begin_read().map_err(db_err(path))?;
+    let headers = txn.open_table(HEADERS).map_err(db_err(path))?;
+    let bodies = txn.open_table(BODIES).map_err(db_err(path))?;
+    let Some(header) = headers.get(height).map_err(db_err(path))? else {
+        return Ok(None);
+    };
+    let header = decode(header.value(), || format!("header of block {height}"))?;
+    let body = bodies.get(height).map_err(db_err(path))?.ok_or_else(|| StoreError::Corrupt {
+        what: format!("transactions of block {height}"),
+        detail: "missing".into(),
+    })?;
+    let txs = decode(body.value(), || format!("transactions of block {height}"))?;
+    Ok(Some(Block { header, txs }))
+}
+
+/// The summary of a successful audit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The chain id.
+    pub chain_id: ChainId,
+    /// The last block's height.
+    pub height: u64,
+    /// The last block's hash (the genesis hash if there is none).
+    pub head_hash: Hash,
+    /// The replayed state root.
+    pub state_root: Hash,
+    /// Where the supply sits.
+    pub supply: Supply,
+    /// Blocks replayed.
+    pub blocks: u64,
+    /// Transactions replayed.
+    pub txs: u64,
+}
+
+/// Why an audit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The directory could not be read at all.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The first block that does not check out.
+    #[error("block {height} is bad: {fault}")]
+    BadBlock {
+        /// Its height.
+        height: u64,
+        /// What is wrong.
+        fault: BlockFault,
+    },
+    /// Every block checks out but the stored state differs from the replayed one.
+    #[error("stored state at height {height} differs from the state replayed from genesis ({detail})")]
+    StoredStateDiffers {
+        /// The head height.
+        height: u64,
+        /// Which part differs.
+        detail: String,
+    },
+}
+
+/// What is wrong with a stored block.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockFault {
+    /// Its bytes do not decode.
+    #[error("stored bytes do not decode: {0}")]
+    Undecodable(String),
+    /// A header without its transactions.
+    #[error("its transactions are missing")]
+    MissingBody,
+    /// Transactions stored for a height that has no header.
+    #[error("transactions are stored but its header is missing")]
+    MissingHeader,
+    /// It breaks a rule or a commitment.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Replays the ledger in `dir` from genesis, checking every header signature and link,
+/// transaction root, transaction signature, rule, state root and conservation, then
+/// compares the replayed state with the stored one. Stored state is never trusted.
+pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
+    let path = dir.join(LEDGER_FILE);
+    if !path.exists() {
+        return Err(StoreError::NotFound(dir.to_owned()).into());
+    }
+    let db_handle = Database::open(&path).map_err(db_err(&path))?;
+    let txn = db_handle.begin_read().map_err(db_err(&path))?;
+    let meta = txn.open_table(META).map_err(db_err(&path))?;
+    let genesis: Genesis = read_meta(&meta, "genesis", &path)?;
+    let mut replayer = Replayer::new(genesis).map_err(StoreError::from)?;
+    let headers = txn.open_table(HEADERS).map_err(db_err(&path))?;
+    let bodies = txn.open_table(BODIES).map_err(db_err(&path))?;
+    let mut blocks = 0;
+    for entry in headers.iter().map_err(db_err(&path))? {
+        let (key, header_bytes) = entry.map_err(db_err(&path))?;
+        let height = replayer.tip().height.saturating_add(1);
+        let bad = |fault: BlockFault| VerifyError::BadBlock { height, fault };
+        if key.value() != height {
+            return Err(bad(BlockFault::MissingHeader));
+        }
+        let header = canonical::decode(header_bytes.value())
+            .map_err(|e| bad(BlockFault::Undecodable(format!("header: {e}"))))?;
+        let body = bodies.get(height).map_err(db_err(&path))?.ok_or_else(|| bad(BlockFault::MissingBody))?;
+        let txs = canonical::decode(body.value())
+            .map_err(|e| bad(BlockFault::Undecodable(format!("transactions: {e}"))))?;
+        replayer
+            .push(&Block { header, txs })
+            .map_err(|e| bad(BlockFault::Audit(e)))?;
+        blocks += 1;
+    }
+    let height = replayer.tip().height;
+    if let Some((extra, _)) = bodies.last().map_err(db_err(&path))?
+        && extra.value() > height
+    {
+        return Err(VerifyError::BadBlock { height: extra.value(), fault: BlockFault::MissingHeader });
+    }
+    drop((meta, headers, bodies, txn));
+    let (_, stored, _) = load(&db_handle, &path)?;
+    if &stored != replayer.state() {
+        return Err(VerifyError::StoredStateDiffers { height, detail: state_difference(&stored, replayer.state()) });
+    }
+    Ok(VerifyReport {
+        chain_id: replayer.genesis().chain_id.clone(),
+        height,
+        head_hash: replayer.tip().hash,
+        state_root: replayer.state_root(),
+        supply: replayer.state().supply(),
+        blocks,
+        txs: replayer.txs(),
+    })
+}
+
+fn state_difference(stored: &State, replayed: &State) -> String {
+    if !stored.accounts().eq(replayed.accounts()) {
+        "accounts".into()
+    } else if !stored.escrows().eq(replayed.escrows()) {
+        "escrows".into()
+    } else if !stored.stakes().eq(replayed.stakes()) {
+        "stakes".into()
+    } else if !stored.used_evidence().eq(replayed.used_evidence()) {
+        "slashing evidence".into()
+    } else {
+        format!("burned {} vs replayed {}", stored.burned(), replayed.burned())
+    }
+}
+
+/// Reading a stored block at a height, for display tools, without loading the state.
+pub fn read_stored_block(dir: &Path, height: u64) -> Result<Option<Block>, StoreError> {
+    let path = dir.join(LEDGER_FILE);
+    if !path.exists() {
+        return Err(StoreError::NotFound(dir.to_owned()));
+    }
+    let db_handle = Database::open(&path).map_err(db_err(&path))?;
+    read_block(&db_handle, &path, height)
+}
+
+/// Helpers for tests that damage a ledger on purpose. Not for production use.
+#[cfg(feature = "test-util")]
+pub mod testing {
+    use super::*;
+
+    /// Which stored record to damage.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Record {
+        /// A block header.
+        Header,
+        /// A block's transaction list.
+        Body,
+    }
+
+    /// The stored length of a record.
+    pub fn record_len(dir: &Path, record: Record, height: u64) -> Result<Option<usize>, StoreError> {
+        let path = dir.join(LEDGER_FILE);
+        let db_handle = Database::open(&path).map_err(db_err(&path))?;
+        let txn = db_handle.begin_read().map_err(db_err(&path))?;
+        let table = txn.open_table(table_of(record)).map_err(db_err(&path))?;
+        Ok(table.get(height).map_err(db_err(&path))?.map(|v| v.value().len()))
+    }
+
+    /// XORs byte `offset` of a stored record with `mask` (non-zero), in place.
+    pub fn flip_byte(dir: &Path, record: Record, height: u64, offset: usize, mask: u8) -> Result<(), StoreError> {
+        let path = dir.join(LEDGER_FILE);
+        let db_handle = Database::open(&path).map_err(db_err(&path))?;
+        let txn = db_handle.begin_write().map_err(db_err(&path))?;
+        {
+            let mut table = txn.open_table(table_of(record)).map_err(db_err(&path))?;
+            let mut bytes = table
+                .get(height)
+                .map_err(db_err(&path))?
+                .map(|v| v.value().to_vec())
+                .ok_or_else(|| StoreError::Corrupt { what: format!("block {height}"), detail: "missing".into() })?;
+            if let Some(byte) = bytes.get_mut(offset) {
+                *byte ^= mask;
+            }
+            table.insert(height, bytes.as_slice()).map_err(db_err(&path))?;
+        }
+        txn.commit().map_err(db_err(&path))?;
+        Ok(())
+    }
+
+    fn table_of(record: Record) -> TableDefinition<'static, u64, &'static [u8]> {
+        match record {
+            Record::Header => HEADERS,
+            Record::Body => BODIES,
+        }
+    }
+}

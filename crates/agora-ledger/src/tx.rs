@@ -1,0 +1,102 @@
+//! Ledger transactions: what a signer can ask the ledger to do.
+//!
+//! A transaction is a [`Signed`] envelope around a [`TxBody`]; the envelope carries the
+//! signer, the chain id and the signer's nonce, and its signature covers all of them under
+//! the domain tag [`TxBody::TAG`]. Who may sign which kind is enforced by
+//! [`crate::apply`], not here.
+
+use agora_core::{AccountId, Amount, Domain, Hash, Signed};
+use serde::{Deserialize, Serialize};
+
+/// A signed ledger transaction.
+pub type Tx = Signed<TxBody>;
+
+/// The longest slash reason accepted, in bytes. Reasons are stored on chain forever, so
+/// they are short explanations that point at the evidence, not the evidence itself.
+pub const MAX_REASON_BYTES: usize = 256;
+
+/// The most payees one release may name, so one transaction's work stays bounded.
+pub const MAX_PAYOUTS: usize = 64;
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxBody {
+    /// Moves `amount` from the signer's balance to `to`.
+    Transfer {
+        /// The recipient.
+        to: AccountId,
+        /// How much, in base units; must be positive.
+        amount: Amount,
+    },
+    /// Locks `amount` of the signer's (the buyer's) balance for order `order_id` until it is
+    /// released to providers or refunded.
+    OpenEscrow {
+        /// The order the budget is for; unique for the life of the chain.
+        order_id: Hash,
+        /// The budget; must be positive.
+        amount: Amount,
+        /// Block timestamp (ms) from which anyone may trigger a refund.
+        deadline_ms: u64,
+    },
+    /// Pays out of an open escrow; market authority only. Each payout's market fee goes to
+    /// the treasury (see [`crate::apply`] for the exact rule).
+    ReleaseEscrow {
+        /// The escrow to pay from.
+        order_id: Hash,
+        /// Gross amounts per payee, fee included; their sum is what leaves the escrow.
+        payouts: Vec<(AccountId, Amount)>,
+    },
+    /// Returns what is left of an escrow to its buyer and closes it. The market authority
+    /// may refund at any time; anyone may once the block timestamp reaches the deadline.
+    RefundEscrow {
+        /// The escrow to refund.
+        order_id: Hash,
+    },
+    /// Moves `amount` of the signer's balance into its bonded stake.
+    Bond {
+        /// How much to bond; must be positive.
+        amount: Amount,
+    },
+    /// Starts unbonding `amount` of the signer's bonded stake; it becomes withdrawable
+    /// `unbonding_period_blocks` blocks later and stays slashable until then.
+    Unbond {
+        /// How much to unbond; must be positive.
+        amount: Amount,
+    },
+    /// Moves every matured unbonding entry of the signer back to its balance.
+    Withdraw,
+    /// Takes `amount` of `provider`'s stake for a proven fault; market authority only. A
+    /// share (genesis `slash_beneficiary_bps`) goes to `beneficiary`, the rest is burnt.
+    Slash {
+        /// Whose stake.
+        provider: AccountId,
+        /// How much; must be positive and at most the provider's bonded plus unbonding stake.
+        amount: Amount,
+        /// The hash of the fault's evidence; each piece of evidence slashes once.
+        evidence: Hash,
+        /// A short human explanation (at most [`MAX_REASON_BYTES`] bytes).
+        reason: String,
+        /// Who receives the beneficiary share, typically the challenger.
+        beneficiary: AccountId,
+    },
+}
+
+impl Domain for TxBody {
+    const TAG: &'static str = "agora/ledger-tx/v1";
+}
+
+impl TxBody {
+    /// A short lowercase name of the kind, for logs and tables.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TxBody::Transfer { .. } => "transfer",
+            TxBody::OpenEscrow { .. } => "open-escrow",
+            TxBody::ReleaseEscrow { .. } => "release-escrow",
+            TxBody::RefundEscrow { .. } => "refund-escrow",
+            TxBody::Bond { .. } => "bond",
+            TxBody::Unbond { .. } => "unbond",
+            TxBody::Withdraw => "withdraw",
+            TxBody::Slash { .. } => "slash",
+        }
+    }
+}
