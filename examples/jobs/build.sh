@@ -47,6 +47,7 @@ build_wasm() { # OUTDIR
     for name in "${JOBS[@]}"; do
         (cd "$HERE" && "$CC" "${COMMON[@]}" "${WASM_FLAGS[@]}" -o "$out/$name.wasm" "$name.c" -lm) ||
             die "building $name.wasm failed"
+        chmod 644 "$out/$name.wasm" # a module, not a host executable
     done
 }
 
