@@ -1,1 +1,58 @@
-//! agora-market (being built).
+//! Agora's market engine: where a buyer's order meets providers' hardware.
+//!
+//! Key components:
+//! - [`resources`] and [`requirements`]: what a provider offers (cpu, memory, disk, GPU
+//!   groups, architecture, features, free-form attributes) and what an order needs
+//!   (minimums, features, attribute rules, reputation, stake, k replicas, distinctness).
+//! - [`ask`] and [`order`]: providers' standing offers, buyers' orders, sealed bids, and
+//!   the matches that reserve capacity until they are completed, failed, cancelled or expire.
+//! - [`pricing`]: the effective price — a bid adjusted by reputation and stake, monotone and
+//!   bounded, in integer math so every node ranks providers identically.
+//! - [`reputation`]: a per-provider score derived only from recorded events, with a prior
+//!   for newcomers, time decay and a confidence measure.
+//! - [`spot`]: the per-class spot price index (volume-weighted, sliding windows).
+//! - [`explain`]: the structured "why no match" answer.
+//! - [`reference`]: a brute-force matcher that the indexed engine is checked against.
+//!
+//! The entry point is [`Market`]: `upsert_ask`, `submit_order` (instant matching),
+//! `open_auction` / `submit_bid` / `close_auction` (reverse auction), `release`,
+//! `explain`, `index` and `record_event`.
+//!
+//! The crate is pure: no I/O, no clock reads, no randomness of its own. Time (`now_ms`) and
+//! seeds are arguments, ties break by a hash of (order id, provider id), and every decision
+//! that picks a winner uses integers only, so any node that replays the same inputs gets the
+//! same matches, prices and index values.
+#![warn(unused_crate_dependencies, missing_docs)]
+
+pub mod ask;
+mod auction;
+mod book;
+mod constraint;
+mod engine;
+pub mod error;
+pub mod explain;
+mod market;
+pub mod order;
+pub mod pricing;
+pub mod reference;
+pub mod reputation;
+pub mod requirements;
+pub mod resources;
+pub mod spot;
+
+pub use ask::{Ask, AskId};
+pub use error::MarketError;
+pub use explain::{ExplainStep, NearMiss, NoMatchExplanation};
+pub use market::{Expired, Limits, Market, MarketConfig, MatchInfo};
+pub use order::{
+    AuctionTerms, Bid, Fill, MatchId, MatchOutcome, Order, OrderId, PricingRule, ReleaseReason,
+    Winner,
+};
+pub use pricing::PricingPolicy;
+pub use reputation::{Reputation, ReputationEvent, ReputationPolicy};
+pub use requirements::{AttributeConstraint, AttributeRule, Requirements};
+pub use resources::{Demand, GpuDemand, GpuGroup, ResourceClass, Resources};
+pub use spot::{DepthLevel, PriceIndex, WindowStats};
+
+#[cfg(test)]
+use serde_json as _;

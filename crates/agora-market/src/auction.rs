@@ -1,0 +1,299 @@
+//! Reverse auctions: an order open for sealed bids during a window, closed into k winners.
+//!
+//! Bids are sealed: nothing in the API reveals them before the close. At the close every
+//! bid is re-checked against the order (its ask may have filled up or lapsed meanwhile),
+//! ranked by effective bid price exactly as instant matching ranks asks, and the first k
+//! distinct providers win; every other bid is dropped. Winners are paid their own bid
+//! (first price) or the uniform (k+1)-th price, see [`PricingRule`].
+
+use std::collections::BTreeMap;
+
+use agora_core::{AccountId, Price};
+
+use crate::constraint::{Constraint, PairView, constraints_of};
+use crate::engine::{self, Candidate};
+use crate::error::MarketError;
+use crate::explain::{self, Pair};
+use crate::market::Market;
+use crate::order::{AuctionTerms, Bid, MatchOutcome, Order, OrderId, PricingRule};
+use crate::resources::ResourceClass;
+
+/// An auction waiting for its close.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenAuction {
+    pub order: Order,
+    pub terms: AuctionTerms,
+    /// One sealed bid per provider, ordered by provider so the close is deterministic.
+    pub bids: BTreeMap<AccountId, Bid>,
+}
+
+impl Market {
+    /// Opens a reverse auction for `order`, taking bids until `terms.closes_ms`.
+    pub fn open_auction(
+        &mut self,
+        order: Order,
+        terms: AuctionTerms,
+        now_ms: u64,
+    ) -> Result<(), MarketError> {
+        self.check_new_order(&order, now_ms)?;
+        if terms.closes_ms <= now_ms {
+            return Err(MarketError::InThePast {
+                what: "auction close".into(),
+                at_ms: terms.closes_ms,
+                now_ms,
+            });
+        }
+        if terms.closes_ms >= order.deadline_ms {
+            return Err(MarketError::ContradictoryConstraints {
+                detail: format!(
+                    "the auction closes at {} ms, not before the order's deadline {} ms",
+                    terms.closes_ms, order.deadline_ms
+                ),
+            });
+        }
+        self.auctions.insert(
+            order.id,
+            OpenAuction {
+                order,
+                terms,
+                bids: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Accepts a sealed bid. The bid's ask must belong to the bidder and qualify for the
+    /// order on everything but free capacity, which is checked at the close.
+    pub fn submit_bid(&mut self, bid: Bid, now_ms: u64) -> Result<(), MarketError> {
+        let auction = self
+            .auctions
+            .get(&bid.order)
+            .ok_or(MarketError::UnknownAuction(bid.order))?;
+        if now_ms >= auction.terms.closes_ms {
+            return Err(MarketError::AuctionClosed {
+                order: bid.order,
+                closes_ms: auction.terms.closes_ms,
+                now_ms,
+            });
+        }
+        if bid.price.0 == 0 {
+            return Err(MarketError::ZeroBid);
+        }
+        if bid.price > auction.order.cap {
+            return Err(MarketError::BidAboveCap {
+                bid: bid.price,
+                cap: auction.order.cap,
+            });
+        }
+        if auction.bids.contains_key(&bid.provider) {
+            return Err(MarketError::DuplicateBid {
+                order: bid.order,
+                provider: bid.provider,
+            });
+        }
+        let lacks = self.bid_lacks(&auction.order, &bid, now_ms)?;
+        if !lacks.is_empty() {
+            return Err(MarketError::BidDoesNotQualify {
+                provider: bid.provider,
+                lacks,
+            });
+        }
+        if let Some(auction) = self.auctions.get_mut(&bid.order) {
+            auction.bids.insert(bid.provider, bid);
+        }
+        Ok(())
+    }
+
+    /// What the bid's ask lacks for the order, leaving out free capacity.
+    fn bid_lacks(&self, order: &Order, bid: &Bid, now_ms: u64) -> Result<Vec<String>, MarketError> {
+        let slot = self
+            .book
+            .slot_of(&bid.ask)
+            .ok_or(MarketError::UnknownAsk(bid.ask))?;
+        let entry = self
+            .book
+            .entry(slot)
+            .filter(|e| e.listed)
+            .ok_or(MarketError::UnknownAsk(bid.ask))?;
+        if entry.ask.provider != bid.provider {
+            return Err(MarketError::NotYourAsk {
+                ask: bid.ask,
+                owner: entry.ask.provider,
+                caller: bid.provider,
+            });
+        }
+        let provider = self.providers.get(entry.provider);
+        let classes = order.demand.classes(self.book.classes.keys());
+        let score_ppm = provider
+            .reputation
+            .score_ppm(now_ms, &self.config.reputation);
+        let static_checks: Vec<Constraint<'_>> = constraints_of(order)
+            .into_iter()
+            .filter(|c| {
+                !matches!(
+                    c,
+                    Constraint::FreeCpu(_)
+                        | Constraint::FreeMemory(_)
+                        | Constraint::FreeDisk(_)
+                        | Constraint::FreeGpus { .. }
+                )
+            })
+            .collect();
+        let mut best: Option<Vec<String>> = None;
+        for class in classes
+            .iter()
+            .filter(|c| entry.ask.prices.contains_key(*c))
+            .map(Some)
+            .chain([None])
+        {
+            let view = PairView {
+                entry,
+                provider,
+                class,
+                price: Some(bid.price),
+                score_ppm,
+                now_ms,
+            };
+            let lacks: Vec<String> = static_checks
+                .iter()
+                .filter(|c| !c.check(&view).ok)
+                .map(Constraint::label)
+                .collect();
+            if best.as_ref().is_none_or(|b| lacks.len() < b.len()) {
+                best = Some(lacks);
+            }
+        }
+        Ok(best.unwrap_or_default())
+    }
+
+    /// Closes the auction for `order`: the k lowest effective bids that still qualify win
+    /// and their capacity is reserved; all other bids are dropped. If fewer than k qualify,
+    /// nothing is reserved and the outcome explains why. Either way the auction is over.
+    pub fn close_auction(
+        &mut self,
+        order: &OrderId,
+        now_ms: u64,
+    ) -> Result<MatchOutcome, MarketError> {
+        let auction = self
+            .auctions
+            .get(order)
+            .ok_or(MarketError::UnknownAuction(*order))?;
+        if now_ms < auction.terms.closes_ms {
+            return Err(MarketError::AuctionStillOpen {
+                order: *order,
+                closes_ms: auction.terms.closes_ms,
+                now_ms,
+            });
+        }
+        let Some(OpenAuction { order, terms, bids }) = self.auctions.remove(order) else {
+            return Err(MarketError::UnknownAuction(*order));
+        };
+        let classes = order.demand.classes(self.book.classes.keys());
+        let mut cands = self.bid_candidates(&order, &classes, &bids, now_ms);
+        engine::rank(&mut cands, &order, &self.book, &self.providers);
+        let picks = engine::pick(&cands, &order, &self.book);
+        if picks.len() < usize::from(order.requirements.replicas) {
+            let pairs = self.bid_pairs(&classes, &bids);
+            let why = explain::explain(&self.parts(), &order, &classes, &pairs, now_ms, "bidders");
+            return Ok(MatchOutcome::NoMatch(why));
+        }
+        let prices = payments(&cands, &picks, terms.rule, order.cap);
+        Ok(MatchOutcome::Filled(
+            self.commit(&order, &classes, &cands, &picks, &prices, now_ms),
+        ))
+    }
+
+    fn bid_candidates(
+        &self,
+        order: &Order,
+        classes: &[ResourceClass],
+        bids: &BTreeMap<AccountId, Bid>,
+        now_ms: u64,
+    ) -> Vec<Candidate> {
+        let mut cands = Vec::with_capacity(bids.len());
+        for bid in bids.values() {
+            let Some(slot) = self.book.slot_of(&bid.ask) else {
+                continue;
+            };
+            let Some(entry) = self.book.entry(slot).filter(|e| e.listed) else {
+                continue;
+            };
+            let provider = self.providers.get(entry.provider);
+            for (i, class) in classes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| entry.ask.prices.contains_key(*c))
+            {
+                if let Some((claim, eff)) = engine::evaluate(
+                    entry,
+                    provider,
+                    order,
+                    bid.price,
+                    class,
+                    now_ms,
+                    &self.config,
+                ) {
+                    cands.push(Candidate::new(
+                        slot,
+                        entry.provider,
+                        i,
+                        bid.price,
+                        eff,
+                        claim,
+                    ));
+                }
+            }
+        }
+        cands
+    }
+
+    fn bid_pairs(&self, classes: &[ResourceClass], bids: &BTreeMap<AccountId, Bid>) -> Vec<Pair> {
+        let mut pairs = Vec::new();
+        for bid in bids.values() {
+            let Some(slot) = self.book.slot_of(&bid.ask) else {
+                continue;
+            };
+            let Some(entry) = self.book.entry(slot) else {
+                continue;
+            };
+            let before = pairs.len();
+            for (i, _) in classes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| entry.ask.prices.contains_key(*c))
+            {
+                pairs.push(Pair {
+                    slot,
+                    class: Some(i),
+                    price: Some(bid.price),
+                });
+            }
+            if pairs.len() == before {
+                pairs.push(Pair {
+                    slot,
+                    class: None,
+                    price: Some(bid.price),
+                });
+            }
+        }
+        pairs
+    }
+}
+
+/// What each winner is paid under `rule`.
+fn payments(ranked: &[Candidate], picks: &[usize], rule: PricingRule, cap: Price) -> Vec<Price> {
+    match rule {
+        PricingRule::FirstPrice => picks.iter().map(|&i| ranked[i].price).collect(),
+        PricingRule::UniformKPlusOne => {
+            let winners: Vec<u32> = picks.iter().map(|&i| ranked[i].provider).collect();
+            let clearing = ranked
+                .iter()
+                .find(|c| !winners.contains(&c.provider))
+                .map_or(cap, |c| c.price);
+            picks
+                .iter()
+                .map(|&i| ranked[i].price.max(clearing).min(cap))
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! "Why no match": a structured account of whom each constraint excluded.
+//!
+//! The explanation cascades through the order's constraints (see `constraint`) in a fixed
+//! order — what the machine is, then the order's terms, then what is free right now — and
+//! after each one counts the providers that still have at least one ask passing every
+//! constraint so far. It also lists the nearest candidates: the asks failing the fewest
+//! constraints, with what each lacks. Its `Display` is one line a person can act on:
+//!
+//! ```text
+//! 0 of 120 providers match: region=eu (31 match) ∧ gpu=A100 (2 of those) ∧ vram ≥ 40 GiB (0 of those; nearest has 24 GiB)
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use agora_core::{AccountId, Price};
+use serde::{Deserialize, Serialize};
+
+use crate::ask::AskId;
+use crate::book::{Book, Providers};
+use crate::constraint::{Constraint, PairView, constraints_of};
+use crate::engine::{Candidate, pick, rank};
+use crate::market::MarketConfig;
+use crate::order::{Order, OrderId};
+use crate::resources::ResourceClass;
+
+/// Nearest candidates listed per explanation.
+const NEAREST: usize = 3;
+
+/// One constraint's effect in the cascade.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainStep {
+    /// The constraint, e.g. `region=eu`.
+    pub constraint: String,
+    /// Providers still matching after this and every earlier constraint.
+    pub remaining: u32,
+    /// Providers this constraint excluded.
+    pub excluded: u32,
+    /// What the nearest excluded candidate has, for measurable constraints.
+    pub nearest_has: Option<String>,
+}
+
+/// A candidate that came close, and what it lacks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearMiss {
+    /// The provider.
+    pub provider: AccountId,
+    /// Its ask.
+    pub ask: AskId,
+    /// Each failed constraint with what the ask has, e.g. `vram ≥ 40 GiB (has 24 GiB)`.
+    pub lacks: Vec<String>,
+}
+
+/// Why an order could not be matched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoMatchExplanation {
+    /// The order.
+    pub order: OrderId,
+    /// Whom the explanation counts: `providers` (instant) or `bidders` (auction).
+    pub scope: String,
+    /// How many were considered.
+    pub total: u32,
+    /// How many could be placed together (at most the replicas needed).
+    pub matching: u32,
+    /// Replicas needed.
+    pub replicas: u16,
+    /// The cascade, one step per constraint that excluded someone.
+    pub steps: Vec<ExplainStep>,
+    /// The closest candidates that failed.
+    pub nearest: Vec<NearMiss>,
+}
+
+/// One (ask, class) pair to explain over, with the price it offers.
+pub(crate) struct Pair {
+    pub slot: u32,
+    pub class: Option<usize>,
+    pub price: Option<Price>,
+}
+
+/// Read access to what an explanation needs.
+pub(crate) struct Parts<'a> {
+    pub book: &'a Book,
+    pub providers: &'a Providers,
+    pub config: &'a MarketConfig,
+}
+
+impl Parts<'_> {
+    fn view<'b>(
+        &'b self,
+        pair: &Pair,
+        classes: &'b [ResourceClass],
+        now_ms: u64,
+    ) -> Option<PairView<'b>> {
+        let entry = self.book.entry(pair.slot)?;
+        let provider = self.providers.get(entry.provider);
+        Some(PairView {
+            entry,
+            provider,
+            class: pair.class.map(|i| &classes[i]),
+            price: pair.price,
+            score_ppm: provider
+                .reputation
+                .score_ppm(now_ms, &self.config.reputation),
+            now_ms,
+        })
+    }
+
+    fn provider_of(&self, pair: &Pair) -> Option<u32> {
+        self.book.entry(pair.slot).map(|e| e.provider)
+    }
+}
+
+/// Explains `order` over `pairs` (all listed asks for instant orders, the bids for auctions).
+pub(crate) fn explain(
+    parts: &Parts<'_>,
+    order: &Order,
+    classes: &[ResourceClass],
+    pairs: &[Pair],
+    now_ms: u64,
+    scope: &str,
+) -> NoMatchExplanation {
+    let constraints = constraints_of(order);
+    let views: Vec<Option<PairView<'_>>> = pairs
+        .iter()
+        .map(|p| parts.view(p, classes, now_ms))
+        .collect();
+    let total = count_providers(parts, pairs, |_| true);
+    let mut alive: Vec<bool> = views.iter().map(Option::is_some).collect();
+    let mut steps = Vec::new();
+    let mut remaining = total;
+    for c in &constraints {
+        let mut nearest: Option<(u64, String)> = None;
+        for (i, view) in views.iter().enumerate() {
+            let Some(view) = view.as_ref().filter(|_| alive[i]) else {
+                continue;
+            };
+            let verdict = c.check(view);
+            if !verdict.ok {
+                alive[i] = false;
+                if let Some(has) = verdict.has
+                    && nearest.as_ref().is_none_or(|n| has.0 > n.0)
+                {
+                    nearest = Some(has);
+                }
+            }
+        }
+        let now_remaining = count_providers(parts, pairs, |i| alive[i]);
+        if now_remaining < remaining {
+            steps.push(ExplainStep {
+                constraint: c.label(),
+                remaining: now_remaining,
+                excluded: remaining - now_remaining,
+                nearest_has: nearest.map(|(_, words)| words),
+            });
+        }
+        remaining = now_remaining;
+    }
+    let matching = placeable(parts, order, pairs, &alive, classes, remaining, &mut steps);
+    NoMatchExplanation {
+        order: order.id,
+        scope: scope.to_owned(),
+        total,
+        matching,
+        replicas: order.requirements.replicas,
+        steps,
+        nearest: nearest(&constraints, pairs, &views),
+    }
+}
+
+/// How many replicas the feasible pairs can fill together; adds a distinctness step when
+/// distinctness is what falls short.
+fn placeable(
+    parts: &Parts<'_>,
+    order: &Order,
+    pairs: &[Pair],
+    alive: &[bool],
+    classes: &[ResourceClass],
+    remaining: u32,
+    steps: &mut Vec<ExplainStep>,
+) -> u32 {
+    let mut cands: Vec<Candidate> = Vec::new();
+    for (pair, _) in pairs.iter().zip(alive).filter(|(_, alive)| **alive) {
+        let (Some(entry), Some(class), Some(price)) =
+            (parts.book.entry(pair.slot), pair.class, pair.price)
+        else {
+            continue;
+        };
+        if let Some(claim) = entry.claim(&order.demand, &classes[class]) {
+            cands.push(Candidate::new(
+                pair.slot,
+                entry.provider,
+                class,
+                price,
+                price,
+                claim,
+            ));
+        }
+    }
+    rank(&mut cands, order, parts.book, parts.providers);
+    let placed = pick(&cands, order, parts.book).len() as u32;
+    if placed < remaining.min(u32::from(order.requirements.replicas)) {
+        let key = order
+            .requirements
+            .distinct_by
+            .as_deref()
+            .unwrap_or("provider");
+        steps.push(ExplainStep {
+            constraint: format!("distinct by {key}"),
+            remaining: placed,
+            excluded: remaining - placed,
+            nearest_has: None,
+        });
+    }
+    placed
+}
+
+fn count_providers(parts: &Parts<'_>, pairs: &[Pair], keep: impl Fn(usize) -> bool) -> u32 {
+    let set: BTreeSet<u32> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .filter_map(|(_, p)| parts.provider_of(p))
+        .collect();
+    set.len() as u32
+}
+
+/// The failing pairs with the fewest failed constraints (then the lowest price), one per provider.
+fn nearest(
+    constraints: &[Constraint<'_>],
+    pairs: &[Pair],
+    views: &[Option<PairView<'_>>],
+) -> Vec<NearMiss> {
+    let mut misses: Vec<(usize, Price, u32, NearMiss)> = Vec::new();
+    for (pair, view) in pairs.iter().zip(views) {
+        let Some(view) = view else { continue };
+        let lacks: Vec<String> = constraints
+            .iter()
+            .filter_map(|c| {
+                let verdict = c.check(view);
+                (!verdict.ok).then(|| match verdict.has {
+                    Some((_, has)) => format!("{} (has {has})", c.label()),
+                    None => c.label(),
+                })
+            })
+            .collect();
+        if lacks.is_empty() {
+            continue;
+        }
+        let miss = NearMiss {
+            provider: view.provider.account,
+            ask: view.entry.ask.id,
+            lacks,
+        };
+        misses.push((
+            miss.lacks.len(),
+            pair.price.unwrap_or(Price(u64::MAX)),
+            pair.slot,
+            miss,
+        ));
+    }
+    misses.sort_by_key(|a| (a.0, a.1, a.2));
+    let mut seen = BTreeSet::new();
+    misses
+        .into_iter()
+        .filter(|m| seen.insert(m.3.provider))
+        .take(NEAREST)
+        .map(|m| m.3)
+        .collect()
+}
+
+impl fmt::Display for NoMatchExplanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} {} match",
+            self.matching, self.total, self.scope
+        )?;
+        if self.replicas > 1 {
+            write!(f, " ({} needed)", self.replicas)?;
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { " ∧ " };
+            let of = if i == 0 { "match" } else { "of those" };
+            write!(f, "{sep}{} ({} {of}", step.constraint, step.remaining)?;
+            if let (0, Some(has)) = (step.remaining, &step.nearest_has) {
+                write!(f, "; nearest has {has}")?;
+            }
+            f.write_str(")")?;
+        }
+        for miss in &self.nearest {
+            write!(
+                f,
+                "\n  nearest: {} {} lacks {}",
+                miss.provider,
+                miss.ask,
+                miss.lacks.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
