@@ -1,0 +1,204 @@
+//! What a job is: a workload, its arguments, environment, inputs and limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_core::{Fuel, Hash};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ExecError;
+
+/// A WebAssembly module named by the blake3 hash of its bytes.
+#[derive(Clone, Debug)]
+pub struct WasmModule {
+    hash: Hash,
+    bytes: Arc<[u8]>,
+}
+
+impl WasmModule {
+    /// Wraps module bytes, hashing them.
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
+        let bytes = bytes.into();
+        WasmModule { hash: Hash::of(&bytes), bytes }
+    }
+
+    /// Wraps module bytes that a job names by `expected`, checking that they hash to it.
+    pub fn with_hash(bytes: impl Into<Arc<[u8]>>, expected: Hash) -> Result<Self, ExecError> {
+        let module = WasmModule::new(bytes);
+        if module.hash != expected {
+            return Err(ExecError::ModuleHashMismatch { expected, actual: module.hash });
+        }
+        Ok(module)
+    }
+
+    /// The content hash of the module.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// The module bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The code a job runs. Only WASM today; container images join later.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Workload {
+    /// A WASI preview-1 command module.
+    Wasm(WasmModule),
+}
+
+/// One named input blob, visible to the job read-only as `/input/<name>`.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// The file name under `/input` (a single path component).
+    pub name: String,
+    /// The content.
+    pub bytes: Arc<[u8]>,
+}
+
+/// Resource limits of one job. Fuel is part of the result (it is billed); the others are
+/// ceilings whose breach fails the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Fuel budget (1 compute unit = 10⁹ fuel).
+    pub fuel: Fuel,
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Largest total table size, in elements.
+    pub table_elements: u64,
+    /// Largest total of bytes written to `/output`.
+    pub output_bytes: u64,
+    /// Most files and directories created under `/output`.
+    pub output_files: u64,
+    /// Bytes of stdout kept; the rest is dropped and the capture is marked truncated.
+    pub stdout_bytes: u64,
+    /// Bytes of stderr kept; the rest is dropped and the capture is marked truncated.
+    pub stderr_bytes: u64,
+    /// Wall-clock safety net; fuel is the real limit.
+    pub wall_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 10 compute units, 256 MiB memory, 64 MiB of outputs in at most 1024 files, 1 MiB of
+    /// stdout and of stderr, and a 5-minute wall-clock safety net.
+    fn default() -> Self {
+        Limits {
+            fuel: Fuel::compute_units(10),
+            memory_bytes: 256 << 20,
+            table_elements: 100_000,
+            output_bytes: 64 << 20,
+            output_files: 1024,
+            stdout_bytes: 1 << 20,
+            stderr_bytes: 1 << 20,
+            wall_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Everything needed to run one job.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    /// The job's id; seeds the virtual clocks and random source so that reruns match.
+    pub job_id: Hash,
+    /// The code to run.
+    pub workload: Workload,
+    /// Arguments after the program name (`argv[1..]`).
+    pub args: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<(String, String)>,
+    /// Input blobs, visible under `/input`.
+    pub inputs: Vec<Input>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl JobSpec {
+    /// A job running `module` with no arguments, no inputs and default limits.
+    pub fn new(job_id: Hash, module: WasmModule) -> Self {
+        JobSpec {
+            job_id,
+            workload: Workload::Wasm(module),
+            args: Vec::new(),
+            env: Vec::new(),
+            inputs: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Checks what can be checked without running: input names and limits.
+    pub fn validate(&self) -> Result<(), ExecError> {
+        let mut names: Vec<&str> = Vec::with_capacity(self.inputs.len());
+        for input in &self.inputs {
+            validate_input_name(&input.name)?;
+            if names.contains(&input.name.as_str()) {
+                return Err(ExecError::InvalidJob(format!("input `{}` is given twice", input.name)));
+            }
+            names.push(&input.name);
+        }
+        for (key, _) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(ExecError::InvalidJob(format!(
+                    "environment variable name {key:?} must be non-empty without `=` or NUL"
+                )));
+            }
+        }
+        if self.limits.fuel.0 == 0 {
+            return Err(ExecError::InvalidJob("the fuel limit must be above zero".into()));
+        }
+        if self.limits.wall_timeout.is_zero() {
+            return Err(ExecError::InvalidJob("the wall-clock timeout must be above zero".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An input name must be one plain path component, so it cannot escape `/input`.
+fn validate_input_name(name: &str) -> Result<(), ExecError> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\', '\0'])
+        || name.len() > 255;
+    if bad {
+        return Err(ExecError::InvalidJob(format!(
+            "input name {name:?} must be a single file name (no `/`, `..` or NUL, at most 255 bytes)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_hash_is_checked() {
+        let good = WasmModule::new(b"abc".to_vec());
+        assert_eq!(good.hash(), Hash::of(b"abc"));
+        let err = WasmModule::with_hash(b"abc".to_vec(), Hash::of(b"abd")).unwrap_err();
+        assert!(matches!(err, ExecError::ModuleHashMismatch { .. }));
+    }
+
+    #[test]
+    fn input_names_cannot_escape() {
+        for bad in ["", ".", "..", "a/b", "../x", "a\0b"] {
+            assert!(validate_input_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_input_name("data.csv").is_ok());
+    }
+
+    #[test]
+    fn duplicate_inputs_and_zero_fuel_are_rejected() {
+        let mut job = JobSpec::new(Hash::ZERO, WasmModule::new(b"x".to_vec()));
+        let input = Input { name: "a".into(), bytes: Arc::from(&b"1"[..]) };
+        job.inputs = vec![input.clone(), input];
+        assert!(job.validate().is_err());
+        job.inputs.pop();
+        assert!(job.validate().is_ok());
+        job.limits.fuel = Fuel(0);
+        assert!(job.validate().is_err());
+    }
+}

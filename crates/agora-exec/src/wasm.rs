@@ -1,0 +1,225 @@
+//! [`WasmExecutor`]: runs WASI preview-1 command modules under the deterministic profile.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_core::{Fuel, Hash};
+use wasmtime::{Engine, Linker, Module, Store, Trap, WasmBacktrace};
+use wasmtime_wasi::I32Exit;
+
+use crate::Executor;
+use crate::cache::{Lookup, ModuleCache};
+use crate::error::ExecError;
+use crate::job::{JobSpec, Limits, WasmModule, Workload};
+use crate::outcome::{Outcome, result_digest};
+use crate::profile::{MAX_WASM_STACK, Profile};
+use crate::sandbox::dirs::JobDirs;
+use crate::sandbox::hostcalls;
+use crate::sandbox::{self, Captures, JobState};
+use crate::ticker::{EpochTicker, ticks_for};
+
+/// How an executor is set up.
+#[derive(Clone, Debug)]
+pub struct ExecConfig {
+    /// Where compiled modules are cached on disk; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Where per-job temporary directories are made; `None` uses the system temp dir.
+    pub work_dir: Option<PathBuf>,
+    /// Engine settings; [`Profile::DETERMINISTIC`] for real jobs.
+    pub profile: Profile,
+    /// Limits given to jobs made with [`WasmExecutor::job`].
+    pub default_limits: Limits,
+    /// Most compiled modules kept in memory.
+    pub memory_cache_entries: usize,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            cache_dir: None,
+            work_dir: None,
+            profile: Profile::DETERMINISTIC,
+            default_limits: Limits::default(),
+            memory_cache_entries: 64,
+        }
+    }
+}
+
+/// Runs WASM jobs. One per process is enough: it is `Send + Sync`, shares compiled code
+/// between threads, and gives every job a fresh store and fresh directories.
+pub struct WasmExecutor {
+    engine: Engine,
+    linker: Arc<Linker<JobState>>,
+    trampoline: Module,
+    cache: ModuleCache,
+    config: ExecConfig,
+    // Declared last so it stops after the rest is dropped; it only holds an engine clone.
+    _ticker: EpochTicker,
+}
+
+impl WasmExecutor {
+    /// Creates the engine, the linker, the module cache and the epoch ticker.
+    pub fn new(config: ExecConfig) -> Result<Self, ExecError> {
+        let engine = config.profile.engine()?;
+        let linker = sandbox::linker(&engine)?;
+        let cache = ModuleCache::new(
+            &engine,
+            &config.profile,
+            &linker,
+            config.cache_dir.clone(),
+            config.memory_cache_entries,
+        )?;
+        let trampoline = hostcalls::trampoline(&engine).map_err(|err| ExecError::Engine {
+            context: "compiling the WASI trampoline",
+            message: format!("{err:#}"),
+        })?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        Ok(WasmExecutor {
+            engine,
+            linker: Arc::new(linker),
+            trampoline,
+            cache,
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    /// The executor's configuration.
+    pub fn config(&self) -> &ExecConfig {
+        &self.config
+    }
+
+    /// A job running `module` with this executor's default limits.
+    pub fn job(&self, job_id: Hash, module: WasmModule) -> JobSpec {
+        let mut job = JobSpec::new(job_id, module);
+        job.limits = self.config.default_limits;
+        job
+    }
+
+    /// Compiles (or loads) and validates `module` without running it, so that a later job
+    /// starts from the cache. Returns the time spent.
+    pub fn prepare(&self, module: &WasmModule) -> Result<Duration, ExecError> {
+        Ok(self.cache.get(&self.engine, &self.linker, module)?.load_time)
+    }
+
+    /// Compiles `module` from scratch, bypassing every cache; for measuring compile time.
+    pub fn compile_uncached(&self, module: &WasmModule) -> Result<Duration, ExecError> {
+        let started = Instant::now();
+        ModuleCache::compile_uncached(&self.engine, module)?;
+        Ok(started.elapsed())
+    }
+
+    fn run_wasm(&self, job: &JobSpec, module: &WasmModule) -> Result<Outcome, ExecError> {
+        job.validate()?;
+        let Lookup { prepared, source, .. } = self.cache.get(&self.engine, &self.linker, module)?;
+        let dirs = JobDirs::create(self.config.work_dir.as_deref(), &job.inputs)?;
+        let ticks = ticks_for(job.limits.wall_timeout);
+        let metered = self.config.profile.fuel;
+        let (mut store, captures) =
+            sandbox::store(&self.engine, job, &dirs, ticks, metered)?;
+        let started = Instant::now();
+        let result = start(&prepared.pre, &self.trampoline, &self.linker, &mut store);
+        let wall_time = started.elapsed();
+        let fuel_used = if metered { fuel_used(&store, job.limits.fuel) } else { Fuel(0) };
+        let exit_code = exit_code(result, &store, &job.limits, fuel_used)?;
+        let peak_memory_bytes = store.data().limiter.peak_memory();
+        // The store holds the preopened directory handles: close them before reading.
+        drop(store);
+        let outputs = dirs.collect_outputs(&job.limits)?;
+        let Captures { stdout, stderr } = captures;
+        let (stdout, stderr) = (stdout.finish("stdout"), stderr.finish("stderr"));
+        let digest = result_digest(exit_code, &stdout.data, &stderr.data, &outputs);
+        Ok(Outcome {
+            job_id: job.job_id,
+            module_hash: module.hash(),
+            exit_code,
+            stdout,
+            stderr,
+            outputs,
+            fuel_used,
+            compute_units: fuel_used.as_compute_units_f64(),
+            wall_time,
+            peak_memory_bytes,
+            module_source: source,
+            digest,
+        })
+    }
+}
+
+impl Executor for WasmExecutor {
+    fn kind(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn run(&self, job: &JobSpec) -> Result<Outcome, ExecError> {
+        match &job.workload {
+            Workload::Wasm(module) => self.run_wasm(job, module),
+        }
+    }
+}
+
+/// Instantiates the module, attaches its WASI trampoline and calls `_start`.
+fn start(
+    pre: &wasmtime::InstancePre<JobState>,
+    trampoline: &Module,
+    linker: &Linker<JobState>,
+    store: &mut Store<JobState>,
+) -> wasmtime::Result<()> {
+    let instance = pre.instantiate(&mut *store)?;
+    hostcalls::attach(trampoline, linker, store, &instance)?;
+    let entry = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+    entry.call(&mut *store, ())
+}
+
+fn fuel_used(store: &Store<JobState>, limit: Fuel) -> Fuel {
+    // get_fuel only fails when fuel is off, which the caller has ruled out.
+    let remaining = store.get_fuel().unwrap_or(limit.0);
+    Fuel(limit.0.saturating_sub(remaining))
+}
+
+/// Turns how `_start` ended into an exit code, or the typed error it deserves. Limits the
+/// host recorded come first: their traps are only the means of stopping the job.
+fn exit_code(
+    result: wasmtime::Result<()>,
+    store: &Store<JobState>,
+    limits: &Limits,
+    fuel_used: Fuel,
+) -> Result<i32, ExecError> {
+    let Err(err) = result else { return Ok(0) };
+    let state = store.data();
+    if let Some(breach) = state.limiter.breach() {
+        return Err(match breach {
+            sandbox::limiter::LimitBreach::Memory { requested, limit } => {
+                ExecError::MemoryLimit { what: "memory", requested, limit }
+            }
+            sandbox::limiter::LimitBreach::Table { requested, limit } => {
+                ExecError::MemoryLimit { what: "table", requested, limit }
+            }
+        });
+    }
+    if state.output.breached {
+        return Err(ExecError::OutputLimit {
+            written: state.output.written,
+            files: state.output.created,
+            limit: limits.output_bytes,
+            max_files: limits.output_files,
+        });
+    }
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return Ok(exit.0);
+    }
+    let detail = err.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Err(ExecError::OutOfFuel { fuel_used }),
+        Some(Trap::Interrupt) => Err(ExecError::Timeout { limit: limits.wall_timeout, fuel_used }),
+        Some(Trap::StackOverflow) => Err(ExecError::StackOverflow { max_stack: MAX_WASM_STACK }),
+        Some(trap) => Err(ExecError::Trap { code: trap.to_string(), detail, fuel_used }),
+        // A host function refused the call (e.g. an oversized random request): the job's fault.
+        None => Err(ExecError::Trap {
+            code: "host function error".into(),
+            detail: Some(format!("{err:#}")),
+            fuel_used,
+        }),
+    }
+}
