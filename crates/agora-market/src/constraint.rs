@@ -65,12 +65,14 @@ impl Verdict {
     }
 }
 
-/// The order's constraints, in the order the explanation cascades through them: what the
-/// machine is first, then terms, then what is free right now.
+/// The order's constraints, in the order the explanation cascades through them: where and
+/// what the machine is first (attributes, class, features, GPUs), then the order's terms,
+/// then what is free right now.
 pub(crate) fn constraints_of(order: &Order) -> Vec<Constraint<'_>> {
     let req = &order.requirements;
-    let mut out = vec![Constraint::Serves(&order.demand), Constraint::Live];
+    let mut out = vec![Constraint::Live];
     out.extend(req.attributes.iter().map(Constraint::Attribute));
+    out.push(Constraint::Serves(&order.demand));
     out.extend(req.features.iter().map(|f| Constraint::Feature(f)));
     if let Some(arch) = &req.arch {
         out.push(Constraint::Arch(arch));

@@ -181,7 +181,9 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// Millicores in a short human form: `2 cores`, `1.5 cores`, `250m`.
 pub fn human_cpu(millis: u64) -> String {
-    if millis >= 1000 && millis.is_multiple_of(1000) {
+    if millis == 1000 {
+        "1 core".into()
+    } else if millis >= 1000 && millis.is_multiple_of(1000) {
         format!("{} cores", millis / 1000)
     } else if millis >= 1000 {
         format!("{:.1} cores", millis as f64 / 1000.0)
