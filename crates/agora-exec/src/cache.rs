@@ -83,7 +83,9 @@ impl ModuleCache {
 
     fn memory(&self) -> MutexGuard<'_, MemoryCache> {
         // Each update leaves the maps consistent, so a poisoned lock is still usable.
-        self.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The prepared module for `module`, from memory, disk, or a fresh compile.
@@ -108,13 +110,18 @@ impl ModuleCache {
         let prepared = Arc::new(self.prepare(linker, module.hash(), &compiled)?);
         let load_time = started.elapsed();
         self.remember(Arc::clone(&prepared));
-        Ok(Lookup { prepared, source, load_time })
+        Ok(Lookup {
+            prepared,
+            source,
+            load_time,
+        })
     }
 
     /// Compiles without touching any cache (for measuring compile time).
     pub fn compile_uncached(engine: &Engine, module: &WasmModule) -> Result<Module, ExecError> {
-        Module::new(engine, module.bytes())
-            .map_err(|err| ExecError::MalformedModule { reason: format!("{err:#}") })
+        Module::new(engine, module.bytes()).map_err(|err| ExecError::MalformedModule {
+            reason: format!("{err:#}"),
+        })
     }
 
     fn entry_path(&self, hash: Hash) -> Option<PathBuf> {
@@ -160,10 +167,15 @@ impl ModuleCache {
     ) -> Result<Prepared, ExecError> {
         check_imports(module, &self.wasi_names)?;
         check_start(module)?;
-        let pre = linker.instantiate_pre(module).map_err(|err| ExecError::MalformedModule {
-            reason: format!("its imports do not match the WASI preview-1 signatures: {err:#}"),
-        })?;
-        Ok(Prepared { module_hash: hash, pre })
+        let pre = linker
+            .instantiate_pre(module)
+            .map_err(|err| ExecError::MalformedModule {
+                reason: format!("its imports do not match the WASI preview-1 signatures: {err:#}"),
+            })?;
+        Ok(Prepared {
+            module_hash: hash,
+            pre,
+        })
     }
 
     fn remember(&self, prepared: Arc<Prepared>) {

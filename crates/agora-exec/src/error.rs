@@ -30,7 +30,9 @@ pub enum ExecError {
         actual: Hash,
     },
     /// The module has no `_start` function, so it is not a WASI command.
-    #[error("module has no `_start` export: build it as a WASI command (a `main` function), not a reactor or library")]
+    #[error(
+        "module has no `_start` export: build it as a WASI command (a `main` function), not a reactor or library"
+    )]
     MissingStart,
     /// The module imports something the sandbox does not provide.
     #[error(
@@ -101,7 +103,9 @@ pub enum ExecError {
         max_files: u64,
     },
     /// The job ran past its wall-clock timeout (the safety net behind the fuel limit).
-    #[error("timeout: the job ran longer than {limit:?} of wall-clock time; raise the timeout or give it less work")]
+    #[error(
+        "timeout: the job ran longer than {limit:?} of wall-clock time; raise the timeout or give it less work"
+    )]
     Timeout {
         /// The configured timeout.
         limit: Duration,
@@ -139,7 +143,10 @@ pub enum ExecError {
 impl ExecError {
     /// Wraps a host I/O error with what the host was doing.
     pub(crate) fn host(context: impl Into<String>, source: std::io::Error) -> Self {
-        ExecError::Host { context: context.into(), source }
+        ExecError::Host {
+            context: context.into(),
+            source,
+        }
     }
 
     /// A short, stable name for the kind of failure (for JSON output and metrics).

@@ -19,14 +19,20 @@ impl WasmModule {
     /// Wraps module bytes, hashing them.
     pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
         let bytes = bytes.into();
-        WasmModule { hash: Hash::of(&bytes), bytes }
+        WasmModule {
+            hash: Hash::of(&bytes),
+            bytes,
+        }
     }
 
     /// Wraps module bytes that a job names by `expected`, checking that they hash to it.
     pub fn with_hash(bytes: impl Into<Arc<[u8]>>, expected: Hash) -> Result<Self, ExecError> {
         let module = WasmModule::new(bytes);
         if module.hash != expected {
-            return Err(ExecError::ModuleHashMismatch { expected, actual: module.hash });
+            return Err(ExecError::ModuleHashMismatch {
+                expected,
+                actual: module.hash,
+            });
         }
         Ok(module)
     }
@@ -134,7 +140,10 @@ impl JobSpec {
         for input in &self.inputs {
             validate_input_name(&input.name)?;
             if names.contains(&input.name.as_str()) {
-                return Err(ExecError::InvalidJob(format!("input `{}` is given twice", input.name)));
+                return Err(ExecError::InvalidJob(format!(
+                    "input `{}` is given twice",
+                    input.name
+                )));
             }
             names.push(&input.name);
         }
@@ -146,10 +155,14 @@ impl JobSpec {
             }
         }
         if self.limits.fuel.0 == 0 {
-            return Err(ExecError::InvalidJob("the fuel limit must be above zero".into()));
+            return Err(ExecError::InvalidJob(
+                "the fuel limit must be above zero".into(),
+            ));
         }
         if self.limits.wall_timeout.is_zero() {
-            return Err(ExecError::InvalidJob("the wall-clock timeout must be above zero".into()));
+            return Err(ExecError::InvalidJob(
+                "the wall-clock timeout must be above zero".into(),
+            ));
         }
         Ok(())
     }
@@ -193,7 +206,10 @@ mod tests {
     #[test]
     fn duplicate_inputs_and_zero_fuel_are_rejected() {
         let mut job = JobSpec::new(Hash::ZERO, WasmModule::new(b"x".to_vec()));
-        let input = Input { name: "a".into(), bytes: Arc::from(&b"1"[..]) };
+        let input = Input {
+            name: "a".into(),
+            bytes: Arc::from(&b"1"[..]),
+        };
         job.inputs = vec![input.clone(), input];
         assert!(job.validate().is_err());
         job.inputs.pop();

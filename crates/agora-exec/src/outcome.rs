@@ -77,7 +77,11 @@ impl Captured {
             );
             kept.extend_from_slice(marker.as_bytes());
         }
-        Captured { data: kept, total_bytes, truncated }
+        Captured {
+            data: kept,
+            total_bytes,
+            truncated,
+        }
     }
 
     /// The captured bytes as text, with invalid UTF-8 replaced.
@@ -133,7 +137,10 @@ mod text_or_hex {
         }
         match std::str::from_utf8(bytes) {
             Ok(text) => Repr::Text(text.to_owned()).serialize(serializer),
-            Err(_) => Repr::Hex { hex: hex::encode(bytes) }.serialize(serializer),
+            Err(_) => Repr::Hex {
+                hex: hex::encode(bytes),
+            }
+            .serialize(serializer),
         }
     }
 
@@ -165,11 +172,23 @@ mod tests {
     fn digest_ignores_output_order_but_not_content() {
         let a = [file("a", b"1"), file("b", b"2")];
         let b = [file("b", b"2"), file("a", b"1")];
-        assert_eq!(result_digest(0, b"x", b"", &a), result_digest(0, b"x", b"", &b));
+        assert_eq!(
+            result_digest(0, b"x", b"", &a),
+            result_digest(0, b"x", b"", &b)
+        );
         let c = [file("a", b"1"), file("b", b"3")];
-        assert_ne!(result_digest(0, b"x", b"", &a), result_digest(0, b"x", b"", &c));
-        assert_ne!(result_digest(0, b"x", b"", &a), result_digest(1, b"x", b"", &a));
-        assert_ne!(result_digest(0, b"x", b"", &a), result_digest(0, b"", b"x", &a));
+        assert_ne!(
+            result_digest(0, b"x", b"", &a),
+            result_digest(0, b"x", b"", &c)
+        );
+        assert_ne!(
+            result_digest(0, b"x", b"", &a),
+            result_digest(1, b"x", b"", &a)
+        );
+        assert_ne!(
+            result_digest(0, b"x", b"", &a),
+            result_digest(0, b"", b"x", &a)
+        );
     }
 
     #[test]
@@ -185,7 +204,11 @@ mod tests {
     #[test]
     fn captured_json_round_trips_text_and_binary() {
         for data in [b"hello\n".to_vec(), vec![0xff, 0x00, 0x80]] {
-            let c = Captured { total_bytes: data.len() as u64, data, truncated: false };
+            let c = Captured {
+                total_bytes: data.len() as u64,
+                data,
+                truncated: false,
+            };
             let json = serde_json::to_string(&c).unwrap();
             assert_eq!(serde_json::from_str::<Captured>(&json).unwrap(), c);
         }

@@ -39,7 +39,10 @@ pub struct Profile {
 
 impl Profile {
     /// The profile every real job runs under.
-    pub const DETERMINISTIC: Profile = Profile { fuel: true, nan_canonicalization: true };
+    pub const DETERMINISTIC: Profile = Profile {
+        fuel: true,
+        nan_canonicalization: true,
+    };
 
     /// Builds the wasmtime configuration of this profile.
     pub fn config(&self) -> Config {

@@ -22,7 +22,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub fn ticks_for(timeout: Duration) -> u64 {
     let tick = EPOCH_TICK.as_nanos();
     let ticks = timeout.as_nanos().div_ceil(tick);
-    u64::try_from(ticks).unwrap_or(u64::MAX - 1).saturating_add(1)
+    u64::try_from(ticks)
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
 }
 
 /// A running ticker; dropping it stops and joins the thread.
@@ -46,7 +48,10 @@ impl EpochTicker {
                 }
             })
             .map_err(|e| ExecError::host("starting the epoch ticker thread", e))?;
-        Ok(EpochTicker { stop, thread: Some(thread) })
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -100,7 +100,10 @@ impl WasmExecutor {
     /// Compiles (or loads) and validates `module` without running it, so that a later job
     /// starts from the cache. Returns the time spent.
     pub fn prepare(&self, module: &WasmModule) -> Result<Duration, ExecError> {
-        Ok(self.cache.get(&self.engine, &self.linker, module)?.load_time)
+        Ok(self
+            .cache
+            .get(&self.engine, &self.linker, module)?
+            .load_time)
     }
 
     /// Compiles `module` from scratch, bypassing every cache; for measuring compile time.
@@ -112,16 +115,21 @@ impl WasmExecutor {
 
     fn run_wasm(&self, job: &JobSpec, module: &WasmModule) -> Result<Outcome, ExecError> {
         job.validate()?;
-        let Lookup { prepared, source, .. } = self.cache.get(&self.engine, &self.linker, module)?;
+        let Lookup {
+            prepared, source, ..
+        } = self.cache.get(&self.engine, &self.linker, module)?;
         let dirs = JobDirs::create(self.config.work_dir.as_deref(), &job.inputs)?;
         let ticks = ticks_for(job.limits.wall_timeout);
         let metered = self.config.profile.fuel;
-        let (mut store, captures) =
-            sandbox::store(&self.engine, job, &dirs, ticks, metered)?;
+        let (mut store, captures) = sandbox::store(&self.engine, job, &dirs, ticks, metered)?;
         let started = Instant::now();
         let result = start(&prepared.pre, &self.trampoline, &self.linker, &mut store);
         let wall_time = started.elapsed();
-        let fuel_used = if metered { fuel_used(&store, job.limits.fuel) } else { Fuel(0) };
+        let fuel_used = if metered {
+            fuel_used(&store, job.limits.fuel)
+        } else {
+            Fuel(0)
+        };
         let exit_code = exit_code(result, &store, &job.limits, fuel_used)?;
         let peak_memory_bytes = store.data().limiter.peak_memory();
         // The store holds the preopened directory handles: close them before reading.
@@ -190,12 +198,16 @@ fn exit_code(
     let state = store.data();
     if let Some(breach) = state.limiter.breach() {
         return Err(match breach {
-            sandbox::limiter::LimitBreach::Memory { requested, limit } => {
-                ExecError::MemoryLimit { what: "memory", requested, limit }
-            }
-            sandbox::limiter::LimitBreach::Table { requested, limit } => {
-                ExecError::MemoryLimit { what: "table", requested, limit }
-            }
+            sandbox::limiter::LimitBreach::Memory { requested, limit } => ExecError::MemoryLimit {
+                what: "memory",
+                requested,
+                limit,
+            },
+            sandbox::limiter::LimitBreach::Table { requested, limit } => ExecError::MemoryLimit {
+                what: "table",
+                requested,
+                limit,
+            },
         });
     }
     if state.output.breached {
@@ -212,9 +224,18 @@ fn exit_code(
     let detail = err.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Err(ExecError::OutOfFuel { fuel_used }),
-        Some(Trap::Interrupt) => Err(ExecError::Timeout { limit: limits.wall_timeout, fuel_used }),
-        Some(Trap::StackOverflow) => Err(ExecError::StackOverflow { max_stack: MAX_WASM_STACK }),
-        Some(trap) => Err(ExecError::Trap { code: trap.to_string(), detail, fuel_used }),
+        Some(Trap::Interrupt) => Err(ExecError::Timeout {
+            limit: limits.wall_timeout,
+            fuel_used,
+        }),
+        Some(Trap::StackOverflow) => Err(ExecError::StackOverflow {
+            max_stack: MAX_WASM_STACK,
+        }),
+        Some(trap) => Err(ExecError::Trap {
+            code: trap.to_string(),
+            detail,
+            fuel_used,
+        }),
         // A host function refused the call (e.g. an oversized random request): the job's fault.
         None => Err(ExecError::Trap {
             code: "host function error".into(),

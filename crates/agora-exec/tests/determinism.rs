@@ -36,11 +36,17 @@ fn clocks_and_random_are_seeded_by_the_job_id() {
     let a1 = executor.run(&job(module(ENTROPY), "job-a")).unwrap();
     let a2 = executor.run(&job(module(ENTROPY), "job-a")).unwrap();
     let b = executor.run(&job(module(ENTROPY), "job-b")).unwrap();
-    assert_eq!(a1.exit_code, 0, "virtual sleep must advance the monotonic clock");
+    assert_eq!(
+        a1.exit_code, 0,
+        "virtual sleep must advance the monotonic clock"
+    );
     assert_eq!(a1.stdout, a2.stdout);
     assert_eq!(a1.digest, a2.digest);
     assert_eq!(a1.fuel_used, a2.fuel_used);
-    assert_ne!(a1.stdout, b.stdout, "another job id sees other random bytes and time");
+    assert_ne!(
+        a1.stdout, b.stdout,
+        "another job id sees other random bytes and time"
+    );
     let realtime = u64::from_le_bytes(a1.stdout.data[16..24].try_into().unwrap());
     assert!((1_735_689_600_000_000_000..1_735_776_000_000_000_000).contains(&realtime));
 }
@@ -60,12 +66,21 @@ fn results_and_fuel_repeat_and_the_cache_is_used() {
 #[test]
 fn disk_cache_survives_a_new_executor() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ExecConfig { cache_dir: Some(dir.path().to_owned()), ..ExecConfig::default() };
-    let first = WasmExecutor::new(config.clone()).unwrap().run(&cat_job("disk")).unwrap();
+    let config = ExecConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..ExecConfig::default()
+    };
+    let first = WasmExecutor::new(config.clone())
+        .unwrap()
+        .run(&cat_job("disk"))
+        .unwrap();
     assert_eq!(first.module_source, ModuleSource::Compiled);
     let entries = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(entries, 1, "one compiled module on disk");
-    let second = WasmExecutor::new(config).unwrap().run(&cat_job("disk")).unwrap();
+    let second = WasmExecutor::new(config)
+        .unwrap()
+        .run(&cat_job("disk"))
+        .unwrap();
     assert_eq!(second.module_source, ModuleSource::DiskCache);
     assert_eq!(first.digest, second.digest);
     assert_eq!(first.fuel_used, second.fuel_used);
@@ -79,7 +94,9 @@ fn one_executor_serves_many_threads() {
         .map(|_| {
             let executor = Arc::clone(&executor);
             std::thread::spawn(move || {
-                (0..10).map(|_| assert_normal_job_runs(&executor).digest).collect::<Vec<_>>()
+                (0..10)
+                    .map(|_| assert_normal_job_runs(&executor).digest)
+                    .collect::<Vec<_>>()
             })
         })
         .collect();

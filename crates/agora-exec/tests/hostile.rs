@@ -25,7 +25,8 @@ fn infinite_loop_stops_at_the_fuel_limit() {
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
     let executor = executor();
-    let bomb = module(r#"(func (export "_start") (loop (drop (memory.grow (i32.const 16))) (br 0)))"#);
+    let bomb =
+        module(r#"(func (export "_start") (loop (drop (memory.grow (i32.const 16))) (br 0)))"#);
     let err = executor.run(&job(bomb, "bomb")).unwrap_err();
     assert!(
         matches!(err, ExecError::MemoryLimit { what: "memory", limit, .. } if limit == 16 << 20),
@@ -99,7 +100,12 @@ fn huge_stdout_is_truncated_with_a_marker() {
     let outcome = executor.run(&job).unwrap();
     assert!(outcome.stdout.truncated);
     assert_eq!(outcome.stdout.total_bytes, 6_000_000);
-    assert!(outcome.stdout.text().ends_with("[agora: stdout truncated: 4096 of 6000000 bytes kept]\n"));
+    assert!(
+        outcome
+            .stdout
+            .text()
+            .ends_with("[agora: stdout truncated: 4096 of 6000000 bytes kept]\n")
+    );
     assert_normal_job_runs(&executor);
 }
 
@@ -121,9 +127,19 @@ const DENIALS: [i32; 5] = [76, 63, 2, 8, 69];
 #[test]
 fn reading_outside_input_is_refused() {
     let executor = executor();
-    for (fd, path) in [(3, "../../../../etc/passwd"), (3, "/etc/passwd"), (5, "etc/passwd")] {
-        let outcome = executor.run(&job(open_and_exit(fd, path, 0), path)).unwrap();
-        assert!(DENIALS.contains(&outcome.exit_code), "{path}: errno {}", outcome.exit_code);
+    for (fd, path) in [
+        (3, "../../../../etc/passwd"),
+        (3, "/etc/passwd"),
+        (5, "etc/passwd"),
+    ] {
+        let outcome = executor
+            .run(&job(open_and_exit(fd, path, 0), path))
+            .unwrap();
+        assert!(
+            DENIALS.contains(&outcome.exit_code),
+            "{path}: errno {}",
+            outcome.exit_code
+        );
     }
     assert_normal_job_runs(&executor);
 }
@@ -132,10 +148,20 @@ fn reading_outside_input_is_refused() {
 fn writing_outside_output_is_refused() {
     let executor = executor();
     let escape = "agora-escape-test-file";
-    let cases = [(4, format!("../../{escape}")), (3, "new.txt".to_string()), (4, format!("/tmp/{escape}"))];
+    let cases = [
+        (4, format!("../../{escape}")),
+        (3, "new.txt".to_string()),
+        (4, format!("/tmp/{escape}")),
+    ];
     for (fd, path) in cases {
-        let outcome = executor.run(&job(open_and_exit(fd, &path, 1), &path)).unwrap();
-        assert!(DENIALS.contains(&outcome.exit_code), "{path}: errno {}", outcome.exit_code);
+        let outcome = executor
+            .run(&job(open_and_exit(fd, &path, 1), &path))
+            .unwrap();
+        assert!(
+            DENIALS.contains(&outcome.exit_code),
+            "{path}: errno {}",
+            outcome.exit_code
+        );
         assert!(outcome.outputs.is_empty());
     }
     assert!(!std::env::temp_dir().join(escape).exists());
@@ -146,7 +172,9 @@ fn writing_outside_output_is_refused() {
 fn unknown_host_function_is_named() {
     let executor = executor();
     let wat = r#"(module (import "env" "steal_keys" (func)) (func (export "_start")))"#;
-    let err = executor.run(&job(WasmModule::new(wat::parse_str(wat).unwrap()), "imp")).unwrap_err();
+    let err = executor
+        .run(&job(WasmModule::new(wat::parse_str(wat).unwrap()), "imp"))
+        .unwrap_err();
     match &err {
         ExecError::UnsupportedImport { module, name } => {
             assert_eq!((module.as_str(), name.as_str()), ("env", "steal_keys"));
@@ -154,9 +182,14 @@ fn unknown_host_function_is_named() {
         other => panic!("expected unsupported import, got {other}"),
     }
     assert!(err.to_string().contains("env::steal_keys"));
-    let wasi_typo = r#"(module (import "wasi_snapshot_preview1" "sock_open" (func)) (func (export "_start")))"#;
-    let err =
-        executor.run(&job(WasmModule::new(wat::parse_str(wasi_typo).unwrap()), "imp2")).unwrap_err();
+    let wasi_typo =
+        r#"(module (import "wasi_snapshot_preview1" "sock_open" (func)) (func (export "_start")))"#;
+    let err = executor
+        .run(&job(
+            WasmModule::new(wat::parse_str(wasi_typo).unwrap()),
+            "imp2",
+        ))
+        .unwrap_err();
     assert!(matches!(err, ExecError::UnsupportedImport { .. }), "{err}");
     assert_normal_job_runs(&executor);
 }
@@ -164,13 +197,21 @@ fn unknown_host_function_is_named() {
 #[test]
 fn malformed_missing_start_and_traps_are_typed() {
     let executor = executor();
-    let err = executor.run(&job(WasmModule::new(b"\0asm garbage".to_vec()), "bad")).unwrap_err();
+    let err = executor
+        .run(&job(WasmModule::new(b"\0asm garbage".to_vec()), "bad"))
+        .unwrap_err();
     assert!(matches!(err, ExecError::MalformedModule { .. }), "{err}");
     let lib = WasmModule::new(wat::parse_str(r#"(module (func (export "main")))"#).unwrap());
-    assert!(matches!(executor.run(&job(lib, "lib")).unwrap_err(), ExecError::MissingStart));
+    assert!(matches!(
+        executor.run(&job(lib, "lib")).unwrap_err(),
+        ExecError::MissingStart
+    ));
     let trap = module(r#"(func (export "_start") unreachable)"#);
     let err = executor.run(&job(trap, "trap")).unwrap_err();
-    assert!(matches!(&err, ExecError::Trap { code, .. } if code.contains("unreachable")), "{err}");
+    assert!(
+        matches!(&err, ExecError::Trap { code, .. } if code.contains("unreachable")),
+        "{err}"
+    );
     assert_normal_job_runs(&executor);
 }
 

@@ -28,8 +28,9 @@ impl JobDirs {
         };
         let root = match parent {
             Some(dir) => {
-                fs::create_dir_all(dir)
-                    .map_err(|e| ExecError::host(format!("creating work dir {}", dir.display()), e))?;
+                fs::create_dir_all(dir).map_err(|e| {
+                    ExecError::host(format!("creating work dir {}", dir.display()), e)
+                })?;
                 builder.tempdir_in(dir)
             }
             None => builder.tempdir(),
@@ -69,7 +70,12 @@ impl JobDirs {
             .map(|(name, path, size)| {
                 let data = fs::read(&path)
                     .map_err(|e| ExecError::host(format!("reading output {name}"), e))?;
-                Ok(OutputFile { name, size, hash: Hash::of(&data), data })
+                Ok(OutputFile {
+                    name,
+                    size,
+                    hash: Hash::of(&data),
+                    data,
+                })
             })
             .collect()
     }
@@ -117,7 +123,10 @@ mod tests {
 
     #[test]
     fn inputs_are_written_and_outputs_collected_sorted() {
-        let inputs = [Input { name: "a.txt".into(), bytes: Arc::from(&b"hello"[..]) }];
+        let inputs = [Input {
+            name: "a.txt".into(),
+            bytes: Arc::from(&b"hello"[..]),
+        }];
         let dirs = JobDirs::create(None, &inputs).unwrap();
         assert_eq!(fs::read(dirs.input().join("a.txt")).unwrap(), b"hello");
         fs::create_dir(dirs.output().join("sub")).unwrap();

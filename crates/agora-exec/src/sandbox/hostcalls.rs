@@ -85,7 +85,12 @@ impl OutputBudget {
 
     fn charge_entry(&mut self) -> wasmtime::Result<()> {
         self.created += 1;
-        if self.created > self.limit_files.max(1).saturating_mul(CREATE_CALLS_PER_FILE) {
+        if self.created
+            > self
+                .limit_files
+                .max(1)
+                .saturating_mul(CREATE_CALLS_PER_FILE)
+        {
             self.breached = true;
             return Err(wasmtime::Error::new(OutputBreach));
         }
@@ -140,8 +145,14 @@ const TRAMPOLINE: &str = r#"(module
 )"#;
 
 /// The wrapped functions, in the trampoline's import order.
-const WRAPPED: [&str; 6] =
-    ["fd_write", "fd_pwrite", "path_open", "path_create_directory", "path_symlink", "path_link"];
+const WRAPPED: [&str; 6] = [
+    "fd_write",
+    "fd_pwrite",
+    "path_open",
+    "path_create_directory",
+    "path_symlink",
+    "path_link",
+];
 
 /// Compiles the trampoline for `engine` (once per executor).
 pub fn trampoline(engine: &Engine) -> wasmtime::Result<Module> {
@@ -157,7 +168,9 @@ pub fn attach(
     store: &mut Store<JobState>,
     instance: &Instance,
 ) -> wasmtime::Result<()> {
-    let Some(memory) = instance.get_memory(&mut *store, "memory") else { return Ok(()) };
+    let Some(memory) = instance.get_memory(&mut *store, "memory") else {
+        return Ok(());
+    };
     let mut imports: Vec<Extern> = vec![memory.into()];
     for name in WRAPPED {
         imports.push(linker.get(&mut *store, ORIGINALS, name)?);
@@ -173,6 +186,22 @@ pub fn attach(
     };
     store.data_mut().originals = Some(originals);
     Ok(())
+}
+
+/// Calls an original through the trampoline, then puts back the fuel the trampoline's few
+/// forwarding instructions burnt, so a job's fuel count is exactly what wasmtime's cost
+/// table gives for the job's own code (host calls themselves cost no fuel).
+fn forward<P: wasmtime::WasmParams>(
+    caller: &mut Caller<'_, JobState>,
+    original: &TypedFunc<P, i32>,
+    args: P,
+) -> wasmtime::Result<i32> {
+    let fuel = caller.get_fuel().ok();
+    let result = original.call(&mut *caller, args)?;
+    if let Some(fuel) = fuel {
+        caller.set_fuel(fuel)?;
+    }
+    Ok(result)
 }
 
 /// The originals, or an `EFAULT` answer when the job has no memory to do I/O with (or
@@ -192,7 +221,10 @@ fn memory(caller: &mut Caller<'_, JobState>) -> Option<Memory> {
 fn read_guest(caller: &mut Caller<'_, JobState>, ptr: i32, len: usize) -> Option<Vec<u8>> {
     let memory = memory(caller)?;
     let start = ptr as u32 as usize;
-    memory.data(&*caller).get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+    memory
+        .data(&*caller)
+        .get(start..start.checked_add(len)?)
+        .map(<[u8]>::to_vec)
 }
 
 /// The length of the first non-empty iovec: wasmtime-wasi writes exactly that one per call.
@@ -229,7 +261,7 @@ fn fd_write(
         Ok(originals) => originals.fd_write.clone(),
         Err(errno) => return Ok(errno),
     };
-    original.call(&mut caller, (fd, iovs, iovs_len, nwritten))
+    forward(&mut caller, &original, (fd, iovs, iovs_len, nwritten))
 }
 
 fn fd_pwrite(
@@ -250,7 +282,11 @@ fn fd_pwrite(
         Ok(originals) => originals.fd_pwrite.clone(),
         Err(errno) => return Ok(errno),
     };
-    original.call(&mut caller, (fd, iovs, iovs_len, offset, nwritten))
+    forward(
+        &mut caller,
+        &original,
+        (fd, iovs, iovs_len, offset, nwritten),
+    )
 }
 
 #[allow(clippy::too_many_arguments, reason = "the WASI preview-1 signature")]
@@ -273,9 +309,18 @@ fn path_open(
         Ok(originals) => originals.path_open.clone(),
         Err(errno) => return Ok(errno),
     };
-    let args =
-        (fd, dirflags, path, path_len, oflags, rights_base, rights_inheriting, fdflags, opened);
-    original.call(&mut caller, args)
+    let args = (
+        fd,
+        dirflags,
+        path,
+        path_len,
+        oflags,
+        rights_base,
+        rights_inheriting,
+        fdflags,
+        opened,
+    );
+    forward(&mut caller, &original, args)
 }
 
 fn path_create_directory(
@@ -289,7 +334,7 @@ fn path_create_directory(
         Ok(originals) => originals.path_create_directory.clone(),
         Err(errno) => return Ok(errno),
     };
-    original.call(&mut caller, (fd, path, path_len))
+    forward(&mut caller, &original, (fd, path, path_len))
 }
 
 fn path_symlink(
@@ -305,7 +350,7 @@ fn path_symlink(
         Ok(originals) => originals.path_symlink.clone(),
         Err(errno) => return Ok(errno),
     };
-    original.call(&mut caller, (old, old_len, fd, new, new_len))
+    forward(&mut caller, &original, (old, old_len, fd, new, new_len))
 }
 
 #[allow(clippy::too_many_arguments, reason = "the WASI preview-1 signature")]
@@ -324,7 +369,11 @@ fn path_link(
         Ok(originals) => originals.path_link.clone(),
         Err(errno) => return Ok(errno),
     };
-    original.call(&mut caller, (old_fd, old_flags, old, old_len, new_fd, new, new_len))
+    forward(
+        &mut caller,
+        &original,
+        (old_fd, old_flags, old, old_len, new_fd, new, new_len),
+    )
 }
 
 /// Size of a preview-1 `subscription` and `event` record.
@@ -350,7 +399,9 @@ fn poll_oneoff(
     count: i32,
     nevents_ptr: i32,
 ) -> wasmtime::Result<i32> {
-    let Ok(count) = usize::try_from(count) else { return Ok(ERRNO_INVAL) };
+    let Ok(count) = usize::try_from(count) else {
+        return Ok(ERRNO_INVAL);
+    };
     if count == 0 || count > MAX_SUBSCRIPTIONS {
         return Ok(ERRNO_INVAL);
     }
@@ -367,12 +418,20 @@ fn poll_oneoff(
     for event in &events {
         bytes.extend_from_slice(event);
     }
-    let Some(memory) = memory(&mut caller) else { return Ok(ERRNO_FAULT) };
-    if memory.write(&mut caller, events_ptr as u32 as usize, &bytes).is_err() {
+    let Some(memory) = memory(&mut caller) else {
+        return Ok(ERRNO_FAULT);
+    };
+    if memory
+        .write(&mut caller, events_ptr as u32 as usize, &bytes)
+        .is_err()
+    {
         return Ok(ERRNO_FAULT);
     }
     let n = (events.len() as u32).to_le_bytes();
-    if memory.write(&mut caller, nevents_ptr as u32 as usize, &n).is_err() {
+    if memory
+        .write(&mut caller, nevents_ptr as u32 as usize, &n)
+        .is_err()
+    {
         return Ok(ERRNO_FAULT);
     }
     Ok(ERRNO_SUCCESS)
@@ -419,10 +478,14 @@ fn fire(subs: &[Subscription], time: &super::VirtualTime) -> Vec<[u8; EVENT_SIZE
     }
     subs.iter()
         .filter_map(|s| match s {
-            Subscription::Clock { userdata, wait: Some(w) } if Some(*w) == due => {
-                Some(event(*userdata, ERRNO_SUCCESS, 0))
-            }
-            Subscription::Clock { userdata, wait: None } => Some(event(*userdata, ERRNO_INVAL, 0)),
+            Subscription::Clock {
+                userdata,
+                wait: Some(w),
+            } if Some(*w) == due => Some(event(*userdata, ERRNO_SUCCESS, 0)),
+            Subscription::Clock {
+                userdata,
+                wait: None,
+            } => Some(event(*userdata, ERRNO_INVAL, 0)),
             Subscription::Fd { userdata, kind } => Some(event(*userdata, ERRNO_NOTSUP, *kind)),
             Subscription::Clock { .. } => None,
         })

@@ -35,10 +35,16 @@ impl fmt::Display for LimitBreach {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LimitBreach::Memory { requested, limit } => {
-                write!(f, "memory growth to {requested} bytes exceeds the limit of {limit} bytes")
+                write!(
+                    f,
+                    "memory growth to {requested} bytes exceeds the limit of {limit} bytes"
+                )
             }
             LimitBreach::Table { requested, limit } => {
-                write!(f, "table growth to {requested} elements exceeds the limit of {limit}")
+                write!(
+                    f,
+                    "table growth to {requested} elements exceeds the limit of {limit}"
+                )
             }
         }
     }
@@ -59,7 +65,12 @@ impl JobLimiter {
     /// A limiter allowing `memory_limit` bytes of linear memory and `table_limit` elements
     /// per table.
     pub fn new(memory_limit: u64, table_limit: u64) -> Self {
-        JobLimiter { memory_limit, table_limit, peak_memory: 0, breach: None }
+        JobLimiter {
+            memory_limit,
+            table_limit,
+            peak_memory: 0,
+            breach: None,
+        }
     }
 
     /// The largest linear memory reached.
@@ -87,7 +98,10 @@ impl wasmtime::ResourceLimiter for JobLimiter {
     ) -> wasmtime::Result<bool> {
         let desired = desired as u64;
         if desired > self.memory_limit {
-            return self.fail(LimitBreach::Memory { requested: desired, limit: self.memory_limit });
+            return self.fail(LimitBreach::Memory {
+                requested: desired,
+                limit: self.memory_limit,
+            });
         }
         self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
@@ -101,7 +115,10 @@ impl wasmtime::ResourceLimiter for JobLimiter {
     ) -> wasmtime::Result<bool> {
         let desired = desired as u64;
         if desired > self.table_limit {
-            return self.fail(LimitBreach::Table { requested: desired, limit: self.table_limit });
+            return self.fail(LimitBreach::Table {
+                requested: desired,
+                limit: self.table_limit,
+            });
         }
         Ok(true)
     }
@@ -131,7 +148,10 @@ mod tests {
         assert!(limiter.memory_growing(65536, 2 << 20, None).is_err());
         assert_eq!(
             limiter.breach(),
-            Some(LimitBreach::Memory { requested: 2 << 20, limit: 1 << 20 })
+            Some(LimitBreach::Memory {
+                requested: 2 << 20,
+                limit: 1 << 20
+            })
         );
         assert_eq!(limiter.peak_memory(), 65536);
         assert!(limiter.table_growing(0, 11, None).is_err());

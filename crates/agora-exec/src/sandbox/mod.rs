@@ -117,7 +117,9 @@ pub fn store(
         message: format!("{err:#}"),
     };
     if metered {
-        store.set_fuel(job.limits.fuel.0).map_err(|e| engine_err("setting fuel", e))?;
+        store
+            .set_fuel(job.limits.fuel.0)
+            .map_err(|e| engine_err("setting fuel", e))?;
     }
     store.set_epoch_deadline(epoch_ticks);
     Ok((store, captures))
@@ -155,5 +157,8 @@ fn wasi_ctx(
 }
 
 fn preopen_err(guest: &str, err: wasmtime::Error) -> ExecError {
-    ExecError::host(format!("preopening {guest}"), std::io::Error::other(format!("{err:#}")))
+    ExecError::host(
+        format!("preopening {guest}"),
+        std::io::Error::other(format!("{err:#}")),
+    )
 }

@@ -36,12 +36,20 @@ impl CappedPipe {
     /// A pipe keeping at most `cap` bytes.
     pub fn new(cap: u64) -> Self {
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-        CappedPipe { state: Arc::new(Mutex::new(PipeState { kept: Vec::new(), cap, total: 0 })) }
+        CappedPipe {
+            state: Arc::new(Mutex::new(PipeState {
+                kept: Vec::new(),
+                cap,
+                total: 0,
+            })),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, PipeState> {
         // The state stays consistent even if a holder panicked: every update is one append.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn accept(&self, bytes: &[u8]) {

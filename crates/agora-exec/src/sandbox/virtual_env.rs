@@ -40,7 +40,12 @@ impl VirtualTime {
         word.copy_from_slice(&seed.as_bytes()[..8]);
         let offset_secs = u64::from_le_bytes(word) % 86_400;
         let wall_start = (VIRTUAL_EPOCH_SECS + offset_secs) * 1_000_000_000;
-        VirtualTime { inner: Arc::new(TimeState { elapsed: AtomicU64::new(0), wall_start }) }
+        VirtualTime {
+            inner: Arc::new(TimeState {
+                elapsed: AtomicU64::new(0),
+                wall_start,
+            }),
+        }
     }
 
     /// Reads the monotonic time and moves it one tick forward.
@@ -51,9 +56,12 @@ impl VirtualTime {
     /// Moves virtual time forward by `nanos` (a virtual sleep).
     pub fn advance(&self, nanos: u64) {
         // fetch_update cannot fail with a closure that always returns Some.
-        let _ = self.inner.elapsed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-            Some(t.saturating_add(nanos))
-        });
+        let _ = self
+            .inner
+            .elapsed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(nanos))
+            });
     }
 
     /// Current monotonic time without moving it.
@@ -116,13 +124,17 @@ impl SeededRandom {
         hasher.update(stream.as_bytes());
         hasher.update(&[0]);
         hasher.update(job_id.as_bytes());
-        SeededRandom { reader: hasher.finalize_xof() }
+        SeededRandom {
+            reader: hasher.finalize_xof(),
+        }
     }
 
     /// A 128-bit seed for `insecure_random_seed`.
     pub fn seed_u128(job_id: &Hash) -> u128 {
         let mut bytes = [0u8; 16];
-        SeededRandom::new(job_id, "insecure-seed").reader.fill(&mut bytes);
+        SeededRandom::new(job_id, "insecure-seed")
+            .reader
+            .fill(&mut bytes);
         u128::from_le_bytes(bytes)
     }
 }
@@ -167,7 +179,10 @@ mod tests {
     #[test]
     fn random_is_seeded_and_streams_differ() {
         let id = Hash::of(b"job");
-        let (mut x, mut y) = (SeededRandom::new(&id, "secure"), SeededRandom::new(&id, "secure"));
+        let (mut x, mut y) = (
+            SeededRandom::new(&id, "secure"),
+            SeededRandom::new(&id, "secure"),
+        );
         let mut z = SeededRandom::new(&id, "insecure");
         let (mut bx, mut by, mut bz) = ([0u8; 64], [0u8; 64], [0u8; 64]);
         x.try_fill_bytes(&mut bx).unwrap();

@@ -70,13 +70,18 @@ pub fn job(module: WasmModule, id: &str) -> JobSpec {
 /// The normal job with its input.
 pub fn cat_job(id: &str) -> JobSpec {
     let mut job = job(cat_module(), id);
-    job.inputs.push(Input { name: "data.txt".into(), bytes: Arc::from(&b"agora sample\n"[..]) });
+    job.inputs.push(Input {
+        name: "data.txt".into(),
+        bytes: Arc::from(&b"agora sample\n"[..]),
+    });
     job
 }
 
 /// Runs the normal job and checks its result, proving the executor still works.
 pub fn assert_normal_job_runs(executor: &WasmExecutor) -> Outcome {
-    let outcome = executor.run(&cat_job("normal")).expect("the normal job runs");
+    let outcome = executor
+        .run(&cat_job("normal"))
+        .expect("the normal job runs");
     assert_eq!(outcome.exit_code, 0, "stderr: {}", outcome.stderr.text());
     assert_eq!(outcome.stdout.data, b"agora sample\n");
     assert_eq!(outcome.outputs.len(), 1);

@@ -1,0 +1,395 @@
+//! `agora bench exec`: metering overhead against native code, fuel and NaN
+//! canonicalization on vs off, start latency of an empty job from the module cache, and
+//! cold compile time of each sample job. Every figure is a median over several runs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_core::{Fuel, Hash};
+use agora_exec::{ExecConfig, Executor, Input, JobSpec, Profile, WasmExecutor, WasmModule};
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+/// The sample jobs whose compile time is measured.
+const SAMPLES: [&str; 5] = ["pathtrace", "montecarlo", "logagg", "nn", "hashchain"];
+
+/// The smallest WASI command: one page of memory and an empty `_start`.
+const EMPTY_MODULE: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: [] -> []
+    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+    0x05, 0x03, 0x01, 0x00, 0x01, // memory section: min 1 page
+    0x07, 0x13, 0x02, // export section, two exports
+    0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, // "memory" memory 0
+    0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, // "_start" func 0
+    0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code section: empty body
+];
+
+/// Arguments of `agora bench exec`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Runs per measurement (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Empty-job runs for the start-latency median.
+    #[arg(long, default_value_t = 500)]
+    pub start_runs: usize,
+    /// Directory with the sample jobs (`<name>.wasm`, `build.sh`, `inputs/`).
+    #[arg(long, default_value = "examples/jobs")]
+    pub jobs_dir: PathBuf,
+    /// Directory with native builds of the samples; built with `build.sh --native` if absent.
+    #[arg(long)]
+    pub native_dir: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One kernel measured natively and under each engine profile.
+#[derive(Serialize)]
+struct Overhead {
+    job: String,
+    args: Vec<String>,
+    native_ms: Option<f64>,
+    native_skipped: Option<String>,
+    fuel_on_ms: f64,
+    fuel_off_ms: f64,
+    nan_canon_off_ms: f64,
+    fuel_used: u64,
+    ratio_fuel_vs_native: Option<f64>,
+    ratio_fuel_on_vs_off: f64,
+    ratio_nan_on_vs_off: f64,
+}
+
+#[derive(Serialize)]
+struct Compile {
+    job: String,
+    module_bytes: usize,
+    cold_compile_ms: f64,
+}
+
+#[derive(Serialize)]
+struct StartLatency {
+    runs: usize,
+    median_run_us: f64,
+    median_instantiate_and_run_us: f64,
+    p99_run_us: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    runs: usize,
+    overhead: Vec<Overhead>,
+    start_latency: StartLatency,
+    compile: Vec<Compile>,
+}
+
+/// Runs `agora bench exec`.
+pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let jobs_dir = locate_jobs_dir(&args.jobs_dir)?;
+    let runs = args.runs.max(1);
+    let native = native_dir(&jobs_dir, args.native_dir.as_deref());
+    let engines = Engines::new()?;
+    let kernels: [(&str, &[&str], &[(&str, &str)]); 2] = [
+        ("pathtrace", &["160", "120", "0", "120", "16"], &[]),
+        ("nn", &["batch", "50"], &[("batch", "inputs/batch.f32")]),
+    ];
+    let mut overhead = Vec::new();
+    for (name, job_args, inputs) in kernels {
+        eprintln!(
+            "measuring {name} {} ({runs} runs each: native, fuel on, fuel off, NaN canon off)",
+            job_args.join(" ")
+        );
+        overhead.push(measure_kernel(
+            &engines, &jobs_dir, &native, name, job_args, inputs, runs,
+        )?);
+    }
+    eprintln!("measuring start latency ({} empty jobs)", args.start_runs);
+    let start_latency = start_latency(&engines.deterministic, args.start_runs.max(1))?;
+    eprintln!("measuring cold compile times");
+    let compile = SAMPLES
+        .iter()
+        .map(|name| compile_time(&engines.deterministic, &jobs_dir, name, runs))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = Report {
+        runs,
+        overhead,
+        start_latency,
+        compile,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One executor per engine profile measured.
+struct Engines {
+    deterministic: WasmExecutor,
+    fuel_off: WasmExecutor,
+    nan_off: WasmExecutor,
+}
+
+impl Engines {
+    fn new() -> anyhow::Result<Self> {
+        let make = |profile: Profile| {
+            WasmExecutor::new(ExecConfig {
+                profile,
+                ..ExecConfig::default()
+            })
+            .context("starting a WASM executor")
+        };
+        Ok(Engines {
+            deterministic: make(Profile::DETERMINISTIC)?,
+            fuel_off: make(Profile {
+                fuel: false,
+                ..Profile::DETERMINISTIC
+            })?,
+            nan_off: make(Profile {
+                nan_canonicalization: false,
+                ..Profile::DETERMINISTIC
+            })?,
+        })
+    }
+}
+
+fn locate_jobs_dir(given: &Path) -> anyhow::Result<PathBuf> {
+    let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jobs");
+    for dir in [given.to_owned(), fallback] {
+        if dir.join("pathtrace.wasm").is_file() {
+            return Ok(dir);
+        }
+    }
+    bail!(
+        "no sample jobs in {} (run from the repository root or pass --jobs-dir)",
+        given.display()
+    )
+}
+
+/// Native builds: the given directory, or a fresh `build.sh --native`; `Err` says why not.
+fn native_dir(jobs_dir: &Path, given: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(dir) = given {
+        return Ok(dir.to_owned());
+    }
+    let out = std::env::temp_dir().join(format!("agora-bench-native-{}", std::process::id()));
+    let status = Command::new(jobs_dir.join("build.sh"))
+        .arg("--native")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(out),
+        Ok(s) => Err(format!(
+            "`build.sh --native` failed ({s}); is clang installed?"
+        )),
+        Err(e) => Err(format!("could not run build.sh --native: {e}")),
+    }
+}
+
+fn measure_kernel(
+    engines: &Engines,
+    jobs_dir: &Path,
+    native: &Result<PathBuf, String>,
+    name: &str,
+    job_args: &[&str],
+    inputs: &[(&str, &str)],
+    runs: usize,
+) -> anyhow::Result<Overhead> {
+    let job = sample_job(jobs_dir, name, job_args, inputs)?;
+    let (native_ms, native_skipped) = match native {
+        Ok(dir) => match native_median(dir, jobs_dir, name, job_args, inputs, runs) {
+            Ok(ms) => (Some(ms), None),
+            Err(err) => (None, Some(format!("{err:#}"))),
+        },
+        Err(why) => (None, Some(why.clone())),
+    };
+    let (fuel_on_ms, fuel_used) = wasm_median(&engines.deterministic, &job, runs)?;
+    let (fuel_off_ms, _) = wasm_median(&engines.fuel_off, &job, runs)?;
+    let (nan_canon_off_ms, _) = wasm_median(&engines.nan_off, &job, runs)?;
+    Ok(Overhead {
+        job: name.to_owned(),
+        args: job_args.iter().map(|a| a.to_string()).collect(),
+        ratio_fuel_vs_native: native_ms.map(|n| fuel_on_ms / n),
+        native_ms,
+        native_skipped,
+        fuel_on_ms,
+        fuel_off_ms,
+        nan_canon_off_ms,
+        fuel_used,
+        ratio_fuel_on_vs_off: fuel_on_ms / fuel_off_ms,
+        ratio_nan_on_vs_off: fuel_on_ms / nan_canon_off_ms,
+    })
+}
+
+fn sample_job(
+    jobs_dir: &Path,
+    name: &str,
+    args: &[&str],
+    inputs: &[(&str, &str)],
+) -> anyhow::Result<JobSpec> {
+    let path = jobs_dir.join(format!("{name}.wasm"));
+    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut job = JobSpec::new(Hash::of(name.as_bytes()), WasmModule::new(bytes));
+    job.args = args.iter().map(|a| a.to_string()).collect();
+    job.limits.fuel = Fuel::compute_units(1_000);
+    for (input, file) in inputs {
+        let data =
+            fs::read(jobs_dir.join(file)).with_context(|| format!("reading input {file}"))?;
+        job.inputs.push(Input {
+            name: (*input).to_owned(),
+            bytes: Arc::from(data),
+        });
+    }
+    Ok(job)
+}
+
+/// Median of instantiate-plus-run time (compilation excluded: it is warmed first).
+fn wasm_median(executor: &WasmExecutor, job: &JobSpec, runs: usize) -> anyhow::Result<(f64, u64)> {
+    let warm = executor
+        .run(job)
+        .with_context(|| format!("running {:?}", job.args))?;
+    anyhow::ensure!(
+        warm.exit_code == 0,
+        "job exited {}: {}",
+        warm.exit_code,
+        warm.stderr.text()
+    );
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        times.push(executor.run(job)?.wall_time);
+    }
+    Ok((median_ms(&mut times), warm.fuel_used.0))
+}
+
+fn native_median(
+    native_dir: &Path,
+    jobs_dir: &Path,
+    name: &str,
+    args: &[&str],
+    inputs: &[(&str, &str)],
+    runs: usize,
+) -> anyhow::Result<f64> {
+    let exe = native_dir.join(name);
+    anyhow::ensure!(exe.is_file(), "no native build at {}", exe.display());
+    let input_dir = tempfile::tempdir()?;
+    for (input, file) in inputs {
+        fs::copy(jobs_dir.join(file), input_dir.path().join(input))?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..=runs {
+        let output_dir = tempfile::tempdir()?;
+        let started = Instant::now();
+        let status = Command::new(&exe)
+            .args(args)
+            .env("AGORA_INPUT_DIR", input_dir.path())
+            .env("AGORA_OUTPUT_DIR", output_dir.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", exe.display()))?;
+        times.push(started.elapsed());
+        anyhow::ensure!(status.success(), "native {name} failed: {status}");
+    }
+    times.remove(0); // the first run warms the page cache
+    Ok(median_ms(&mut times))
+}
+
+fn start_latency(executor: &WasmExecutor, runs: usize) -> anyhow::Result<StartLatency> {
+    let module = WasmModule::new(EMPTY_MODULE.to_vec());
+    executor
+        .prepare(&module)
+        .context("compiling the empty module")?;
+    let job = executor.job(Hash::of(b"empty"), module);
+    let mut whole = Vec::with_capacity(runs);
+    let mut inner = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let outcome = executor.run(&job)?;
+        whole.push(started.elapsed());
+        inner.push(outcome.wall_time);
+    }
+    whole.sort();
+    let p99 = whole[(whole.len() * 99 / 100).min(whole.len() - 1)];
+    Ok(StartLatency {
+        runs,
+        median_run_us: median_ms(&mut whole) * 1e3,
+        median_instantiate_and_run_us: median_ms(&mut inner) * 1e3,
+        p99_run_us: p99.as_secs_f64() * 1e6,
+    })
+}
+
+fn compile_time(
+    executor: &WasmExecutor,
+    jobs_dir: &Path,
+    name: &str,
+    runs: usize,
+) -> anyhow::Result<Compile> {
+    let path = jobs_dir.join(format!("{name}.wasm"));
+    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let module = WasmModule::new(bytes);
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        times.push(executor.compile_uncached(&module)?);
+    }
+    Ok(Compile {
+        job: name.to_owned(),
+        module_bytes: module.bytes().len(),
+        cold_compile_ms: median_ms(&mut times),
+    })
+}
+
+fn median_ms(times: &mut [Duration]) -> f64 {
+    times.sort();
+    times[times.len() / 2].as_secs_f64() * 1e3
+}
+
+fn print_report(report: &Report) {
+    println!(
+        "metering overhead (median of {} runs; wasm = instantiate + run, module cached)",
+        report.runs
+    );
+    for o in &report.overhead {
+        println!("  {} {}", o.job, o.args.join(" "));
+        match (o.native_ms, &o.native_skipped) {
+            (Some(ms), _) => println!("    native              {ms:9.2} ms"),
+            (None, Some(why)) => println!("    native              skipped: {why}"),
+            (None, None) => {}
+        }
+        println!(
+            "    wasm, fuel on       {:9.2} ms   ({} fuel)",
+            o.fuel_on_ms, o.fuel_used
+        );
+        println!("    wasm, fuel off      {:9.2} ms", o.fuel_off_ms);
+        println!("    wasm, NaN canon off {:9.2} ms", o.nan_canon_off_ms);
+        if let Some(r) = o.ratio_fuel_vs_native {
+            println!("    fuel on / native    {r:9.2}x   (target <= 1.5x)");
+        }
+        println!("    fuel on / off       {:9.2}x", o.ratio_fuel_on_vs_off);
+        println!("    NaN canon on / off  {:9.2}x", o.ratio_nan_on_vs_off);
+    }
+    let s = &report.start_latency;
+    println!(
+        "start latency of an empty job from the module cache ({} runs)",
+        s.runs
+    );
+    println!(
+        "  executor.run median {:8.1} us   p99 {:8.1} us   (target median <= 1000 us)",
+        s.median_run_us, s.p99_run_us
+    );
+    println!(
+        "  instantiate + run   {:8.1} us",
+        s.median_instantiate_and_run_us
+    );
+    println!("cold compile (median of {} runs)", report.runs);
+    for c in &report.compile {
+        println!(
+            "  {:<11} {:>8} bytes  {:8.1} ms",
+            c.job, c.module_bytes, c.cold_compile_ms
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! `agora exec` end to end: outputs written, typed failures give a clear message and a
+//! non-zero exit code, sizes parse with units.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn jobs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jobs")
+}
+
+fn agora(args: &[&str], extra: &[&Path]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+    cmd.arg("exec").args(extra).arg("--no-cache").args(args);
+    cmd.output().expect("agora runs")
+}
+
+#[test]
+fn writes_outputs_and_prints_a_human_summary() {
+    let out = tempfile::tempdir().unwrap();
+    let module = jobs_dir().join("pathtrace.wasm");
+    let dir = out.path().join("tile");
+    let output = agora(
+        &[
+            "--output-dir",
+            dir.to_str().unwrap(),
+            "--",
+            "8",
+            "6",
+            "0",
+            "6",
+            "1",
+        ],
+        &[&module],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("exit code    0") && text.contains("digest"),
+        "{text}"
+    );
+    let tile = std::fs::read(dir.join("tile.ppm")).expect("tile written");
+    assert!(tile.starts_with(b"P6\n8 6\n255\n"));
+}
+
+#[test]
+fn out_of_fuel_is_a_clear_failure() {
+    let module = jobs_dir().join("hashchain.wasm");
+    let output = agora(&["--fuel", "1000", "--json", "--", "100000"], &[&module]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("out of fuel"), "{stderr}");
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["error"]["kind"], "out_of_fuel");
+}
+
+#[test]
+fn memory_limit_takes_units_and_is_enforced() {
+    let module = jobs_dir().join("nn.wasm");
+    let input = format!("batch={}", jobs_dir().join("inputs/batch.f32").display());
+    let output = agora(
+        &["--memory", "64KiB", "--input", &input, "--", "batch"],
+        &[&module],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("memory limit exceeded"));
+    let bad = agora(&["--memory", "64 parsecs"], &[&module]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown size unit"));
+}
+
+#[test]
+fn a_bad_module_and_a_missing_input_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let output = agora(&[], &[&junk]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("malformed module"));
+    let module = jobs_dir().join("logagg.wasm");
+    let missing = agora(&["--input", "log=/nonexistent/agora.log"], &[&module]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("reading input log"));
+}
