@@ -134,12 +134,19 @@ pub fn write_wallet(path: &Path, key: &Keypair, force: bool) -> anyhow::Result<(
 /// Reads the key in a wallet file, checking that it matches the account it names.
 pub fn load_wallet(path: &Path) -> anyhow::Result<Keypair> {
     let text = fs::read_to_string(path).with_context(|| {
-        format!("reading wallet {} (create one with `agora wallet new`)", path.display())
+        format!(
+            "reading wallet {} (create one with `agora wallet new`)",
+            path.display()
+        )
     })?;
     let record: WalletRecord = serde_json::from_str(&text)
         .with_context(|| format!("{} is not an agora wallet file", path.display()))?;
     if record.version != WALLET_VERSION {
-        bail!("{}: unsupported wallet version {}", path.display(), record.version);
+        bail!(
+            "{}: unsupported wallet version {}",
+            path.display(),
+            record.version
+        );
     }
     let mut secret = [0u8; 32];
     hex::decode_to_slice(record.secret_key.trim(), &mut secret)

@@ -1,0 +1,308 @@
+//! The demo's report: one line per job, the final balances, the ledger audit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agora_core::{AccountId, Amount, Fuel, Price};
+use agora_ledger::{VerifyError, VerifyReport};
+use serde_json::json;
+
+use super::local_market::{LocalMarket, Settled};
+use super::plan::Task;
+
+/// One job's result.
+pub struct JobLine {
+    /// The task's label.
+    pub label: String,
+    /// Who ran it, if anyone.
+    pub provider: Option<AccountId>,
+    /// The price per CU paid.
+    pub price: Option<Price>,
+    /// Fuel billed.
+    pub fuel: Fuel,
+    /// What the buyer paid.
+    pub cost: Amount,
+    /// Escrow open → settled.
+    pub latency_ms: f64,
+    /// `settled` or why not.
+    pub outcome: String,
+    /// The rendered band, for tiles.
+    pub tile: Option<Vec<u8>>,
+}
+
+impl JobLine {
+    /// A line for `task` from how it ended.
+    pub fn new(task: &Task, settled: Settled, tile: Option<Vec<u8>>) -> JobLine {
+        JobLine {
+            label: task.label.clone(),
+            provider: settled.provider,
+            price: settled.price,
+            fuel: settled.fuel,
+            cost: settled.cost,
+            latency_ms: settled.latency_ms,
+            outcome: settled.outcome,
+            tile,
+        }
+    }
+
+    /// Whether the job was paid for checked work.
+    pub fn settled(&self) -> bool {
+        self.outcome == "settled"
+    }
+
+    /// A one-line summary for progress output.
+    pub fn summary(&self) -> String {
+        match (self.provider, self.price) {
+            (Some(provider), Some(price)) => format!(
+                "{} by {} at {price}: {:.3} CU, {}, {:.1} ms",
+                self.outcome,
+                short(&provider),
+                self.fuel.as_compute_units_f64(),
+                self.cost,
+                self.latency_ms
+            ),
+            _ => self.outcome.clone(),
+        }
+    }
+}
+
+/// One account's final position.
+pub struct Balance {
+    /// Its role in the demo.
+    pub role: String,
+    /// The account.
+    pub account: AccountId,
+    /// Spendable balance.
+    pub balance: Amount,
+    /// Bonded plus unbonding stake.
+    pub stake: Amount,
+}
+
+/// The final balances of the buyer, providers and treasury.
+pub fn balances(market: &LocalMarket) -> Vec<Balance> {
+    let state = market.ledger().state();
+    let entry = |role: String, account: AccountId| Balance {
+        role,
+        account,
+        balance: state.balance(&account),
+        stake: state
+            .stake(&account)
+            .and_then(|s| s.total().ok())
+            .unwrap_or(Amount::ZERO),
+    };
+    let mut out = vec![entry("buyer".into(), market.buyer())];
+    for (i, provider) in market.providers().into_iter().enumerate() {
+        out.push(entry(format!("provider {}", i + 1), provider));
+    }
+    out.push(entry("treasury".into(), market.treasury()));
+    out
+}
+
+/// Everything the demo shows at the end.
+pub struct Report {
+    jobs: Vec<JobLine>,
+    balances: Vec<Balance>,
+    height: u64,
+    audit: Result<VerifyReport, VerifyError>,
+    image: Option<PathBuf>,
+    data_dir: PathBuf,
+    elapsed: Duration,
+}
+
+impl Report {
+    /// Assembles the report.
+    pub fn new(
+        jobs: Vec<JobLine>,
+        balances: Vec<Balance>,
+        height: u64,
+        audit: Result<VerifyReport, VerifyError>,
+        image: Option<PathBuf>,
+        data_dir: PathBuf,
+        elapsed: Duration,
+    ) -> Report {
+        Report {
+            jobs,
+            balances,
+            height,
+            audit,
+            image,
+            data_dir,
+            elapsed,
+        }
+    }
+
+    fn settled(&self) -> usize {
+        self.jobs.iter().filter(|j| j.settled()).count()
+    }
+
+    fn conservation(&self) -> bool {
+        self.audit.as_ref().is_ok_and(|r| {
+            let s = &r.supply;
+            Amount::sum([s.balances, s.escrow, s.stakes, s.burned])
+                .is_ok_and(|total| total == s.minted)
+        })
+    }
+
+    /// Every job settled, the replay verified and conservation held.
+    pub fn all_good(&self) -> bool {
+        self.settled() == self.jobs.len() && self.audit.is_ok() && self.conservation()
+    }
+
+    fn latency_percentile(&self, p: f64) -> f64 {
+        let mut latencies: Vec<f64> = self
+            .jobs
+            .iter()
+            .filter(|j| j.settled())
+            .map(|j| j.latency_ms)
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        percentile(&latencies, p)
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let jobs: Vec<_> = self
+            .jobs
+            .iter()
+            .map(|j| {
+                json!({
+                    "label": j.label,
+                    "provider": j.provider,
+                    "price": j.price.map(|p| p.0),
+                    "compute_units": j.fuel.as_compute_units_f64(),
+                    "fuel": j.fuel.0,
+                    "cost": j.cost.0,
+                    "latency_ms": j.latency_ms,
+                    "outcome": j.outcome,
+                })
+            })
+            .collect();
+        let balances: Vec<_> = self
+            .balances
+            .iter()
+            .map(|b| json!({"role": b.role, "account": b.account, "balance": b.balance.0, "stake": b.stake.0}))
+            .collect();
+        let audit = match &self.audit {
+            Ok(r) => {
+                json!({"verified": true, "state_root": r.state_root, "txs": r.txs, "supply": r.supply.minted.0})
+            }
+            Err(e) => json!({"verified": false, "error": e.to_string()}),
+        };
+        json!({
+            "jobs": {
+                "submitted": self.jobs.len(),
+                "settled": self.settled(),
+                "refunded": self.jobs.len() - self.settled(),
+                "list": jobs,
+            },
+            "latency_ms": { "p50": self.latency_percentile(0.5), "p95": self.latency_percentile(0.95) },
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "balances": balances,
+            "ledger": {
+                "height": self.height,
+                "verified": self.audit.is_ok(),
+                "conservation": self.conservation(),
+                "data_dir": self.data_dir,
+                "audit": audit,
+            },
+            "image": self.image,
+            "ok": self.all_good(),
+        })
+    }
+
+    /// The report for people.
+    pub fn print(&self) {
+        println!(
+            "\n{:<14} {:<12} {:>14} {:>10} {:>16} {:>10}  outcome",
+            "job", "provider", "price/CU", "CU", "cost", "latency"
+        );
+        for j in &self.jobs {
+            let provider = j.provider.map(|p| short(&p)).unwrap_or_else(|| "-".into());
+            let price = j
+                .price
+                .map(|p| Amount(p.0).to_string())
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{:<14} {:<12} {:>14} {:>10.4} {:>16} {:>8.1}ms  {}",
+                j.label,
+                provider,
+                price,
+                j.fuel.as_compute_units_f64(),
+                j.cost.to_string(),
+                j.latency_ms,
+                j.outcome
+            );
+        }
+        println!(
+            "\n{} of {} jobs settled in {:.2} s; latency p50 {:.1} ms, p95 {:.1} ms",
+            self.settled(),
+            self.jobs.len(),
+            self.elapsed.as_secs_f64(),
+            self.latency_percentile(0.5),
+            self.latency_percentile(0.95)
+        );
+        println!(
+            "\n{:<12} {:<50} {:>20} {:>12}",
+            "account", "id", "balance", "stake"
+        );
+        for b in &self.balances {
+            println!(
+                "{:<12} {:<50} {:>20} {:>12}",
+                b.role,
+                b.account.to_string(),
+                b.balance.to_string(),
+                b.stake.to_string()
+            );
+        }
+        match &self.audit {
+            Ok(r) => println!(
+                "\nledger: {} blocks, {} txs replayed from genesis and verified; state root {}; supply {}; conservation {}",
+                r.height,
+                r.txs,
+                r.state_root.short(),
+                r.supply.minted,
+                if self.conservation() {
+                    "holds"
+                } else {
+                    "VIOLATED"
+                }
+            ),
+            Err(e) => println!("\nledger: verification FAILED: {e}"),
+        }
+        println!(
+            "ledger data: {} (try `agora ledger verify --data-dir {0}`)",
+            self.data_dir.display()
+        );
+        match &self.image {
+            Some(path) => println!("image: {}", path.display()),
+            None => println!("image: none (a tile did not settle)"),
+        }
+    }
+}
+
+/// The `p`-quantile (0..=1) of sorted values, nearest-rank; 0 for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn short(account: &AccountId) -> String {
+    let text = account.to_string();
+    format!("{}…", &text[..text.len().min(10)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!(percentile(&v, 0.5), 5.0);
+        assert_eq!(percentile(&v, 0.95), 10.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
