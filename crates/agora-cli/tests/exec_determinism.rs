@@ -50,7 +50,8 @@ fn run_once(
 
 #[test]
 fn every_sample_gives_one_digest_and_one_fuel_count_across_processes() {
-    let samples: [(&str, &[(&str, &str)], &[&str]); 5] = [
+    type Sample<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let samples: [Sample; 5] = [
         ("pathtrace", &[], &["16", "12", "0", "12", "2"]),
         ("montecarlo", &[], &["20000", "42"]),
         ("logagg", &[("log", "inputs/access.log")], &["log", "5"]),

@@ -28,6 +28,28 @@ const EMPTY_MODULE: &[u8] = &[
     0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code section: empty body
 ];
 
+/// A sample job measured against its native build: name, arguments, inputs (NAME, file
+/// under the jobs directory). Sizes are chosen so one run takes a fraction of a second.
+struct Kernel {
+    name: &'static str,
+    args: &'static [&'static str],
+    inputs: &'static [(&'static str, &'static str)],
+}
+
+/// The float-heavy kernels of the metering-overhead measurement.
+const KERNELS: [Kernel; 2] = [
+    Kernel {
+        name: "pathtrace",
+        args: &["160", "120", "0", "120", "16"],
+        inputs: &[],
+    },
+    Kernel {
+        name: "nn",
+        args: &["batch", "50"],
+        inputs: &[("batch", "inputs/batch.f32")],
+    },
+];
+
 /// Arguments of `agora bench exec`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -93,19 +115,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let runs = args.runs.max(1);
     let native = native_dir(&jobs_dir, args.native_dir.as_deref());
     let engines = Engines::new()?;
-    let kernels: [(&str, &[&str], &[(&str, &str)]); 2] = [
-        ("pathtrace", &["160", "120", "0", "120", "16"], &[]),
-        ("nn", &["batch", "50"], &[("batch", "inputs/batch.f32")]),
-    ];
     let mut overhead = Vec::new();
-    for (name, job_args, inputs) in kernels {
+    for kernel in &KERNELS {
         eprintln!(
-            "measuring {name} {} ({runs} runs each: native, fuel on, fuel off, NaN canon off)",
-            job_args.join(" ")
+            "measuring {} {} ({runs} runs each: native, fuel on, fuel off, NaN canon off)",
+            kernel.name,
+            kernel.args.join(" ")
         );
-        overhead.push(measure_kernel(
-            &engines, &jobs_dir, &native, name, job_args, inputs, runs,
-        )?);
+        overhead.push(measure_kernel(&engines, &jobs_dir, &native, kernel, runs)?);
     }
     eprintln!("measuring start latency ({} empty jobs)", args.start_runs);
     let start_latency = start_latency(&engines.deterministic, args.start_runs.max(1))?;
@@ -196,14 +213,12 @@ fn measure_kernel(
     engines: &Engines,
     jobs_dir: &Path,
     native: &Result<PathBuf, String>,
-    name: &str,
-    job_args: &[&str],
-    inputs: &[(&str, &str)],
+    kernel: &Kernel,
     runs: usize,
 ) -> anyhow::Result<Overhead> {
-    let job = sample_job(jobs_dir, name, job_args, inputs)?;
+    let job = sample_job(jobs_dir, kernel.name, kernel.args, kernel.inputs)?;
     let (native_ms, native_skipped) = match native {
-        Ok(dir) => match native_median(dir, jobs_dir, name, job_args, inputs, runs) {
+        Ok(dir) => match native_median(dir, jobs_dir, kernel, runs) {
             Ok(ms) => (Some(ms), None),
             Err(err) => (None, Some(format!("{err:#}"))),
         },
@@ -213,8 +228,8 @@ fn measure_kernel(
     let (fuel_off_ms, _) = wasm_median(&engines.fuel_off, &job, runs)?;
     let (nan_canon_off_ms, _) = wasm_median(&engines.nan_off, &job, runs)?;
     Ok(Overhead {
-        job: name.to_owned(),
-        args: job_args.iter().map(|a| a.to_string()).collect(),
+        job: kernel.name.to_owned(),
+        args: kernel.args.iter().map(|a| a.to_string()).collect(),
         ratio_fuel_vs_native: native_ms.map(|n| fuel_on_ms / n),
         native_ms,
         native_skipped,
@@ -270,15 +285,14 @@ fn wasm_median(executor: &WasmExecutor, job: &JobSpec, runs: usize) -> anyhow::R
 fn native_median(
     native_dir: &Path,
     jobs_dir: &Path,
-    name: &str,
-    args: &[&str],
-    inputs: &[(&str, &str)],
+    kernel: &Kernel,
     runs: usize,
 ) -> anyhow::Result<f64> {
+    let Kernel { name, args, inputs } = kernel;
     let exe = native_dir.join(name);
     anyhow::ensure!(exe.is_file(), "no native build at {}", exe.display());
     let input_dir = tempfile::tempdir()?;
-    for (input, file) in inputs {
+    for (input, file) in *inputs {
         fs::copy(jobs_dir.join(file), input_dir.path().join(input))?;
     }
     let mut times = Vec::with_capacity(runs);
@@ -286,7 +300,7 @@ fn native_median(
         let output_dir = tempfile::tempdir()?;
         let started = Instant::now();
         let status = Command::new(&exe)
-            .args(args)
+            .args(*args)
             .env("AGORA_INPUT_DIR", input_dir.path())
             .env("AGORA_OUTPUT_DIR", output_dir.path())
             .stdout(std::process::Stdio::null())
