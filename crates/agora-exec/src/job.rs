@@ -73,7 +73,7 @@ pub struct Limits {
     pub fuel: Fuel,
     /// Largest linear memory, in bytes.
     pub memory_bytes: u64,
-    /// Largest total table size, in elements.
+    /// Largest table, in elements.
     pub table_elements: u64,
     /// Largest total of bytes written to `/output`.
     pub output_bytes: u64,

@@ -123,7 +123,7 @@ impl WasmExecutor {
         let metered = self.config.profile.fuel;
         let (mut store, captures) = sandbox::store(&self.engine, job, &dirs, ticks, metered)?;
         let started = Instant::now();
-        let result = start(&prepared.pre, &self.trampoline, &self.linker, &mut store);
+        let result = start(&prepared.pre, &self.trampoline, &self.linker, &mut store)?;
         let wall_time = started.elapsed();
         let fuel_used = if metered {
             fuel_used(&store, job.limits.fuel)
@@ -167,17 +167,27 @@ impl Executor for WasmExecutor {
     }
 }
 
-/// Instantiates the module, attaches its WASI trampoline and calls `_start`.
+/// Instantiates the module, attaches its WASI trampoline and calls `_start`. The outer
+/// error is the host's fault (the trampoline failed to attach); the inner result is how the
+/// job ended.
 fn start(
     pre: &wasmtime::InstancePre<JobState>,
     trampoline: &Module,
     linker: &Linker<JobState>,
     store: &mut Store<JobState>,
-) -> wasmtime::Result<()> {
-    let instance = pre.instantiate(&mut *store)?;
-    hostcalls::attach(trampoline, linker, store, &instance)?;
-    let entry = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-    entry.call(&mut *store, ())
+) -> Result<wasmtime::Result<()>, ExecError> {
+    let instance = match pre.instantiate(&mut *store) {
+        Ok(instance) => instance,
+        Err(err) => return Ok(Err(err)),
+    };
+    hostcalls::attach(trampoline, linker, store, &instance).map_err(|err| ExecError::Engine {
+        context: "attaching the WASI trampoline",
+        message: format!("{err:#}"),
+    })?;
+    // `_start` was checked when the module was prepared.
+    Ok(instance
+        .get_typed_func::<(), ()>(&mut *store, "_start")
+        .and_then(|entry| entry.call(&mut *store, ())))
 }
 
 fn fuel_used(store: &Store<JobState>, limit: Fuel) -> Fuel {

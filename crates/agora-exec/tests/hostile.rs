@@ -85,6 +85,38 @@ fn huge_file_output_hits_the_output_limit() {
 }
 
 #[test]
+fn stdio_cannot_be_swapped_for_a_file_to_dodge_the_output_limit() {
+    let executor = executor();
+    let open = r#"(call $path_open (i32.const 4) (i32.const 0) (i32.const 200) (i32.const 7)
+          (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 40))"#;
+    let renumber = module(&format!(
+        r#"(data (i32.const 200) "big.bin")
+        (func (export "_start")
+          (drop {open})
+          (call $proc_exit (call $fd_renumber (i32.load (i32.const 40)) (i32.const 1))))"#
+    ));
+    let outcome = executor.run(&job(renumber, "renumber")).unwrap();
+    assert_eq!(
+        outcome.exit_code, 58,
+        "fd_renumber onto stdout must answer ENOTSUP"
+    );
+    let reopen = module(&format!(
+        r#"(data (i32.const 200) "big.bin")
+        (func (export "_start")
+          (drop (call $fd_close (i32.const 1)))
+          (drop {open})
+          (call $proc_exit (i32.load (i32.const 40))))"#
+    ));
+    let outcome = executor.run(&job(reopen, "reopen")).unwrap();
+    assert!(
+        outcome.exit_code > 2,
+        "a file got stdio's descriptor {}",
+        outcome.exit_code
+    );
+    assert_normal_job_runs(&executor);
+}
+
+#[test]
 fn huge_stdout_is_truncated_with_a_marker() {
     let executor = executor();
     let flood = module(

@@ -3,6 +3,8 @@
 //! - `poll_oneoff` is replaced: wasmtime-wasi sleeps in real time, which would leak the
 //!   host's timing into the job and block the host thread beyond the epoch safety net.
 //!   Here clock subscriptions fire at once and move virtual time forward instead.
+//! - `fd_close` and `fd_renumber` keep descriptors 0 to 2 as stdio for the whole run, so
+//!   that writes to any other descriptor are file writes.
 //! - `fd_write` / `fd_pwrite` to files, and calls that create entries (`path_open` with
 //!   `O_CREAT`, `path_create_directory`, `path_symlink`, `path_link`) are wrapped: they are
 //!   counted against the job's output limits *before* the original runs, so a job cannot
@@ -44,6 +46,8 @@ pub struct Originals {
     path_create_directory: ThreeArgs,
     path_symlink: FiveArgs,
     path_link: SevenArgs,
+    fd_close: TypedFunc<i32, i32>,
+    fd_renumber: TypedFunc<(i32, i32), i32>,
 }
 
 /// Bytes and entries the job has written to `/output` so far, and its limits.
@@ -111,6 +115,8 @@ pub fn install(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
     linker.func_wrap(WASI, "path_create_directory", path_create_directory)?;
     linker.func_wrap(WASI, "path_symlink", path_symlink)?;
     linker.func_wrap(WASI, "path_link", path_link)?;
+    linker.func_wrap(WASI, "fd_close", fd_close)?;
+    linker.func_wrap(WASI, "fd_renumber", fd_renumber)?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -127,7 +133,12 @@ const TRAMPOLINE: &str = r#"(module
   (import "wasi" "path_create_directory" (func $path_create_directory (param i32 i32 i32) (result i32)))
   (import "wasi" "path_symlink" (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
   (import "wasi" "path_link" (func $path_link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi" "fd_renumber" (func $fd_renumber (param i32 i32) (result i32)))
   (export "memory" (memory 0))
+  (func (export "fd_close") (param i32) (result i32) (call $fd_close (local.get 0)))
+  (func (export "fd_renumber") (param i32 i32) (result i32)
+    (call $fd_renumber (local.get 0) (local.get 1)))
   (func (export "fd_write") (param i32 i32 i32 i32) (result i32)
     (call $fd_write (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
   (func (export "fd_pwrite") (param i32 i32 i32 i64 i32) (result i32)
@@ -145,13 +156,15 @@ const TRAMPOLINE: &str = r#"(module
 )"#;
 
 /// The wrapped functions, in the trampoline's import order.
-const WRAPPED: [&str; 6] = [
+const WRAPPED: [&str; 8] = [
     "fd_write",
     "fd_pwrite",
     "path_open",
     "path_create_directory",
     "path_symlink",
     "path_link",
+    "fd_close",
+    "fd_renumber",
 ];
 
 /// Compiles the trampoline for `engine` (once per executor).
@@ -183,6 +196,8 @@ pub fn attach(
         path_create_directory: helper.get_typed_func(&mut *store, "path_create_directory")?,
         path_symlink: helper.get_typed_func(&mut *store, "path_symlink")?,
         path_link: helper.get_typed_func(&mut *store, "path_link")?,
+        fd_close: helper.get_typed_func(&mut *store, "fd_close")?,
+        fd_renumber: helper.get_typed_func(&mut *store, "fd_renumber")?,
     };
     store.data_mut().originals = Some(originals);
     Ok(())
@@ -239,9 +254,39 @@ fn first_iovec_len(caller: &mut Caller<'_, JobState>, iovs: i32, count: i32) -> 
     Some(u64::from(first))
 }
 
-/// Stdio descriptors are capped by their pipes; every other descriptor is a file.
+/// Stdio descriptors are capped by their pipes; every other descriptor is a file. This
+/// holds because stdio can be neither closed nor renumbered (see [`fd_close`] and
+/// [`fd_renumber`]), so descriptors 0 to 2 are never reused for files.
 fn is_file_fd(fd: i32) -> bool {
-    !(0..=2).contains(&fd)
+    !is_stdio(fd)
+}
+
+fn is_stdio(fd: i32) -> bool {
+    (0..=2).contains(&fd)
+}
+
+/// Closing stdio is a successful no-op, so its descriptor numbers never go to a file.
+fn fd_close(mut caller: Caller<'_, JobState>, fd: i32) -> wasmtime::Result<i32> {
+    if is_stdio(fd) {
+        return Ok(ERRNO_SUCCESS);
+    }
+    let original = match originals(&caller) {
+        Ok(originals) => originals.fd_close.clone(),
+        Err(errno) => return Ok(errno),
+    };
+    forward(&mut caller, &original, fd)
+}
+
+/// Renumbering to or from stdio is refused, for the same reason.
+fn fd_renumber(mut caller: Caller<'_, JobState>, from: i32, to: i32) -> wasmtime::Result<i32> {
+    if is_stdio(from) || is_stdio(to) {
+        return Ok(ERRNO_NOTSUP);
+    }
+    let original = match originals(&caller) {
+        Ok(originals) => originals.fd_renumber.clone(),
+        Err(errno) => return Ok(errno),
+    };
+    forward(&mut caller, &original, (from, to))
 }
 
 fn fd_write(
