@@ -352,6 +352,19 @@ impl Market {
 
     /// What [`Market::submit_order`] would do, without reserving anything.
     pub fn preview(&self, order: &Order, now_ms: u64) -> Result<MatchOutcome, MarketError> {
+        let winners = self.quote(order, now_ms)?;
+        if winners.is_empty() {
+            return Ok(MatchOutcome::NoMatch(self.explain(order, now_ms)));
+        }
+        Ok(MatchOutcome::Filled(Fill {
+            order: order.id,
+            winners,
+        }))
+    }
+
+    /// The winners [`Market::submit_order`] would pick, without reserving anything or
+    /// explaining a miss: empty if the order cannot be placed now.
+    pub fn quote(&self, order: &Order, now_ms: u64) -> Result<Vec<Winner>, MarketError> {
         self.check_new_order(order, now_ms)?;
         let classes = order.demand.classes(self.book.classes.keys());
         let (cands, picks) = engine::search(
@@ -363,16 +376,12 @@ impl Market {
             now_ms,
         );
         if picks.len() < usize::from(order.requirements.replicas) {
-            return Ok(MatchOutcome::NoMatch(self.explain(order, now_ms)));
+            return Ok(Vec::new());
         }
-        let winners = picks
+        Ok(picks
             .iter()
             .map(|&i| self.winner(order, &classes, &cands[i], cands[i].price))
-            .collect();
-        Ok(MatchOutcome::Filled(Fill {
-            order: order.id,
-            winners,
-        }))
+            .collect())
     }
 
     pub(crate) fn check_new_order(&self, order: &Order, now_ms: u64) -> Result<(), MarketError> {

@@ -383,6 +383,9 @@ proptest! {
             let order = build_order(n as u64, spec);
             let expected = reference_match(&m, &order, now);
             let preview = m.preview(&order, now);
+            if let Ok(quote) = m.quote(&order, now) {
+                prop_assert_eq!(&quote, &expected);
+            }
             let outcome = m.submit_order(order.clone(), now);
             prop_assert_eq!(&preview, &outcome);
             match outcome {
