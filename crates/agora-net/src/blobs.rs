@@ -196,3 +196,62 @@ async fn commit(writer: BlobWriter, peer: PeerId, hash: Hash) -> Result<(), NetE
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(content: &[u8]) -> (tempfile::TempDir, BlobStore, Hash) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let hash = store.put_bytes(content).unwrap();
+        (dir, store, hash)
+    }
+
+    fn ask(store: &BlobStore, hash: Hash, offset: u64, len: u32) -> ChunkResponse {
+        serve_chunk(store, &wire::encode(&ChunkRequest { hash, offset, len }))
+    }
+
+    #[test]
+    fn serves_the_requested_range_and_the_total() {
+        let (_dir, store, hash) = store_with(b"0123456789");
+        let answer = ask(&store, hash, 3, 4);
+        assert_eq!(
+            answer,
+            ChunkResponse::Chunk {
+                total: 10,
+                data: b"3456".to_vec()
+            }
+        );
+        // The last chunk is short rather than an error.
+        let tail = ask(&store, hash, 8, 4);
+        assert_eq!(
+            tail,
+            ChunkResponse::Chunk {
+                total: 10,
+                data: b"89".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn garbage_and_impossible_requests_get_typed_refusals() {
+        let (_dir, store, hash) = store_with(b"0123456789");
+        let garbage = serve_chunk(&store, &[0xff; 7]);
+        assert!(
+            matches!(garbage, ChunkResponse::BadRequest(_)),
+            "{garbage:?}"
+        );
+        let past_end = ask(&store, hash, 11, 1);
+        assert!(
+            matches!(past_end, ChunkResponse::BadRequest(_)),
+            "{past_end:?}"
+        );
+        let huge = ask(&store, hash, 0, MAX_CHUNK_BYTES as u32 + 1);
+        assert!(matches!(huge, ChunkResponse::BadRequest(_)), "{huge:?}");
+        assert_eq!(
+            ask(&store, Hash::of(b"other"), 0, 1),
+            ChunkResponse::NotFound
+        );
+    }
+}
