@@ -93,12 +93,20 @@ pub struct ChainTip {
 impl ChainTip {
     /// The tip before any block.
     pub fn genesis(genesis: &Genesis) -> ChainTip {
-        ChainTip { height: 0, hash: genesis.hash(), timestamp_ms: genesis.timestamp_ms }
+        ChainTip {
+            height: 0,
+            hash: genesis.hash(),
+            timestamp_ms: genesis.timestamp_ms,
+        }
     }
 
     /// The tip after `header`.
     pub fn after(header: &BlockHeader) -> ChainTip {
-        ChainTip { height: header.height, hash: header.hash(), timestamp_ms: header.timestamp_ms }
+        ChainTip {
+            height: header.height,
+            hash: header.hash(),
+            timestamp_ms: header.timestamp_ms,
+        }
     }
 }
 
@@ -217,7 +225,9 @@ pub enum ReplayError {
 /// Checks every transaction's chain id and signature, in batches across cores. The
 /// result has one entry per transaction, in order.
 pub fn verify_signatures(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16);
     if threads == 1 || txs.len() < PARALLEL_THRESHOLD {
         return verify_chunk(txs, chain_id);
     }
@@ -232,7 +242,9 @@ pub fn verify_signatures(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), Ledge
             .zip(txs.chunks(chunk))
             .flat_map(|(handle, part)| {
                 // A verifier thread only panics on a bug; re-check that part here instead.
-                handle.join().unwrap_or_else(|_| verify_chunk(part, chain_id))
+                handle
+                    .join()
+                    .unwrap_or_else(|_| verify_chunk(part, chain_id))
             })
             .collect()
     })
@@ -242,10 +254,11 @@ fn verify_chunk(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> 
     let mut results: Vec<Result<(), LedgerError>> = txs
         .iter()
         .map(|tx| {
-            tx.check_chain(chain_id).map_err(|_| LedgerError::WrongChain {
-                expected: chain_id.clone(),
-                found: tx.chain_id.clone(),
-            })
+            tx.check_chain(chain_id)
+                .map_err(|_| LedgerError::WrongChain {
+                    expected: chain_id.clone(),
+                    found: tx.chain_id.clone(),
+                })
         })
         .collect();
     let candidates: Vec<usize> = (0..txs.len()).filter(|&i| results[i].is_ok()).collect();
@@ -257,7 +270,10 @@ fn verify_chunk(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> 
         for (k, &i) in candidates.iter().enumerate() {
             results[i] = signers[k]
                 .verify(refs[k], &signatures[k])
-                .map_err(|source| LedgerError::BadSignature { signer: signers[k], source });
+                .map_err(|source| LedgerError::BadSignature {
+                    signer: signers[k],
+                    source,
+                });
         }
     }
     results
@@ -278,12 +294,21 @@ pub fn build_block(
 ) -> Result<BuiltBlock, BuildError> {
     let expected = genesis.params.block_producer;
     if producer.account() != expected {
-        return Err(BuildError::WrongProducer { expected, found: producer.account() });
+        return Err(BuildError::WrongProducer {
+            expected,
+            found: producer.account(),
+        });
     }
     if timestamp_ms < tip.timestamp_ms {
-        return Err(BuildError::TimestampRegressed { previous: tip.timestamp_ms, found: timestamp_ms });
+        return Err(BuildError::TimestampRegressed {
+            previous: tip.timestamp_ms,
+            found: timestamp_ms,
+        });
     }
-    let height = tip.height.checked_add(1).ok_or(BuildError::HeightOverflow)?;
+    let height = tip
+        .height
+        .checked_add(1)
+        .ok_or(BuildError::HeightOverflow)?;
     let ctx = BlockContext {
         chain_id: &genesis.chain_id,
         params: &genesis.params,
@@ -302,7 +327,11 @@ pub fn build_block(
                 effects.push(effect);
                 included.push(tx);
             }
-            Err(error) => rejected.push(Rejected { index, id: tx.id(), error }),
+            Err(error) => rejected.push(Rejected {
+                index,
+                id: tx.id(),
+                error,
+            }),
         }
     }
     let ids: Vec<Hash> = included.iter().map(Tx::id).collect();
@@ -316,7 +345,14 @@ pub fn build_block(
         signature: Signature([0; 64]),
     };
     header.signature = producer.sign(&header.signing_bytes(&genesis.chain_id));
-    Ok(BuiltBlock { block: Block { header, txs: included }, effects, rejected })
+    Ok(BuiltBlock {
+        block: Block {
+            header,
+            txs: included,
+        },
+        effects,
+        rejected,
+    })
 }
 
 /// Replays `block` on top of `tip`, checking the header's links and signature, the
@@ -333,7 +369,10 @@ pub fn replay_block(
     check_header(genesis, tip, header)?;
     let computed = merkle_root(&block.txs.iter().map(Tx::id).collect::<Vec<_>>());
     if computed != header.tx_root {
-        return Err(ReplayError::TxRootMismatch { header: header.tx_root, computed });
+        return Err(ReplayError::TxRootMismatch {
+            header: header.tx_root,
+            computed,
+        });
     }
     let ctx = BlockContext {
         chain_id: &genesis.chain_id,
@@ -345,22 +384,39 @@ pub fn replay_block(
     for (index, (tx, check)) in block.txs.iter().zip(checks).enumerate() {
         check
             .and_then(|()| apply_verified(state, SignatureChecked::vouch(tx), &ctx))
-            .map_err(|error| ReplayError::InvalidTx { index, id: tx.id(), error })?;
+            .map_err(|error| ReplayError::InvalidTx {
+                index,
+                id: tx.id(),
+                error,
+            })?;
     }
     let computed = state.state_root();
     if computed != header.state_root {
-        return Err(ReplayError::StateRootMismatch { header: header.state_root, computed });
+        return Err(ReplayError::StateRootMismatch {
+            header: header.state_root,
+            computed,
+        });
     }
     Ok(ChainTip::after(header))
 }
 
-fn check_header(genesis: &Genesis, tip: &ChainTip, header: &BlockHeader) -> Result<(), ReplayError> {
+fn check_header(
+    genesis: &Genesis,
+    tip: &ChainTip,
+    header: &BlockHeader,
+) -> Result<(), ReplayError> {
     let expected_height = tip.height.saturating_add(1);
     if header.height != expected_height {
-        return Err(ReplayError::HeightMismatch { expected: expected_height, found: header.height });
+        return Err(ReplayError::HeightMismatch {
+            expected: expected_height,
+            found: header.height,
+        });
     }
     if header.prev_hash != tip.hash {
-        return Err(ReplayError::PrevHashMismatch { expected: tip.hash, found: header.prev_hash });
+        return Err(ReplayError::PrevHashMismatch {
+            expected: tip.hash,
+            found: header.prev_hash,
+        });
     }
     if header.timestamp_ms < tip.timestamp_ms {
         return Err(ReplayError::TimestampRegressed {
@@ -370,7 +426,10 @@ fn check_header(genesis: &Genesis, tip: &ChainTip, header: &BlockHeader) -> Resu
     }
     let expected = genesis.params.block_producer;
     if header.producer != expected {
-        return Err(ReplayError::WrongProducer { expected, found: header.producer });
+        return Err(ReplayError::WrongProducer {
+            expected,
+            found: header.producer,
+        });
     }
     header
         .producer

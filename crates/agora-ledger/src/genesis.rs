@@ -102,11 +102,23 @@ impl Genesis {
     /// The state before the first block.
     pub fn initial_state(&self) -> Result<State, GenesisError> {
         self.validate()?;
-        let accounts = self
-            .allocations
-            .iter()
-            .map(|(id, balance)| (*id, Account { balance: *balance, next_nonce: 0 }));
-        Ok(State::from_parts(accounts, [], [], [], self.supply()?, Amount::ZERO))
+        let accounts = self.allocations.iter().map(|(id, balance)| {
+            (
+                *id,
+                Account {
+                    balance: *balance,
+                    next_nonce: 0,
+                },
+            )
+        });
+        Ok(State::from_parts(
+            accounts,
+            [],
+            [],
+            [],
+            self.supply()?,
+            Amount::ZERO,
+        ))
     }
 
     /// The genesis hash: what block 1 names as its previous block.
@@ -116,7 +128,12 @@ impl Genesis {
 
     /// A development genesis whose keys all derive from public seeds (see [`DevKeys`]):
     /// for demos, tests and benchmarks, never for real money.
-    pub fn dev(chain_id: &str, timestamp_ms: u64, users: usize, each: Amount) -> (Genesis, DevKeys) {
+    pub fn dev(
+        chain_id: &str,
+        timestamp_ms: u64,
+        users: usize,
+        each: Amount,
+    ) -> (Genesis, DevKeys) {
         let keys = DevKeys::new(users);
         let genesis = Genesis {
             chain_id: ChainId::new(chain_id),

@@ -48,14 +48,19 @@ pub mod state;
 pub mod store;
 pub mod tx;
 
-pub use block::{Block, BlockHeader, BuildError, BuiltBlock, ChainTip, Rejected, ReplayError, build_block, replay_block};
+pub use block::{
+    Block, BlockHeader, BuildError, BuiltBlock, ChainTip, Rejected, ReplayError, build_block,
+    replay_block,
+};
 pub use genesis::{DevKeys, Genesis, GenesisError, Params};
 pub use machine::{BlockContext, Effects, Event, LedgerError, apply};
 pub use replay::{AuditError, Replayer};
 pub use settlement::{AccountView, BlockOutcome, Settlement};
-pub use state::{Account, ConservationError, Escrow, EscrowStatus, Stake, State, Supply, Unbonding};
+pub use state::{
+    Account, ConservationError, Escrow, EscrowStatus, Stake, State, Supply, Unbonding,
+};
 pub use store::{BlockFault, Ledger, StoreError, VerifyError, VerifyReport, verify};
 pub use tx::{Tx, TxBody};
 
 #[cfg(test)]
-use {proptest as _, tempfile as _};
+use {proptest as _, serde_json as _, tempfile as _};

@@ -206,7 +206,9 @@ pub enum LedgerError {
     #[error("an escrow for order {0} already exists; order ids are never reused")]
     EscrowExists(Hash),
     /// The escrow is no longer open: released in full or refunded.
-    #[error("escrow for order {order_id} is closed ({status:?}); nothing is left to release or refund")]
+    #[error(
+        "escrow for order {order_id} is closed ({status:?}); nothing is left to release or refund"
+    )]
     EscrowClosed {
         /// The order.
         order_id: Hash,
@@ -214,7 +216,9 @@ pub enum LedgerError {
         status: EscrowStatus,
     },
     /// A release asking for more than the escrow still holds.
-    #[error("release of {requested} from order {order_id} exceeds the {remaining} that remain locked")]
+    #[error(
+        "release of {requested} from order {order_id} exceeds the {remaining} that remain locked"
+    )]
     ReleaseExceedsEscrow {
         /// The order.
         order_id: Hash,
@@ -243,7 +247,9 @@ pub enum LedgerError {
         now_ms: u64,
     },
     /// A refund by someone other than the market before the deadline.
-    #[error("only the market authority may refund before the deadline {deadline_ms} ms (block time {now_ms} ms)")]
+    #[error(
+        "only the market authority may refund before the deadline {deadline_ms} ms (block time {now_ms} ms)"
+    )]
     DeadlineNotReached {
         /// The escrow's deadline.
         deadline_ms: u64,
@@ -274,7 +280,9 @@ pub enum LedgerError {
     #[error("{0} has no unbonding stake to withdraw")]
     NothingToWithdraw(AccountId),
     /// A withdrawal before any unbonding entry matured.
-    #[error("unbonding stake of {account} matures at height {matures_at_height}; this is height {height}")]
+    #[error(
+        "unbonding stake of {account} matures at height {matures_at_height}; this is height {height}"
+    )]
     UnbondingNotMatured {
         /// The provider.
         account: AccountId,
@@ -337,7 +345,10 @@ pub fn apply(state: &mut State, tx: &Tx, ctx: &BlockContext) -> Result<Effects, 
 pub fn check_signature(tx: &Tx) -> Result<(), LedgerError> {
     tx.signer
         .verify(&tx.signing_bytes(), &tx.signature)
-        .map_err(|source| LedgerError::BadSignature { signer: tx.signer, source })
+        .map_err(|source| LedgerError::BadSignature {
+            signer: tx.signer,
+            source,
+        })
 }
 
 /// Applies a transaction whose signature was already checked. On error the state is
@@ -358,9 +369,11 @@ pub fn apply_verified(
         .ok_or(LedgerError::NonceExhausted(signer))?;
     let events = match &tx.body {
         TxBody::Transfer { to, amount } => transfer(state, signer, *to, *amount)?,
-        TxBody::OpenEscrow { order_id, amount, deadline_ms } => {
-            open_escrow(state, ctx, signer, *order_id, *amount, *deadline_ms)?
-        }
+        TxBody::OpenEscrow {
+            order_id,
+            amount,
+            deadline_ms,
+        } => open_escrow(state, ctx, signer, *order_id, *amount, *deadline_ms)?,
         TxBody::ReleaseEscrow { order_id, payouts } => {
             release_escrow(state, ctx, signer, *order_id, payouts)?
         }
@@ -368,16 +381,34 @@ pub fn apply_verified(
         TxBody::Bond { amount } => bond(state, signer, *amount)?,
         TxBody::Unbond { amount } => unbond(state, ctx, signer, *amount)?,
         TxBody::Withdraw => withdraw(state, ctx, signer)?,
-        TxBody::Slash { provider, amount, evidence, reason, beneficiary } => slash(
+        TxBody::Slash {
+            provider,
+            amount,
+            evidence,
+            reason,
+            beneficiary,
+        } => slash(
             state,
             ctx,
             signer,
-            SlashOrder { provider: *provider, amount: *amount, evidence: *evidence, reason, beneficiary: *beneficiary },
+            SlashOrder {
+                provider: *provider,
+                amount: *amount,
+                evidence: *evidence,
+                reason,
+                beneficiary: *beneficiary,
+            },
         )?,
     };
     // The body succeeded; bumping the nonce cannot fail any more.
     let after = state.account(&signer);
-    state.set_account(signer, Account { next_nonce, ..after });
+    state.set_account(
+        signer,
+        Account {
+            next_nonce,
+            ..after
+        },
+    );
     Ok(Effects { events })
 }
 
@@ -394,13 +425,25 @@ fn check_chain(tx: &Tx, ctx: &BlockContext) -> Result<(), LedgerError> {
 fn check_nonce(signer: AccountId, expected: u64, found: u64) -> Result<(), LedgerError> {
     match found.cmp(&expected) {
         std::cmp::Ordering::Equal => Ok(()),
-        std::cmp::Ordering::Less => Err(LedgerError::NonceReused { signer, expected, found }),
-        std::cmp::Ordering::Greater => Err(LedgerError::NonceSkipped { signer, expected, found }),
+        std::cmp::Ordering::Less => Err(LedgerError::NonceReused {
+            signer,
+            expected,
+            found,
+        }),
+        std::cmp::Ordering::Greater => Err(LedgerError::NonceSkipped {
+            signer,
+            expected,
+            found,
+        }),
     }
 }
 
 fn require_positive(amount: Amount, what: &'static str) -> Result<(), LedgerError> {
-    if amount.is_zero() { Err(LedgerError::ZeroAmount { what }) } else { Ok(()) }
+    if amount.is_zero() {
+        Err(LedgerError::ZeroAmount { what })
+    } else {
+        Ok(())
+    }
 }
 
 fn require_authority(
@@ -412,17 +455,26 @@ fn require_authority(
     if signer == allowed {
         Ok(())
     } else {
-        Err(LedgerError::Unauthorized { signer, action, allowed })
+        Err(LedgerError::Unauthorized {
+            signer,
+            action,
+            allowed,
+        })
     }
 }
 
 /// The balance left after taking `need` from `account`, or the overdraft error.
 fn debit(state: &State, account: AccountId, need: Amount) -> Result<Account, LedgerError> {
     let current = state.account(&account);
-    let balance = current
-        .balance
-        .checked_sub(need)
-        .map_err(|_| LedgerError::InsufficientBalance { account, have: current.balance, need })?;
+    let balance =
+        current
+            .balance
+            .checked_sub(need)
+            .map_err(|_| LedgerError::InsufficientBalance {
+                account,
+                have: current.balance,
+                need,
+            })?;
     Ok(Account { balance, ..current })
 }
 
@@ -445,9 +497,15 @@ fn credits(
         .collect()
 }
 
-fn add_to(map: &mut BTreeMap<AccountId, Amount>, id: AccountId, amount: Amount) -> Result<(), LedgerError> {
+fn add_to(
+    map: &mut BTreeMap<AccountId, Amount>,
+    id: AccountId,
+    amount: Amount,
+) -> Result<(), LedgerError> {
     let entry = map.entry(id).or_default();
-    *entry = entry.checked_add(amount).map_err(|_| LedgerError::Overflow("a credit"))?;
+    *entry = entry
+        .checked_add(amount)
+        .map_err(|_| LedgerError::Overflow("a credit"))?;
     Ok(())
 }
 
@@ -482,7 +540,10 @@ fn open_escrow(
         return Err(LedgerError::EscrowExists(order_id));
     }
     if deadline_ms <= ctx.timestamp_ms {
-        return Err(LedgerError::DeadlineNotInFuture { deadline_ms, now_ms: ctx.timestamp_ms });
+        return Err(LedgerError::DeadlineNotInFuture {
+            deadline_ms,
+            now_ms: ctx.timestamp_ms,
+        });
     }
     let payer = debit(state, buyer, amount)?;
     state.set_account(buyer, payer);
@@ -497,14 +558,24 @@ fn open_escrow(
             status: EscrowStatus::Open,
         },
     );
-    Ok(vec![Event::EscrowOpened { order_id, buyer, amount, deadline_ms }])
+    Ok(vec![Event::EscrowOpened {
+        order_id,
+        buyer,
+        amount,
+        deadline_ms,
+    }])
 }
 
 /// The open escrow for `order_id`, or why there is none.
 fn open_escrow_of(state: &State, order_id: Hash) -> Result<Escrow, LedgerError> {
-    let escrow = *state.escrow(&order_id).ok_or(LedgerError::UnknownEscrow(order_id))?;
+    let escrow = *state
+        .escrow(&order_id)
+        .ok_or(LedgerError::UnknownEscrow(order_id))?;
     if escrow.status != EscrowStatus::Open {
-        return Err(LedgerError::EscrowClosed { order_id, status: escrow.status });
+        return Err(LedgerError::EscrowClosed {
+            order_id,
+            status: escrow.status,
+        });
     }
     Ok(escrow)
 }
@@ -521,7 +592,10 @@ fn release_escrow(
         return Err(LedgerError::NoPayouts);
     }
     if payouts.len() > MAX_PAYOUTS {
-        return Err(LedgerError::TooManyPayouts { count: payouts.len(), max: MAX_PAYOUTS });
+        return Err(LedgerError::TooManyPayouts {
+            count: payouts.len(),
+            max: MAX_PAYOUTS,
+        });
     }
     for (_, amount) in payouts {
         require_positive(*amount, "a payout amount")?;
@@ -529,18 +603,31 @@ fn release_escrow(
     let escrow = open_escrow_of(state, order_id)?;
     let requested = Amount::sum(payouts.iter().map(|(_, a)| *a))
         .map_err(|_| LedgerError::Overflow("the payout total"))?;
-    let remaining = escrow.remaining.checked_sub(requested).map_err(|_| {
-        LedgerError::ReleaseExceedsEscrow { order_id, remaining: escrow.remaining, requested }
-    })?;
+    let remaining =
+        escrow
+            .remaining
+            .checked_sub(requested)
+            .map_err(|_| LedgerError::ReleaseExceedsEscrow {
+                order_id,
+                remaining: escrow.remaining,
+                requested,
+            })?;
 
     let mut to_credit = BTreeMap::new();
     let mut events = Vec::with_capacity(payouts.len());
     for (payee, gross) in payouts {
         let fee = gross.basis_points(ctx.params.fee_bps);
-        let net = gross.checked_sub(fee).map_err(|_| LedgerError::Overflow("a fee"))?;
+        let net = gross
+            .checked_sub(fee)
+            .map_err(|_| LedgerError::Overflow("a fee"))?;
         add_to(&mut to_credit, *payee, net)?;
         add_to(&mut to_credit, ctx.params.treasury, fee)?;
-        events.push(Event::EscrowReleased { order_id, payee: *payee, net, fee });
+        events.push(Event::EscrowReleased {
+            order_id,
+            payee: *payee,
+            net,
+            fee,
+        });
     }
     let credited = credits(state, &to_credit)?;
     let released = escrow
@@ -548,8 +635,20 @@ fn release_escrow(
         .checked_add(requested)
         .map_err(|_| LedgerError::Overflow("the released total"))?;
 
-    let status = if remaining.is_zero() { EscrowStatus::Released } else { EscrowStatus::Open };
-    state.set_escrow(order_id, Escrow { remaining, released, status, ..escrow });
+    let status = if remaining.is_zero() {
+        EscrowStatus::Released
+    } else {
+        EscrowStatus::Open
+    };
+    state.set_escrow(
+        order_id,
+        Escrow {
+            remaining,
+            released,
+            status,
+            ..escrow
+        },
+    );
     for (id, account) in credited {
         state.set_account(id, account);
     }
@@ -574,12 +673,20 @@ fn refund_escrow(
     let credited = credits(state, &BTreeMap::from([(escrow.buyer, amount)]))?;
     state.set_escrow(
         order_id,
-        Escrow { remaining: Amount::ZERO, status: EscrowStatus::Refunded, ..escrow },
+        Escrow {
+            remaining: Amount::ZERO,
+            status: EscrowStatus::Refunded,
+            ..escrow
+        },
     );
     for (id, account) in credited {
         state.set_account(id, account);
     }
-    Ok(vec![Event::EscrowRefunded { order_id, buyer: escrow.buyer, amount }])
+    Ok(vec![Event::EscrowRefunded {
+        order_id,
+        buyer: escrow.buyer,
+        amount,
+    }])
 }
 
 fn bond(state: &mut State, account: AccountId, amount: Amount) -> Result<Vec<Event>, LedgerError> {
@@ -603,9 +710,15 @@ fn unbond(
 ) -> Result<Vec<Event>, LedgerError> {
     require_positive(amount, "an unbond amount")?;
     let mut stake = state.stake(&account).cloned().unwrap_or_default();
-    stake.bonded = stake.bonded.checked_sub(amount).map_err(|_| {
-        LedgerError::UnbondExceedsBonded { account, bonded: stake.bonded, requested: amount }
-    })?;
+    stake.bonded =
+        stake
+            .bonded
+            .checked_sub(amount)
+            .map_err(|_| LedgerError::UnbondExceedsBonded {
+                account,
+                bonded: stake.bonded,
+                requested: amount,
+            })?;
     let matures_at_height = ctx
         .height
         .checked_add(ctx.params.unbonding_period_blocks)
@@ -618,13 +731,24 @@ fn unbond(
                 .checked_add(amount)
                 .map_err(|_| LedgerError::Overflow("unbonding stake"))?;
         }
-        _ => stake.unbonding.push(Unbonding { amount, matures_at_height }),
+        _ => stake.unbonding.push(Unbonding {
+            amount,
+            matures_at_height,
+        }),
     }
     state.set_stake(account, stake);
-    Ok(vec![Event::Unbonding { account, amount, matures_at_height }])
+    Ok(vec![Event::Unbonding {
+        account,
+        amount,
+        matures_at_height,
+    }])
 }
 
-fn withdraw(state: &mut State, ctx: &BlockContext, account: AccountId) -> Result<Vec<Event>, LedgerError> {
+fn withdraw(
+    state: &mut State,
+    ctx: &BlockContext,
+    account: AccountId,
+) -> Result<Vec<Event>, LedgerError> {
     let stake = state.stake(&account).cloned().unwrap_or_default();
     let (matured, pending): (Vec<Unbonding>, Vec<Unbonding>) = stake
         .unbonding
@@ -643,7 +767,13 @@ fn withdraw(state: &mut State, ctx: &BlockContext, account: AccountId) -> Result
     let amount = Amount::sum(matured.iter().map(|u| u.amount))
         .map_err(|_| LedgerError::Overflow("the withdrawal"))?;
     let credited = credits(state, &BTreeMap::from([(account, amount)]))?;
-    state.set_stake(account, Stake { bonded: stake.bonded, unbonding: pending });
+    state.set_stake(
+        account,
+        Stake {
+            bonded: stake.bonded,
+            unbonding: pending,
+        },
+    );
     for (id, acc) in credited {
         state.set_account(id, acc);
     }
@@ -665,22 +795,39 @@ fn slash(
     order: SlashOrder,
 ) -> Result<Vec<Event>, LedgerError> {
     require_authority(ctx, signer, "slash")?;
-    let SlashOrder { provider, amount, evidence, reason, beneficiary } = order;
+    let SlashOrder {
+        provider,
+        amount,
+        evidence,
+        reason,
+        beneficiary,
+    } = order;
     require_positive(amount, "a slash amount")?;
     if reason.len() > MAX_REASON_BYTES {
-        return Err(LedgerError::ReasonTooLong { len: reason.len(), max: MAX_REASON_BYTES });
+        return Err(LedgerError::ReasonTooLong {
+            len: reason.len(),
+            max: MAX_REASON_BYTES,
+        });
     }
     if state.evidence_used(&evidence) {
         return Err(LedgerError::EvidenceAlreadyUsed(evidence));
     }
     let stake = state.stake(&provider).cloned().unwrap_or_default();
-    let total = stake.total().map_err(|_| LedgerError::Overflow("a stake"))?;
+    let total = stake
+        .total()
+        .map_err(|_| LedgerError::Overflow("a stake"))?;
     if amount > total {
-        return Err(LedgerError::SlashExceedsStake { provider, stake: total, requested: amount });
+        return Err(LedgerError::SlashExceedsStake {
+            provider,
+            stake: total,
+            requested: amount,
+        });
     }
     let stake = take_from_stake(stake, amount);
     let reward = amount.basis_points(ctx.params.slash_beneficiary_bps);
-    let burned = amount.checked_sub(reward).map_err(|_| LedgerError::Overflow("a slash share"))?;
+    let burned = amount
+        .checked_sub(reward)
+        .map_err(|_| LedgerError::Overflow("a slash share"))?;
     let credited = credits(state, &BTreeMap::from([(beneficiary, reward)]))?;
     let burned_total = state
         .burned()
@@ -713,7 +860,9 @@ fn take_from_stake(mut stake: Stake, amount: Amount) -> Stake {
     stake.bonded = Amount(stake.bonded.0 - from_bonded.0);
     let mut left = amount.0 - from_bonded.0;
     while left > 0 {
-        let Some(last) = stake.unbonding.last_mut() else { break };
+        let Some(last) = stake.unbonding.last_mut() else {
+            break;
+        };
         let take = left.min(last.amount.0);
         last.amount = Amount(last.amount.0 - take);
         left -= take;

@@ -36,7 +36,12 @@ impl Replayer {
     pub fn new(genesis: Genesis) -> Result<Replayer, GenesisError> {
         let state = genesis.initial_state()?;
         let tip = ChainTip::genesis(&genesis);
-        Ok(Replayer { genesis, state, tip, txs: 0 })
+        Ok(Replayer {
+            genesis,
+            state,
+            tip,
+            txs: 0,
+        })
     }
 
     /// Checks and applies the next block. After an error the replayer is unusable (its

@@ -308,12 +308,8 @@ impl State {
 
     /// The state root, rehashing only buckets changed since the last call.
     pub fn state_root(&mut self) -> Hash {
-        self.roots.refresh(
-            &self.accounts,
-            &self.escrows,
-            &self.stakes,
-            &self.evidence,
-        );
+        self.roots
+            .refresh(&self.accounts, &self.escrows, &self.stakes, &self.evidence);
         self.roots.root(self.minted, self.burned)
     }
 
@@ -470,7 +466,12 @@ struct SectionCache {
 
 impl SectionCache {
     fn new(name: &'static [u8]) -> SectionCache {
-        SectionCache { name, buckets: BTreeMap::new(), dirty: BTreeSet::new(), built: false }
+        SectionCache {
+            name,
+            buckets: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            built: false,
+        }
     }
 
     fn mark(&mut self, key: &[u8; 32]) {
@@ -490,7 +491,8 @@ impl SectionCache {
                         .iter()
                         .take_while(|k| bucket_of(k.bytes()) == bucket)
                         .count();
-                self.buckets.insert(bucket, self.bucket_hash(section, &keys[start..end]));
+                self.buckets
+                    .insert(bucket, self.bucket_hash(section, &keys[start..end]));
                 start = end;
             }
             self.built = true;
@@ -505,7 +507,8 @@ impl SectionCache {
             if keys.is_empty() {
                 self.buckets.remove(&bucket);
             } else {
-                self.buckets.insert(bucket, self.bucket_hash(section, &keys));
+                self.buckets
+                    .insert(bucket, self.bucket_hash(section, &keys));
             }
         }
     }

@@ -109,8 +109,14 @@ fn db_err<E: Into<redb::Error>>(path: &Path) -> impl FnOnce(E) -> StoreError + '
     }
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
-    canonical::decode(bytes).map_err(|e| StoreError::Corrupt { what: what(), detail: e.to_string() })
+fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    canonical::decode(bytes).map_err(|e| StoreError::Corrupt {
+        what: what(),
+        detail: e.to_string(),
+    })
 }
 
 /// The embedded ledger: the pure state machine plus a redb file.
@@ -142,7 +148,8 @@ impl Ledger {
         {
             let mut meta = txn.open_table(META).map_err(db_err(&path))?;
             meta.insert("format", FORMAT).map_err(db_err(&path))?;
-            meta.insert("genesis", canonical::encode(&genesis).as_slice()).map_err(db_err(&path))?;
+            meta.insert("genesis", canonical::encode(&genesis).as_slice())
+                .map_err(db_err(&path))?;
             for table in [HEADERS, BODIES] {
                 txn.open_table(table).map_err(db_err(&path))?;
             }
@@ -155,13 +162,23 @@ impl Ledger {
             let mut accounts = txn.open_table(ACCOUNTS).map_err(db_err(&path))?;
             for (id, account) in state.accounts() {
                 accounts
-                    .insert(id.as_bytes().as_slice(), canonical::encode(account).as_slice())
+                    .insert(
+                        id.as_bytes().as_slice(),
+                        canonical::encode(account).as_slice(),
+                    )
                     .map_err(db_err(&path))?;
             }
         }
         txn.commit().map_err(db_err(&path))?;
         let tip = ChainTip::genesis(&genesis);
-        Ok(Ledger { path, db, genesis, state, tip, head: None })
+        Ok(Ledger {
+            path,
+            db,
+            genesis,
+            state,
+            tip,
+            head: None,
+        })
     }
 
     /// Opens the ledger in `dir` at its last committed block.
@@ -181,9 +198,20 @@ impl Ledger {
         };
         let stored = state.state_root();
         if stored != expected {
-            return Err(StoreError::StateMismatch { height, stored, header: expected });
+            return Err(StoreError::StateMismatch {
+                height,
+                stored,
+                header: expected,
+            });
         }
-        Ok(Ledger { path, db, genesis, state, tip, head })
+        Ok(Ledger {
+            path,
+            db,
+            genesis,
+            state,
+            tip,
+            head,
+        })
     }
 
     /// Builds, seals and durably commits the next block from `txs` (see
@@ -194,7 +222,14 @@ impl Ledger {
         timestamp_ms: u64,
         producer: &Keypair,
     ) -> Result<BlockOutcome, StoreError> {
-        let built = build_block(&mut self.state, &self.genesis, &self.tip, txs, timestamp_ms, producer)?;
+        let built = build_block(
+            &mut self.state,
+            &self.genesis,
+            &self.tip,
+            txs,
+            timestamp_ms,
+            producer,
+        )?;
         let changes = self.state.take_changes();
         if let Err(err) = self.commit_block(&built.block, &changes) {
             // Memory ran ahead of disk; go back to what is durably stored.
@@ -225,7 +260,9 @@ impl Ledger {
                 .insert(height, canonical::encode(&block.header).as_slice())
                 .map_err(db_err(path))?;
             let mut bodies = txn.open_table(BODIES).map_err(db_err(path))?;
-            bodies.insert(height, canonical::encode(&block.txs).as_slice()).map_err(db_err(path))?;
+            bodies
+                .insert(height, canonical::encode(&block.txs).as_slice())
+                .map_err(db_err(path))?;
         }
         write_changes(&txn, changes, path)?;
         txn.commit().map_err(db_err(path))?;
@@ -300,18 +337,57 @@ impl Settlement for Ledger {
         Ok(self.state.stake(id).cloned())
     }
 
-    fn submit(&mut self, txs: Vec<Tx>, timestamp_ms: u64, submitter: &Keypair) -> Result<BlockOutcome, StoreError> {
+    fn submit(
+        &mut self,
+        txs: Vec<Tx>,
+        timestamp_ms: u64,
+        submitter: &Keypair,
+    ) -> Result<BlockOutcome, StoreError> {
         self.produce_block(txs, timestamp_ms, submitter)
     }
 }
 
-fn write_changes(txn: &redb::WriteTransaction, changes: &Changes, path: &Path) -> Result<(), StoreError> {
-    write_entries(txn, ACCOUNTS, changes.accounts.iter().map(|(k, v)| (k.as_bytes(), v.as_ref())), path)?;
-    write_entries(txn, ESCROWS, changes.escrows.iter().map(|(k, v)| (k.as_bytes(), v.as_ref())), path)?;
-    write_entries(txn, STAKES, changes.stakes.iter().map(|(k, v)| (k.as_bytes(), v.as_ref())), path)?;
-    write_entries(txn, EVIDENCE, changes.evidence.iter().map(|k| (k.as_bytes(), Some(&()))), path)?;
+fn write_changes(
+    txn: &redb::WriteTransaction,
+    changes: &Changes,
+    path: &Path,
+) -> Result<(), StoreError> {
+    write_entries(
+        txn,
+        ACCOUNTS,
+        changes
+            .accounts
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_ref())),
+        path,
+    )?;
+    write_entries(
+        txn,
+        ESCROWS,
+        changes
+            .escrows
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_ref())),
+        path,
+    )?;
+    write_entries(
+        txn,
+        STAKES,
+        changes
+            .stakes
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_ref())),
+        path,
+    )?;
+    write_entries(
+        txn,
+        EVIDENCE,
+        changes.evidence.iter().map(|k| (k.as_bytes(), Some(&()))),
+        path,
+    )?;
     let mut meta = txn.open_table(META).map_err(db_err(path))?;
-    meta.insert("burned", canonical::encode(&changes.burned).as_slice()).map_err(db_err(path))?;
+    meta.insert("burned", canonical::encode(&changes.burned).as_slice())
+        .map_err(db_err(path))?;
     Ok(())
 }
 
@@ -324,7 +400,9 @@ fn write_entries<'a, V: Serialize + 'a>(
     let mut table = txn.open_table(table).map_err(db_err(path))?;
     for (key, value) in entries {
         match value {
-            Some(v) => table.insert(key.as_slice(), canonical::encode(v).as_slice()).map(drop),
+            Some(v) => table
+                .insert(key.as_slice(), canonical::encode(v).as_slice())
+                .map(drop),
             None => table.remove(key.as_slice()).map(drop),
         }
         .map_err(db_err(path))?;
@@ -333,7 +411,10 @@ fn write_entries<'a, V: Serialize + 'a>(
 }
 
 /// Everything stored about the chain's current state: genesis, state, head header.
-fn load(db_handle: &Database, path: &Path) -> Result<(Genesis, State, Option<BlockHeader>), StoreError> {
+fn load(
+    db_handle: &Database,
+    path: &Path,
+) -> Result<(Genesis, State, Option<BlockHeader>), StoreError> {
     let txn = db_handle.begin_read().map_err(db_err(path))?;
     let meta = txn.open_table(META).map_err(db_err(path))?;
     let genesis: Genesis = read_meta(&meta, "genesis", path)?;
@@ -343,9 +424,13 @@ fn load(db_handle: &Database, path: &Path) -> Result<(Genesis, State, Option<Blo
     let stakes = read_entries::<Stake>(&txn, STAKES, "stake", path)?;
     let evidence = read_entries::<()>(&txn, EVIDENCE, "evidence", path)?;
     let state = State::from_parts(
-        accounts.into_iter().map(|(k, v)| (AccountId::from_bytes(k), v)),
+        accounts
+            .into_iter()
+            .map(|(k, v)| (AccountId::from_bytes(k), v)),
         escrows.into_iter().map(|(k, v)| (Hash(k), v)),
-        stakes.into_iter().map(|(k, v)| (AccountId::from_bytes(k), v)),
+        stakes
+            .into_iter()
+            .map(|(k, v)| (AccountId::from_bytes(k), v)),
         evidence.into_iter().map(|(k, ())| Hash(k)),
         genesis.supply()?,
         burned,
@@ -354,7 +439,9 @@ fn load(db_handle: &Database, path: &Path) -> Result<(Genesis, State, Option<Blo
     let head = match headers.last().map_err(db_err(path))? {
         Some((height, bytes)) => {
             let height = height.value();
-            Some(decode(bytes.value(), || format!("header of block {height}"))?)
+            Some(decode(bytes.value(), || {
+                format!("header of block {height}")
+            })?)
         }
         None => None,
     };
@@ -366,10 +453,13 @@ fn read_meta<T: DeserializeOwned>(
     key: &str,
     path: &Path,
 ) -> Result<T, StoreError> {
-    let value = meta.get(key).map_err(db_err(path))?.ok_or_else(|| StoreError::Corrupt {
-        what: format!("meta entry {key:?}"),
-        detail: "missing".into(),
-    })?;
+    let value = meta
+        .get(key)
+        .map_err(db_err(path))?
+        .ok_or_else(|| StoreError::Corrupt {
+            what: format!("meta entry {key:?}"),
+            detail: "missing".into(),
+        })?;
     decode(value.value(), || format!("meta entry {key:?}"))
 }
 
@@ -400,10 +490,13 @@ fn read_block(db_handle: &Database, path: &Path, height: u64) -> Result<Option<B
         return Ok(None);
     };
     let header = decode(header.value(), || format!("header of block {height}"))?;
-    let body = bodies.get(height).map_err(db_err(path))?.ok_or_else(|| StoreError::Corrupt {
-        what: format!("transactions of block {height}"),
-        detail: "missing".into(),
-    })?;
+    let body = bodies
+        .get(height)
+        .map_err(db_err(path))?
+        .ok_or_else(|| StoreError::Corrupt {
+            what: format!("transactions of block {height}"),
+            detail: "missing".into(),
+        })?;
     let txs = decode(body.value(), || format!("transactions of block {height}"))?;
     Ok(Some(Block { header, txs }))
 }
@@ -442,7 +535,9 @@ pub enum VerifyError {
         fault: BlockFault,
     },
     /// Every block checks out but the stored state differs from the replayed one.
-    #[error("stored state at height {height} differs from the state replayed from genesis ({detail})")]
+    #[error(
+        "stored state at height {height} differs from the state replayed from genesis ({detail})"
+    )]
     StoredStateDiffers {
         /// The head height.
         height: u64,
@@ -493,7 +588,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         }
         let header = canonical::decode(header_bytes.value())
             .map_err(|e| bad(BlockFault::Undecodable(format!("header: {e}"))))?;
-        let body = bodies.get(height).map_err(db_err(&path))?.ok_or_else(|| bad(BlockFault::MissingBody))?;
+        let body = bodies
+            .get(height)
+            .map_err(db_err(&path))?
+            .ok_or_else(|| bad(BlockFault::MissingBody))?;
         let txs = canonical::decode(body.value())
             .map_err(|e| bad(BlockFault::Undecodable(format!("transactions: {e}"))))?;
         replayer
@@ -505,12 +603,18 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
     if let Some((extra, _)) = bodies.last().map_err(db_err(&path))?
         && extra.value() > height
     {
-        return Err(VerifyError::BadBlock { height: extra.value(), fault: BlockFault::MissingHeader });
+        return Err(VerifyError::BadBlock {
+            height: extra.value(),
+            fault: BlockFault::MissingHeader,
+        });
     }
     drop((meta, headers, bodies, txn));
     let (_, stored, _) = load(&db_handle, &path)?;
     if &stored != replayer.state() {
-        return Err(VerifyError::StoredStateDiffers { height, detail: state_difference(&stored, replayer.state()) });
+        return Err(VerifyError::StoredStateDiffers {
+            height,
+            detail: state_difference(&stored, replayer.state()),
+        });
     }
     Ok(VerifyReport {
         chain_id: replayer.genesis().chain_id.clone(),
@@ -533,7 +637,11 @@ fn state_difference(stored: &State, replayed: &State) -> String {
     } else if !stored.used_evidence().eq(replayed.used_evidence()) {
         "slashing evidence".into()
     } else {
-        format!("burned {} vs replayed {}", stored.burned(), replayed.burned())
+        format!(
+            "burned {} vs replayed {}",
+            stored.burned(),
+            replayed.burned()
+        )
     }
 }
 
@@ -548,7 +656,7 @@ pub fn read_stored_block(dir: &Path, height: u64) -> Result<Option<Block>, Store
 }
 
 /// Helpers for tests that damage a ledger on purpose. Not for production use.
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing {
     use super::*;
 
@@ -562,16 +670,29 @@ pub mod testing {
     }
 
     /// The stored length of a record.
-    pub fn record_len(dir: &Path, record: Record, height: u64) -> Result<Option<usize>, StoreError> {
+    pub fn record_len(
+        dir: &Path,
+        record: Record,
+        height: u64,
+    ) -> Result<Option<usize>, StoreError> {
         let path = dir.join(LEDGER_FILE);
         let db_handle = Database::open(&path).map_err(db_err(&path))?;
         let txn = db_handle.begin_read().map_err(db_err(&path))?;
         let table = txn.open_table(table_of(record)).map_err(db_err(&path))?;
-        Ok(table.get(height).map_err(db_err(&path))?.map(|v| v.value().len()))
+        Ok(table
+            .get(height)
+            .map_err(db_err(&path))?
+            .map(|v| v.value().len()))
     }
 
     /// XORs byte `offset` of a stored record with `mask` (non-zero), in place.
-    pub fn flip_byte(dir: &Path, record: Record, height: u64, offset: usize, mask: u8) -> Result<(), StoreError> {
+    pub fn flip_byte(
+        dir: &Path,
+        record: Record,
+        height: u64,
+        offset: usize,
+        mask: u8,
+    ) -> Result<(), StoreError> {
         let path = dir.join(LEDGER_FILE);
         let db_handle = Database::open(&path).map_err(db_err(&path))?;
         let txn = db_handle.begin_write().map_err(db_err(&path))?;
@@ -581,11 +702,16 @@ pub mod testing {
                 .get(height)
                 .map_err(db_err(&path))?
                 .map(|v| v.value().to_vec())
-                .ok_or_else(|| StoreError::Corrupt { what: format!("block {height}"), detail: "missing".into() })?;
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("block {height}"),
+                    detail: "missing".into(),
+                })?;
             if let Some(byte) = bytes.get_mut(offset) {
                 *byte ^= mask;
             }
-            table.insert(height, bytes.as_slice()).map_err(db_err(&path))?;
+            table
+                .insert(height, bytes.as_slice())
+                .map_err(db_err(&path))?;
         }
         txn.commit().map_err(db_err(&path))?;
         Ok(())
@@ -595,6 +721,141 @@ pub mod testing {
         match record {
             Record::Header => HEADERS,
             Record::Body => BODIES,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_core::Signed;
+
+    use super::testing::{Record, flip_byte, record_len};
+    use super::*;
+    use crate::genesis::DevKeys;
+    use crate::tx::TxBody;
+
+    fn dev_chain(dir: &Path) -> (Ledger, DevKeys) {
+        let (genesis, keys) = Genesis::dev("store-test", 1_000, 4, Amount(1_000_000));
+        (Ledger::create(dir, genesis).unwrap(), keys)
+    }
+
+    fn transfers(ledger: &Ledger, keys: &DevKeys, n: u64) -> Vec<Tx> {
+        let from = &keys.users[0];
+        let start = ledger.state().next_nonce(&from.account());
+        (0..n)
+            .map(|i| {
+                let to = keys.users[1 + (i as usize % 3)].account();
+                let body = TxBody::Transfer {
+                    to,
+                    amount: Amount(10 + i),
+                };
+                Signed::sign(from, &ledger.genesis().chain_id, start + i, body)
+            })
+            .collect()
+    }
+
+    fn chain_of(dir: &Path, blocks: u64) -> (Ledger, DevKeys) {
+        let (mut ledger, keys) = dev_chain(dir);
+        for h in 1..=blocks {
+            let txs = transfers(&ledger, &keys, 5);
+            ledger
+                .produce_block(txs, 1_000 + h, &keys.producer)
+                .unwrap();
+        }
+        (ledger, keys)
+    }
+
+    #[test]
+    fn blocks_survive_reopen_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ledger, keys) = chain_of(dir.path(), 3);
+        let mut bad = transfers(&ledger, &keys, 2);
+        let skipping = TxBody::Transfer {
+            to: keys.users[2].account(),
+            amount: Amount(1),
+        };
+        bad[1] = Signed::sign(
+            &keys.users[0],
+            &ledger.genesis().chain_id,
+            bad[1].nonce + 7,
+            skipping,
+        );
+        let outcome = ledger.produce_block(bad, 2_000, &keys.producer).unwrap();
+        assert_eq!((outcome.included.len(), outcome.rejected.len()), (1, 1));
+        assert!(matches!(
+            outcome.rejected[0].error,
+            crate::LedgerError::NonceSkipped { .. }
+        ));
+        let root = ledger.state_root();
+        let state = ledger.state().clone();
+        drop(ledger);
+
+        let mut reopened = Ledger::open(dir.path()).unwrap();
+        assert_eq!(reopened.height(), 4);
+        assert_eq!(reopened.state(), &state);
+        assert_eq!(reopened.state_root(), root);
+        assert_eq!(reopened.block(4).unwrap().unwrap().txs.len(), 1);
+        drop(reopened);
+
+        let report = verify(dir.path()).unwrap();
+        assert_eq!(
+            (report.height, report.txs, report.state_root),
+            (4, 16, root)
+        );
+    }
+
+    #[test]
+    fn wrong_producer_and_backwards_time_are_refused_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ledger, keys) = chain_of(dir.path(), 1);
+        let txs = transfers(&ledger, &keys, 1);
+        assert!(matches!(
+            ledger.produce_block(txs.clone(), 5_000, &keys.market),
+            Err(StoreError::Build(BuildError::WrongProducer { .. }))
+        ));
+        assert!(matches!(
+            ledger.produce_block(txs, 10, &keys.producer),
+            Err(StoreError::Build(BuildError::TimestampRegressed { .. }))
+        ));
+        assert_eq!(ledger.height(), 1);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_ledger_and_open_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = dev_chain(dir.path());
+        drop(ledger);
+        let (genesis, _) = Genesis::dev("again", 1, 1, Amount(1));
+        assert!(matches!(
+            Ledger::create(dir.path(), genesis),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            Ledger::open(&dir.path().join("none")),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn any_flipped_byte_fails_verify_at_its_height() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = chain_of(dir.path(), 4);
+        drop(ledger);
+        let pristine = std::fs::read(dir.path().join(LEDGER_FILE)).unwrap();
+        for record in [Record::Header, Record::Body] {
+            for height in 1..=4u64 {
+                let len = record_len(dir.path(), record, height).unwrap().unwrap();
+                for offset in [0, len / 3, len / 2, len - 1] {
+                    std::fs::write(dir.path().join(LEDGER_FILE), &pristine).unwrap();
+                    flip_byte(dir.path(), record, height, offset, 0x04).unwrap();
+                    match verify(dir.path()) {
+                        Err(VerifyError::BadBlock { height: bad, .. }) => {
+                            assert_eq!(bad, height, "{record:?} offset {offset}")
+                        }
+                        other => panic!("{record:?} {height} offset {offset}: {other:?}"),
+                    }
+                }
+            }
         }
     }
 }
