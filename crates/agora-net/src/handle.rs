@@ -101,6 +101,19 @@ pub enum NetEvent {
     },
 }
 
+impl NetEvent {
+    /// A short name for the kind of event, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NetEvent::Gossip(_) => "gossip",
+            NetEvent::Request(_) => "request",
+            NetEvent::PeerConnected(_) => "peer-connected",
+            NetEvent::PeerDisconnected(_) => "peer-disconnected",
+            NetEvent::Subscribed { .. } => "subscribed",
+        }
+    }
+}
+
 /// An incoming request on the generic channel.
 #[derive(Debug)]
 pub struct InboundRequest {
