@@ -24,8 +24,10 @@ use crate::topic::Topic;
 /// Room for what gossipsub wraps around a payload (signature, key, topic, sequence number).
 const ENVELOPE_BYTES: usize = 4 * 1024;
 
-/// Penalty per rejected message; squared by gossipsub, so the second one graylists.
-const INVALID_MESSAGE_WEIGHT: f64 = -20.0;
+/// Penalty per rejected message, squared by gossipsub: one rejection (-25) stops us
+/// gossiping to the peer but still lets it publish; a second (-100) graylists it, so
+/// everything it sends is ignored until the penalty decays.
+const INVALID_MESSAGE_WEIGHT: f64 = -25.0;
 
 /// Application-level score subtracted per misbehaviour outside gossip, such as serving a
 /// blob whose content does not match its hash. Two such strikes push a peer below the
@@ -133,7 +135,10 @@ mod tests {
     #[test]
     fn one_rejection_stops_gossip_two_graylist() {
         let t = score_thresholds();
-        assert!(INVALID_MESSAGE_WEIGHT < t.gossip_threshold);
-        assert!(INVALID_MESSAGE_WEIGHT * 4.0 <= t.graylist_threshold);
+        let one = INVALID_MESSAGE_WEIGHT;
+        let two = INVALID_MESSAGE_WEIGHT * 4.0;
+        assert!(one < t.gossip_threshold && one > t.publish_threshold);
+        // gossipsub graylists strictly below the threshold.
+        assert!(two < t.graylist_threshold);
     }
 }

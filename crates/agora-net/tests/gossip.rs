@@ -69,6 +69,29 @@ async fn rejected_gossip_lowers_the_senders_score() {
         matches!(again, Err(NetError::UnknownMessage(_))),
         "{again:?}"
     );
+
+    // A second rejection graylists the liar: what it sends next is not even delivered.
+    publish_when_ready(&b.handle, Topic::Bids, b"another bogus bid".to_vec())
+        .await
+        .unwrap();
+    let second = next_gossip(&mut a.events).await;
+    a.handle.report(&second.id, Verdict::Reject).await.unwrap();
+    let graylisted = a.handle.peer_score(liar).await.unwrap().unwrap_or(0.0);
+    assert!(
+        graylisted <= -80.0,
+        "score after two rejections: {graylisted}"
+    );
+    b.handle
+        .publish(Topic::Bids, b"a third try".to_vec())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while let Ok(event) = a.events.try_recv() {
+        assert!(
+            !matches!(event, NetEvent::Gossip(_)),
+            "graylisted peer was heard: {event:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,3 +156,33 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: usize) -> MessageId {
+        MessageId::from(n.to_le_bytes().to_vec())
+    }
+
+    #[test]
+    fn verdicts_are_taken_once() {
+        let mut awaiting = AwaitingVerdict::default();
+        let peer = PeerId::random();
+        awaiting.insert(id(1), peer);
+        assert_eq!(awaiting.take(&id(1)), Some(peer));
+        assert_eq!(awaiting.take(&id(1)), None);
+    }
+
+    #[test]
+    fn oldest_entries_are_forgotten_beyond_the_cap() {
+        let mut awaiting = AwaitingVerdict::default();
+        let peer = PeerId::random();
+        for n in 0..=MAX_AWAITING_VERDICT {
+            awaiting.insert(id(n), peer);
+        }
+        assert_eq!(awaiting.take(&id(0)), None);
+        assert_eq!(awaiting.take(&id(MAX_AWAITING_VERDICT)), Some(peer));
+        assert!(awaiting.order.len() <= MAX_AWAITING_VERDICT);
+    }
+}
