@@ -30,7 +30,6 @@ use crate::error::NetError;
 use crate::handle::{Command, FetchLimits, NetEvent, NetHandle};
 use crate::identity;
 use crate::store::BlobStore;
-use crate::wire;
 
 /// Capacity of the command channel shared by all handles.
 const COMMAND_BUFFER: usize = 256;
@@ -159,14 +158,7 @@ impl Driver {
                 peer,
                 request,
                 reply,
-            } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .blobs
-                    .send_request(&peer, wire::encode(&request));
-                self.pending_chunks.insert(id, (peer, reply));
-            }
+            } => self.send_chunk_request(peer, &request, reply),
             Command::Penalize { peer } => self.penalize(peer),
             Command::Dial { addr, reply } => {
                 let result = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {

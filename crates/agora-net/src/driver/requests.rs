@@ -9,9 +9,20 @@ use super::{Driver, Internal, Reply};
 use crate::blobs;
 use crate::error::NetError;
 use crate::handle::{InboundRequest, NetEvent, Responder};
-use crate::wire::{self, RpcReply};
+use crate::wire::{self, ChunkRequest, RpcReply};
 
 impl Driver {
+    pub(super) fn send_chunk_request(
+        &mut self,
+        peer: PeerId,
+        request: &ChunkRequest,
+        reply: Reply<Vec<u8>>,
+    ) {
+        let frame = wire::encode(request);
+        let id = self.swarm.behaviour_mut().blobs.send_request(&peer, frame);
+        self.pending_chunks.insert(id, (peer, reply));
+    }
+
     pub(super) fn send_rpc(&mut self, peer: PeerId, data: Vec<u8>, reply: Reply<Vec<u8>>) {
         if data.len() > self.max_rpc {
             let _ = reply.send(Err(NetError::TooLarge {
