@@ -16,6 +16,31 @@
 //! inbound requests with a [`Responder`], peer changes). The swarm runs on its own tokio
 //! task; every failure is a typed [`NetError`] and nothing a peer sends can panic it.
 //!
+//! ```no_run
+//! use agora_net::{NetConfig, NetEvent, Network, Topic, Verdict};
+//!
+//! # async fn demo(key: agora_core::Keypair, bootstrap: agora_net::Multiaddr)
+//! #     -> Result<(), agora_net::NetError> {
+//! let mut config = NetConfig::new(key, "/var/lib/agora/blobs");
+//! config.bootstrap.push(bootstrap);
+//! let (net, mut events) = Network::start(config).await?;
+//! net.publish(Topic::Asks, b"a canonically encoded, signed ask".to_vec()).await?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         NetEvent::Gossip(msg) => {
+//!             // Decode and verify the signed message; check that its signer is the author.
+//!             let signer_matches = msg.author_account().is_ok();
+//!             let verdict = if signer_matches { Verdict::Accept } else { Verdict::Reject };
+//!             net.report(&msg.id, verdict).await?;
+//!         }
+//!         NetEvent::Request(req) => req.responder.reject("not implemented here")?,
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Payloads are opaque bytes here: the application encodes and checks its signed
 //! messages with `agora_core::canonical` and uses [`GossipMessage::author_account`] to
 //! check that a message's signer is the peer that published it.
