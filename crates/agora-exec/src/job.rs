@@ -147,12 +147,17 @@ impl JobSpec {
             }
             names.push(&input.name);
         }
-        for (key, _) in &self.env {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
                 return Err(ExecError::InvalidJob(format!(
-                    "environment variable name {key:?} must be non-empty without `=` or NUL"
+                    "environment variable {key:?} must have a non-empty name without `=`, and no NUL"
                 )));
             }
+        }
+        if let Some(arg) = self.args.iter().find(|a| a.contains('\0')) {
+            return Err(ExecError::InvalidJob(format!(
+                "argument {arg:?} contains NUL"
+            )));
         }
         if self.limits.fuel.0 == 0 {
             return Err(ExecError::InvalidJob(

@@ -14,7 +14,7 @@ use crate::error::ExecError;
 use crate::job::{JobSpec, Limits, WasmModule, Workload};
 use crate::outcome::{Outcome, result_digest};
 use crate::profile::{MAX_WASM_STACK, Profile};
-use crate::sandbox::dirs::JobDirs;
+use crate::sandbox::dirs::{JobDirs, Reaper};
 use crate::sandbox::hostcalls;
 use crate::sandbox::{self, Captures, JobState};
 use crate::ticker::{EpochTicker, ticks_for};
@@ -54,6 +54,7 @@ pub struct WasmExecutor {
     trampoline: Module,
     cache: ModuleCache,
     config: ExecConfig,
+    reaper: Reaper,
     // Declared last so it stops after the rest is dropped; it only holds an engine clone.
     _ticker: EpochTicker,
 }
@@ -81,6 +82,7 @@ impl WasmExecutor {
             trampoline,
             cache,
             config,
+            reaper: Reaper::start()?,
             _ticker: ticker,
         })
     }
@@ -115,15 +117,31 @@ impl WasmExecutor {
 
     fn run_wasm(&self, job: &JobSpec, module: &WasmModule) -> Result<Outcome, ExecError> {
         job.validate()?;
-        let Lookup {
-            prepared, source, ..
-        } = self.cache.get(&self.engine, &self.linker, module)?;
+        let lookup = self.cache.get(&self.engine, &self.linker, module)?;
         let dirs = JobDirs::create(self.config.work_dir.as_deref(), &job.inputs)?;
+        let result = self.execute(job, module, &lookup, &dirs);
+        // Removing directories is slow on some filesystems; do it off the job's path.
+        self.reaper.dispose(dirs);
+        result
+    }
+
+    fn execute(
+        &self,
+        job: &JobSpec,
+        module: &WasmModule,
+        lookup: &Lookup,
+        dirs: &JobDirs,
+    ) -> Result<Outcome, ExecError> {
         let ticks = ticks_for(job.limits.wall_timeout);
         let metered = self.config.profile.fuel;
-        let (mut store, captures) = sandbox::store(&self.engine, job, &dirs, ticks, metered)?;
+        let (mut store, captures) = sandbox::store(&self.engine, job, dirs, ticks, metered)?;
         let started = Instant::now();
-        let result = start(&prepared.pre, &self.trampoline, &self.linker, &mut store)?;
+        let result = start(
+            &lookup.prepared.pre,
+            &self.trampoline,
+            &self.linker,
+            &mut store,
+        )?;
         let wall_time = started.elapsed();
         let fuel_used = if metered {
             fuel_used(&store, job.limits.fuel)
@@ -149,7 +167,7 @@ impl WasmExecutor {
             compute_units: fuel_used.as_compute_units_f64(),
             wall_time,
             peak_memory_bytes,
-            module_source: source,
+            module_source: lookup.source,
             digest,
         })
     }

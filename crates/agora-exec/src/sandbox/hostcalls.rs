@@ -10,7 +10,9 @@
 //!   counted against the job's output limits *before* the original runs, so a job cannot
 //!   fill the provider's disk. The originals stay reachable under [`ORIGINALS`], a module
 //!   name jobs may not import (imports are checked before instantiation), and are called
-//!   through a per-job trampoline instance (see [`attach`]).
+//!   through a per-job trampoline instance (see [`attach`]); the few fuel units the
+//!   trampoline burns are refunded, so a job's fuel is exactly wasmtime's count for its own
+//!   code.
 
 use wasmtime::{Caller, Engine, Extern, Instance, Linker, Memory, Module, Store, TypedFunc};
 
@@ -543,4 +545,73 @@ fn event(userdata: u64, errno: i32, kind: u8) -> [u8; EVENT_SIZE] {
     e[8..10].copy_from_slice(&(errno as u16).to_le_bytes());
     e[10] = kind;
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::Hash;
+
+    fn clock_sub(userdata: u64, clock: u32, timeout: u64, absolute: bool) -> [u8; 48] {
+        let mut s = [0u8; 48];
+        s[0..8].copy_from_slice(&userdata.to_le_bytes());
+        s[16..20].copy_from_slice(&clock.to_le_bytes());
+        s[24..32].copy_from_slice(&timeout.to_le_bytes());
+        s[40] = u8::from(absolute);
+        s
+    }
+
+    #[test]
+    fn the_earliest_clock_fires_and_time_moves_to_it() {
+        let time = super::super::VirtualTime::new(&Hash::ZERO);
+        let now = time.monotonic_now();
+        let subs = [
+            parse_subscription(&clock_sub(1, 1, 5_000, false), now, time.wall_now()),
+            parse_subscription(&clock_sub(2, 1, 9_000, false), now, time.wall_now()),
+        ];
+        let events = fire(&subs, &time);
+        assert_eq!(events.len(), 1);
+        assert_eq!(u64::from_le_bytes(events[0][0..8].try_into().unwrap()), 1);
+        assert_eq!(time.monotonic_now(), now + 5_000);
+    }
+
+    #[test]
+    fn fd_subscriptions_answer_notsup_without_waiting() {
+        let time = super::super::VirtualTime::new(&Hash::ZERO);
+        let mut fd = [0u8; 48];
+        fd[0] = 7;
+        fd[8] = 1;
+        let subs = [
+            parse_subscription(&fd, 0, 0),
+            parse_subscription(&clock_sub(2, 1, 9_000, false), 0, 0),
+        ];
+        let events = fire(&subs, &time);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            u16::from_le_bytes([events[0][8], events[0][9]]),
+            ERRNO_NOTSUP as u16
+        );
+        assert_eq!(time.monotonic_now(), 0);
+    }
+
+    #[test]
+    fn output_budget_trips_past_its_limits() {
+        let mut budget = OutputBudget {
+            limit_bytes: 10,
+            limit_files: 1,
+            ..OutputBudget::default()
+        };
+        assert!(budget.charge_bytes(10).is_ok());
+        assert!(budget.charge_bytes(1).is_err());
+        assert!(budget.breached);
+        let mut files = OutputBudget {
+            limit_bytes: 10,
+            limit_files: 1,
+            ..OutputBudget::default()
+        };
+        for _ in 0..CREATE_CALLS_PER_FILE {
+            assert!(files.charge_entry().is_ok());
+        }
+        assert!(files.charge_entry().is_err());
+    }
 }

@@ -1,7 +1,9 @@
 //! `agora bench exec`: metering overhead against native code, fuel and NaN
 //! canonicalization on vs off, start latency of an empty job from the module cache, and
-//! cold compile time of each sample job. Every figure is a median over several runs.
+//! cold compile time of each sample job (medians over several runs), and a soak of mixed
+//! hostile and normal jobs in one process with resident memory at its start and end.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -9,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora_core::{Fuel, Hash};
-use agora_exec::{ExecConfig, Executor, Input, JobSpec, Profile, WasmExecutor, WasmModule};
+use agora_exec::{
+    ExecConfig, Executor, Input, JobSpec, Profile, WasmExecutor, WasmModule, Workload,
+};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
@@ -65,6 +69,9 @@ pub struct BenchArgs {
     /// Directory with native builds of the samples; built with `build.sh --native` if absent.
     #[arg(long)]
     pub native_dir: Option<PathBuf>,
+    /// Mixed hostile and normal jobs run in this process to check memory stays flat.
+    #[arg(long, default_value_t = 1000)]
+    pub soak_jobs: usize,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -102,11 +109,24 @@ struct StartLatency {
 }
 
 #[derive(Serialize)]
+struct Soak {
+    jobs: usize,
+    seconds: f64,
+    /// How the jobs ended: `exit_N` or an error kind.
+    endings: BTreeMap<String, usize>,
+    rss_start_kib: Option<u64>,
+    rss_end_kib: Option<u64>,
+    peak_rss_start_kib: Option<u64>,
+    peak_rss_end_kib: Option<u64>,
+}
+
+#[derive(Serialize)]
 struct Report {
     runs: usize,
     overhead: Vec<Overhead>,
     start_latency: StartLatency,
     compile: Vec<Compile>,
+    soak: Soak,
 }
 
 /// Runs `agora bench exec`.
@@ -131,11 +151,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|name| compile_time(&engines.deterministic, &jobs_dir, name, runs))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    eprintln!("running {} mixed hostile and normal jobs", args.soak_jobs);
+    let soak = soak(&engines.deterministic, &jobs_dir, args.soak_jobs)?;
     let report = Report {
         runs,
         overhead,
         start_latency,
         compile,
+        soak,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -357,6 +380,72 @@ fn compile_time(
     })
 }
 
+/// The soak mix: (job, the ending it must have). Hostile ones hit each limit in turn.
+fn soak_mix(jobs_dir: &Path) -> anyhow::Result<Vec<(JobSpec, &'static str)>> {
+    let normal = sample_job(jobs_dir, "hashchain", &["2000", "7"], &[])?;
+    let mut no_fuel = sample_job(jobs_dir, "hashchain", &["1000000000", "7"], &[])?;
+    no_fuel.limits.fuel = Fuel(1_000_000);
+    let mut no_memory = sample_job(jobs_dir, "nn", &["batch"], &[("batch", "inputs/batch.f32")])?;
+    no_memory.limits.memory_bytes = 64 << 10;
+    let mut no_output = sample_job(jobs_dir, "pathtrace", &["64", "48", "0", "48", "1"], &[])?;
+    no_output.limits.output_bytes = 1024;
+    let mut malformed = normal.clone();
+    malformed.workload = Workload::Wasm(WasmModule::new(b"\0asm\x01\0\0\0garbage".to_vec()));
+    let missing_input = sample_job(jobs_dir, "logagg", &["log"], &[])?;
+    Ok(vec![
+        (normal, "exit_0"),
+        (no_fuel, "out_of_fuel"),
+        (no_memory, "memory_limit"),
+        (no_output, "output_limit"),
+        (malformed, "malformed_module"),
+        (missing_input, "exit_1"),
+    ])
+}
+
+fn soak(executor: &WasmExecutor, jobs_dir: &Path, jobs: usize) -> anyhow::Result<Soak> {
+    let mix = soak_mix(jobs_dir)?;
+    let start = rss_kib();
+    let started = Instant::now();
+    let mut endings = BTreeMap::new();
+    for i in 0..jobs {
+        let (job, expected) = &mix[i % mix.len()];
+        let ending = match executor.run(job) {
+            Ok(outcome) => format!("exit_{}", outcome.exit_code),
+            Err(err) => err.kind().to_owned(),
+        };
+        anyhow::ensure!(
+            ending == *expected,
+            "soak job {i}: expected {expected}, got {ending}"
+        );
+        *endings.entry(ending).or_insert(0) += 1;
+    }
+    let end = rss_kib();
+    Ok(Soak {
+        jobs,
+        seconds: started.elapsed().as_secs_f64(),
+        endings,
+        rss_start_kib: start.map(|s| s.0),
+        rss_end_kib: end.map(|e| e.0),
+        peak_rss_start_kib: start.map(|s| s.1),
+        peak_rss_end_kib: end.map(|e| e.1),
+    })
+}
+
+/// (VmRSS, VmHWM) of this process in KiB, where /proc exists.
+fn rss_kib() -> Option<(u64, u64)> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 fn median_ms(times: &mut [Duration]) -> f64 {
     times.sort();
     times[times.len() / 2].as_secs_f64() * 1e3
@@ -406,4 +495,20 @@ fn print_report(report: &Report) {
             c.job, c.module_bytes, c.cold_compile_ms
         );
     }
+    let k = &report.soak;
+    let kib = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| format!("{v} KiB"));
+    println!(
+        "soak: {} mixed jobs in {:.1} s, endings {:?}",
+        k.jobs, k.seconds, k.endings
+    );
+    println!(
+        "  RSS       start {:>12}   end {:>12}",
+        kib(k.rss_start_kib),
+        kib(k.rss_end_kib)
+    );
+    println!(
+        "  peak RSS  start {:>12}   end {:>12}",
+        kib(k.peak_rss_start_kib),
+        kib(k.peak_rss_end_kib)
+    );
 }
