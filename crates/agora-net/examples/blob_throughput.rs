@@ -1,10 +1,11 @@
 //! Measures blob transfer throughput between two nodes on loopback.
 //!
 //! ```text
-//! cargo run --release -p agora-net --example blob_throughput -- 256
+//! cargo run --release -p agora-net --example blob_throughput -- 256 [CHUNK_KIB] [WINDOW]
 //! ```
 //!
-//! The argument is the blob size in MiB (default 256). The blob is generated on disk in
+//! The arguments are the blob size in MiB (default 256), the chunk size in KiB and the
+//! number of chunks in flight (default: the `NetConfig` defaults). The blob is generated on disk in
 //! 1 MiB blocks, imported into the serving node's store, fetched by the other node
 //! (chunked, hash-checked) and the wall time of the fetch is reported.
 
@@ -18,12 +19,9 @@ const MIB: u64 = 1 << 20;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mib: u64 = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|e| format!("size in MiB expected, got {arg:?}: {e}"))?,
-        None => 256,
-    };
+    let mib: u64 = arg(1, "blob size in MiB")?.unwrap_or(256);
+    let chunk_kib: Option<u32> = arg(2, "chunk size in KiB")?;
+    let window: Option<usize> = arg(3, "chunks in flight")?;
     let dir = tempfile::tempdir()?;
     let server_cfg = NetConfig::new(
         Keypair::from_seed("bench-server"),
@@ -35,6 +33,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.path().join("client"),
     );
     client_cfg.bootstrap = vec![server.bootstrap_addr().await?];
+    if let Some(kib) = chunk_kib {
+        client_cfg.chunk_bytes = kib * 1024;
+    }
+    if let Some(window) = window {
+        client_cfg.fetch_window = window;
+    }
+    let (chunk, window) = (client_cfg.chunk_bytes, client_cfg.fetch_window);
     let (client, _client_events) = Network::start(client_cfg).await?;
 
     let src = dir.path().join("blob.bin");
@@ -46,10 +51,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     client.fetch_blob(server.peer_id(), hash).await?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "blob {hash}: {mib} MiB in {seconds:.2} s = {:.0} MiB/s (chunked, blake3-checked, loopback)",
-        mib as f64 / seconds
+        "blob {}: {mib} MiB in {seconds:.2} s = {:.0} MiB/s \
+         ({} KiB chunks, {window} in flight, blake3-checked, fsynced, loopback)",
+        hash.short(),
+        mib as f64 / seconds,
+        chunk / 1024
     );
     Ok(())
+}
+
+/// The `n`th command-line argument, parsed, if given.
+fn arg<T: std::str::FromStr>(n: usize, what: &str) -> Result<Option<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    std::env::args()
+        .nth(n)
+        .map(|a| {
+            a.parse()
+                .map_err(|e| format!("{what} expected, got {a:?}: {e}"))
+        })
+        .transpose()
 }
 
 /// Writes `mib` MiB of varied content, one block at a time.
