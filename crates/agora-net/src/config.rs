@@ -25,6 +25,8 @@ pub struct NetConfig {
     /// The node's agora key; its libp2p identity is derived from it.
     pub keypair: Keypair,
     /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4001`; port 0 picks a free port.
+    /// libp2p binds with `SO_REUSEPORT` (to dial out from the listening port), so a
+    /// second node on the same fixed port is not refused: give each node its own port.
     pub listen: Vec<Multiaddr>,
     /// Peers dialled at start to join the network. Append `/p2p/PEER_ID` to let discovery
     /// use them before they identify themselves.
@@ -95,4 +97,34 @@ pub fn loopback_any_port() -> Multiaddr {
     Multiaddr::empty()
         .with(libp2p::multiaddr::Protocol::Ip4([127, 0, 0, 1].into()))
         .with(libp2p::multiaddr::Protocol::Tcp(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NetConfig {
+        NetConfig::new(Keypair::from_seed("config"), "/tmp/unused")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(config().validate(), Ok(()));
+        assert_eq!(config().listen, vec![loopback_any_port()]);
+    }
+
+    #[test]
+    fn impossible_limits_are_refused() {
+        let mut c = config();
+        c.chunk_bytes = 0;
+        assert!(c.validate().is_err());
+        c.chunk_bytes = MAX_CHUNK_BYTES as u32 + 1;
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.max_gossip_bytes = 0;
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.fetch_window = 0;
+        assert!(c.validate().is_err());
+    }
 }
