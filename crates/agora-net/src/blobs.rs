@@ -55,17 +55,30 @@ struct Transfer<'a> {
     total: u64,
 }
 
+/// How far a fetch has come, reported after each chunk is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchProgress {
+    /// Bytes received, checked for size and written so far.
+    pub received: u64,
+    /// Size of the whole blob, as announced by the serving peer.
+    pub total: u64,
+}
+
+/// Receives [`FetchProgress`] reports.
+pub(crate) type ProgressFn<'a> = &'a mut (dyn FnMut(FetchProgress) + Send);
+
 /// Fetches `hash` from `peer` into the handle's store; see the module docs.
 pub(crate) async fn fetch(
     handle: &NetHandle,
     peer: PeerId,
     hash: Hash,
+    progress: ProgressFn<'_>,
 ) -> Result<PathBuf, NetError> {
     let store = handle.store().clone();
     if store.contains(&hash) {
         return Ok(store.path_of(&hash));
     }
-    let result = fetch_into_store(handle, &store, peer, hash).await;
+    let result = fetch_into_store(handle, &store, peer, hash, progress).await;
     if matches!(
         result,
         Err(NetError::HashMismatch { .. } | NetError::BadChunk { .. })
@@ -80,6 +93,7 @@ async fn fetch_into_store(
     store: &BlobStore,
     peer: PeerId,
     hash: Hash,
+    progress: ProgressFn<'_>,
 ) -> Result<(), NetError> {
     let limits = handle.limits;
     // The first chunk also tells us the size, so an oversized blob is refused after one
@@ -101,6 +115,10 @@ async fn fetch_into_store(
     let expected_first = u64::from(limits.chunk_bytes).min(total);
     transfer.check_len(0, expected_first, &first)?;
     let mut writer = write(store.writer()?, first).await?;
+    progress(FetchProgress {
+        received: writer.written(),
+        total,
+    });
     let mut next = expected_first;
     let mut in_flight = FuturesOrdered::new();
     loop {
@@ -113,6 +131,10 @@ async fn fetch_into_store(
             break;
         };
         writer = write(writer, chunk?).await?;
+        progress(FetchProgress {
+            received: writer.written(),
+            total,
+        });
     }
     commit(writer, peer, hash).await
 }

@@ -12,6 +12,7 @@ use libp2p::gossipsub::MessageId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::blobs::FetchProgress;
 use crate::config::NetConfig;
 use crate::error::NetError;
 use crate::identity::{self, IdentityError};
@@ -280,7 +281,18 @@ impl NetHandle {
     /// Fetches blob `hash` from `peer` into the local store and returns its path there.
     /// Returns at once if the blob is already stored. See [`crate::blobs`].
     pub async fn fetch_blob(&self, peer: PeerId, hash: Hash) -> Result<PathBuf, NetError> {
-        crate::blobs::fetch(self, peer, hash).await
+        crate::blobs::fetch(self, peer, hash, &mut |_| {}).await
+    }
+
+    /// Like [`fetch_blob`](Self::fetch_blob), calling `progress` after every chunk, for
+    /// progress bars on large downloads. Not called when the blob is already stored.
+    pub async fn fetch_blob_with_progress(
+        &self,
+        peer: PeerId,
+        hash: Hash,
+        mut progress: impl FnMut(FetchProgress) + Send,
+    ) -> Result<PathBuf, NetError> {
+        crate::blobs::fetch(self, peer, hash, &mut progress).await
     }
 
     /// One raw chunk exchange, for the fetcher.

@@ -61,6 +61,7 @@ pub mod store;
 pub mod topic;
 pub mod wire;
 
+pub use blobs::FetchProgress;
 pub use config::NetConfig;
 pub use error::NetError;
 pub use handle::{

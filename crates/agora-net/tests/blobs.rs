@@ -19,12 +19,19 @@ async fn blob_transfers_intact_across_chunk_boundaries() {
     let expected = write_pattern(&src, 1, 5 * MIB + 12_345);
     assert_eq!(server.handle.store().put_file(&src).unwrap(), expected);
 
-    let path = within(
-        "the fetch",
-        client.handle.fetch_blob(server.handle.peer_id(), expected),
-    )
-    .await
-    .unwrap();
+    let mut reports = Vec::new();
+    let fetch = client
+        .handle
+        .fetch_blob_with_progress(server.handle.peer_id(), expected, |p| reports.push(p));
+    let path = within("the fetch", fetch).await.unwrap();
+    // One report per chunk (6 chunks: five full, one short), growing to the total.
+    assert_eq!(reports.len(), 6, "{reports:?}");
+    assert!(reports.windows(2).all(|w| w[0].received < w[1].received));
+    let last = reports.last().unwrap();
+    assert_eq!(
+        (last.received, last.total),
+        (5 * MIB + 12_345, 5 * MIB + 12_345)
+    );
     assert_eq!(path, client.handle.store().path_of(&expected));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 5 * MIB + 12_345);
     let copy = client.dir.path().join("copy.bin");
