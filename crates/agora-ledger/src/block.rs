@@ -113,7 +113,7 @@ impl ChainTip {
 /// A transaction left out of a block, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejected {
-    /// Its position in the batch handed to [`build_block`].
+    /// Its position in the batch the block was built from.
     pub index: usize,
     /// Its id.
     pub id: Hash,
@@ -126,6 +126,8 @@ pub struct Rejected {
 pub struct BuiltBlock {
     /// The block, ready to store.
     pub block: Block,
+    /// The ids of its transactions, in order.
+    pub ids: Vec<Hash>,
     /// Effects of each included transaction, in block order.
     pub effects: Vec<Effects>,
     /// Transactions that were refused and left out.
@@ -222,35 +224,86 @@ pub enum ReplayError {
     },
 }
 
+/// Transactions whose ids, chain ids and signatures were checked, ready to go into a
+/// block. Checking needs no state, so a producer can check the next batch (on other
+/// cores) while the previous block is being applied and committed.
+#[derive(Clone, Debug)]
+pub struct CheckedBatch {
+    chain_id: ChainId,
+    txs: Vec<Tx>,
+    ids: Vec<Hash>,
+    checks: Vec<Result<(), LedgerError>>,
+}
+
+impl CheckedBatch {
+    /// Computes the ids and checks the chain ids and signatures of `txs` for `chain_id`.
+    pub fn new(txs: Vec<Tx>, chain_id: &ChainId) -> CheckedBatch {
+        let (ids, checks) = check_txs(&txs, chain_id);
+        CheckedBatch {
+            chain_id: chain_id.clone(),
+            txs,
+            ids,
+            checks,
+        }
+    }
+
+    /// How many transactions it holds.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    /// The chain it was checked for.
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// Each transaction's signature check, in order.
+    pub fn checks(&self) -> &[Result<(), LedgerError>] {
+        &self.checks
+    }
+}
+
 /// Checks every transaction's chain id and signature, in batches across cores. The
 /// result has one entry per transaction, in order.
 pub fn verify_signatures(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> {
+    check_txs(txs, chain_id).1
+}
+
+/// Ids and signature checks of `txs`, split across the available cores.
+fn check_txs(txs: &[Tx], chain_id: &ChainId) -> (Vec<Hash>, Vec<Result<(), LedgerError>>) {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 16);
     if threads == 1 || txs.len() < PARALLEL_THRESHOLD {
-        return verify_chunk(txs, chain_id);
+        return check_chunk(txs, chain_id);
     }
     let chunk = txs.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = txs
             .chunks(chunk)
-            .map(|part| scope.spawn(move || verify_chunk(part, chain_id)))
+            .map(|part| scope.spawn(move || check_chunk(part, chain_id)))
             .collect();
-        handles
-            .into_iter()
-            .zip(txs.chunks(chunk))
-            .flat_map(|(handle, part)| {
-                // A verifier thread only panics on a bug; re-check that part here instead.
-                handle
-                    .join()
-                    .unwrap_or_else(|_| verify_chunk(part, chain_id))
-            })
-            .collect()
+        let mut ids = Vec::with_capacity(txs.len());
+        let mut checks = Vec::with_capacity(txs.len());
+        for (handle, part) in handles.into_iter().zip(txs.chunks(chunk)) {
+            // A checker thread only panics on a bug; re-check that part here instead.
+            let (part_ids, part_checks) = handle
+                .join()
+                .unwrap_or_else(|_| check_chunk(part, chain_id));
+            ids.extend(part_ids);
+            checks.extend(part_checks);
+        }
+        (ids, checks)
     })
 }
 
-fn verify_chunk(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> {
+fn check_chunk(txs: &[Tx], chain_id: &ChainId) -> (Vec<Hash>, Vec<Result<(), LedgerError>>) {
+    let ids = txs.iter().map(Tx::id).collect();
     let mut results: Vec<Result<(), LedgerError>> = txs
         .iter()
         .map(|tx| {
@@ -276,19 +329,32 @@ fn verify_chunk(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> 
                 });
         }
     }
-    results
+    (ids, results)
 }
 
-/// Builds and seals the block after `tip`: verifies the batch's signatures, applies the
-/// valid transactions in order (a refused one changes nothing and is reported in
-/// [`BuiltBlock::rejected`]), and signs the header with `producer`.
-///
-/// On success `state` is the state after the block. On error it is untouched.
+/// Builds and seals the block after `tip` from `txs`: see [`build_checked_block`].
 pub fn build_block(
     state: &mut State,
     genesis: &Genesis,
     tip: &ChainTip,
     txs: Vec<Tx>,
+    timestamp_ms: u64,
+    producer: &Keypair,
+) -> Result<BuiltBlock, BuildError> {
+    let batch = CheckedBatch::new(txs, &genesis.chain_id);
+    build_checked_block(state, genesis, tip, batch, timestamp_ms, producer)
+}
+
+/// Builds and seals the block after `tip`: applies the batch's valid transactions in
+/// order (a refused one changes nothing and is reported in [`BuiltBlock::rejected`]),
+/// and signs the header with `producer`. A batch checked for another chain is re-checked.
+///
+/// On success `state` is the state after the block. On error it is untouched.
+pub fn build_checked_block(
+    state: &mut State,
+    genesis: &Genesis,
+    tip: &ChainTip,
+    batch: CheckedBatch,
     timestamp_ms: u64,
     producer: &Keypair,
 ) -> Result<BuiltBlock, BuildError> {
@@ -309,32 +375,32 @@ pub fn build_block(
         .height
         .checked_add(1)
         .ok_or(BuildError::HeightOverflow)?;
+    let batch = if batch.chain_id == genesis.chain_id {
+        batch
+    } else {
+        CheckedBatch::new(batch.txs, &genesis.chain_id)
+    };
     let ctx = BlockContext {
         chain_id: &genesis.chain_id,
         params: &genesis.params,
         height,
         timestamp_ms,
     };
-    let checks = verify_signatures(&txs, &genesis.chain_id);
-    let mut included = Vec::with_capacity(txs.len());
-    let mut effects = Vec::with_capacity(txs.len());
+    let mut included = Vec::with_capacity(batch.txs.len());
+    let mut ids = Vec::with_capacity(batch.txs.len());
+    let mut effects = Vec::with_capacity(batch.txs.len());
     let mut rejected = Vec::new();
-    for (index, (tx, check)) in txs.into_iter().zip(checks).enumerate() {
-        let outcome =
-            check.and_then(|()| apply_verified(state, SignatureChecked::vouch(&tx), &ctx));
-        match outcome {
+    let rows = batch.txs.into_iter().zip(batch.ids).zip(batch.checks);
+    for (index, ((tx, id), check)) in rows.enumerate() {
+        match check.and_then(|()| apply_verified(state, SignatureChecked::vouch(&tx), &ctx)) {
             Ok(effect) => {
                 effects.push(effect);
                 included.push(tx);
+                ids.push(id);
             }
-            Err(error) => rejected.push(Rejected {
-                index,
-                id: tx.id(),
-                error,
-            }),
+            Err(error) => rejected.push(Rejected { index, id, error }),
         }
     }
-    let ids: Vec<Hash> = included.iter().map(Tx::id).collect();
     let mut header = BlockHeader {
         height,
         prev_hash: tip.hash,
@@ -350,6 +416,7 @@ pub fn build_block(
             header,
             txs: included,
         },
+        ids,
         effects,
         rejected,
     })
@@ -367,7 +434,8 @@ pub fn replay_block(
 ) -> Result<ChainTip, ReplayError> {
     let header = &block.header;
     check_header(genesis, tip, header)?;
-    let computed = merkle_root(&block.txs.iter().map(Tx::id).collect::<Vec<_>>());
+    let (ids, checks) = check_txs(&block.txs, &genesis.chain_id);
+    let computed = merkle_root(&ids);
     if computed != header.tx_root {
         return Err(ReplayError::TxRootMismatch {
             header: header.tx_root,
@@ -380,13 +448,12 @@ pub fn replay_block(
         height: header.height,
         timestamp_ms: header.timestamp_ms,
     };
-    let checks = verify_signatures(&block.txs, &genesis.chain_id);
     for (index, (tx, check)) in block.txs.iter().zip(checks).enumerate() {
         check
             .and_then(|()| apply_verified(state, SignatureChecked::vouch(tx), &ctx))
             .map_err(|error| ReplayError::InvalidTx {
                 index,
-                id: tx.id(),
+                id: ids[index],
                 error,
             })?;
     }

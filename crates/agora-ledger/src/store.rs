@@ -30,7 +30,7 @@ use agora_core::{AccountId, Amount, ChainId, Hash, Keypair, canonical};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::block::{Block, BlockHeader, BuildError, ChainTip, build_block};
+use crate::block::{Block, BlockHeader, BuildError, ChainTip, CheckedBatch, build_checked_block};
 use crate::genesis::{Genesis, GenesisError, Params};
 use crate::replay::{AuditError, Replayer};
 use crate::settlement::{BlockOutcome, Settlement};
@@ -215,18 +215,31 @@ impl Ledger {
     }
 
     /// Builds, seals and durably commits the next block from `txs` (see
-    /// [`crate::block::build_block`]). Refused transactions are reported, not committed.
+    /// [`crate::block::build_checked_block`]). Refused transactions are reported, not
+    /// committed.
     pub fn produce_block(
         &mut self,
         txs: Vec<Tx>,
         timestamp_ms: u64,
         producer: &Keypair,
     ) -> Result<BlockOutcome, StoreError> {
-        let built = build_block(
+        let batch = CheckedBatch::new(txs, &self.genesis.chain_id);
+        self.produce_checked_block(batch, timestamp_ms, producer)
+    }
+
+    /// Like [`Ledger::produce_block`] for a batch whose signatures were already checked,
+    /// e.g. on other threads while the previous block was committing.
+    pub fn produce_checked_block(
+        &mut self,
+        batch: CheckedBatch,
+        timestamp_ms: u64,
+        producer: &Keypair,
+    ) -> Result<BlockOutcome, StoreError> {
+        let built = build_checked_block(
             &mut self.state,
             &self.genesis,
             &self.tip,
-            txs,
+            batch,
             timestamp_ms,
             producer,
         )?;
@@ -241,11 +254,10 @@ impl Ledger {
         let hash = header.hash();
         self.tip = ChainTip::after(&header);
         self.head = Some(header.clone());
-        let ids = built.block.txs.iter().map(Tx::id);
         Ok(BlockOutcome {
             header,
             hash,
-            included: ids.zip(built.effects).collect(),
+            included: built.ids.into_iter().zip(built.effects).collect(),
             rejected: built.rejected,
         })
     }
