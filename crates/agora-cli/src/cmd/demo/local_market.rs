@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use agora_core::{
     AccountId, Amount, ChainId, Fuel, Hash, Keypair, Price, Receipt, Signed, SignedReceipt,
 };
-use agora_exec::{Executor, JobSpec, Outcome, WasmExecutor, WasmModule, result_digest};
+use agora_exec::{Executor, Outcome, WasmExecutor, WasmModule, result_digest};
 use agora_ledger::{BlockOutcome, DevKeys, Genesis, Ledger, Tx, TxBody};
 use agora_market::{
     Ask, AskId, Demand, Market, MatchOutcome, Order, OrderId, ReleaseReason, ReputationEvent,
@@ -526,7 +526,7 @@ fn run_assignment(
     executor: &WasmExecutor,
     job: &Assignment,
 ) -> Result<(SignedReceipt, Outcome), String> {
-    let mut spec = JobSpec::new(job.order_id, job.module.clone());
+    let mut spec = executor.job(job.order_id, job.module.clone());
     spec.args = job.args.clone();
     spec.limits.fuel = job.fuel_budget;
     let outcome = executor.run(&spec).map_err(|e| e.to_string())?;
