@@ -114,3 +114,49 @@ fn outcome_json_round_trips() {
     assert_eq!(back.stdout, outcome.stdout);
     assert_eq!(back.outputs[0].hash, outcome.outputs[0].hash);
 }
+
+#[test]
+fn the_memory_cache_evicts_beyond_its_capacity() {
+    let config = ExecConfig {
+        memory_cache_entries: 1,
+        ..ExecConfig::default()
+    };
+    let executor = WasmExecutor::new(config).unwrap();
+    let other = job(module(r#"(func (export "_start"))"#), "other");
+    assert_eq!(
+        executor.run(&cat_job("a")).unwrap().module_source,
+        ModuleSource::Compiled
+    );
+    assert_eq!(
+        executor.run(&cat_job("a")).unwrap().module_source,
+        ModuleSource::MemoryCache
+    );
+    assert_eq!(
+        executor.run(&other).unwrap().module_source,
+        ModuleSource::Compiled
+    );
+    assert_eq!(
+        executor.run(&cat_job("a")).unwrap().module_source,
+        ModuleSource::Compiled
+    );
+}
+
+#[test]
+fn arguments_and_environment_reach_the_job() {
+    let counts = module(
+        r#"(func (export "_start")
+          (drop (call $args_sizes_get (i32.const 0) (i32.const 4)))
+          (drop (call $environ_sizes_get (i32.const 8) (i32.const 12)))
+          ;; exit with argc * 10 + envc
+          (call $proc_exit (i32.add (i32.mul (i32.load (i32.const 0)) (i32.const 10))
+                                    (i32.load (i32.const 8)))))"#,
+    );
+    let mut job = job(counts, "argv");
+    job.args = vec!["one".into(), "two".into()];
+    job.env = vec![("A".into(), "1".into())];
+    let outcome = executor().run(&job).unwrap();
+    assert_eq!(
+        outcome.exit_code, 31,
+        "argv[0] plus two arguments, one variable"
+    );
+}
