@@ -35,7 +35,8 @@ pub struct Args {
     /// An environment variable for the job.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Where to write the job's /output files (default: a new directory ./agora-out-XXXX).
+    /// Where to write the job's /output files (default: a new directory ./agora-out-XXXX,
+    /// made only when the job wrote any).
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     /// Fuel budget (1 compute unit = 10^9 fuel).
@@ -53,7 +54,7 @@ pub struct Args {
     /// Job id (64 hex digits); seeds the virtual clocks and random source.
     #[arg(long)]
     pub job_id: Option<Hash>,
-    /// Directory of the compiled-module cache.
+    /// Directory of the compiled-module cache (default: ~/.cache/agora/modules).
     #[arg(long, env = "AGORA_EXEC_CACHE", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not use the on-disk module cache.
