@@ -2,8 +2,8 @@
 //!
 //! Market nodes, provider agents and buyers talk through this crate. It gives them:
 //!
-//! - an encrypted, multiplexed transport (TCP + noise + yamux) whose peer identity *is*
-//!   the node's agora ed25519 key ([`identity`]: [`peer_id_of`], [`account_of`]);
+//! - an encrypted, multiplexed transport (TCP + noise + yamux; QUIC too with the `quic`
+//!   feature) whose peer identity *is* the node's agora ed25519 key ([`identity`]: [`peer_id_of`], [`account_of`]);
 //! - discovery from a list of bootstrap peers (identify + a private Kademlia DHT);
 //! - gossip on the market [`Topic`]s with application-level validation: every message
 //!   waits for a [`Verdict`], rejected ones lower the sender's peer score ([`gossip`]);

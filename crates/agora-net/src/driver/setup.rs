@@ -14,18 +14,23 @@ use crate::error::NetError;
 /// How long `start` waits for the listeners to bind.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TCP + noise + yamux, and QUIC (its own encryption and multiplexing) with the `quic`
+/// feature.
 pub(super) fn build_swarm(
     key: libp2p::identity::Keypair,
     config: &NetConfig,
 ) -> Result<Swarm<Behaviour>, NetError> {
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| NetError::Config(format!("transport: {e}")))?
+        .map_err(|e| NetError::Config(format!("transport: {e}")))?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic();
+    let swarm = builder
         .with_behaviour(|key| Behaviour::new(key, config).map_err(Into::into))
         .map_err(|e| NetError::Config(format!("behaviour: {e}")))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
