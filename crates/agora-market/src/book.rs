@@ -1,21 +1,27 @@
 //! The order book: asks with their reserved capacity, the providers behind them, and the
 //! price-sorted indexes that let matching skip most of the book.
 //!
-//! Every listed ask appears, per class it quotes, in one price-sorted list for the class,
-//! one per attribute `key=value` and one per feature. Matching scans whichever list is
-//! shortest for the order's constraints, in price order, and stops as soon as no later
-//! entry could beat the winners found so far (see `engine`).
+//! Every listed ask appears, per class it quotes, in one sorted list for the class, one per
+//! attribute `key=value` and one per feature. Lists are sorted by a *lower bound* on the
+//! ask's effective price: its price at its provider's discount bound (the largest discount
+//! the provider can have until its stake or reputation next changes, see
+//! `PricingPolicy::discount_bound_bps`). For a provider without history the bound is its
+//! exact discount, so the lists are in effective-price order up to the drift of decaying
+//! reputations. Matching scans whichever list is shortest for the order's constraints and
+//! stops as soon as no later entry could beat the winners found so far (see `engine`).
+//! When a provider's stake or reputation changes, its asks are re-keyed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use agora_core::{AccountId, Amount, Price};
 
 use crate::ask::{Ask, AskId};
+use crate::pricing::PricingPolicy;
 use crate::reputation::ReputationRecord;
 use crate::resources::{Claim, Demand, ResourceClass};
 
-/// A price-sorted list of (price in the class, slot).
-pub(crate) type PriceList = BTreeSet<(Price, u32)>;
+/// Asks sorted by (effective-price lower bound, slot), carrying the price in the class.
+pub(crate) type PriceList = BTreeSet<(Price, u32, Price)>;
 
 /// What a provider brings besides its asks.
 #[derive(Clone, Debug)]
@@ -23,8 +29,10 @@ pub(crate) struct ProviderState {
     pub account: AccountId,
     pub stake: Amount,
     pub reputation: ReputationRecord,
-    /// Asks currently listed (matchable).
-    pub listed_asks: u32,
+    /// Slots of the provider's listed asks, to re-key them when its discount bound moves.
+    pub listed_slots: Vec<u32>,
+    /// The discount bound its listed asks are keyed with.
+    pub bound_bps: u32,
 }
 
 /// All providers the market has heard of, addressed by a dense index.
@@ -58,22 +66,23 @@ impl Providers {
             account,
             stake: Amount::ZERO,
             reputation: ReputationRecord::default(),
-            listed_asks: 0,
+            listed_slots: Vec::new(),
+            bound_bps: 0,
         });
         self.by_id.insert(account, index);
         index
     }
 
-    fn adjust_listed(&mut self, index: u32, listed: bool) {
+    fn adjust_listed(&mut self, index: u32, slot: u32, listed: bool) {
         let state = &mut self.states[index as usize];
         if listed {
-            state.listed_asks += 1;
-            if state.listed_asks == 1 {
+            state.listed_slots.push(slot);
+            if state.listed_slots.len() == 1 {
                 self.listed += 1;
             }
         } else {
-            state.listed_asks -= 1;
-            if state.listed_asks == 0 {
+            state.listed_slots.retain(|s| *s != slot);
+            if state.listed_slots.is_empty() {
                 self.listed -= 1;
             }
         }
@@ -100,6 +109,8 @@ pub(crate) struct AskEntry {
     /// Listed asks can be matched; a withdrawn ask stays (unlisted) until its last match
     /// is released, so its reservations keep being accounted for.
     pub listed: bool,
+    /// The discount bound the ask's index keys were computed with.
+    pub bound_bps: u32,
 }
 
 impl AskEntry {
@@ -114,6 +125,7 @@ impl AskEntry {
             },
             live_matches: 0,
             listed: false,
+            bound_bps: 0,
         }
     }
 
@@ -220,6 +232,8 @@ impl AskEntry {
 /// The indexes of one resource class.
 #[derive(Default, Debug)]
 pub(crate) struct ClassBook {
+    /// Listed asks by (price, slot), for best ask and depth.
+    pub by_price: BTreeSet<(Price, u32)>,
     pub all: PriceList,
     pub attributes: HashMap<String, HashMap<String, PriceList>>,
     pub features: HashMap<String, PriceList>,
@@ -280,8 +294,9 @@ impl Book {
         Some(entry)
     }
 
-    /// Makes the entry matchable: adds it to every index.
-    pub fn list(&mut self, slot: u32, providers: &mut Providers) {
+    /// Makes the entry matchable: adds it to every index, keyed with its provider's
+    /// current discount bound.
+    pub fn list(&mut self, slot: u32, providers: &mut Providers, pricing: &PricingPolicy) {
         let Some(entry) = self.entries.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
@@ -289,10 +304,13 @@ impl Book {
             return;
         }
         entry.listed = true;
-        providers.adjust_listed(entry.provider, true);
+        providers.adjust_listed(entry.provider, slot, true);
+        let bound = providers.get(entry.provider).bound_bps;
+        entry.bound_bps = bound;
         for (class, price) in &entry.ask.prices {
             let book = self.classes.entry(class.clone()).or_default();
-            let key = (*price, slot);
+            let key = (pricing.discounted(*price, bound), slot, *price);
+            book.by_price.insert((*price, slot));
             book.all.insert(key);
             for (k, v) in &entry.ask.attributes {
                 let by_value = book.attributes.entry(k.clone()).or_default();
@@ -306,7 +324,7 @@ impl Book {
 
     /// Takes the entry out of every index; empty lists are dropped so that the classes
     /// left are exactly those some listed ask quotes.
-    pub fn unlist(&mut self, slot: u32, providers: &mut Providers) {
+    pub fn unlist(&mut self, slot: u32, providers: &mut Providers, pricing: &PricingPolicy) {
         let Some(entry) = self.entries.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
@@ -314,12 +332,13 @@ impl Book {
             return;
         }
         entry.listed = false;
-        providers.adjust_listed(entry.provider, false);
+        providers.adjust_listed(entry.provider, slot, false);
         for (class, price) in &entry.ask.prices {
             let Some(book) = self.classes.get_mut(class) else {
                 continue;
             };
-            let key = (*price, slot);
+            let key = (pricing.discounted(*price, entry.bound_bps), slot, *price);
+            book.by_price.remove(&(*price, slot));
             book.all.remove(&key);
             for (k, v) in &entry.ask.attributes {
                 if let Some(by_value) = book.attributes.get_mut(k) {
@@ -339,7 +358,7 @@ impl Book {
     }
 }
 
-fn remove_and_prune(map: &mut HashMap<String, PriceList>, key: &str, item: &(Price, u32)) {
+fn remove_and_prune(map: &mut HashMap<String, PriceList>, key: &str, item: &(Price, u32, Price)) {
     if let Some(list) = map.get_mut(key) {
         list.remove(item);
         if list.is_empty() {

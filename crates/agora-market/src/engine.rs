@@ -7,12 +7,13 @@
 //! picked greedily in that order, skipping a candidate whose provider (or `distinct_by`
 //! attribute value) is already taken, until k are picked.
 //!
-//! **Search.** Instead of the whole book, the matcher scans the shortest price-sorted list
-//! that must contain every feasible ask (the class list, or the list of one required
-//! attribute value or feature), in raw price order. Every effective price is at least
-//! `floor(price)` (the price at the largest possible discount), so once `floor(price)`
-//! exceeds the effective price of the k-th pick found so far, no later entry can change
-//! the winners and the scan stops. The brute-force matcher in [`crate::reference`] checks
+//! **Search.** Instead of the whole book, the matcher scans the shortest sorted list that
+//! must contain every feasible ask (the class list, or the list of one required attribute
+//! value or feature). Lists are sorted by a lower bound of each ask's effective price (see
+//! `book`), so once the bound exceeds the effective price of the k-th pick found so far —
+//! or the cap, since the bound is also below the price — no later entry can change the
+//! winners and the scan stops. For providers without history the bound is exact, and the
+//! scan touches little more than the winners. The brute-force matcher in [`crate::reference`] checks
 //! this against a scan of everything.
 
 use agora_core::{Hash, Price};
@@ -188,13 +189,10 @@ impl Pool<'_> {
         }
     }
 
-    /// Whether an entry at `price` (and everything after it in a sorted list) is
-    /// certain to lose.
-    fn cannot_win(&self, price: Price, config: &MarketConfig) -> bool {
-        price > self.order.cap
-            || self
-                .threshold
-                .is_some_and(|t| config.pricing.floor(price) > t)
+    /// Whether an entry whose effective price is at least `bound` (and so everything after
+    /// it in a sorted list) is certain to lose.
+    fn cannot_win(&self, bound: Price) -> bool {
+        bound > self.order.cap || self.threshold.is_some_and(|t| bound > t)
     }
 }
 
@@ -237,8 +235,8 @@ fn scan(
     now_ms: u64,
     config: &MarketConfig,
 ) {
-    for &(price, slot) in list {
-        if pool.cannot_win(price, config) {
+    for &(bound, slot, price) in list {
+        if pool.cannot_win(bound) {
             break;
         }
         let Some(entry) = pool.book.entry(slot) else {

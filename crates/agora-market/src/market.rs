@@ -230,8 +230,10 @@ impl Market {
         ask.validate(&self.config.limits, now_ms)?;
         let Some(slot) = self.book.slot_of(&ask.id) else {
             let provider = self.providers.intern(ask.provider);
+            self.refresh_bound(provider);
             let slot = self.book.insert(AskEntry::new(ask, provider));
-            self.book.list(slot, &mut self.providers);
+            self.book
+                .list(slot, &mut self.providers, &self.config.pricing);
             return Ok(());
         };
         let entry = self
@@ -240,12 +242,14 @@ impl Market {
             .ok_or(MarketError::UnknownAsk(ask.id))?;
         check_owner(entry, &ask.provider)?;
         let reserved = reserved_after_update(entry, &ask)?;
-        self.book.unlist(slot, &mut self.providers);
+        self.book
+            .unlist(slot, &mut self.providers, &self.config.pricing);
         if let Some(entry) = self.book.entry_mut(slot) {
             entry.ask = ask;
             entry.reserved = reserved;
         }
-        self.book.list(slot, &mut self.providers);
+        self.book
+            .list(slot, &mut self.providers, &self.config.pricing);
         Ok(())
     }
 
@@ -260,7 +264,8 @@ impl Market {
     }
 
     fn retire(&mut self, slot: u32) {
-        self.book.unlist(slot, &mut self.providers);
+        self.book
+            .unlist(slot, &mut self.providers, &self.config.pricing);
         if self.book.entry(slot).is_some_and(|e| e.live_matches == 0) {
             self.book.remove(slot);
         }
@@ -270,6 +275,7 @@ impl Market {
     pub fn set_stake(&mut self, provider: AccountId, stake: Amount) {
         let index = self.providers.intern(provider);
         self.providers.get_mut(index).stake = stake;
+        self.refresh_bound(index);
     }
 
     /// Records a reputation event for `provider` at `now_ms`.
@@ -280,6 +286,31 @@ impl Market {
             .get_mut(index)
             .reputation
             .record(event, now_ms, policy);
+        self.refresh_bound(index);
+    }
+
+    /// Recomputes a provider's discount bound and, if it moved, re-keys its listed asks so
+    /// the index stays sorted by a valid lower bound of their effective prices.
+    fn refresh_bound(&mut self, index: u32) {
+        let state = self.providers.get(index);
+        let score_bound = state.reputation.score_bound_ppm(&self.config.reputation);
+        let bound = self
+            .config
+            .pricing
+            .discount_bound_bps(score_bound, state.stake);
+        if bound == state.bound_bps {
+            return;
+        }
+        let slots = state.listed_slots.clone();
+        for &slot in &slots {
+            self.book
+                .unlist(slot, &mut self.providers, &self.config.pricing);
+        }
+        self.providers.get_mut(index).bound_bps = bound;
+        for &slot in &slots {
+            self.book
+                .list(slot, &mut self.providers, &self.config.pricing);
+        }
     }
 
     /// A provider's reputation at `now_ms` (the newcomer prior for unknown providers).
@@ -603,7 +634,7 @@ impl Market {
         let mut levels: Vec<DepthLevel> = Vec::new();
         let mut depth_asks = 0u32;
         if let Some(book) = self.book.classes.get(class) {
-            for &(price, slot) in &book.all {
+            for &(price, slot) in &book.by_price {
                 let Some(entry) = self.book.entry(slot) else {
                     continue;
                 };
@@ -691,7 +722,7 @@ impl Market {
                     .book
                     .classes
                     .get(class)
-                    .is_some_and(|b| b.all.contains(&(*price, slot)));
+                    .is_some_and(|b| b.by_price.contains(&(*price, slot)));
                 if indexed != entry.listed {
                     return Err(format!(
                         "{} index membership differs from its listing",

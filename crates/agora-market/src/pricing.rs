@@ -83,10 +83,23 @@ impl PricingPolicy {
         apply_discount(price, self.discount_bps(score_ppm, stake))
     }
 
-    /// The lowest effective price any provider could have at `price`: the bound that lets
-    /// the matcher stop scanning a price-sorted list early.
+    /// The lowest effective price any provider could have at `price`.
     pub fn floor(&self, price: Price) -> Price {
         apply_discount(price, self.max_discount_bps())
+    }
+
+    /// An upper bound on a provider's discount from now until its stake or reputation
+    /// record next changes: the discount at its score bound (see
+    /// [`ReputationRecord::score_bound_ppm`](crate::reputation::ReputationRecord::score_bound_ppm)),
+    /// plus 1 bps to absorb integer rounding in decayed tallies, at most the maximum.
+    pub fn discount_bound_bps(&self, score_bound_ppm: u32, stake: Amount) -> u32 {
+        (self.discount_bps(score_bound_ppm, stake) + 1).min(self.max_discount_bps())
+    }
+
+    /// `price` at a discount of `bps`: with a discount bound, a lower bound on the
+    /// effective price, which is what the matcher's index is sorted by.
+    pub fn discounted(&self, price: Price, bps: u32) -> Price {
+        apply_discount(price, bps)
     }
 }
 

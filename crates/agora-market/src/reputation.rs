@@ -171,6 +171,17 @@ impl ReputationRecord {
         score(s, f, policy)
     }
 
+    /// An upper bound on the score at any time from now on, until the next event.
+    ///
+    /// Decay scales both tallies by the same factor d ∈ [0, 1], and
+    /// `(a + s·d) / (b + n·d)` is monotone in d, so as tallies decay the score moves
+    /// monotonically from its value at the latest epoch towards the prior. The larger of
+    /// the two bounds it (up to integer rounding, which the pricing bound absorbs). The
+    /// matcher's index sorts asks by a price bound derived from this.
+    pub fn score_bound_ppm(&self, policy: &ReputationPolicy) -> u32 {
+        score(self.successes, self.failures, policy).max(score(0, 0, policy))
+    }
+
     fn decayed(&self, now_ms: u64, policy: &ReputationPolicy) -> (u64, u64) {
         let epochs = (now_ms / policy.epoch_ms).saturating_sub(self.epoch);
         if epochs == 0 {

@@ -11,8 +11,8 @@ use agora_core::{Amount, Fuel, Price};
 use agora_market::reference::reference_match;
 use agora_market::resources::GIB;
 use agora_market::{
-    Ask, AskId, AttributeConstraint, AuctionTerms, Bid, Market, MarketError, MatchId, MatchOutcome,
-    Order, PricingRule, ReleaseReason, ReputationEvent, ResourceClass,
+    Ask, AskId, AttributeConstraint, AuctionTerms, Bid, Market, MarketConfig, MarketError, MatchId,
+    MatchOutcome, Order, PricingRule, ReleaseReason, ReputationEvent, ResourceClass,
 };
 use common::*;
 use proptest::prelude::*;
@@ -21,6 +21,9 @@ const MODELS: [&str; 2] = ["A100", "H100"];
 const VRAM_GIB: [u64; 4] = [16, 24, 40, 80];
 const REGIONS: [&str; 3] = ["eu", "us", "asia"];
 const OPERATORS: [&str; 3] = ["o1", "o2", "o3"];
+/// Prices are drawn from a small range (so equal prices, and ties, are common) and scaled
+/// so that reputation and stake discounts are not lost to rounding.
+const PRICE_UNIT: u64 = 1_000;
 
 #[derive(Clone, Debug)]
 struct AskSpec {
@@ -92,15 +95,17 @@ fn build_ask(s: &AskSpec) -> Ask {
             MODELS[m],
             VRAM_GIB[v],
             count,
-            s.gpu_price,
+            s.gpu_price * PRICE_UNIT,
             &attrs,
         ),
-        None => cpu_ask(s.provider, &name, s.cores, s.gpu_price, &attrs),
+        None => cpu_ask(s.provider, &name, s.cores, s.gpu_price * PRICE_UNIT, &attrs),
     };
     ask.capacity.cpu_millis = s.cores * 1000;
     ask.capacity.memory_bytes = s.cores * 2 * GIB;
     match s.cpu_price {
-        Some(p) => ask.prices.insert(ResourceClass::cpu(), Price(p)),
+        Some(p) => ask
+            .prices
+            .insert(ResourceClass::cpu(), Price(p * PRICE_UNIT)),
         None => ask.prices.remove(&ResourceClass::cpu()),
     };
     if s.oci {
@@ -176,10 +181,14 @@ fn order_spec() -> impl Strategy<Value = OrderSpec> {
 
 fn build_order(n: u64, s: &OrderSpec) -> Order {
     let mut order = match s.gpu {
-        Some((model, v, count)) => {
-            gpu_order(n, model.map(|m| MODELS[m]), VRAM_GIB[v], count, s.cap)
-        }
-        None => cpu_order(n, s.cores, s.cap),
+        Some((model, v, count)) => gpu_order(
+            n,
+            model.map(|m| MODELS[m]),
+            VRAM_GIB[v],
+            count,
+            s.cap * PRICE_UNIT,
+        ),
+        None => cpu_order(n, s.cores, s.cap * PRICE_UNIT),
     };
     order.demand.cpu_millis = s.cores * 1000;
     order.demand.memory_bytes = s.mem_gib * GIB;
@@ -304,7 +313,7 @@ fn play(ops: &[Op], check: &mut dyn FnMut(&Market, &Op, &str, u64)) -> Vec<Strin
                         order: id,
                         provider: owner,
                         ask,
-                        price: Price(*price),
+                        price: Price(*price * PRICE_UNIT),
                     };
                     out += &format!("{:?}", m.submit_bid(bid, now));
                 }
@@ -365,18 +374,29 @@ proptest! {
     fn indexed_matches_reference_and_winners_qualify(
         asks in proptest::collection::vec(ask_spec(), 1..30),
         stakes in proptest::collection::vec(0u64..2_000, 8),
-        events in proptest::collection::vec((0u32..8, 0u8..4), 0..30),
+        mut events in proptest::collection::vec((0u32..8, 0u8..4, 0u64..120), 0..40),
         orders in proptest::collection::vec(order_spec(), 1..25),
     ) {
-        let mut m = Market::default();
+        // One-minute epochs that keep 98 % each, so reputations decay a lot between the
+        // events and the orders two hours later, and the index's bounds are exercised.
+        let mut config = MarketConfig::default();
+        config.reputation.epoch_ms = 60_000;
+        config.reputation.retain_per_epoch_ppb = 980_000_000;
+        let mut m = Market::new(config).unwrap();
         for (p, s) in stakes.iter().enumerate() {
             m.set_stake(provider(p as u32), Amount::agr(*s));
         }
-        for (p, e) in &events {
-            m.record_event(provider(*p), EVENTS[*e as usize], 0);
+        events.sort_by_key(|e| e.2);
+        let (early, late) = events.split_at(events.len() / 2);
+        for (p, e, minute) in early {
+            m.record_event(provider(*p), EVENTS[*e as usize], minute * 60_000);
         }
         for spec in &asks {
             let _ = m.upsert_ask(build_ask(spec), 0);
+        }
+        // Events after listing re-key the providers' asks.
+        for (p, e, minute) in late {
+            m.record_event(provider(*p), EVENTS[*e as usize], minute * 60_000);
         }
         let now = 2 * HOUR; // some asks have lapsed
         for (n, spec) in orders.iter().enumerate() {

@@ -482,3 +482,39 @@ fn bad_input_is_refused_with_a_typed_error_and_changes_nothing() {
     assert!(err.contains("cap"), "{err}");
     let _ = GIB;
 }
+
+#[test]
+fn old_failures_fade_and_the_index_follows() {
+    let mut m = Market::default();
+    // Provider 1 failed a lot a long time ago; it also has the larger stake.
+    for _ in 0..20 {
+        m.record_event(provider(1), ReputationEvent::Failure, 0);
+    }
+    m.set_stake(provider(1), Amount::agr(1_000));
+    let mut late = cpu_ask(1, "a", 4, 1_000_000, &[]);
+    late.expires_ms = 10_000 * HOUR;
+    m.upsert_ask(late, 0).unwrap();
+    let mut fresh = cpu_ask(2, "a", 4, 1_000_000, &[]);
+    fresh.expires_ms = 10_000 * HOUR;
+    m.upsert_ask(fresh, 0).unwrap();
+    let mut order = cpu_order(1, 1, 2_000_000);
+    order.deadline_ms = 10_000 * HOUR;
+    // Right after the failures the newcomer wins ...
+    let now = fill_winner(&m, &order, 0);
+    assert_eq!(now, provider(2));
+    // ... but after a year of decay the failures are forgotten and the stake decides.
+    let year = 8_760 * HOUR;
+    assert_eq!(m.reputation(&provider(1), year).score_ppm, 500_000);
+    assert_eq!(fill_winner(&m, &order, year), provider(1));
+    assert_eq!(
+        agora_market::reference::reference_match(&m, &order, year)[0].provider,
+        provider(1)
+    );
+}
+
+fn fill_winner(m: &Market, order: &agora_market::Order, now: u64) -> agora_core::AccountId {
+    match m.preview(order, now).unwrap() {
+        MatchOutcome::Filled(fill) => fill.winners[0].provider,
+        MatchOutcome::NoMatch(why) => panic!("{why}"),
+    }
+}
