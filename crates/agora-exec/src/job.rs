@@ -65,6 +65,23 @@ pub struct Input {
     pub bytes: Arc<[u8]>,
 }
 
+impl Input {
+    /// An input named `name` with the given content.
+    pub fn new(name: impl Into<String>, bytes: impl Into<Arc<[u8]>>) -> Self {
+        Input {
+            name: name.into(),
+            bytes: bytes.into(),
+        }
+    }
+
+    /// An input named `name` read from the host file at `path`.
+    pub fn from_file(name: impl Into<String>, path: &std::path::Path) -> Result<Self, ExecError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| ExecError::host(format!("reading input file {}", path.display()), e))?;
+        Ok(Input::new(name, bytes))
+    }
+}
+
 /// Resource limits of one job. Fuel is part of the result (it is billed); the others are
 /// ceilings whose breach fails the job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +223,16 @@ mod tests {
             assert!(validate_input_name(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_input_name("data.csv").is_ok());
+    }
+
+    #[test]
+    fn inputs_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, b"data").unwrap();
+        assert_eq!(&*Input::from_file("in", &path).unwrap().bytes, b"data");
+        let err = Input::from_file("in", &dir.path().join("missing")).unwrap_err();
+        assert!(err.to_string().contains("reading input file"), "{err}");
     }
 
     #[test]
