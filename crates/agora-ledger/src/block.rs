@@ -212,7 +212,7 @@ pub enum ReplayError {
         /// Its id.
         id: Hash,
         /// Why.
-        error: LedgerError,
+        error: Box<LedgerError>,
     },
     /// The state after the block is not what the header commits to.
     #[error("state root {computed} after replay does not match the header's {header}")]
@@ -422,6 +422,34 @@ pub fn build_checked_block(
     })
 }
 
+/// A block with its transactions' ids and signature checks already computed, so an
+/// auditor can check the next block on other cores while replaying this one.
+#[derive(Clone, Debug)]
+pub struct CheckedBlock {
+    block: Block,
+    chain_id: ChainId,
+    ids: Vec<Hash>,
+    checks: Vec<Result<(), LedgerError>>,
+}
+
+impl CheckedBlock {
+    /// Computes the ids and checks the signatures of `block`'s transactions for `chain_id`.
+    pub fn new(block: Block, chain_id: &ChainId) -> CheckedBlock {
+        let (ids, checks) = check_txs(&block.txs, chain_id);
+        CheckedBlock {
+            block,
+            chain_id: chain_id.clone(),
+            ids,
+            checks,
+        }
+    }
+
+    /// The block.
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+}
+
 /// Replays `block` on top of `tip`, checking the header's links and signature, the
 /// transaction root, every transaction signature, every rule, and the state root, all
 /// recomputed. On success returns the new tip; on error `state` may be partly updated and
@@ -432,10 +460,42 @@ pub fn replay_block(
     tip: &ChainTip,
     block: &Block,
 ) -> Result<ChainTip, ReplayError> {
+    let (ids, checks) = check_txs(&block.txs, &genesis.chain_id);
+    replay_with(state, genesis, tip, block, &ids, &checks)
+}
+
+/// [`replay_block`] for a block whose signatures were checked beforehand. A block
+/// checked for another chain is re-checked.
+pub fn replay_checked_block(
+    state: &mut State,
+    genesis: &Genesis,
+    tip: &ChainTip,
+    checked: &CheckedBlock,
+) -> Result<ChainTip, ReplayError> {
+    if checked.chain_id != genesis.chain_id {
+        return replay_block(state, genesis, tip, &checked.block);
+    }
+    replay_with(
+        state,
+        genesis,
+        tip,
+        &checked.block,
+        &checked.ids,
+        &checked.checks,
+    )
+}
+
+fn replay_with(
+    state: &mut State,
+    genesis: &Genesis,
+    tip: &ChainTip,
+    block: &Block,
+    ids: &[Hash],
+    checks: &[Result<(), LedgerError>],
+) -> Result<ChainTip, ReplayError> {
     let header = &block.header;
     check_header(genesis, tip, header)?;
-    let (ids, checks) = check_txs(&block.txs, &genesis.chain_id);
-    let computed = merkle_root(&ids);
+    let computed = merkle_root(ids);
     if computed != header.tx_root {
         return Err(ReplayError::TxRootMismatch {
             header: header.tx_root,
@@ -450,11 +510,12 @@ pub fn replay_block(
     };
     for (index, (tx, check)) in block.txs.iter().zip(checks).enumerate() {
         check
+            .clone()
             .and_then(|()| apply_verified(state, SignatureChecked::vouch(tx), &ctx))
             .map_err(|error| ReplayError::InvalidTx {
                 index,
                 id: ids[index],
-                error,
+                error: Box::new(error),
             })?;
     }
     let computed = state.state_root();

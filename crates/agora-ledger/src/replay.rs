@@ -7,7 +7,9 @@
 
 use agora_core::Hash;
 
-use crate::block::{Block, ChainTip, ReplayError, replay_block};
+use crate::block::{
+    Block, ChainTip, CheckedBlock, ReplayError, replay_block, replay_checked_block,
+};
 use crate::genesis::{Genesis, GenesisError};
 use crate::state::{ConservationError, State};
 
@@ -50,6 +52,14 @@ impl Replayer {
         self.tip = replay_block(&mut self.state, &self.genesis, &self.tip, block)?;
         self.state.check_conservation()?;
         self.txs += block.txs.len() as u64;
+        Ok(())
+    }
+
+    /// [`Replayer::push`] for a block whose signatures were checked beforehand.
+    pub fn push_checked(&mut self, checked: &CheckedBlock) -> Result<(), AuditError> {
+        self.tip = replay_checked_block(&mut self.state, &self.genesis, &self.tip, checked)?;
+        self.state.check_conservation()?;
+        self.txs += checked.block().txs.len() as u64;
         Ok(())
     }
 

@@ -30,7 +30,9 @@ use agora_core::{AccountId, Amount, ChainId, Hash, Keypair, canonical};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::block::{Block, BlockHeader, BuildError, ChainTip, CheckedBatch, build_checked_block};
+use crate::block::{
+    Block, BlockHeader, BuildError, ChainTip, CheckedBatch, CheckedBlock, build_checked_block,
+};
 use crate::genesis::{Genesis, GenesisError, Params};
 use crate::replay::{AuditError, Replayer};
 use crate::settlement::{BlockOutcome, Settlement};
@@ -588,39 +590,29 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let meta = txn.open_table(META).map_err(db_err(&path))?;
     let genesis: Genesis = read_meta(&meta, "genesis", &path)?;
     let mut replayer = Replayer::new(genesis).map_err(StoreError::from)?;
-    let headers = txn.open_table(HEADERS).map_err(db_err(&path))?;
-    let bodies = txn.open_table(BODIES).map_err(db_err(&path))?;
+    drop((meta, txn));
+    let chain_id = replayer.genesis().chain_id.clone();
     let mut blocks = 0;
-    for entry in headers.iter().map_err(db_err(&path))? {
-        let (key, header_bytes) = entry.map_err(db_err(&path))?;
-        let height = replayer.tip().height.saturating_add(1);
-        let bad = |fault: BlockFault| VerifyError::BadBlock { height, fault };
-        if key.value() != height {
-            return Err(bad(BlockFault::MissingHeader));
+    // A reader thread decodes and signature-checks the next blocks while this one
+    // replays; it stops when the channel closes.
+    std::thread::scope(|scope| {
+        let (send, received) = std::sync::mpsc::sync_channel(2);
+        let (db_ref, path_ref, chain_ref) = (&db_handle, path.as_path(), &chain_id);
+        scope.spawn(move || read_checked_blocks(db_ref, path_ref, chain_ref, &send));
+        for item in received {
+            let checked = item?;
+            let height = replayer.tip().height.saturating_add(1);
+            replayer
+                .push_checked(&checked)
+                .map_err(|e| VerifyError::BadBlock {
+                    height,
+                    fault: BlockFault::Audit(e),
+                })?;
+            blocks += 1;
         }
-        let header = canonical::decode(header_bytes.value())
-            .map_err(|e| bad(BlockFault::Undecodable(format!("header: {e}"))))?;
-        let body = bodies
-            .get(height)
-            .map_err(db_err(&path))?
-            .ok_or_else(|| bad(BlockFault::MissingBody))?;
-        let txs = canonical::decode(body.value())
-            .map_err(|e| bad(BlockFault::Undecodable(format!("transactions: {e}"))))?;
-        replayer
-            .push(&Block { header, txs })
-            .map_err(|e| bad(BlockFault::Audit(e)))?;
-        blocks += 1;
-    }
+        Ok::<(), VerifyError>(())
+    })?;
     let height = replayer.tip().height;
-    if let Some((extra, _)) = bodies.last().map_err(db_err(&path))?
-        && extra.value() > height
-    {
-        return Err(VerifyError::BadBlock {
-            height: extra.value(),
-            fault: BlockFault::MissingHeader,
-        });
-    }
-    drop((meta, headers, bodies, txn));
     let (_, stored, _) = load(&db_handle, &path)?;
     if &stored != replayer.state() {
         return Err(VerifyError::StoredStateDiffers {
@@ -637,6 +629,63 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         blocks,
         txs: replayer.txs(),
     })
+}
+
+/// Sends every stored block, decoded and checked, in height order; the first problem is
+/// sent as an error and ends the stream.
+fn read_checked_blocks(
+    db_handle: &Database,
+    path: &Path,
+    chain_id: &ChainId,
+    send: &std::sync::mpsc::SyncSender<Result<CheckedBlock, VerifyError>>,
+) {
+    if let Err(err) = stream_blocks(db_handle, path, chain_id, send) {
+        // The receiver may have stopped already; then nobody needs the error.
+        let _ = send.send(Err(err));
+    }
+}
+
+fn stream_blocks(
+    db_handle: &Database,
+    path: &Path,
+    chain_id: &ChainId,
+    send: &std::sync::mpsc::SyncSender<Result<CheckedBlock, VerifyError>>,
+) -> Result<(), VerifyError> {
+    let txn = db_handle.begin_read().map_err(db_err(path))?;
+    let headers = txn.open_table(HEADERS).map_err(db_err(path))?;
+    let bodies = txn.open_table(BODIES).map_err(db_err(path))?;
+    let mut height = 0u64;
+    for entry in headers.iter().map_err(db_err(path))? {
+        let (key, header_bytes) = entry.map_err(db_err(path))?;
+        height += 1;
+        let bad = |fault: BlockFault| VerifyError::BadBlock { height, fault };
+        if key.value() != height {
+            return Err(bad(BlockFault::MissingHeader));
+        }
+        let header = canonical::decode(header_bytes.value())
+            .map_err(|e| bad(BlockFault::Undecodable(format!("header: {e}"))))?;
+        let body = bodies
+            .get(height)
+            .map_err(db_err(path))?
+            .ok_or_else(|| bad(BlockFault::MissingBody))?;
+        let txs = canonical::decode(body.value())
+            .map_err(|e| bad(BlockFault::Undecodable(format!("transactions: {e}"))))?;
+        if send
+            .send(Ok(CheckedBlock::new(Block { header, txs }, chain_id)))
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    if let Some((extra, _)) = bodies.last().map_err(db_err(path))?
+        && extra.value() > height
+    {
+        return Err(VerifyError::BadBlock {
+            height: extra.value(),
+            fault: BlockFault::MissingHeader,
+        });
+    }
+    Ok(())
 }
 
 fn state_difference(stored: &State, replayed: &State) -> String {

@@ -358,7 +358,7 @@ fn stress_write(
                 "{}",
                 json!({ "height": outcome.header.height, "included": outcome.included.len(), "rejected": outcome.rejected.len() })
             );
-        } else if written % 100 == 0 || written == blocks {
+        } else if written.is_multiple_of(100) || written == blocks {
             eprintln!(
                 "stress-write: height {} ({} blocks written)",
                 outcome.header.height, written
