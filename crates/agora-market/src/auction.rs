@@ -6,7 +6,7 @@
 //! distinct providers win; every other bid is dropped. Winners are paid their own bid
 //! (first price) or the uniform (k+1)-th price, see [`PricingRule`].
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 
 use agora_core::{AccountId, Price};
 
@@ -23,8 +23,11 @@ use crate::resources::ResourceClass;
 pub(crate) struct OpenAuction {
     pub order: Order,
     pub terms: AuctionTerms,
-    /// One sealed bid per provider, ordered by provider so the close is deterministic.
-    pub bids: BTreeMap<AccountId, Bid>,
+    /// One sealed bid per provider, in arrival order (part of the input sequence, so the
+    /// close is deterministic).
+    pub bids: Vec<Bid>,
+    /// Who has bid, to refuse a second bid.
+    pub bidders: HashSet<AccountId>,
 }
 
 impl Market {
@@ -56,7 +59,8 @@ impl Market {
             OpenAuction {
                 order,
                 terms,
-                bids: BTreeMap::new(),
+                bids: Vec::new(),
+                bidders: HashSet::new(),
             },
         );
         Ok(())
@@ -85,7 +89,7 @@ impl Market {
                 cap: auction.order.cap,
             });
         }
-        if auction.bids.contains_key(&bid.provider) {
+        if auction.bidders.contains(&bid.provider) {
             return Err(MarketError::DuplicateBid {
                 order: bid.order,
                 provider: bid.provider,
@@ -99,7 +103,8 @@ impl Market {
             });
         }
         if let Some(auction) = self.auctions.get_mut(&bid.order) {
-            auction.bids.insert(bid.provider, bid);
+            auction.bidders.insert(bid.provider);
+            auction.bids.push(bid);
         }
         Ok(())
     }
@@ -185,7 +190,10 @@ impl Market {
                 now_ms,
             });
         }
-        let Some(OpenAuction { order, terms, bids }) = self.auctions.remove(order) else {
+        let Some(OpenAuction {
+            order, terms, bids, ..
+        }) = self.auctions.remove(order)
+        else {
             return Err(MarketError::UnknownAuction(*order));
         };
         let classes = order.demand.classes(self.book.classes.keys());
@@ -207,11 +215,11 @@ impl Market {
         &self,
         order: &Order,
         classes: &[ResourceClass],
-        bids: &BTreeMap<AccountId, Bid>,
+        bids: &[Bid],
         now_ms: u64,
     ) -> Vec<Candidate> {
         let mut cands = Vec::with_capacity(bids.len());
-        for bid in bids.values() {
+        for bid in bids {
             let Some(slot) = self.book.slot_of(&bid.ask) else {
                 continue;
             };
@@ -247,9 +255,9 @@ impl Market {
         cands
     }
 
-    fn bid_pairs(&self, classes: &[ResourceClass], bids: &BTreeMap<AccountId, Bid>) -> Vec<Pair> {
+    fn bid_pairs(&self, classes: &[ResourceClass], bids: &[Bid]) -> Vec<Pair> {
         let mut pairs = Vec::new();
-        for bid in bids.values() {
+        for bid in bids {
             let Some(slot) = self.book.slot_of(&bid.ask) else {
                 continue;
             };

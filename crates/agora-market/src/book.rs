@@ -168,6 +168,13 @@ impl AskEntry {
             })
     }
 
+    /// The largest per-GPU memory among this ask's GPUs of `class`'s model.
+    pub fn max_vram(&self, class: &ResourceClass) -> Option<u64> {
+        let model = class.gpu_model()?;
+        let groups = self.ask.capacity.gpus.iter().filter(|g| g.model == model);
+        groups.map(|g| g.vram_bytes).max()
+    }
+
     /// What `demand` would hold here when priced in `class`, if it fits in the free capacity.
     pub fn claim(&self, demand: &Demand, class: &ResourceClass) -> Option<Claim> {
         if self.free_cpu() < demand.cpu_millis
@@ -234,6 +241,9 @@ impl AskEntry {
 pub(crate) struct ClassBook {
     /// Listed asks by (price, slot), for best ask and depth.
     pub by_price: BTreeSet<(Price, u32)>,
+    /// For GPU classes: how many listed asks have each largest per-GPU memory, so an
+    /// order needing more memory than any of them skips the class outright.
+    pub vram: BTreeMap<u64, u32>,
     pub all: PriceList,
     pub attributes: HashMap<String, HashMap<String, PriceList>>,
     pub features: HashMap<String, PriceList>,
@@ -311,6 +321,9 @@ impl Book {
             let book = self.classes.entry(class.clone()).or_default();
             let key = (pricing.discounted(*price, bound), slot, *price);
             book.by_price.insert((*price, slot));
+            if let Some(vram) = entry.max_vram(class) {
+                *book.vram.entry(vram).or_default() += 1;
+            }
             book.all.insert(key);
             for (k, v) in &entry.ask.attributes {
                 let by_value = book.attributes.entry(k.clone()).or_default();
@@ -339,6 +352,14 @@ impl Book {
             };
             let key = (pricing.discounted(*price, entry.bound_bps), slot, *price);
             book.by_price.remove(&(*price, slot));
+            if let Some(vram) = entry.max_vram(class)
+                && let Some(n) = book.vram.get_mut(&vram)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    book.vram.remove(&vram);
+                }
+            }
             book.all.remove(&key);
             for (k, v) in &entry.ask.attributes {
                 if let Some(by_value) = book.attributes.get_mut(k) {

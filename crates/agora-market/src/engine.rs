@@ -25,7 +25,7 @@ use crate::requirements::AttributeRule;
 use crate::resources::{Claim, ResourceClass};
 
 /// A feasible (ask, class) pair and its rank keys.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Candidate {
     pub slot: u32,
     pub provider: u32,
@@ -108,7 +108,7 @@ pub(crate) fn evaluate(
 
 /// Sorts candidates into rank order (see the module docs).
 pub(crate) fn rank(cands: &mut [Candidate], order: &Order, book: &Book, providers: &Providers) {
-    cands.sort_unstable_by_key(|c| c.effective);
+    sort_by_effective(cands);
     let mut start = 0;
     while start < cands.len() {
         let eff = cands[start].effective;
@@ -122,6 +122,23 @@ pub(crate) fn rank(cands: &mut [Candidate], order: &Order, book: &Book, provider
         }
         start = end;
     }
+}
+
+/// Sorts by effective price. Large pools (auctions) sort compact keys and then permute,
+/// which moves far less memory than sorting the candidates themselves.
+fn sort_by_effective(cands: &mut [Candidate]) {
+    if cands.len() <= 64 {
+        cands.sort_unstable_by_key(|c| c.effective);
+        return;
+    }
+    let mut keys: Vec<(Price, u32)> = cands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.effective, i as u32))
+        .collect();
+    keys.sort_unstable();
+    let sorted: Vec<Candidate> = keys.iter().map(|&(_, i)| cands[i as usize]).collect();
+    cands.copy_from_slice(&sorted);
 }
 
 fn break_ties(run: &mut [Candidate], order: &Order, book: &Book, providers: &Providers) {
@@ -217,6 +234,9 @@ pub(crate) fn search(
         let Some(class_book) = book.classes.get(class) else {
             continue;
         };
+        if !has_enough_vram(class_book, order) {
+            continue;
+        }
         for list in driving_lists(class_book, order) {
             scan(&mut pool, list, class_index, class, now_ms, config);
         }
@@ -256,6 +276,16 @@ fn scan(
             ));
         }
     }
+}
+
+/// Whether any ask in the class has GPUs with the memory the order needs.
+fn has_enough_vram(book: &ClassBook, order: &Order) -> bool {
+    let need = order.demand.gpu.as_ref().map_or(0, |g| g.min_vram_bytes);
+    need == 0
+        || book
+            .vram
+            .last_key_value()
+            .is_some_and(|(most, _)| *most >= need)
 }
 
 /// The shortest set of lists whose union holds every ask that could satisfy `order`.

@@ -486,7 +486,7 @@ impl Market {
                 Reservation {
                     info,
                     slot: c.slot,
-                    claim: c.claim.clone(),
+                    claim: c.claim,
                 },
             );
             winners.push(winner);

@@ -157,7 +157,7 @@ impl Demand {
 }
 
 /// What one match holds on an ask; subtracted from free capacity until released.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub(crate) struct Claim {
     pub cpu_millis: u64,
     pub memory_bytes: u64,

@@ -442,7 +442,7 @@ proptest! {
             let _ = m.submit_order(build_order(n as u64, spec), 0);
         }
         let before = fingerprint(&m, &ids, 0);
-        let mut order = build_order(1_000, &orders.first().cloned().unwrap_or_else(|| OrderSpec {
+        let mut order = build_order(1_000, &orders.first().cloned().unwrap_or(OrderSpec {
             cores: 1, mem_gib: 1, gpu: None, region_rule: None, oci: false, min_rep: 0,
             min_stake_agr: 0, replicas: 1, distinct: None, cap: 10,
         }));
