@@ -778,6 +778,29 @@ pub mod testing {
         Ok(())
     }
 
+    /// Overwrites an account's stored entry without touching any block, as a disk fault or
+    /// an attacker with file access would.
+    pub fn overwrite_account(
+        dir: &Path,
+        id: &AccountId,
+        account: Account,
+    ) -> Result<(), StoreError> {
+        let path = dir.join(LEDGER_FILE);
+        let db_handle = Database::open(&path).map_err(db_err(&path))?;
+        let txn = db_handle.begin_write().map_err(db_err(&path))?;
+        {
+            let mut table = txn.open_table(ACCOUNTS).map_err(db_err(&path))?;
+            table
+                .insert(
+                    id.as_bytes().as_slice(),
+                    canonical::encode(&account).as_slice(),
+                )
+                .map_err(db_err(&path))?;
+        }
+        txn.commit().map_err(db_err(&path))?;
+        Ok(())
+    }
+
     fn table_of(record: Record) -> TableDefinition<'static, u64, &'static [u8]> {
         match record {
             Record::Header => HEADERS,
@@ -895,6 +918,57 @@ mod tests {
             Ledger::open(&dir.path().join("none")),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_doctored_state_table_is_caught_on_open_and_by_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, keys) = chain_of(dir.path(), 2);
+        let victim = keys.users[1].account();
+        let mut account = ledger.state().account(&victim);
+        drop(ledger);
+        account.balance = Amount(account.balance.0 + 1_000);
+        super::testing::overwrite_account(dir.path(), &victim, account).unwrap();
+        assert!(matches!(
+            Ledger::open(dir.path()),
+            Err(StoreError::StateMismatch { height: 2, .. })
+        ));
+        assert!(matches!(
+            verify(dir.path()),
+            Err(VerifyError::StoredStateDiffers { height: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn settlement_trait_drives_the_ledger() {
+        fn pay<S: Settlement>(
+            backend: &mut S,
+            from: &Keypair,
+            to: AccountId,
+            producer: &Keypair,
+        ) -> BlockOutcome {
+            let nonce = backend.account(&from.account()).unwrap().next_nonce;
+            let tx = Signed::sign(
+                from,
+                backend.chain_id(),
+                nonce,
+                TxBody::Transfer {
+                    to,
+                    amount: Amount(9),
+                },
+            );
+            backend.submit(vec![tx], 5_000, producer).unwrap()
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ledger, keys) = dev_chain(dir.path());
+        let to = keys.users[3].account();
+        let outcome = pay(&mut ledger, &keys.users[0], to, &keys.producer);
+        assert_eq!(outcome.included.len(), 1);
+        assert_eq!(Settlement::height(&ledger), 1);
+        assert_eq!(
+            Settlement::account(&ledger, &to).unwrap().balance,
+            Amount(1_000_009)
+        );
     }
 
     #[test]
