@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use agora_core::{AccountId, Price};
 
+use crate::book::AskEntry;
 use crate::constraint::{Constraint, PairView, constraints_of};
 use crate::engine::{self, Candidate};
 use crate::error::MarketError;
@@ -18,6 +19,14 @@ use crate::market::Market;
 use crate::order::{AuctionTerms, Bid, MatchOutcome, Order, OrderId, PricingRule};
 use crate::resources::ResourceClass;
 
+/// A bid with the book slot its ask had when it was accepted, so the close needs no id
+/// lookups (it re-checks that the slot still holds that ask).
+#[derive(Clone, Debug)]
+pub(crate) struct SealedBid {
+    pub bid: Bid,
+    pub slot: u32,
+}
+
 /// An auction waiting for its close.
 #[derive(Clone, Debug)]
 pub(crate) struct OpenAuction {
@@ -25,7 +34,7 @@ pub(crate) struct OpenAuction {
     pub terms: AuctionTerms,
     /// One sealed bid per provider, in arrival order (part of the input sequence, so the
     /// close is deterministic).
-    pub bids: Vec<Bid>,
+    pub bids: Vec<SealedBid>,
     /// Who has bid, to refuse a second bid.
     pub bidders: HashSet<AccountId>,
 }
@@ -95,7 +104,7 @@ impl Market {
                 provider: bid.provider,
             });
         }
-        let lacks = self.bid_lacks(&auction.order, &bid, now_ms)?;
+        let (slot, lacks) = self.bid_lacks(&auction.order, &bid, now_ms)?;
         if !lacks.is_empty() {
             return Err(MarketError::BidDoesNotQualify {
                 provider: bid.provider,
@@ -104,13 +113,19 @@ impl Market {
         }
         if let Some(auction) = self.auctions.get_mut(&bid.order) {
             auction.bidders.insert(bid.provider);
-            auction.bids.push(bid);
+            auction.bids.push(SealedBid { bid, slot });
         }
         Ok(())
     }
 
     /// What the bid's ask lacks for the order, leaving out free capacity.
-    fn bid_lacks(&self, order: &Order, bid: &Bid, now_ms: u64) -> Result<Vec<String>, MarketError> {
+    /// The bid's ask slot, and what the ask lacks for the order leaving out free capacity.
+    fn bid_lacks(
+        &self,
+        order: &Order,
+        bid: &Bid,
+        now_ms: u64,
+    ) -> Result<(u32, Vec<String>), MarketError> {
         let slot = self
             .book
             .slot_of(&bid.ask)
@@ -168,7 +183,7 @@ impl Market {
                 best = Some(lacks);
             }
         }
-        Ok(best.unwrap_or_default())
+        Ok((slot, best.unwrap_or_default()))
     }
 
     /// Closes the auction for `order`: the k lowest effective bids that still qualify win
@@ -215,15 +230,14 @@ impl Market {
         &self,
         order: &Order,
         classes: &[ResourceClass],
-        bids: &[Bid],
+        bids: &[SealedBid],
         now_ms: u64,
     ) -> Vec<Candidate> {
         let mut cands = Vec::with_capacity(bids.len());
-        for bid in bids {
-            let Some(slot) = self.book.slot_of(&bid.ask) else {
-                continue;
-            };
-            let Some(entry) = self.book.entry(slot).filter(|e| e.listed) else {
+        for SealedBid { bid, slot } in bids {
+            let slot = *slot;
+            let still_there = |e: &&AskEntry| e.listed && e.ask.id == bid.ask;
+            let Some(entry) = self.book.entry(slot).filter(still_there) else {
                 continue;
             };
             let provider = self.providers.get(entry.provider);
@@ -255,9 +269,9 @@ impl Market {
         cands
     }
 
-    fn bid_pairs(&self, classes: &[ResourceClass], bids: &[Bid]) -> Vec<Pair> {
+    fn bid_pairs(&self, classes: &[ResourceClass], bids: &[SealedBid]) -> Vec<Pair> {
         let mut pairs = Vec::new();
-        for bid in bids {
+        for SealedBid { bid, .. } in bids {
             let Some(slot) = self.book.slot_of(&bid.ask) else {
                 continue;
             };

@@ -34,7 +34,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 300_000)]
     orders: usize,
     /// Live matches kept before the oldest is released (releases interleave with orders).
-    #[arg(long, default_value_t = 20_000)]
+    /// More live matches fill up more of the cheap end of the book, which every order
+    /// then scans past.
+    #[arg(long, default_value_t = 2_000)]
     live: usize,
     /// Sealed bids per auction.
     #[arg(long, default_value_t = 1_000)]
