@@ -13,7 +13,9 @@
 //! strict single check rejects, or the other way round. Honest keys never produce one; if
 //! the producer ever sealed one, `verify` would report that block, never accept a wrong state.
 
-use agora_core::identity::{SignatureError, verify_batch};
+use std::collections::HashMap;
+
+use agora_core::identity::{PreparedKey, SignatureError, verify_batch_prepared};
 use agora_core::{AccountId, ChainId, Hash, Keypair, Signature, canonical};
 use serde::{Deserialize, Serialize};
 
@@ -238,7 +240,12 @@ pub struct CheckedBatch {
 impl CheckedBatch {
     /// Computes the ids and checks the chain ids and signatures of `txs` for `chain_id`.
     pub fn new(txs: Vec<Tx>, chain_id: &ChainId) -> CheckedBatch {
-        let (ids, checks) = check_txs(&txs, chain_id);
+        CheckedBatch::with_keys(txs, chain_id, &mut KeyCache::new())
+    }
+
+    /// [`CheckedBatch::new`], reusing and extending a cache of signers' keys.
+    pub fn with_keys(txs: Vec<Tx>, chain_id: &ChainId, cache: &mut KeyCache) -> CheckedBatch {
+        let (ids, checks) = check_txs(&txs, chain_id, cache);
         CheckedBatch {
             chain_id: chain_id.clone(),
             txs,
@@ -271,65 +278,132 @@ impl CheckedBatch {
 /// Checks every transaction's chain id and signature, in batches across cores. The
 /// result has one entry per transaction, in order.
 pub fn verify_signatures(txs: &[Tx], chain_id: &ChainId) -> Vec<Result<(), LedgerError>> {
-    check_txs(txs, chain_id).1
+    check_txs(txs, chain_id, &mut KeyCache::new()).1
 }
 
-/// Ids and signature checks of `txs`, split across the available cores.
-fn check_txs(txs: &[Tx], chain_id: &ChainId) -> (Vec<Hash>, Vec<Result<(), LedgerError>>) {
+/// Decompressed public keys of recent signers, so repeat signers skip that part of
+/// signature checking. Only a cache: results never depend on what it holds.
+#[derive(Clone, Debug, Default)]
+pub struct KeyCache {
+    keys: HashMap<AccountId, PreparedKey>,
+}
+
+/// Entries a [`KeyCache`] holds before it starts over (about 64 MiB at most).
+const KEY_CACHE_LIMIT: usize = 1 << 19;
+
+impl KeyCache {
+    /// An empty cache.
+    pub fn new() -> KeyCache {
+        KeyCache::default()
+    }
+
+    fn insert_all(&mut self, keys: Vec<(AccountId, PreparedKey)>) {
+        if self.keys.len() + keys.len() > KEY_CACHE_LIMIT {
+            self.keys.clear();
+        }
+        self.keys.extend(keys);
+    }
+}
+
+/// What checking a list of transactions produced.
+struct Checked {
+    ids: Vec<Hash>,
+    checks: Vec<Result<(), LedgerError>>,
+    new_keys: Vec<(AccountId, PreparedKey)>,
+}
+
+/// Ids and signature checks of `txs`, split across the available cores, learning new
+/// signers' keys into `cache`.
+fn check_txs(
+    txs: &[Tx],
+    chain_id: &ChainId,
+    cache: &mut KeyCache,
+) -> (Vec<Hash>, Vec<Result<(), LedgerError>>) {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 16);
-    if threads == 1 || txs.len() < PARALLEL_THRESHOLD {
-        return check_chunk(txs, chain_id);
-    }
-    let chunk = txs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = txs
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || check_chunk(part, chain_id)))
-            .collect();
-        let mut ids = Vec::with_capacity(txs.len());
-        let mut checks = Vec::with_capacity(txs.len());
-        for (handle, part) in handles.into_iter().zip(txs.chunks(chunk)) {
-            // A checker thread only panics on a bug; re-check that part here instead.
-            let (part_ids, part_checks) = handle
-                .join()
-                .unwrap_or_else(|_| check_chunk(part, chain_id));
-            ids.extend(part_ids);
-            checks.extend(part_checks);
-        }
-        (ids, checks)
-    })
+    let checked = if threads == 1 || txs.len() < PARALLEL_THRESHOLD {
+        check_chunk(txs, chain_id, cache)
+    } else {
+        let chunk = txs.len().div_ceil(threads);
+        let known = &*cache;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = txs
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || check_chunk(part, chain_id, known)))
+                .collect();
+            let mut all = Checked {
+                ids: Vec::with_capacity(txs.len()),
+                checks: Vec::with_capacity(txs.len()),
+                new_keys: Vec::new(),
+            };
+            for (handle, part) in handles.into_iter().zip(txs.chunks(chunk)) {
+                // A checker thread only panics on a bug; re-check that part here instead.
+                let part = handle
+                    .join()
+                    .unwrap_or_else(|_| check_chunk(part, chain_id, known));
+                all.ids.extend(part.ids);
+                all.checks.extend(part.checks);
+                all.new_keys.extend(part.new_keys);
+            }
+            all
+        })
+    };
+    cache.insert_all(checked.new_keys);
+    (checked.ids, checked.checks)
 }
 
-fn check_chunk(txs: &[Tx], chain_id: &ChainId) -> (Vec<Hash>, Vec<Result<(), LedgerError>>) {
+fn check_chunk(txs: &[Tx], chain_id: &ChainId, cache: &KeyCache) -> Checked {
     let ids = txs.iter().map(Tx::id).collect();
-    let mut results: Vec<Result<(), LedgerError>> = txs
-        .iter()
-        .map(|tx| {
-            tx.check_chain(chain_id)
-                .map_err(|_| LedgerError::WrongChain {
-                    expected: chain_id.clone(),
-                    found: tx.chain_id.clone(),
-                })
-        })
-        .collect();
-    let candidates: Vec<usize> = (0..txs.len()).filter(|&i| results[i].is_ok()).collect();
+    let mut new_keys = Vec::new();
+    let mut results: Vec<Result<(), LedgerError>> = Vec::with_capacity(txs.len());
+    let mut candidates = Vec::with_capacity(txs.len());
+    let mut keys = Vec::with_capacity(txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        if tx.check_chain(chain_id).is_err() {
+            results.push(Err(LedgerError::WrongChain {
+                expected: chain_id.clone(),
+                found: tx.chain_id.clone(),
+            }));
+            continue;
+        }
+        let key = match cache.keys.get(&tx.signer) {
+            Some(key) => Ok(*key),
+            None => tx
+                .signer
+                .prepare()
+                .inspect(|key| new_keys.push((tx.signer, *key))),
+        };
+        match key {
+            Ok(key) => {
+                results.push(Ok(()));
+                candidates.push(i);
+                keys.push(key);
+            }
+            Err(source) => results.push(Err(LedgerError::BadSignature {
+                signer: tx.signer,
+                source,
+            })),
+        }
+    }
     let messages: Vec<Vec<u8>> = candidates.iter().map(|&i| txs[i].signing_bytes()).collect();
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
     let signatures: Vec<Signature> = candidates.iter().map(|&i| txs[i].signature).collect();
-    let signers: Vec<AccountId> = candidates.iter().map(|&i| txs[i].signer).collect();
-    if verify_batch(&refs, &signatures, &signers).is_err() {
+    if verify_batch_prepared(&refs, &signatures, &keys).is_err() {
         for (k, &i) in candidates.iter().enumerate() {
-            results[i] = signers[k]
-                .verify(refs[k], &signatures[k])
-                .map_err(|source| LedgerError::BadSignature {
-                    signer: signers[k],
+            results[i] = keys[k].verify(refs[k], &signatures[k]).map_err(|source| {
+                LedgerError::BadSignature {
+                    signer: txs[i].signer,
                     source,
-                });
+                }
+            });
         }
     }
-    (ids, results)
+    Checked {
+        ids,
+        checks: results,
+        new_keys,
+    }
 }
 
 /// Builds and seals the block after `tip` from `txs`: see [`build_checked_block`].
@@ -435,7 +509,12 @@ pub struct CheckedBlock {
 impl CheckedBlock {
     /// Computes the ids and checks the signatures of `block`'s transactions for `chain_id`.
     pub fn new(block: Block, chain_id: &ChainId) -> CheckedBlock {
-        let (ids, checks) = check_txs(&block.txs, chain_id);
+        CheckedBlock::with_keys(block, chain_id, &mut KeyCache::new())
+    }
+
+    /// [`CheckedBlock::new`], reusing and extending a cache of signers' keys.
+    pub fn with_keys(block: Block, chain_id: &ChainId, cache: &mut KeyCache) -> CheckedBlock {
+        let (ids, checks) = check_txs(&block.txs, chain_id, cache);
         CheckedBlock {
             block,
             chain_id: chain_id.clone(),
@@ -460,7 +539,7 @@ pub fn replay_block(
     tip: &ChainTip,
     block: &Block,
 ) -> Result<ChainTip, ReplayError> {
-    let (ids, checks) = check_txs(&block.txs, &genesis.chain_id);
+    let (ids, checks) = check_txs(&block.txs, &genesis.chain_id, &mut KeyCache::new());
     replay_with(state, genesis, tip, block, &ids, &checks)
 }
 

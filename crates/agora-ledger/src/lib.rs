@@ -49,8 +49,8 @@ pub mod store;
 pub mod tx;
 
 pub use block::{
-    Block, BlockHeader, BuildError, BuiltBlock, ChainTip, CheckedBatch, CheckedBlock, Rejected,
-    ReplayError, build_block, build_checked_block, replay_block, replay_checked_block,
+    Block, BlockHeader, BuildError, BuiltBlock, ChainTip, CheckedBatch, CheckedBlock, KeyCache,
+    Rejected, ReplayError, build_block, build_checked_block, replay_block, replay_checked_block,
 };
 pub use genesis::{DevKeys, Genesis, GenesisError, Params};
 pub use machine::{BlockContext, Effects, Event, LedgerError, apply};

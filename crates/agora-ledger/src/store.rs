@@ -31,7 +31,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::block::{
-    Block, BlockHeader, BuildError, ChainTip, CheckedBatch, CheckedBlock, build_checked_block,
+    Block, BlockHeader, BuildError, ChainTip, CheckedBatch, CheckedBlock, KeyCache,
+    build_checked_block,
 };
 use crate::genesis::{Genesis, GenesisError, Params};
 use crate::replay::{AuditError, Replayer};
@@ -130,6 +131,7 @@ pub struct Ledger {
     state: State,
     tip: ChainTip,
     head: Option<BlockHeader>,
+    keys: KeyCache,
 }
 
 impl Ledger {
@@ -180,6 +182,7 @@ impl Ledger {
             state,
             tip,
             head: None,
+            keys: KeyCache::new(),
         })
     }
 
@@ -213,6 +216,7 @@ impl Ledger {
             state,
             tip,
             head,
+            keys: KeyCache::new(),
         })
     }
 
@@ -225,7 +229,7 @@ impl Ledger {
         timestamp_ms: u64,
         producer: &Keypair,
     ) -> Result<BlockOutcome, StoreError> {
-        let batch = CheckedBatch::new(txs, &self.genesis.chain_id);
+        let batch = CheckedBatch::with_keys(txs, &self.genesis.chain_id, &mut self.keys);
         self.produce_checked_block(batch, timestamp_ms, producer)
     }
 
@@ -655,6 +659,7 @@ fn stream_blocks(
     let headers = txn.open_table(HEADERS).map_err(db_err(path))?;
     let bodies = txn.open_table(BODIES).map_err(db_err(path))?;
     let mut height = 0u64;
+    let mut keys = KeyCache::new();
     for entry in headers.iter().map_err(db_err(path))? {
         let (key, header_bytes) = entry.map_err(db_err(path))?;
         height += 1;
@@ -671,7 +676,11 @@ fn stream_blocks(
         let txs = canonical::decode(body.value())
             .map_err(|e| bad(BlockFault::Undecodable(format!("transactions: {e}"))))?;
         if send
-            .send(Ok(CheckedBlock::new(Block { header, txs }, chain_id)))
+            .send(Ok(CheckedBlock::with_keys(
+                Block { header, txs },
+                chain_id,
+                &mut keys,
+            )))
             .is_err()
         {
             return Ok(());

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use agora_core::Amount;
-use agora_ledger::{CheckedBatch, Genesis, Ledger, Tx, verify};
+use agora_ledger::{CheckedBatch, Genesis, KeyCache, Ledger, Tx, verify};
 use anyhow::Context;
 use serde_json::json;
 
@@ -176,8 +176,12 @@ fn produce_pipelined(
         let (send, checked) = std::sync::mpsc::sync_channel::<CheckedBatch>(1);
         let chain = &chain;
         scope.spawn(move || {
+            let mut keys = KeyCache::new();
             for txs in batches {
-                if send.send(CheckedBatch::new(txs, chain)).is_err() {
+                if send
+                    .send(CheckedBatch::with_keys(txs, chain, &mut keys))
+                    .is_err()
+                {
                     break;
                 }
             }
