@@ -1,7 +1,7 @@
 //! Typed errors. Every error says what was wrong and what to do about it, and a call that
 //! returns one has changed nothing.
 
-use agora_core::{AccountId, Amount, Price};
+use agora_core::{AccountId, Price};
 use serde::{Deserialize, Serialize};
 
 use crate::ask::AskId;
@@ -174,14 +174,6 @@ pub enum MarketError {
         ask: AskId,
         /// Which resource.
         detail: String,
-    },
-    /// A stake too small for an order's minimum, reported for bids.
-    #[error("stake {have} is below the required {need}")]
-    StakeTooLow {
-        /// Provider's stake.
-        have: Amount,
-        /// Required.
-        need: Amount,
     },
     /// A configuration that breaks the market's guarantees.
     #[error("invalid market configuration: {0}")]

@@ -14,9 +14,11 @@
 //! - [`explain`]: the structured "why no match" answer.
 //! - [`reference`]: a brute-force matcher that the indexed engine is checked against.
 //!
-//! The entry point is [`Market`]: `upsert_ask`, `submit_order` (instant matching),
-//! `open_auction` / `submit_bid` / `close_auction` (reverse auction), `release`,
-//! `explain`, `index` and `record_event`.
+//! The entry point is [`Market`]: `upsert_ask` / `withdraw_ask`, `submit_order` (instant
+//! matching; `quote` and `preview` do the same without reserving), `open_auction` /
+//! `submit_bid` / `close_auction` (reverse auction), `release` / `complete` /
+//! `cancel_order` / `expire`, `explain`, `index`, `record_event` / `reputation` and
+//! `set_stake`. `audit` checks the capacity-accounting invariants.
 //!
 //! The crate is pure: no I/O, no clock reads, no randomness of its own. Time (`now_ms`) and
 //! seeds are arguments, ties break by a hash of (order id, provider id), and every decision
