@@ -8,7 +8,8 @@
 //! Transaction signatures are checked in batches ([`verify_signatures`]): the batch is
 //! split across the available cores and each part is checked with one ed25519 batch
 //! equation; a part that fails is re-checked one signature at a time (strict ed25519) to
-//! find the bad ones. Batch checking uses random linear combinations without the cofactor,
+//! find the bad ones. Signers' decompressed public keys can be kept in a [`KeyCache`]
+//! across blocks. Batch checking uses random linear combinations without the cofactor,
 //! so a signature crafted with a small-order component could, rarely, pass a batch that a
 //! strict single check rejects, or the other way round. Honest keys never produce one; if
 //! the producer ever sealed one, `verify` would report that block, never accept a wrong state.

@@ -11,8 +11,9 @@
 //!   way a transaction can be refused; a refused transaction changes nothing.
 //! - [`state`]: [`State`] (balances, nonces, escrows, stakes, burnt total), its
 //!   incrementally maintained [`State::state_root`] and the conservation check.
-//! - [`block`] and [`replay`]: building a block from a batch ([`build_block`], batch
-//!   signature verification) and replaying one ([`Replayer`]).
+//! - [`block`] and [`replay`]: building a block from a batch ([`build_block`]; signatures
+//!   batch-verified across cores, optionally ahead of time as a [`CheckedBatch`], with a
+//!   [`KeyCache`] of signers' decompressed keys) and replaying one ([`Replayer`]).
 //! - [`genesis`]: the chain's allocations and parameters ([`Genesis`], JSON).
 //! - [`store`]: the durable [`Ledger`] on redb and the audit, [`verify`].
 //! - [`settlement`]: the [`Settlement`] trait that callers use, so another backend (EVM)

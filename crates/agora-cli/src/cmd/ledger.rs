@@ -318,6 +318,7 @@ fn print_human(value: &serde_json::Value) {
                     walk(item, indent + 2, &format!("[{i}]"));
                 }
             }
+            serde_json::Value::String(text) => println!("{pad}{key}: {text}"),
             other => println!("{pad}{key}: {other}"),
         }
     }
