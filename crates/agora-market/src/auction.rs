@@ -10,9 +10,8 @@ use std::collections::HashSet;
 
 use agora_core::{AccountId, Price};
 
-use crate::book::AskEntry;
 use crate::constraint::{Constraint, PairView, constraints_of};
-use crate::engine::{self, Candidate};
+use crate::engine::{self, Candidate, Offer};
 use crate::error::MarketError;
 use crate::explain::{self, Pair};
 use crate::market::Market;
@@ -212,61 +211,55 @@ impl Market {
             return Err(MarketError::UnknownAuction(*order));
         };
         let classes = order.demand.classes(self.book.classes.keys());
-        let mut cands = self.bid_candidates(&order, &classes, &bids, now_ms);
-        engine::rank(&mut cands, &order, &self.book, &self.providers);
-        let picks = engine::pick(&cands, &order, &self.book);
-        if picks.len() < usize::from(order.requirements.replicas) {
+        let k = usize::from(order.requirements.replicas);
+        // A uniform price needs the next pick too: its price is the clearing price.
+        let wanted = k + usize::from(terms.rule == PricingRule::UniformKPlusOne);
+        let (cands, mut picks) = engine::search_offers(
+            &self.book,
+            &self.providers,
+            &self.config,
+            &order,
+            &classes,
+            self.offers(&bids),
+            wanted,
+            now_ms,
+        );
+        if picks.len() < k {
             let pairs = self.bid_pairs(&classes, &bids);
             let why = explain::explain(&self.parts(), &order, &classes, &pairs, now_ms, "bidders");
             return Ok(MatchOutcome::NoMatch(why));
         }
-        let prices = payments(&cands, &picks, terms.rule, order.cap);
+        let clearing = picks.get(k).map(|&i| cands[i].price);
+        picks.truncate(k);
+        let prices = payments(&cands, &picks, terms.rule, clearing, order.cap);
         Ok(MatchOutcome::Filled(
             self.commit(&order, &classes, &cands, &picks, &prices, now_ms),
         ))
     }
 
-    fn bid_candidates(
-        &self,
-        order: &Order,
-        classes: &[ResourceClass],
-        bids: &[SealedBid],
-        now_ms: u64,
-    ) -> Vec<Candidate> {
-        let mut cands = Vec::with_capacity(bids.len());
-        for SealedBid { bid, slot } in bids {
-            let slot = *slot;
-            let still_there = |e: &&AskEntry| e.listed && e.ask.id == bid.ask;
-            let Some(entry) = self.book.entry(slot).filter(still_there) else {
-                continue;
-            };
-            let provider = self.providers.get(entry.provider);
-            for (i, class) in classes
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| entry.ask.prices.contains_key(*c))
-            {
-                if let Some((claim, eff)) = engine::evaluate(
-                    entry,
-                    provider,
-                    order,
-                    bid.price,
-                    class,
-                    now_ms,
-                    &self.config,
-                ) {
-                    cands.push(Candidate::new(
-                        slot,
-                        entry.provider,
-                        i,
-                        bid.price,
-                        eff,
-                        claim,
-                    ));
+    /// The bids as offers sorted by the lowest effective price any of them could have, so
+    /// the close can stop early; ties keep arrival order.
+    fn offers(&self, bids: &[SealedBid]) -> impl Iterator<Item = Offer> {
+        let pricing = &self.config.pricing;
+        let mut keys: Vec<(Price, u32)> = bids
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (pricing.floor(b.bid.price), i as u32))
+            .collect();
+        keys.sort_unstable();
+        let offers: Vec<Offer> = keys
+            .into_iter()
+            .map(|(bound, i)| {
+                let SealedBid { bid, slot } = &bids[i as usize];
+                Offer {
+                    bound,
+                    slot: *slot,
+                    ask: bid.ask,
+                    price: bid.price,
                 }
-            }
-        }
-        cands
+            })
+            .collect();
+        offers.into_iter()
     }
 
     fn bid_pairs(&self, classes: &[ResourceClass], bids: &[SealedBid]) -> Vec<Pair> {
@@ -302,20 +295,20 @@ impl Market {
     }
 }
 
-/// What each winner is paid under `rule`.
-fn payments(ranked: &[Candidate], picks: &[usize], rule: PricingRule, cap: Price) -> Vec<Price> {
+/// What each winner is paid under `rule`; `clearing` is the price of the (k+1)-th pick.
+fn payments(
+    ranked: &[Candidate],
+    picks: &[usize],
+    rule: PricingRule,
+    clearing: Option<Price>,
+    cap: Price,
+) -> Vec<Price> {
+    let own = picks.iter().map(|&i| ranked[i].price);
     match rule {
-        PricingRule::FirstPrice => picks.iter().map(|&i| ranked[i].price).collect(),
+        PricingRule::FirstPrice => own.collect(),
         PricingRule::UniformKPlusOne => {
-            let winners: Vec<u32> = picks.iter().map(|&i| ranked[i].provider).collect();
-            let clearing = ranked
-                .iter()
-                .find(|c| !winners.contains(&c.provider))
-                .map_or(cap, |c| c.price);
-            picks
-                .iter()
-                .map(|&i| ranked[i].price.max(clearing).min(cap))
-                .collect()
+            let clearing = clearing.unwrap_or(cap);
+            own.map(|p| p.max(clearing).min(cap)).collect()
         }
     }
 }

@@ -18,6 +18,7 @@
 
 use agora_core::{Hash, Price};
 
+use crate::ask::AskId;
 use crate::book::{AskEntry, Book, ClassBook, PriceList, ProviderState, Providers};
 use crate::market::MarketConfig;
 use crate::order::Order;
@@ -156,9 +157,8 @@ fn break_ties(run: &mut [Candidate], order: &Order, book: &Book, providers: &Pro
     });
 }
 
-/// Picks up to k winners greedily from ranked candidates; returns their indexes.
-pub(crate) fn pick(ranked: &[Candidate], order: &Order, book: &Book) -> Vec<usize> {
-    let k = usize::from(order.requirements.replicas);
+/// Picks up to `k` winners greedily from ranked candidates; returns their indexes.
+pub(crate) fn pick(ranked: &[Candidate], k: usize, order: &Order, book: &Book) -> Vec<usize> {
     let key = order.requirements.distinct_by.as_deref();
     let mut picked: Vec<usize> = Vec::with_capacity(k);
     for (i, c) in ranked.iter().enumerate() {
@@ -185,6 +185,8 @@ fn same_value(book: &Book, key: &str, a: u32, b: u32) -> bool {
 /// Candidates found so far, and the effective price of the k-th pick among them.
 struct Pool<'a> {
     order: &'a Order,
+    /// Picks wanted: the replicas, plus one in a uniform-price auction.
+    k: usize,
     book: &'a Book,
     providers: &'a Providers,
     cands: Vec<Candidate>,
@@ -197,10 +199,10 @@ impl Pool<'_> {
         self.cands.push(cand);
         // A candidate ranked after the current k-th pick cannot change the first k picks
         // (greedy picking only looks backwards), so only an improving one re-ranks.
-        if improves && self.cands.len() >= usize::from(self.order.requirements.replicas) {
+        if improves && self.cands.len() >= self.k {
             rank(&mut self.cands, self.order, self.book, self.providers);
-            let picks = pick(&self.cands, self.order, self.book);
-            self.threshold = (picks.len() == usize::from(self.order.requirements.replicas))
+            let picks = pick(&self.cands, self.k, self.order, self.book);
+            self.threshold = (picks.len() == self.k)
                 .then(|| picks.last().map(|&i| self.cands[i].effective))
                 .flatten();
         }
@@ -223,8 +225,10 @@ pub(crate) fn search(
     classes: &[ResourceClass],
     now_ms: u64,
 ) -> (Vec<Candidate>, Vec<usize>) {
+    let k = usize::from(order.requirements.replicas);
     let mut pool = Pool {
         order,
+        k,
         book,
         providers,
         cands: Vec::new(),
@@ -241,10 +245,84 @@ pub(crate) fn search(
             scan(&mut pool, list, class_index, class, now_ms, config);
         }
     }
-    let Pool { mut cands, .. } = pool;
+    finish(pool)
+}
+
+fn finish(pool: Pool<'_>) -> (Vec<Candidate>, Vec<usize>) {
+    let Pool {
+        order,
+        k,
+        book,
+        providers,
+        mut cands,
+        ..
+    } = pool;
     rank(&mut cands, order, book, providers);
-    let picks = pick(&cands, order, book);
+    let picks = pick(&cands, k, order, book);
     (cands, picks)
+}
+
+/// One sealed bid as the auction close sees it: a lower bound of its effective price (its
+/// price at the largest discount anyone can have), the slot of its ask, and its price.
+pub(crate) struct Offer {
+    pub bound: Price,
+    pub slot: u32,
+    /// The ask the bid named; the slot must still hold it.
+    pub ask: AskId,
+    pub price: Price,
+}
+
+/// Picks `k` winners among `offers` sorted by bound, evaluating offers only until no later
+/// one can change the picks — most bids in a large auction are never looked at closely.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn search_offers(
+    book: &Book,
+    providers: &Providers,
+    config: &MarketConfig,
+    order: &Order,
+    classes: &[ResourceClass],
+    offers: impl Iterator<Item = Offer>,
+    k: usize,
+    now_ms: u64,
+) -> (Vec<Candidate>, Vec<usize>) {
+    let mut pool = Pool {
+        order,
+        k,
+        book,
+        providers,
+        cands: Vec::new(),
+        threshold: None,
+    };
+    for offer in offers {
+        if pool.cannot_win(offer.bound) {
+            break;
+        }
+        let Some(entry) = book
+            .entry(offer.slot)
+            .filter(|e| e.listed && e.ask.id == offer.ask)
+        else {
+            continue;
+        };
+        let provider = providers.get(entry.provider);
+        for (i, class) in classes.iter().enumerate() {
+            if !entry.ask.prices.contains_key(class) {
+                continue;
+            }
+            if let Some((claim, eff)) =
+                evaluate(entry, provider, order, offer.price, class, now_ms, config)
+            {
+                pool.add(Candidate::new(
+                    offer.slot,
+                    entry.provider,
+                    i,
+                    offer.price,
+                    eff,
+                    claim,
+                ));
+            }
+        }
+    }
+    finish(pool)
 }
 
 fn scan(

@@ -197,7 +197,8 @@ fn placeable(
         }
     }
     rank(&mut cands, order, parts.book, parts.providers);
-    let placed = pick(&cands, order, parts.book).len() as u32;
+    let k = usize::from(order.requirements.replicas);
+    let placed = pick(&cands, k, order, parts.book).len() as u32;
     if placed < remaining.min(u32::from(order.requirements.replicas)) {
         let key = order
             .requirements

@@ -105,8 +105,8 @@ pub enum PricingRule {
     /// Each winner is paid its own bid.
     #[default]
     FirstPrice,
-    /// Every winner is paid the raw price of the best losing bid (the (k+1)-th), or the
-    /// cap if there is none — but never less than its own bid nor more than the cap.
+    /// Every winner is paid the price of the (k+1)-th pick — the bid that would have won
+    /// next — or the cap if there is none; never less than its own bid nor more than the cap.
     UniformKPlusOne,
 }
 

@@ -47,7 +47,12 @@ pub fn reference_match(market: &Market, order: &Order, now_ms: u64) -> Vec<Winne
         ));
     }
     engine::rank(&mut cands, order, &market.book, &market.providers);
-    let picks = engine::pick(&cands, order, &market.book);
+    let picks = engine::pick(
+        &cands,
+        usize::from(order.requirements.replicas),
+        order,
+        &market.book,
+    );
     if picks.len() < usize::from(order.requirements.replicas) {
         return Vec::new();
     }

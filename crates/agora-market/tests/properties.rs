@@ -529,3 +529,60 @@ fn check_winners(m: &Market, order: &Order, winners: &[agora_market::Winner], no
         assert!(ask.capacity.cpu_millis >= order.demand.cpu_millis);
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// An auction's close (which stops evaluating bids early) picks exactly what the
+    /// brute-force matcher picks on a book holding only the bidders' asks at their bid prices.
+    #[test]
+    fn auction_close_matches_brute_force_over_bids(
+        asks in proptest::collection::vec(ask_spec(), 1..30),
+        stakes in proptest::collection::vec(0u64..2_000, 8),
+        events in proptest::collection::vec((0u32..8, 0u8..4), 0..20),
+        spec in order_spec(),
+        bids in proptest::collection::vec((any::<usize>(), 1u64..30), 0..20),
+    ) {
+        let setup = |m: &mut Market| {
+            for (p, s) in stakes.iter().enumerate() {
+                m.set_stake(provider(p as u32), Amount::agr(*s));
+            }
+            for (p, e) in &events {
+                m.record_event(provider(*p), EVENTS[*e as usize], 0);
+            }
+        };
+        let mut auction = Market::default();
+        setup(&mut auction);
+        let built: Vec<Ask> = asks.iter().map(build_ask).collect();
+        for ask in &built {
+            let _ = auction.upsert_ask(ask.clone(), 0);
+        }
+        let order = build_order(1, &spec);
+        let terms = AuctionTerms { closes_ms: 10, rule: PricingRule::FirstPrice };
+        if auction.open_auction(order.clone(), terms, 0).is_err() {
+            return Ok(());
+        }
+        let mut only_bidders = Market::default();
+        setup(&mut only_bidders);
+        for (i, price) in &bids {
+            // The ask as the market holds it (a later upsert of the same id replaced it).
+            let Some(mut ask) = auction.ask(&built[i % built.len()].id).cloned() else {
+                continue;
+            };
+            let price = Price(price * PRICE_UNIT);
+            let bid = Bid { order: order.id, provider: ask.provider, ask: ask.id, price };
+            if auction.submit_bid(bid, 1).is_ok() {
+                for p in ask.prices.values_mut() {
+                    *p = price;
+                }
+                prop_assert!(only_bidders.upsert_ask(ask, 0).is_ok());
+            }
+        }
+        let expected = reference_match(&only_bidders, &order, 10);
+        match auction.close_auction(&order.id, 10).unwrap() {
+            MatchOutcome::Filled(fill) => prop_assert_eq!(fill.winners, expected),
+            MatchOutcome::NoMatch(_) => prop_assert!(expected.is_empty()),
+        }
+        prop_assert!(auction.audit().is_ok());
+    }
+}
