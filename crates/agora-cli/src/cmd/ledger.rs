@@ -335,7 +335,7 @@ fn stress_write(
         Ledger::open(data_dir).with_context(|| format!("opening {}", data_dir.display()))?;
     let genesis = ledger.genesis().clone();
     let keys = DevKeys::new(genesis.allocations.len());
-    if keys.producer.account() != genesis.params.block_producer {
+    if keys.users.is_empty() || keys.producer.account() != genesis.params.block_producer {
         bail!("stress-write needs a dev ledger (made by `agora ledger init` without --genesis)");
     }
     let mut written = 0u64;
