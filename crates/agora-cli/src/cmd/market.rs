@@ -84,6 +84,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         &format!("instant: {:.0} orders/s", instant.orders_per_s),
     );
     let auction = run_auctions(&mut market, &mut rng, &args)?;
+    let (explain_us, explanation) = time_explain(&market, &mut rng);
     market
         .audit()
         .map_err(anyhow::Error::msg)
@@ -102,6 +103,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         match_p50_us: instant.p50_us,
         match_p99_us: instant.p99_us,
         no_match_explain_p50_us: instant.explain_p50_us,
+        explain_us,
+        explanation,
         auction_bids: auction.bids,
         auction_close_p50_us: auction.close_p50_us,
         auction_close_max_us: auction.close_max_us,
@@ -135,6 +138,8 @@ struct Report {
     match_p50_us: f64,
     match_p99_us: f64,
     no_match_explain_p50_us: Option<f64>,
+    explain_us: f64,
+    explanation: String,
     auction_bids: usize,
     auction_close_p50_us: f64,
     auction_close_max_us: f64,
@@ -185,6 +190,13 @@ fn print_human(r: &Report) {
         "           {} orders: {} filled, {} no match, {} releases",
         r.orders, r.filled, r.no_match, r.releases
     );
+    println!(
+        "  explain an impossible order over the whole book: {:.0} µs",
+        r.explain_us
+    );
+    if let Some(line) = r.explanation.lines().next() {
+        println!("           {line}");
+    }
     if let Some(us) = r.no_match_explain_p50_us {
         println!("           a no-match with its explanation: p50 {us:.0} µs");
     }
@@ -353,9 +365,10 @@ fn random_order(rng: &mut SplitMix64, n: u64, now_ms: u64) -> Order {
     };
     let mut requirements = Requirements::default();
     if rng.chance(40) {
-        requirements
-            .attributes
-            .push(AttributeConstraint::equals("region", rng.pick::<&str>(&REGIONS)));
+        requirements.attributes.push(AttributeConstraint::equals(
+            "region",
+            rng.pick::<&str>(&REGIONS),
+        ));
     } else if rng.chance(15) {
         requirements
             .attributes
@@ -579,6 +592,25 @@ fn compare_with_reference(market: &Market, rng: &mut SplitMix64, orders: usize) 
         speedup: brute.as_secs_f64() / indexed.as_secs_f64().max(1e-12),
         disagreements,
     }
+}
+
+/// Times the "why no match" explanation of an order nobody can serve (an A100 with more
+/// memory than any has), which walks every ask in the book.
+fn time_explain(market: &Market, rng: &mut SplitMix64) -> (f64, String) {
+    let mut order = random_order(rng, 1 << 60, 20_000_000);
+    order.demand.gpu = Some(GpuDemand {
+        model: Some("A100".into()),
+        min_vram_bytes: 160 * GIB,
+        count: 1,
+    });
+    order.requirements = Requirements::default();
+    order
+        .requirements
+        .attributes
+        .push(AttributeConstraint::equals("region", "eu"));
+    let t0 = Instant::now();
+    let why = market.explain(&order, 20_000_000);
+    (t0.elapsed().as_secs_f64() * 1e6, why.to_string())
 }
 
 fn percentile_us(samples: &mut [Duration], pct: usize) -> f64 {
