@@ -5,6 +5,8 @@
 //! matcher's fused hot-path check (`engine::evaluate`), so the property tests that compare
 //! the two catch a divergence in either.
 
+use std::fmt;
+
 use agora_core::{Amount, Fuel, Price};
 
 use crate::book::{AskEntry, ProviderState};
@@ -46,21 +48,50 @@ pub(crate) enum Constraint<'a> {
 }
 
 /// The result of one check: pass or not, and what the pair has (for "nearest has …").
-pub(crate) struct Verdict {
+pub(crate) struct Verdict<'a> {
     pub ok: bool,
-    /// (closeness — larger is nearer —, what it has in words).
-    pub has: Option<(u64, String)>,
+    /// (closeness — larger is nearer —, what it has). Formatted only when shown, since an
+    /// explanation checks every ask in the book.
+    pub has: Option<(u64, Has<'a>)>,
 }
 
-impl Verdict {
-    fn flag(ok: bool) -> Verdict {
+/// What a pair has, as raw values.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Has<'a> {
+    Text(&'a str),
+    Bytes(u64),
+    Cpu(u64),
+    Count(u64, &'static str),
+    JobRange(Fuel, Fuel),
+    Price(Price),
+    Ppm(u32),
+    Stake(Amount),
+}
+
+impl fmt::Display for Has<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Has::Text(t) => f.write_str(t),
+            Has::Bytes(b) => f.write_str(&human_bytes(*b)),
+            Has::Cpu(m) => f.write_str(&human_cpu(*m)),
+            Has::Count(n, what) => write!(f, "{n} {what}"),
+            Has::JobRange(lo, hi) => write!(f, "{}..={} fuel", lo.0, hi.0),
+            Has::Price(p) => write!(f, "{p}"),
+            Has::Ppm(p) => write!(f, "{p} ppm"),
+            Has::Stake(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl<'a> Verdict<'a> {
+    fn flag(ok: bool) -> Verdict<'a> {
         Verdict { ok, has: None }
     }
 
-    fn at_least(have: u64, need: u64, words: String) -> Verdict {
+    fn at_least(have: u64, need: u64, has: Has<'a>) -> Verdict<'a> {
         Verdict {
             ok: have >= need,
-            has: Some((have, words)),
+            has: Some((have, has)),
         }
     }
 }
@@ -137,7 +168,7 @@ impl Constraint<'_> {
     }
 
     /// Checks the pair.
-    pub fn check(&self, v: &PairView<'_>) -> Verdict {
+    pub fn check<'v>(&self, v: &PairView<'v>) -> Verdict<'v> {
         let ask = &v.entry.ask;
         match self {
             Constraint::Serves(_) => Verdict::flag(v.class.is_some() && v.price.is_some()),
@@ -146,11 +177,11 @@ impl Constraint<'_> {
             Constraint::Feature(f) => Verdict::flag(ask.features.contains(*f)),
             Constraint::Arch(a) => Verdict {
                 ok: ask.arch == *a,
-                has: Some((0, ask.arch.clone())),
+                has: Some((0, Has::Text(&ask.arch))),
             },
             Constraint::GpuVram(min) => {
                 let best = gpu_groups(v).map(|g| g.vram_bytes).max().unwrap_or(0);
-                Verdict::at_least(best, *min, human_bytes(best))
+                Verdict::at_least(best, *min, Has::Bytes(best))
             }
             Constraint::GpuCount { min_vram, count } => {
                 let best = gpu_groups(v)
@@ -158,39 +189,43 @@ impl Constraint<'_> {
                     .map(|g| g.count)
                     .max()
                     .unwrap_or(0);
-                Verdict::at_least(u64::from(best), u64::from(*count), format!("{best} gpus"))
+                Verdict::at_least(
+                    u64::from(best),
+                    u64::from(*count),
+                    Has::Count(u64::from(best), "gpus"),
+                )
             }
             Constraint::JobSize(fuel) => Verdict {
                 ok: ask.min_job <= *fuel && *fuel <= ask.max_job,
-                has: Some((0, format!("{}..={} fuel", ask.min_job.0, ask.max_job.0))),
+                has: Some((0, Has::JobRange(ask.min_job, ask.max_job))),
             },
             Constraint::PriceCap(cap) => {
                 let price = v.price.unwrap_or(Price(u64::MAX));
                 Verdict {
                     ok: price <= *cap,
-                    has: Some((u64::MAX - price.0, price.to_string())),
+                    has: Some((u64::MAX - price.0, Has::Price(price))),
                 }
             }
             Constraint::MinReputation(min) => Verdict::at_least(
                 u64::from(v.score_ppm),
                 u64::from(*min),
-                format!("{} ppm", v.score_ppm),
+                Has::Ppm(v.score_ppm),
             ),
             Constraint::MinStake(min) => {
-                Verdict::at_least(v.provider.stake.0, min.0, v.provider.stake.to_string())
+                Verdict::at_least(v.provider.stake.0, min.0, Has::Stake(v.provider.stake))
             }
             Constraint::HasAttribute(k) => Verdict::flag(ask.attributes.contains_key(*k)),
             Constraint::FreeCpu(need) => {
                 let free = v.entry.free_cpu();
-                Verdict::at_least(free, *need, human_cpu(free))
+                Verdict::at_least(free, *need, Has::Cpu(free))
             }
             Constraint::FreeMemory(need) => {
                 let free = v.entry.free_memory();
-                Verdict::at_least(free, *need, human_bytes(free))
+                Verdict::at_least(free, *need, Has::Bytes(free))
             }
             Constraint::FreeDisk(need) => {
                 let free = v.entry.free_disk();
-                Verdict::at_least(free, *need, human_bytes(free))
+                Verdict::at_least(free, *need, Has::Bytes(free))
             }
             Constraint::FreeGpus { min_vram, count } => {
                 let best = gpu_groups_indexed(v)
@@ -201,7 +236,7 @@ impl Constraint<'_> {
                 Verdict::at_least(
                     u64::from(best),
                     u64::from(*count),
-                    format!("{best} free gpus"),
+                    Has::Count(u64::from(best), "free gpus"),
                 )
             }
         }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ask::AskId;
 use crate::book::{Book, Providers};
-use crate::constraint::{Constraint, PairView, constraints_of};
+use crate::constraint::{Constraint, Has, PairView, constraints_of};
 use crate::engine::{Candidate, pick, rank};
 use crate::market::MarketConfig;
 use crate::order::{Order, OrderId};
@@ -129,7 +129,7 @@ pub(crate) fn explain(
     let mut steps = Vec::new();
     let mut remaining = total;
     for c in &constraints {
-        let mut nearest: Option<(u64, String)> = None;
+        let mut nearest: Option<(u64, Has<'_>)> = None;
         for (i, view) in views.iter().enumerate() {
             let Some(view) = view.as_ref().filter(|_| alive[i]) else {
                 continue;
@@ -150,7 +150,7 @@ pub(crate) fn explain(
                 constraint: c.label(),
                 remaining: now_remaining,
                 excluded: remaining - now_remaining,
-                nearest_has: nearest.map(|(_, words)| words),
+                nearest_has: nearest.map(|(_, has)| has.to_string()),
             });
         }
         remaining = now_remaining;
@@ -216,25 +216,47 @@ fn placeable(
 }
 
 fn count_providers(parts: &Parts<'_>, pairs: &[Pair], keep: impl Fn(usize) -> bool) -> u32 {
-    let set: BTreeSet<u32> = pairs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| keep(*i))
-        .filter_map(|(_, p)| parts.provider_of(p))
-        .collect();
-    set.len() as u32
+    // A bitmap over provider indexes: an explanation counts once per constraint over the
+    // whole book, so this must be linear and allocation-light.
+    let mut seen = vec![false; parts.providers.states.len()];
+    let mut count = 0;
+    for (i, pair) in pairs.iter().enumerate() {
+        if let Some(p) = parts.provider_of(pair).filter(|_| keep(i)) {
+            let slot = &mut seen[p as usize];
+            count += u32::from(!*slot);
+            *slot = true;
+        }
+    }
+    count
 }
 
-/// The failing pairs with the fewest failed constraints (then the lowest price), one per provider.
+/// The failing pairs with the fewest failed constraints (then the lowest price), one per
+/// provider. Failures are counted for every pair; words are built only for the few shown.
 fn nearest(
     constraints: &[Constraint<'_>],
     pairs: &[Pair],
     views: &[Option<PairView<'_>>],
 ) -> Vec<NearMiss> {
-    let mut misses: Vec<(usize, Price, u32, NearMiss)> = Vec::new();
-    for (pair, view) in pairs.iter().zip(views) {
+    let mut ranked: Vec<(usize, Price, u32, usize)> = Vec::new();
+    for (i, (pair, view)) in pairs.iter().zip(views).enumerate() {
         let Some(view) = view else { continue };
-        let lacks: Vec<String> = constraints
+        let fails = constraints.iter().filter(|c| !c.check(view).ok).count();
+        if fails > 0 {
+            ranked.push((fails, pair.price.unwrap_or(Price(u64::MAX)), pair.slot, i));
+        }
+    }
+    ranked.sort_unstable();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for &(_, _, _, i) in &ranked {
+        let Some(view) = &views[i] else { continue };
+        if out.len() == NEAREST {
+            break;
+        }
+        if !seen.insert(view.provider.account) {
+            continue;
+        }
+        let lacks = constraints
             .iter()
             .filter_map(|c| {
                 let verdict = c.check(view);
@@ -244,29 +266,13 @@ fn nearest(
                 })
             })
             .collect();
-        if lacks.is_empty() {
-            continue;
-        }
-        let miss = NearMiss {
+        out.push(NearMiss {
             provider: view.provider.account,
             ask: view.entry.ask.id,
             lacks,
-        };
-        misses.push((
-            miss.lacks.len(),
-            pair.price.unwrap_or(Price(u64::MAX)),
-            pair.slot,
-            miss,
-        ));
+        });
     }
-    misses.sort_by_key(|a| (a.0, a.1, a.2));
-    let mut seen = BTreeSet::new();
-    misses
-        .into_iter()
-        .filter(|m| seen.insert(m.3.provider))
-        .take(NEAREST)
-        .map(|m| m.3)
-        .collect()
+    out
 }
 
 impl fmt::Display for NoMatchExplanation {
