@@ -227,6 +227,7 @@ impl Market {
         if picks.len() < k {
             let pairs = self.bid_pairs(&classes, &bids);
             let why = explain::explain(&self.parts(), &order, &classes, &pairs, now_ms, "bidders");
+            self.stats.unmatched += 1;
             return Ok(MatchOutcome::NoMatch(why));
         }
         let clearing = picks.get(k).map(|&i| cands[i].price);

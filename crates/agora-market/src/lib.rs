@@ -45,7 +45,7 @@ pub mod spot;
 pub use ask::{Ask, AskId};
 pub use error::MarketError;
 pub use explain::{ExplainStep, NearMiss, NoMatchExplanation};
-pub use market::{Expired, Limits, Market, MarketConfig, MatchInfo};
+pub use market::{Expired, Limits, Market, MarketConfig, MarketStats, MatchInfo};
 pub use order::{
     AuctionTerms, Bid, Fill, MatchId, MatchOutcome, Order, OrderId, PricingRule, ReleaseReason,
     Winner,

@@ -164,6 +164,35 @@ pub struct MatchInfo {
     pub deadline_ms: u64,
 }
 
+/// Running counts of what the market did, for a node's metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketStats {
+    /// Orders filled (instant or auction).
+    pub filled: u64,
+    /// Orders (instant or auction) that could not be placed.
+    pub unmatched: u64,
+    /// Matches released as completed.
+    pub completed: u64,
+    /// Matches released as failed.
+    pub failed: u64,
+    /// Matches released by cancellation.
+    pub cancelled: u64,
+    /// Matches released at their deadline.
+    pub expired: u64,
+}
+
+impl MarketStats {
+    fn count_release(&mut self, reason: ReleaseReason) {
+        let counter = match reason {
+            ReleaseReason::Completed => &mut self.completed,
+            ReleaseReason::Failed => &mut self.failed,
+            ReleaseReason::Cancelled => &mut self.cancelled,
+            ReleaseReason::Expired => &mut self.expired,
+        };
+        *counter += 1;
+    }
+}
+
 /// What [`Market::expire`] released.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expired {
@@ -189,6 +218,7 @@ pub struct Market {
     pub(crate) orders: HashMap<OrderId, Vec<MatchId>>,
     pub(crate) auctions: BTreeMap<OrderId, OpenAuction>,
     pub(crate) tape: Tape,
+    pub(crate) stats: MarketStats,
 }
 
 impl Default for Market {
@@ -214,6 +244,7 @@ impl Market {
             orders: HashMap::new(),
             auctions: BTreeMap::new(),
             tape: Tape::default(),
+            stats: MarketStats::default(),
         }
     }
 
@@ -373,6 +404,7 @@ impl Market {
             now_ms,
         );
         if picks.len() < usize::from(order.requirements.replicas) {
+            self.stats.unmatched += 1;
             return Ok(MatchOutcome::NoMatch(self.explain(&order, now_ms)));
         }
         let prices: Vec<Price> = picks.iter().map(|&i| cands[i].price).collect();
@@ -491,6 +523,7 @@ impl Market {
             );
             winners.push(winner);
         }
+        self.stats.filled += 1;
         self.orders
             .insert(order.id, winners.iter().map(|w| w.match_id).collect());
         Fill {
@@ -501,13 +534,14 @@ impl Market {
 
     // ---- releasing capacity ----
 
-    /// Gives a match's capacity back at once, for any `reason`.
+    /// Gives a match's capacity back at once. Every reason frees the same capacity (the
+    /// reason is counted in [`Market::stats`]); reputation is recorded separately with
+    /// [`Market::record_event`], by whoever verified the outcome.
     pub fn release(
         &mut self,
         id: &MatchId,
         reason: ReleaseReason,
     ) -> Result<MatchInfo, MarketError> {
-        let _ = reason; // Every reason frees the same capacity; reputation is recorded separately.
         let reservation = self
             .matches
             .remove(id)
@@ -530,6 +564,7 @@ impl Market {
         if drained {
             self.book.remove(slot);
         }
+        self.stats.count_release(reason);
         Ok(reservation.info)
     }
 
@@ -579,6 +614,11 @@ impl Market {
         let mut asks: Vec<AskId> = lapsed.into_iter().map(|(_, id)| id).collect();
         asks.sort();
         Expired { matches, asks }
+    }
+
+    /// Running counts of fills, misses and releases by reason.
+    pub fn stats(&self) -> &MarketStats {
+        &self.stats
     }
 
     /// The live match `id`.

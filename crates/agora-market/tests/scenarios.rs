@@ -518,3 +518,24 @@ fn fill_winner(m: &Market, order: &agora_market::Order, now: u64) -> agora_core:
         MatchOutcome::NoMatch(why) => panic!("{why}"),
     }
 }
+
+#[test]
+fn stats_count_fills_misses_and_releases_by_reason() {
+    let mut m = Market::default();
+    m.upsert_ask(cpu_ask(1, "a", 2, 100, &[]), 0).unwrap();
+    let a = filled(m.submit_order(cpu_order(1, 1, 200), 0).unwrap());
+    let b = filled(m.submit_order(cpu_order(2, 1, 200), 0).unwrap());
+    assert!(matches!(
+        m.submit_order(cpu_order(3, 1, 200), 0).unwrap(),
+        MatchOutcome::NoMatch(_)
+    ));
+    m.complete(&a.winners[0].match_id).unwrap();
+    m.release(&b.winners[0].match_id, ReleaseReason::Failed)
+        .unwrap();
+    let stats = m.stats();
+    assert_eq!(
+        (stats.filled, stats.unmatched, stats.completed, stats.failed),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(stats.cancelled + stats.expired, 0);
+}
