@@ -12,7 +12,7 @@
 //!   for newcomers, time decay and a confidence measure.
 //! - [`spot`]: the per-class spot price index (volume-weighted, sliding windows).
 //! - [`explain`]: the structured "why no match" answer.
-//! - [`reference`]: a brute-force matcher that the indexed engine is checked against.
+//! - [`reference`](mod@reference): a brute-force matcher that the indexed engine is checked against.
 //!
 //! The entry point is [`Market`]: `upsert_ask` / `withdraw_ask`, `submit_order` (instant
 //! matching; `quote` and `preview` do the same without reserving), `open_auction` /
