@@ -20,6 +20,47 @@
 //! `cancel_order` / `expire`, `explain`, `index`, `record_event` / `reputation` and
 //! `set_stake`. `audit` checks the capacity-accounting invariants.
 //!
+//! ```
+//! use agora_core::{AccountId, Fuel, Hash, Price};
+//! use agora_market::resources::GIB;
+//! use agora_market::*;
+//!
+//! let mut market = Market::default();
+//! let provider = AccountId::from_bytes([7; 32]);
+//! market.upsert_ask(Ask {
+//!     id: AskId::named(&provider, "box-1"),
+//!     provider,
+//!     capacity: Resources { cpu_millis: 8_000, memory_bytes: 32 * GIB, disk_bytes: 100 * GIB, gpus: vec![] },
+//!     arch: "x86_64".into(),
+//!     features: ["wasm".to_string()].into(),
+//!     attributes: [("region".to_string(), "eu".to_string())].into(),
+//!     prices: [(ResourceClass::cpu(), Price(2_000_000))].into(),
+//!     min_job: Fuel(0),
+//!     max_job: Fuel::compute_units(1_000),
+//!     expires_ms: 3_600_000,
+//! }, 0)?;
+//! let order = Order {
+//!     id: OrderId(Hash::of(b"order-1")),
+//!     buyer: AccountId::from_bytes([9; 32]),
+//!     demand: Demand { cpu_millis: 2_000, memory_bytes: 4 * GIB, disk_bytes: 0, gpu: None },
+//!     requirements: Requirements {
+//!         attributes: vec![AttributeConstraint::equals("region", "eu")],
+//!         ..Requirements::default()
+//!     },
+//!     fuel: Fuel::compute_units(10),
+//!     cap: Price(3_000_000),
+//!     deadline_ms: 600_000,
+//! };
+//! match market.submit_order(order, 1_000)? {
+//!     MatchOutcome::Filled(fill) => {
+//!         assert_eq!(fill.winners[0].provider, provider);
+//!         market.complete(&fill.winners[0].match_id)?;
+//!     }
+//!     MatchOutcome::NoMatch(why) => panic!("{why}"),
+//! }
+//! # Ok::<(), MarketError>(())
+//! ```
+//!
 //! The crate is pure: no I/O, no clock reads, no randomness of its own. Time (`now_ms`) and
 //! seeds are arguments, ties break by a hash of (order id, provider id), and every decision
 //! that picks a winner uses integers only, so any node that replays the same inputs gets the
