@@ -81,12 +81,18 @@ pub(crate) fn evaluate(
 ) -> Option<(Claim, Price)> {
     let ask = &entry.ask;
     let req = &order.requirements;
+    // Numbers first, then free capacity (what most often fails in a busy book), and the
+    // string comparisons last.
     if price > order.cap
         || ask.expires_ms <= now_ms
         || order.fuel < ask.min_job
         || order.fuel > ask.max_job
         || provider.stake < req.min_stake
-        || req.arch.as_ref().is_some_and(|a| *a != ask.arch)
+    {
+        return None;
+    }
+    let claim = entry.claim(&order.demand, class)?;
+    if req.arch.as_ref().is_some_and(|a| *a != ask.arch)
         || !req.features.iter().all(|f| ask.features.contains(f))
         || !req.attributes.iter().all(|c| c.admits(&ask.attributes))
         || req
@@ -96,7 +102,6 @@ pub(crate) fn evaluate(
     {
         return None;
     }
-    let claim = entry.claim(&order.demand, class)?;
     let score = provider.reputation.score_ppm(now_ms, &config.reputation);
     if score < req.min_reputation_ppm {
         return None;
