@@ -340,7 +340,7 @@ fn play(ops: &[Op], check: &mut dyn FnMut(&Market, &Op, &str, u64)) -> Vec<Strin
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 48,
+        cases: 160,
         ..ProptestConfig::default()
     }
 }
