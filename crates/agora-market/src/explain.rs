@@ -10,6 +10,7 @@
 //! 0 of 120 providers match: region=eu (31 match) ∧ gpu=A100 (2 of those) ∧ vram ≥ 40 GiB (0 of those; nearest has 24 GiB)
 //! ```
 
+use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -126,9 +127,12 @@ pub(crate) fn explain(
         .collect();
     let total = count_providers(parts, pairs, |_| true);
     let mut alive: Vec<bool> = views.iter().map(Option::is_some).collect();
+    // The step at which each pair was excluded; the nearest candidates are drawn from
+    // those that got furthest.
+    let mut excluded_at: Vec<usize> = vec![usize::MAX; pairs.len()];
     let mut steps = Vec::new();
     let mut remaining = total;
-    for c in &constraints {
+    for (step, c) in constraints.iter().enumerate() {
         let mut nearest: Option<(u64, Has<'_>)> = None;
         for (i, view) in views.iter().enumerate() {
             let Some(view) = view.as_ref().filter(|_| alive[i]) else {
@@ -137,6 +141,7 @@ pub(crate) fn explain(
             let verdict = c.check(view);
             if !verdict.ok {
                 alive[i] = false;
+                excluded_at[i] = step;
                 if let Some(has) = verdict.has
                     && nearest.as_ref().is_none_or(|n| has.0 > n.0)
                 {
@@ -163,7 +168,7 @@ pub(crate) fn explain(
         matching,
         replicas: order.requirements.replicas,
         steps,
-        nearest: nearest(&constraints, pairs, &views),
+        nearest: nearest(&constraints, pairs, &views, &excluded_at),
     }
 }
 
@@ -230,21 +235,44 @@ fn count_providers(parts: &Parts<'_>, pairs: &[Pair], keep: impl Fn(usize) -> bo
     count
 }
 
-/// The failing pairs with the fewest failed constraints (then the lowest price), one per
-/// provider. Failures are counted for every pair; words are built only for the few shown.
+/// Pairs considered for the nearest candidates: those that got furthest in the cascade.
+const SHORTLIST: usize = 64;
+
+/// The nearest candidates: among the pairs that got furthest through the cascade, those
+/// failing the fewest constraints (then the lowest price), one per provider. Only the short
+/// list is checked against every constraint, and words are built only for those shown, so
+/// this stays cheap on a large book.
 fn nearest(
     constraints: &[Constraint<'_>],
     pairs: &[Pair],
     views: &[Option<PairView<'_>>],
+    excluded_at: &[usize],
 ) -> Vec<NearMiss> {
-    let mut ranked: Vec<(usize, Price, u32, usize)> = Vec::new();
-    for (i, (pair, view)) in pairs.iter().zip(views).enumerate() {
-        let Some(view) = view else { continue };
-        let fails = constraints.iter().filter(|c| !c.check(view).ok).count();
-        if fails > 0 {
-            ranked.push((fails, pair.price.unwrap_or(Price(u64::MAX)), pair.slot, i));
-        }
+    let mut reached: Vec<(Reverse<usize>, Price, u32, usize)> = excluded_at
+        .iter()
+        .enumerate()
+        .filter(|(i, step)| **step != usize::MAX && views[*i].is_some())
+        .map(|(i, step)| {
+            (
+                Reverse(*step),
+                pairs[i].price.unwrap_or(Price(u64::MAX)),
+                pairs[i].slot,
+                i,
+            )
+        })
+        .collect();
+    if reached.len() > SHORTLIST {
+        reached.select_nth_unstable(SHORTLIST - 1);
+        reached.truncate(SHORTLIST);
     }
+    let mut ranked: Vec<(usize, Price, u32, usize)> = reached
+        .iter()
+        .filter_map(|&(_, price, slot, i)| {
+            let view = views[i].as_ref()?;
+            let fails = constraints.iter().filter(|c| !c.check(view).ok).count();
+            Some((fails, price, slot, i))
+        })
+        .collect();
     ranked.sort_unstable();
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
