@@ -125,7 +125,9 @@ pub(crate) fn explain(
         .iter()
         .map(|p| parts.view(p, classes, now_ms))
         .collect();
-    let total = count_providers(parts, pairs, |_| true);
+    // Provider of each pair, looked up once: the cascade counts providers after every step.
+    let owners: Vec<Option<u32>> = pairs.iter().map(|p| parts.provider_of(p)).collect();
+    let total = count_providers(parts, &owners, |_| true);
     let mut alive: Vec<bool> = views.iter().map(Option::is_some).collect();
     // The step at which each pair was excluded; the nearest candidates are drawn from
     // those that got furthest.
@@ -134,6 +136,7 @@ pub(crate) fn explain(
     let mut remaining = total;
     for (step, c) in constraints.iter().enumerate() {
         let mut nearest: Option<(u64, Has<'_>)> = None;
+        let mut any_excluded = false;
         for (i, view) in views.iter().enumerate() {
             let Some(view) = view.as_ref().filter(|_| alive[i]) else {
                 continue;
@@ -142,6 +145,7 @@ pub(crate) fn explain(
             if !verdict.ok {
                 alive[i] = false;
                 excluded_at[i] = step;
+                any_excluded = true;
                 if let Some(has) = verdict.has
                     && nearest.as_ref().is_none_or(|n| has.0 > n.0)
                 {
@@ -149,7 +153,10 @@ pub(crate) fn explain(
                 }
             }
         }
-        let now_remaining = count_providers(parts, pairs, |i| alive[i]);
+        if !any_excluded {
+            continue;
+        }
+        let now_remaining = count_providers(parts, &owners, |i| alive[i]);
         if now_remaining < remaining {
             steps.push(ExplainStep {
                 constraint: c.label(),
@@ -220,13 +227,13 @@ fn placeable(
     placed
 }
 
-fn count_providers(parts: &Parts<'_>, pairs: &[Pair], keep: impl Fn(usize) -> bool) -> u32 {
-    // A bitmap over provider indexes: an explanation counts once per constraint over the
-    // whole book, so this must be linear and allocation-light.
+fn count_providers(parts: &Parts<'_>, owners: &[Option<u32>], keep: impl Fn(usize) -> bool) -> u32 {
+    // A bitmap over provider indexes: an explanation counts after every constraint over
+    // the whole book, so this must be linear and allocation-light.
     let mut seen = vec![false; parts.providers.states.len()];
     let mut count = 0;
-    for (i, pair) in pairs.iter().enumerate() {
-        if let Some(p) = parts.provider_of(pair).filter(|_| keep(i)) {
+    for (i, owner) in owners.iter().enumerate() {
+        if let Some(p) = owner.filter(|_| keep(i)) {
             let slot = &mut seen[p as usize];
             count += u32::from(!*slot);
             *slot = true;
