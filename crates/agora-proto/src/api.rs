@@ -1,0 +1,259 @@
+//! The market node's HTTP API records (JSON).
+//!
+//! State-changing requests carry signed payloads as hex of their canonical encoding
+//! ([`crate::hexed`]): an order and the buyer's escrow transaction ([`SubmitOrder`]), a
+//! cancellation ([`CancelRequest`]), or any ledger transaction ([`SubmitTx`]). The node
+//! verifies each signature against the chain id before anything changes, so the market
+//! cannot forge a buyer's order and a client cannot act for another account.
+//! Blob uploads need no signature: a blob is named by its blake3 hash, which the node
+//! recomputes, so an upload can only ever store the bytes that hash names.
+
+use agora_core::{AccountId, Amount, Fuel, Hash, Price};
+use serde::{Deserialize, Serialize};
+
+use crate::order::TaskRef;
+use crate::wire::OutputRef;
+
+/// Where an order is in its life. The happy path is
+/// `Escrowed → Matched → Running → Verifying → Settled`; any state before `Settled` may
+/// end in `Refunded` instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// The budget is locked in escrow; not matched yet.
+    Escrowed,
+    /// A provider won it and has been told.
+    Matched,
+    /// The provider is running it (heartbeats arrive).
+    Running,
+    /// The provider delivered; the market is checking the receipt and outputs.
+    Verifying,
+    /// Paid out; the result is available.
+    Settled,
+    /// The escrow went back to the buyer (no match, cancelled, failed, or past deadline).
+    Refunded,
+}
+
+impl OrderState {
+    /// Whether the order is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, OrderState::Settled | OrderState::Refunded)
+    }
+
+    /// The state's name as the API writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderState::Escrowed => "escrowed",
+            OrderState::Matched => "matched",
+            OrderState::Running => "running",
+            OrderState::Verifying => "verifying",
+            OrderState::Settled => "settled",
+            OrderState::Refunded => "refunded",
+        }
+    }
+}
+
+impl std::fmt::Display for OrderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One step in an order's life, as streamed by `GET /v1/orders/{id}/events` (SSE, event
+/// name = the state) and listed in [`OrderView::events`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    /// The order.
+    pub order_id: Hash,
+    /// The state entered.
+    pub state: OrderState,
+    /// Unix ms when it was entered.
+    pub at_ms: u64,
+    /// The provider involved, if any.
+    pub provider: Option<AccountId>,
+    /// Human detail: the price, the refund reason, the why-no-match explanation...
+    pub detail: String,
+}
+
+/// `POST /v1/orders`: a buyer-signed order and the buyer-signed `OpenEscrow` for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitOrder {
+    /// Hex of the canonical `SignedOrder`.
+    pub order: String,
+    /// Hex of the canonical ledger `Tx` (an `OpenEscrow` naming the order's id).
+    pub escrow_tx: String,
+}
+
+/// The answer to [`SubmitOrder`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The order's id.
+    pub order_id: Hash,
+    /// Its state after the submission (usually `escrowed` or already `matched`).
+    pub state: OrderState,
+    /// The ledger height that holds the escrow.
+    pub escrow_height: u64,
+}
+
+/// `POST /v1/orders/{id}/cancel`: hex of a buyer-signed `CancelOrder`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    /// Hex of the canonical `Signed<CancelOrder>`.
+    pub cancel: String,
+}
+
+/// `POST /v1/txs`: hex of any signed ledger transaction (a transfer, a provider's bond...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitTx {
+    /// Hex of the canonical `Tx`.
+    pub tx: String,
+}
+
+/// The answer to [`SubmitTx`]: the block that included it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxIncluded {
+    /// The transaction's id.
+    pub tx_id: Hash,
+    /// The block height that holds it.
+    pub height: u64,
+}
+
+/// A finished order's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The job's exit code.
+    pub exit_code: i32,
+    /// Its stdout (lossy UTF-8; the exact bytes are blob `stdout_hash`).
+    pub stdout: String,
+    /// The hash of the exact stdout bytes, fetchable from `/v1/blobs/{hash}`.
+    pub stdout_hash: Hash,
+    /// Whether stdout was cut at the job's cap.
+    pub stdout_truncated: bool,
+    /// Its stderr (lossy UTF-8; exact bytes are blob `stderr_hash`).
+    pub stderr: String,
+    /// The hash of the exact stderr bytes.
+    pub stderr_hash: Hash,
+    /// Whether stderr was cut at the job's cap.
+    pub stderr_truncated: bool,
+    /// Output files, each downloadable from `/v1/blobs/{hash}`.
+    pub outputs: Vec<OutputRef>,
+    /// The canonical result digest the receipt commits to.
+    pub digest: Hash,
+    /// Fuel billed.
+    pub fuel_used: Fuel,
+    /// The provider that ran it.
+    pub provider: AccountId,
+    /// Hex of the provider's canonical signed receipt (self-contained evidence).
+    pub receipt: String,
+}
+
+/// `GET /v1/orders/{id}`: an order, its bill and its history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// The order's id.
+    pub order_id: Hash,
+    /// The buyer.
+    pub buyer: AccountId,
+    /// The buyer's label.
+    pub label: String,
+    /// Its place within a multi-task job.
+    pub task: Option<TaskRef>,
+    /// Where it is now.
+    pub state: OrderState,
+    /// The price cap per CU.
+    pub max_price: Price,
+    /// The escrow locked.
+    pub escrow: Amount,
+    /// The provider that won it (the latest, after reassignments).
+    pub provider: Option<AccountId>,
+    /// The price per CU it is paid.
+    pub price: Option<Price>,
+    /// What the buyer paid (fee included); zero unless settled.
+    pub cost: Amount,
+    /// What went back to the buyer.
+    pub refunded: Amount,
+    /// Times the order was (re)assigned.
+    pub attempts: u32,
+    /// Unix ms the order was accepted.
+    pub created_ms: u64,
+    /// Submit → final state, in ms, once final.
+    pub latency_ms: Option<u64>,
+    /// Why it was refunded, including the why-no-match explanation.
+    pub refund_reason: Option<String>,
+    /// Every state it went through.
+    pub events: Vec<OrderEvent>,
+    /// The result, once settled.
+    pub result: Option<JobResult>,
+}
+
+/// `GET /v1/providers`: a provider as the market sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProviderView {
+    /// Its account.
+    pub account: AccountId,
+    /// Its libp2p peer id, when connected.
+    pub peer: Option<String>,
+    /// Bonded stake on the ledger.
+    pub stake: Amount,
+    /// Its reputation score (0..1).
+    pub reputation: f64,
+    /// How much history backs the score (0..1).
+    pub confidence: f64,
+    /// Jobs it is running now.
+    pub running: u32,
+    /// Jobs it completed and was paid for.
+    pub completed: u64,
+    /// Jobs it failed or abandoned.
+    pub failed: u64,
+    /// What it has been paid (before fees).
+    pub earned: Amount,
+    /// Unix ms of its last ask or heartbeat.
+    pub last_seen_ms: u64,
+    /// Its current asks.
+    pub asks: Vec<agora_market::Ask>,
+}
+
+/// The error body every non-2xx answer carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A stable, machine-readable code, e.g. `bad_signature`, `escrow_mismatch`.
+    pub error: String,
+    /// What was wrong and what to do about it.
+    pub message: String,
+}
+
+/// `GET /v1/info`: who this market is, for clients that sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketInfo {
+    /// The chain id every signature must name.
+    pub chain_id: String,
+    /// The market authority's account.
+    pub market: AccountId,
+    /// The treasury that collects fees.
+    pub treasury: AccountId,
+    /// Market fee in basis points of each payout.
+    pub fee_bps: u32,
+    /// Ledger height now.
+    pub height: u64,
+    /// The node's libp2p addresses, for providers to dial.
+    pub p2p_addrs: Vec<String>,
+    /// The node's peer id.
+    pub peer_id: String,
+    /// The node's version.
+    pub version: String,
+}
+
+/// `GET /v1/accounts/{id}`: an account on the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    /// The account.
+    pub account: AccountId,
+    /// Spendable balance.
+    pub balance: Amount,
+    /// Bonded stake.
+    pub stake: Amount,
+    /// Stake unbonding.
+    pub unbonding: Amount,
+    /// The next ledger nonce it must sign with.
+    pub next_nonce: u64,
+}

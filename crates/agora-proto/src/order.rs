@@ -1,0 +1,298 @@
+//! What a buyer signs: the job, its requirements, its price cap and its budget.
+//!
+//! An order's id is derived from the buyer, the chain, the envelope nonce and the body
+//! ([`order_id`]), so the buyer can sign the escrow transaction that names the order
+//! before the market has seen it, and the market can check that the two belong together.
+//! The nonce is the buyer's free choice (a random salt): two otherwise identical orders
+//! get different ids, and a replayed order has the id of one the market already knows.
+
+use agora_core::{AccountId, Amount, ChainId, Domain, Fuel, Hash, Price, Signed, canonical};
+use agora_market::{Demand, Requirements};
+use serde::{Deserialize, Serialize};
+
+/// Most inputs one job may name.
+pub const MAX_INPUTS: usize = 64;
+/// Most arguments plus environment entries one job may carry.
+pub const MAX_ARGS: usize = 256;
+/// Most bytes of arguments, environment and names together.
+pub const MAX_ARG_BYTES: usize = 64 * 1024;
+/// Longest label a buyer may attach.
+pub const MAX_LABEL_BYTES: usize = 200;
+
+/// A blob the job reads, visible to it as `/input/NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRef {
+    /// The file name under `/input` (no slashes).
+    pub name: String,
+    /// The blob's blake3 content hash.
+    pub hash: Hash,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The workload: everything a provider needs to run the job, by content hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The WASI command module's content hash.
+    pub module: Hash,
+    /// The module's size in bytes.
+    pub module_size: u64,
+    /// Input blobs.
+    pub inputs: Vec<InputRef>,
+    /// Command-line arguments after the program name.
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// The job's linear-memory limit in bytes.
+    pub memory_bytes: u64,
+}
+
+/// Places a task within a multi-task job, so the results can be gathered under one name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// The job's name, chosen by the buyer (e.g. the spec file's `name`).
+    pub job: String,
+    /// This task's index within the job.
+    pub index: u32,
+    /// How many tasks the job has.
+    pub of: u32,
+}
+
+/// A buyer's order, signed by the buyer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    /// What to run.
+    pub job: JobSpec,
+    /// What the job needs from a provider's machine.
+    pub demand: Demand,
+    /// Constraints on who may run it.
+    pub requirements: Requirements,
+    /// The most the buyer pays per compute unit.
+    pub max_price: Price,
+    /// The fuel the job may burn; the run is stopped beyond it.
+    pub fuel_budget: Fuel,
+    /// Unix ms by which the order must be settled; after it anyone may refund the escrow.
+    pub deadline_ms: u64,
+    /// The escrow the buyer locks: at least `max_price.max_cost(fuel_budget)`.
+    pub escrow: Amount,
+    /// Distinct providers to run it on (1 unless the buyer asks for replicas).
+    pub replicas: u32,
+    /// A short human label shown in listings.
+    pub label: String,
+    /// Where the order sits within a multi-task job, if it does.
+    pub task: Option<TaskRef>,
+}
+
+impl Domain for OrderRequest {
+    const TAG: &'static str = "agora/order/v1";
+}
+
+/// An order signed by its buyer.
+pub type SignedOrder = Signed<OrderRequest>;
+
+/// A buyer's request to cancel an order that has not been matched yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelOrder {
+    /// The order to cancel.
+    pub order_id: Hash,
+}
+
+impl Domain for CancelOrder {
+    const TAG: &'static str = "agora/cancel-order/v1";
+}
+
+/// The id of the order `body` signed by `buyer` on `chain` with `nonce`; the buyer's
+/// `OpenEscrow` transaction must name it.
+pub fn order_id(buyer: &AccountId, chain: &ChainId, nonce: u64, body: &OrderRequest) -> Hash {
+    Hash::tagged(
+        "agora/order-id/v1",
+        &[
+            &canonical::encode(buyer),
+            chain.0.as_bytes(),
+            &nonce.to_le_bytes(),
+            &canonical::encode(body),
+        ],
+    )
+}
+
+/// The id of a signed order.
+pub fn signed_order_id(order: &SignedOrder) -> Hash {
+    order_id(&order.signer, &order.chain_id, order.nonce, &order.body)
+}
+
+/// Why an order is malformed, before any state is consulted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OrderShapeError {
+    /// Too many inputs.
+    #[error("{0} inputs; at most {MAX_INPUTS} are allowed")]
+    TooManyInputs(usize),
+    /// An input name that is empty, has a path separator or repeats.
+    #[error("input name {0:?} is not a plain, unique file name")]
+    BadInputName(String),
+    /// Arguments or environment too large.
+    #[error(
+        "arguments and environment too large (at most {MAX_ARGS} entries, {MAX_ARG_BYTES} bytes)"
+    )]
+    ArgsTooLarge,
+    /// Label too long.
+    #[error("label longer than {MAX_LABEL_BYTES} bytes")]
+    LabelTooLong,
+    /// A zero budget, price, replica count or memory limit.
+    #[error("{0} must be positive")]
+    Zero(&'static str),
+    /// The escrow cannot cover the worst-case bill.
+    #[error(
+        "escrow {escrow} cannot cover {max_price} per CU for the whole fuel budget ({needed}); lock at least {needed}"
+    )]
+    EscrowTooSmall {
+        /// What the order locks.
+        escrow: Amount,
+        /// The cap per CU.
+        max_price: Price,
+        /// What the worst case needs.
+        needed: Amount,
+    },
+    /// The worst-case bill does not fit an amount.
+    #[error("price cap × fuel budget overflows")]
+    Overflow,
+}
+
+impl OrderRequest {
+    /// The worst-case bill: the cap for the whole fuel budget.
+    pub fn worst_case(&self) -> Result<Amount, OrderShapeError> {
+        self.max_price
+            .max_cost(self.fuel_budget)
+            .ok_or(OrderShapeError::Overflow)
+    }
+
+    /// Checks what can be checked without any state: sizes, names, positive amounts,
+    /// and that the escrow covers the worst case.
+    pub fn check_shape(&self) -> Result<(), OrderShapeError> {
+        if self.job.inputs.len() > MAX_INPUTS {
+            return Err(OrderShapeError::TooManyInputs(self.job.inputs.len()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for input in &self.job.inputs {
+            let plain = !input.name.is_empty()
+                && !input.name.contains(['/', '\\', '\0'])
+                && input.name != "."
+                && input.name != "..";
+            if !plain || !names.insert(input.name.as_str()) {
+                return Err(OrderShapeError::BadInputName(input.name.clone()));
+            }
+        }
+        let entries = self.job.args.len() + self.job.env.len();
+        let bytes: usize = self.job.args.iter().map(String::len).sum::<usize>()
+            + self
+                .job
+                .env
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if entries > MAX_ARGS || bytes > MAX_ARG_BYTES {
+            return Err(OrderShapeError::ArgsTooLarge);
+        }
+        if self.label.len() > MAX_LABEL_BYTES {
+            return Err(OrderShapeError::LabelTooLong);
+        }
+        for (what, zero) in [
+            ("fuel budget", self.fuel_budget.0 == 0),
+            ("price cap", self.max_price.0 == 0),
+            ("replicas", self.replicas == 0),
+            ("memory limit", self.job.memory_bytes == 0),
+        ] {
+            if zero {
+                return Err(OrderShapeError::Zero(what));
+            }
+        }
+        let needed = self.worst_case()?;
+        if self.escrow < needed {
+            return Err(OrderShapeError::EscrowTooSmall {
+                escrow: self.escrow,
+                max_price: self.max_price,
+                needed,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::Keypair;
+
+    pub(crate) fn sample() -> OrderRequest {
+        OrderRequest {
+            job: JobSpec {
+                module: Hash::of(b"module"),
+                module_size: 6,
+                inputs: vec![InputRef {
+                    name: "scene.txt".into(),
+                    hash: Hash::of(b"scene"),
+                    size: 5,
+                }],
+                args: vec!["--tile".into(), "3".into()],
+                env: Vec::new(),
+                memory_bytes: 64 << 20,
+            },
+            demand: Demand {
+                cpu_millis: 1000,
+                memory_bytes: 64 << 20,
+                disk_bytes: 0,
+                gpu: None,
+            },
+            requirements: Requirements::default(),
+            max_price: Price(1_000),
+            fuel_budget: Fuel::compute_units(2),
+            deadline_ms: 1_000_000,
+            escrow: Amount(2_000),
+            replicas: 1,
+            label: "tile 3".into(),
+            task: None,
+        }
+    }
+
+    #[test]
+    fn order_ids_depend_on_every_part() {
+        let buyer = Keypair::from_seed("buyer").account();
+        let chain = ChainId::new("test");
+        let base = order_id(&buyer, &chain, 7, &sample());
+        assert_ne!(base, order_id(&buyer, &chain, 8, &sample()));
+        assert_ne!(base, order_id(&buyer, &ChainId::new("other"), 7, &sample()));
+        let other = Keypair::from_seed("other").account();
+        assert_ne!(base, order_id(&other, &chain, 7, &sample()));
+        let mut changed = sample();
+        changed.job.args.push("x".into());
+        assert_ne!(base, order_id(&buyer, &chain, 7, &changed));
+    }
+
+    #[test]
+    fn shape_checks_name_the_problem() {
+        assert_eq!(sample().check_shape(), Ok(()));
+        let mut small = sample();
+        small.escrow = Amount(1_999);
+        assert!(matches!(
+            small.check_shape(),
+            Err(OrderShapeError::EscrowTooSmall {
+                needed: Amount(2_000),
+                ..
+            })
+        ));
+        let mut sneaky = sample();
+        sneaky.job.inputs[0].name = "../etc/passwd".into();
+        assert!(matches!(
+            sneaky.check_shape(),
+            Err(OrderShapeError::BadInputName(_))
+        ));
+        let mut twice = sample();
+        twice.job.inputs.push(twice.job.inputs[0].clone());
+        assert!(matches!(
+            twice.check_shape(),
+            Err(OrderShapeError::BadInputName(_))
+        ));
+        let mut zero = sample();
+        zero.replicas = 0;
+        assert_eq!(zero.check_shape(), Err(OrderShapeError::Zero("replicas")));
+    }
+}

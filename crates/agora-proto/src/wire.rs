@@ -1,0 +1,204 @@
+//! Peer-to-peer messages between the market node and provider agents (over `agora-net`).
+//!
+//! - Providers gossip their [`AskOffer`]s on the `asks` topic, signed, and re-publish
+//!   them periodically; a fresh ask also tells the market the provider is alive.
+//! - The market hands a matched order to its provider with a [`ToProvider::Assign`]
+//!   request carrying a market-signed [`Assignment`] (which embeds the buyer-signed order,
+//!   so the provider can check that the buyer really asked for it).
+//! - While it runs, the provider sends signed [`Heartbeat`]s; when done, a [`Delivery`]
+//!   (outputs by content hash plus the signed receipt) or a signed [`JobFailure`]. The
+//!   market fetches output blobs from the provider by hash and re-checks them.
+//!
+//! Every message is the canonical encoding of one of the enums here. The transport
+//! authenticates the sending peer (its peer id is its agora key), and each payload is
+//! signed as well, so a message forwarded by a third party still proves who wrote it.
+
+use agora_core::{AccountId, Domain, Fuel, Hash, Price, Signed, SignedReceipt};
+use agora_market::Ask;
+use serde::{Deserialize, Serialize};
+
+use crate::order::SignedOrder;
+
+/// A provider's standing offer, signed by the provider it names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AskOffer {
+    /// The ask; `ask.provider` must equal the envelope's signer.
+    pub ask: Ask,
+    /// Jobs the provider is running now (informative; the market keeps its own count).
+    pub running: u32,
+}
+
+impl Domain for AskOffer {
+    const TAG: &'static str = "agora/ask/v1";
+}
+
+/// The market's instruction to run a matched order, signed by the market authority.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The order's id (derivable from `order`; repeated so logs need not decode it).
+    pub order_id: Hash,
+    /// The buyer-signed order.
+    pub order: SignedOrder,
+    /// The provider the order was matched to.
+    pub provider: AccountId,
+    /// The price per compute unit the provider will be paid.
+    pub price: Price,
+    /// Which attempt this is (0 for the first; reassignments count up).
+    pub attempt: u32,
+    /// How often the market expects a heartbeat, in ms.
+    pub heartbeat_ms: u64,
+}
+
+impl Domain for Assignment {
+    const TAG: &'static str = "agora/assignment/v1";
+}
+
+/// A provider's "still running this order", signed by the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The order being run.
+    pub order_id: Hash,
+    /// The provider running it.
+    pub provider: AccountId,
+    /// Milliseconds since the provider started the run.
+    pub elapsed_ms: u64,
+}
+
+impl Domain for Heartbeat {
+    const TAG: &'static str = "agora/heartbeat/v1";
+}
+
+/// One file the job wrote to `/output`, by content hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRef {
+    /// Its name under `/output`.
+    pub name: String,
+    /// Its blake3 hash (the blob to fetch).
+    pub hash: Hash,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A captured stream as the executor returned it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stream {
+    /// The bytes kept (at most the job's cap).
+    pub data: Vec<u8>,
+    /// How many bytes the job wrote in all.
+    pub total_bytes: u64,
+    /// Whether `data` was cut short.
+    pub truncated: bool,
+}
+
+/// A finished run: what came out, and the provider's signed receipt for it. The market
+/// recomputes the result digest from these fields and the fetched output blobs and
+/// refuses the delivery unless it equals the receipt's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The provider's receipt; its `order_id`, `provider` and digest bind everything else.
+    pub receipt: SignedReceipt,
+    /// The job's exit code.
+    pub exit_code: i32,
+    /// What it wrote to stdout.
+    pub stdout: Stream,
+    /// What it wrote to stderr.
+    pub stderr: Stream,
+    /// Its output files, fetchable from the provider by hash.
+    pub outputs: Vec<OutputRef>,
+    /// Compute units the run used (informative; the bill uses the receipt's fuel).
+    pub fuel_used: Fuel,
+}
+
+/// Why a provider could not produce a result for an order, signed by the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// The order.
+    pub order_id: Hash,
+    /// The provider reporting.
+    pub provider: AccountId,
+    /// The executor's typed failure, in words (e.g. "out of fuel after 2.0 CU").
+    pub reason: String,
+    /// Whether the failure is the job's own (a trap, malformed module, out of fuel): any
+    /// provider would fail the same way, so the order is refunded rather than reassigned.
+    pub deterministic: bool,
+    /// Fuel burnt before the failure.
+    pub fuel_used: Fuel,
+}
+
+impl Domain for JobFailure {
+    const TAG: &'static str = "agora/job-failure/v1";
+}
+
+/// A provider's sealed bid in a reverse auction, signed by the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    /// The order bid on.
+    pub order_id: Hash,
+    /// The bidder.
+    pub provider: AccountId,
+    /// Its price per compute unit (at most the order's cap).
+    pub price: Price,
+}
+
+impl Domain for Bid {
+    const TAG: &'static str = "agora/bid/v1";
+}
+
+/// Requests a provider agent serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToProvider {
+    /// Run this order.
+    Assign(Signed<Assignment>),
+    /// Stop running this order (reassigned or refunded); signed by the market authority.
+    Abort(Signed<AbortJob>),
+}
+
+/// The market's "stop running this order".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortJob {
+    /// The order to stop.
+    pub order_id: Hash,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl Domain for AbortJob {
+    const TAG: &'static str = "agora/abort-job/v1";
+}
+
+/// A provider agent's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProviderReply {
+    /// Taken; results follow as a [`ToMarket`] request.
+    Accepted,
+    /// Refused, with the reason (capacity, bad signature, unknown blob...).
+    Declined {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Requests the market node serves from providers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToMarket {
+    /// Still running.
+    Heartbeat(Signed<Heartbeat>),
+    /// Finished; outputs and receipt.
+    Deliver(Box<Delivery>),
+    /// Could not run it.
+    Failed(Signed<JobFailure>),
+    /// A bid in a reverse auction (also accepted from gossip).
+    Bid(Signed<Bid>),
+}
+
+/// The market's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MarketReply {
+    /// Recorded.
+    Ok,
+    /// Refused, with the reason.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+}
