@@ -27,9 +27,28 @@ enum Command {
     Wallet(cmd::wallet::Command),
     /// Run a WASM job locally, exactly as a provider would.
     Exec(cmd::exec::Args),
+    /// Run a market node or a provider agent.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Start a local network (market + providers as processes) for trying the API by hand.
+    Devnet(cmd::devnet::Args),
+    /// Submit, follow and fetch jobs on a market (as a buyer).
+    Job(cmd::job::Args),
+    /// Look at a market: asks, the price index, providers.
+    Market(cmd::market_query::Args),
+    /// A provider's view of itself: stake, jobs, earnings.
+    Provider(cmd::provider::Args),
     /// Measure throughput and latency of one part of the system.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// The market node: matching, settlement, block production and the HTTP API.
+    Market(cmd::node_market::Args),
+    /// A provider agent: offers this machine's capacity and runs the jobs it wins.
+    Provider(cmd::node_provider::Args),
 }
 
 #[derive(Subcommand)]
@@ -50,6 +69,12 @@ fn main() -> std::process::ExitCode {
         Command::Ledger(command) => cmd::ledger::run(command),
         Command::Wallet(command) => cmd::wallet::run(command),
         Command::Exec(args) => cmd::exec::run(args),
+        Command::Node(NodeCommand::Market(args)) => cmd::node_market::run(args),
+        Command::Node(NodeCommand::Provider(args)) => cmd::node_provider::run(args),
+        Command::Devnet(args) => cmd::devnet::run(args),
+        Command::Job(args) => cmd::job::run(args),
+        Command::Market(args) => cmd::market_query::run(args),
+        Command::Provider(args) => cmd::provider::run(args),
         Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),
         Command::Bench(BenchCommand::Market(args)) => cmd::market::bench(args),
         Command::Bench(BenchCommand::Exec(args)) => cmd::exec::bench(args),

@@ -2,7 +2,13 @@
 //! function returning the process exit code.
 
 pub mod demo;
+pub mod devnet;
 pub mod exec;
+pub mod job;
 pub mod ledger;
 pub mod market;
+pub mod market_query;
+pub mod node_market;
+pub mod node_provider;
+pub mod provider;
 pub mod wallet;
