@@ -1,0 +1,412 @@
+//! The block producer: one thread owns the [`Ledger`]; everyone else talks to it through
+//! a [`Chain`] handle.
+//!
+//! Callers send transactions and await their inclusion. The thread takes whatever is
+//! pending when it is free, builds ONE block from all of it and commits it (one redb
+//! fsync), then answers every caller: group commit, so throughput grows with concurrency
+//! while the latency of a lone transaction stays one fsync. The fsync happens on this
+//! dedicated thread, never on the async runtime.
+//!
+//! The market's own transactions (releases and refunds) are sent as bodies; the thread
+//! signs them with the market key and the next nonces, which only it tracks. Before
+//! signing, each is checked against the escrow it touches (open, enough left), so one bad
+//! request cannot refuse itself in the block and thereby skip the nonces of the market
+//! transactions after it. If the ledger refuses one anyway, the market transactions that
+//! only failed on the resulting nonce gap go into the next block.
+//!
+//! Reads run on the same thread between blocks ([`Chain::query`]), so they see a
+//! committed state and never race a block.
+
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use agora_core::{AccountId, Amount, ChainId, Hash, Keypair, Signed};
+use agora_ledger::{EscrowStatus, Ledger, LedgerError, Tx, TxBody};
+use tokio::sync::{oneshot, watch};
+
+/// Most transactions one block takes; more wait for the next block.
+pub const MAX_BLOCK_TXS: usize = 4_096;
+/// Rounds a market transaction is retried after a nonce gap caused by another refusal.
+const NONCE_RETRIES: u32 = 3;
+
+/// One operation for the ledger.
+#[derive(Clone, Debug)]
+pub enum LedgerOp {
+    /// A transaction signed by someone else (a buyer's escrow, a provider's bond).
+    External(Tx),
+    /// A body the market key signs (release, refund).
+    Market(TxBody),
+}
+
+/// Where a transaction landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inclusion {
+    /// The transaction's id.
+    pub tx_id: Hash,
+    /// The block that holds it.
+    pub height: u64,
+}
+
+/// Why a submission did not land.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The ledger (or the pre-check for market transactions) refused it; nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    /// The block could not be stored; nothing changed.
+    #[error("the ledger could not store the block: {0}")]
+    Store(String),
+    /// The producer thread is gone.
+    #[error("the block producer has stopped")]
+    Stopped,
+}
+
+/// The chain's progress, published after every block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainProgress {
+    /// Height of the last block.
+    pub height: u64,
+    /// Blocks produced by this process.
+    pub blocks: u64,
+    /// Transactions included by this process.
+    pub txs: u64,
+}
+
+type Query = Box<dyn FnOnce(&mut Ledger) + Send>;
+type Reply = oneshot::Sender<Result<Vec<Inclusion>, ChainError>>;
+
+struct Submission {
+    ops: Vec<LedgerOp>,
+    reply: Reply,
+    retries: u32,
+}
+
+enum Request {
+    Submit(Submission),
+    Query(Query),
+    Stop,
+}
+
+/// A handle to the block producer. Cheap to clone.
+#[derive(Clone)]
+pub struct Chain {
+    requests: std_mpsc::Sender<Request>,
+    progress: watch::Receiver<ChainProgress>,
+    chain_id: ChainId,
+}
+
+/// Keys and timing for the producer thread.
+pub struct Producer {
+    /// Seals blocks.
+    pub producer: Keypair,
+    /// Signs market transactions.
+    pub market: Keypair,
+    /// How long to gather transactions after the first one arrives.
+    pub block_interval: Duration,
+}
+
+impl Chain {
+    /// Starts the producer thread over `ledger`.
+    pub fn start(ledger: Ledger, keys: Producer) -> std::io::Result<(Chain, JoinHandle<()>)> {
+        let (requests, inbox) = std_mpsc::channel();
+        let chain_id = ledger.genesis().chain_id.clone();
+        let (progress_tx, progress) = watch::channel(ChainProgress {
+            height: ledger.height(),
+            ..ChainProgress::default()
+        });
+        let thread = std::thread::Builder::new()
+            .name("agora-block-producer".into())
+            .spawn(move || {
+                let mut worker = Worker {
+                    last_timestamp_ms: ledger.tip().timestamp_ms,
+                    ledger,
+                    keys,
+                    progress: progress_tx,
+                    pending_retries: Vec::new(),
+                };
+                worker.run(inbox);
+            })?;
+        Ok((
+            Chain {
+                requests,
+                progress,
+                chain_id,
+            },
+            thread,
+        ))
+    }
+
+    /// The chain every signature must name.
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// The latest progress (height, counts).
+    pub fn progress(&self) -> ChainProgress {
+        *self.progress.borrow()
+    }
+
+    /// Includes `ops` in the next block and waits until it is durably committed. Either
+    /// every op lands, or the first refusal is returned (ops before it in the same
+    /// submission may have landed; callers re-read the ledger in that case).
+    pub async fn submit(&self, ops: Vec<LedgerOp>) -> Result<Vec<Inclusion>, ChainError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Submit(Submission {
+                ops,
+                reply,
+                retries: 0,
+            }))
+            .map_err(|_| ChainError::Stopped)?;
+        answer.await.map_err(|_| ChainError::Stopped)?
+    }
+
+    /// Runs `read` on the producer thread between blocks and returns its answer.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Ledger) -> T + Send + 'static,
+    ) -> Result<T, ChainError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Query = Box::new(move |ledger| {
+            let _ = reply.send(read(ledger));
+        });
+        self.requests
+            .send(Request::Query(job))
+            .map_err(|_| ChainError::Stopped)?;
+        answer.await.map_err(|_| ChainError::Stopped)
+    }
+
+    /// Asks the thread to finish what is queued and stop.
+    pub fn stop(&self) {
+        let _ = self.requests.send(Request::Stop);
+    }
+}
+
+struct Worker {
+    ledger: Ledger,
+    keys: Producer,
+    progress: watch::Sender<ChainProgress>,
+    last_timestamp_ms: u64,
+    pending_retries: Vec<Submission>,
+}
+
+impl Worker {
+    fn run(&mut self, inbox: std_mpsc::Receiver<Request>) {
+        loop {
+            let mut batch = std::mem::take(&mut self.pending_retries);
+            let mut stop = false;
+            if batch.is_empty() {
+                match inbox.recv() {
+                    Ok(request) => stop |= self.take(request, &mut batch),
+                    Err(_) => return,
+                }
+            }
+            if !batch.is_empty() && !self.keys.block_interval.is_zero() {
+                let until = Instant::now() + self.keys.block_interval;
+                while let Some(left) = until.checked_duration_since(Instant::now()) {
+                    match inbox.recv_timeout(left) {
+                        Ok(request) => stop |= self.take(request, &mut batch),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let mut count: usize = batch.iter().map(|s| s.ops.len()).sum();
+            while count < MAX_BLOCK_TXS {
+                match inbox.try_recv() {
+                    Ok(request) => {
+                        stop |= self.take(request, &mut batch);
+                        count = batch.iter().map(|s| s.ops.len()).sum();
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.produce(batch);
+            }
+            if stop && self.pending_retries.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Files a request: queries run at once, submissions join the batch. Returns whether
+    /// it asked to stop.
+    fn take(&mut self, request: Request, batch: &mut Vec<Submission>) -> bool {
+        match request {
+            Request::Submit(s) => batch.push(s),
+            Request::Query(q) => q(&mut self.ledger),
+            Request::Stop => return true,
+        }
+        false
+    }
+
+    fn produce(&mut self, batch: Vec<Submission>) {
+        let market = self.keys.market.account();
+        let mut next_nonce = self.ledger.state().next_nonce(&market);
+        let mut view = EscrowView::default();
+        let mut txs = Vec::new();
+        // For each submission kept: its reply and the range of its txs in the block.
+        let mut kept: Vec<(Submission, std::ops::Range<usize>)> = Vec::new();
+        for submission in batch {
+            let start = txs.len();
+            let mut local = view.clone();
+            let mut signed = Vec::with_capacity(submission.ops.len());
+            let mut refused = None;
+            for op in &submission.ops {
+                match op {
+                    LedgerOp::External(tx) => signed.push(tx.clone()),
+                    LedgerOp::Market(body) => {
+                        if let Err(why) = local.admit(&self.ledger, body) {
+                            refused = Some(why);
+                            break;
+                        }
+                        let nonce = next_nonce + signed_by(&signed, &market);
+                        signed.push(Signed::sign(
+                            &self.keys.market,
+                            &self.ledger.genesis().chain_id,
+                            nonce,
+                            body.clone(),
+                        ));
+                    }
+                }
+            }
+            if let Some(why) = refused {
+                let _ = submission.reply.send(Err(ChainError::Refused(why)));
+                continue;
+            }
+            next_nonce += signed_by(&signed, &market);
+            view = local;
+            txs.extend(signed);
+            kept.push((submission, start..txs.len()));
+        }
+        if txs.is_empty() {
+            return;
+        }
+        let ids: Vec<Hash> = txs.iter().map(Signed::id).collect();
+        let timestamp = self.tick();
+        let outcome = match self
+            .ledger
+            .produce_block(txs, timestamp, &self.keys.producer)
+        {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::error!("block production failed: {err}");
+                for (submission, _) in kept {
+                    let _ = submission
+                        .reply
+                        .send(Err(ChainError::Store(err.to_string())));
+                }
+                return;
+            }
+        };
+        let height = outcome.header.height;
+        let rejected: HashMap<usize, LedgerError> = outcome
+            .rejected
+            .into_iter()
+            .map(|r| (r.index, r.error))
+            .collect();
+        let included = ids.len() - rejected.len();
+        self.progress.send_modify(|p| {
+            p.height = height;
+            p.blocks += 1;
+            p.txs += included as u64;
+        });
+        for (submission, range) in kept {
+            let first_refusal = range.clone().find_map(|i| rejected.get(&i));
+            match first_refusal {
+                None => {
+                    let inclusions = range
+                        .map(|i| Inclusion {
+                            tx_id: ids[i],
+                            height,
+                        })
+                        .collect();
+                    let _ = submission.reply.send(Ok(inclusions));
+                }
+                Some(err)
+                    if is_market_nonce_gap(err, &market) && submission.retries < NONCE_RETRIES =>
+                {
+                    tracing::warn!(
+                        "market transaction hit a nonce gap ({err}); retrying in the next block"
+                    );
+                    self.pending_retries.push(Submission {
+                        retries: submission.retries + 1,
+                        ..submission
+                    });
+                }
+                Some(err) => {
+                    let _ = submission
+                        .reply
+                        .send(Err(ChainError::Refused(err.to_string())));
+                }
+            }
+        }
+    }
+
+    /// The block timestamp: the wall clock, never going backwards.
+    fn tick(&mut self) -> u64 {
+        self.last_timestamp_ms = self.last_timestamp_ms.max(crate::clock::now_ms());
+        self.last_timestamp_ms
+    }
+}
+
+/// How many of `txs` `signer` signed.
+fn signed_by(txs: &[Tx], signer: &AccountId) -> u64 {
+    txs.iter().filter(|tx| &tx.signer == signer).count() as u64
+}
+
+fn is_market_nonce_gap(err: &LedgerError, market: &AccountId) -> bool {
+    matches!(err, LedgerError::NonceSkipped { signer, .. } | LedgerError::NonceReused { signer, .. } if signer == market)
+}
+
+/// What the escrows touched by this block will look like, so market transactions are
+/// checked before they are signed.
+#[derive(Clone, Default)]
+struct EscrowView {
+    touched: HashMap<Hash, (Amount, bool)>,
+}
+
+impl EscrowView {
+    fn current(&self, ledger: &Ledger, order_id: &Hash) -> Option<(Amount, bool)> {
+        if let Some(seen) = self.touched.get(order_id) {
+            return Some(*seen);
+        }
+        ledger
+            .state()
+            .escrow(order_id)
+            .map(|e| (e.remaining, e.status == EscrowStatus::Open))
+    }
+
+    /// Checks `body` against the escrow it touches and records its effect.
+    fn admit(&mut self, ledger: &Ledger, body: &TxBody) -> Result<(), String> {
+        match body {
+            TxBody::ReleaseEscrow { order_id, payouts } => {
+                let (remaining, open) = self
+                    .current(ledger, order_id)
+                    .ok_or_else(|| format!("no escrow for order {order_id}"))?;
+                if !open {
+                    return Err(format!("the escrow of order {order_id} is already closed"));
+                }
+                let total = Amount::sum(payouts.iter().map(|(_, a)| *a))
+                    .map_err(|e| format!("payouts overflow: {e}"))?;
+                let left = remaining.checked_sub(total).map_err(|_| {
+                    format!("payouts of {total} exceed the {remaining} left in escrow {order_id}")
+                })?;
+                self.touched.insert(*order_id, (left, !left.is_zero()));
+            }
+            TxBody::RefundEscrow { order_id } => {
+                let (_, open) = self
+                    .current(ledger, order_id)
+                    .ok_or_else(|| format!("no escrow for order {order_id}"))?;
+                if !open {
+                    return Err(format!("the escrow of order {order_id} is already closed"));
+                }
+                self.touched.insert(*order_id, (Amount::ZERO, false));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,839 @@
+//! An order's life on the market node, per issue 5's contract:
+//! escrowed → matched (Assign accepted) → running (first heartbeat) → verifying (Deliver
+//! received) → settled; or refunded at any point.
+//!
+//! Steps that need the book run under its lock and return [`Action`]s; the actions (RPC,
+//! blocks) run in spawned tasks that re-check the order when they return. An attempt is
+//! identified by its number, so a late answer for an attempt that was already failed or
+//! superseded changes nothing. `busy` marks an order whose settlement or refund is in
+//! flight: nothing else may act on it until that lands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_core::{AccountId, Amount, Fuel, Hash, Price, Signed};
+use agora_exec::{OutputFile, result_digest};
+use agora_ledger::{EscrowStatus, TxBody};
+use agora_market::{MatchOutcome, ReleaseReason, ReputationEvent};
+use agora_proto::api::JobResult;
+use agora_proto::wire::{AbortJob, Assignment, Delivery, JobFailure, ProviderReply, ToProvider};
+use agora_proto::{Heartbeat, OrderState};
+
+use crate::chain::{ChainError, LedgerOp};
+use crate::clock::now_ms;
+use crate::node::{Book, Shared};
+
+/// Work decided under the lock, carried out after it.
+#[derive(Debug)]
+pub enum Action {
+    /// Send the assignment of `attempt` to its provider.
+    Assign {
+        /// The order.
+        id: Hash,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// Commit a refund (the entry is already marked busy).
+    Refund {
+        /// The order.
+        id: Hash,
+        /// Why.
+        reason: String,
+    },
+    /// Tell a provider to stop running an order.
+    Abort {
+        /// The provider.
+        provider: AccountId,
+        /// The order.
+        id: Hash,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Carries out `actions` in their own tasks.
+pub fn run(shared: &Arc<Shared>, actions: Vec<Action>) {
+    for action in actions {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match action {
+                Action::Assign { id, attempt } => assign(shared, id, attempt).await,
+                Action::Refund { id, reason } => refund(shared, id, reason).await,
+                Action::Abort {
+                    provider,
+                    id,
+                    reason,
+                } => abort(shared, provider, id, reason).await,
+            }
+        });
+    }
+}
+
+/// Matches an unassigned order: assigns the winner, or refunds with the explanation
+/// (unless the order is still within its post-restart grace, when it waits).
+pub fn try_match(shared: &Shared, book: &mut Book, id: Hash) -> Vec<Action> {
+    let now = now_ms();
+    let Some(entry) = book.orders.get(&id) else {
+        return Vec::new();
+    };
+    if entry.busy || entry.rec.state.is_final() || entry.match_id.is_some() {
+        return Vec::new();
+    }
+    let order = entry.market_order();
+    let why = match book.market.submit_order(order, now) {
+        Ok(MatchOutcome::Filled(fill)) => match fill.winners.into_iter().next() {
+            Some(winner) => {
+                shared.metrics.matches.inc();
+                let provider = book.providers.entry(winner.provider).or_default();
+                provider.running += 1;
+                let Some(entry) = book.orders.get_mut(&id) else {
+                    return Vec::new();
+                };
+                entry.rec.attempts += 1;
+                entry.rec.provider = Some(winner.provider);
+                entry.rec.price = Some(winner.price);
+                entry.match_id = Some(winner.match_id);
+                entry.accepted = false;
+                entry.last_beat_ms = now;
+                shared.records.save(&entry.rec);
+                return vec![Action::Assign {
+                    id,
+                    attempt: entry.rec.attempts,
+                }];
+            }
+            None => "the engine filled the order with no winner".to_string(),
+        },
+        Ok(MatchOutcome::NoMatch(why)) => why.to_string(),
+        Err(err) => err.to_string(),
+    };
+    shared.metrics.unmatched.inc();
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return Vec::new();
+    };
+    if now < entry.resume_until_ms {
+        return Vec::new();
+    }
+    begin_refund(book, id, format!("no provider can run this order: {why}"))
+}
+
+/// Marks an order busy for a refund, frees its match, and returns the refund action.
+pub fn begin_refund(book: &mut Book, id: Hash, reason: String) -> Vec<Action> {
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return Vec::new();
+    };
+    if entry.busy || entry.rec.state.is_final() {
+        return Vec::new();
+    }
+    entry.busy = true;
+    entry.pending_refund = None;
+    let mut actions = Vec::new();
+    if let Some(match_id) = entry.match_id.take() {
+        let provider = entry.rec.provider;
+        let _ = book.market.release(&match_id, ReleaseReason::Cancelled);
+        if let Some(provider) = provider {
+            if let Some(p) = book.providers.get_mut(&provider) {
+                p.running = p.running.saturating_sub(1);
+            }
+            actions.push(Action::Abort {
+                provider,
+                id,
+                reason: reason.clone(),
+            });
+        }
+    }
+    actions.push(Action::Refund { id, reason });
+    actions
+}
+
+/// Fails attempt `attempt` of order `id`: frees the match, records `event` against the
+/// provider, and reassigns (next best provider, never one that failed it) or, with no
+/// attempts or time left, refunds.
+pub fn fail_attempt(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    attempt: u32,
+    reason: &str,
+    event: ReputationEvent,
+) -> Vec<Action> {
+    let now = now_ms();
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return Vec::new();
+    };
+    if entry.rec.attempts != attempt || entry.busy || entry.rec.state.is_final() {
+        return Vec::new();
+    }
+    let Some(match_id) = entry.match_id.take() else {
+        return Vec::new();
+    };
+    let Some(provider) = entry.rec.provider else {
+        return Vec::new();
+    };
+    entry.accepted = false;
+    entry.rec.tried.push(provider);
+    let out_of_attempts = entry.rec.attempts >= shared.settings.max_attempts;
+    let past_deadline = now >= entry.rec.order.body.deadline_ms;
+    let _ = book.market.release(&match_id, ReleaseReason::Failed);
+    book.market.record_event(provider, event, now);
+    if let Some(p) = book.providers.get_mut(&provider) {
+        p.running = p.running.saturating_sub(1);
+        p.failed += 1;
+    }
+    tracing::info!(order = %id, %provider, attempt, "attempt failed: {reason}");
+    let mut actions = vec![Action::Abort {
+        provider,
+        id,
+        reason: reason.to_string(),
+    }];
+    if out_of_attempts || past_deadline {
+        let why = if past_deadline {
+            "the deadline passed"
+        } else {
+            "no attempts left"
+        };
+        actions.extend(begin_refund(
+            book,
+            id,
+            format!("attempt {attempt} by {provider} failed ({reason}) and {why}"),
+        ));
+        return actions;
+    }
+    shared.metrics.job("reassigned");
+    if let Some(entry) = book.orders.get_mut(&id) {
+        shared.enter(
+            entry,
+            OrderState::Escrowed,
+            format!("attempt {attempt} by {provider} failed ({reason}); reassigning"),
+        );
+    }
+    actions.extend(try_match(shared, book, id));
+    actions
+}
+
+/// Sends the assignment of `attempt` and records the provider's answer.
+async fn assign(shared: Arc<Shared>, id: Hash, attempt: u32) {
+    let prepared = {
+        let book = shared.book();
+        book.orders.get(&id).and_then(|entry| {
+            let current = entry.rec.attempts == attempt && entry.match_id.is_some() && !entry.busy;
+            current.then(|| {
+                let assignment = Assignment {
+                    order_id: id,
+                    order: entry.rec.order.clone(),
+                    provider: entry.rec.provider?,
+                    price: entry.rec.price?,
+                    attempt: attempt.saturating_sub(1),
+                    heartbeat_ms: shared.settings.heartbeat_ms,
+                };
+                Some(assignment)
+            })?
+        })
+    };
+    let Some(assignment) = prepared else { return };
+    let provider = assignment.provider;
+    let signed = Signed::sign(
+        &shared.identity.market_key,
+        &shared.identity.chain_id,
+        shared.next_message_nonce(),
+        assignment,
+    );
+    let answer = request_provider(&shared, provider, ToProvider::Assign(signed)).await;
+    let mut book = shared.book();
+    let actions = match answer {
+        Ok(ProviderReply::Accepted) => {
+            if let Some(entry) = book.orders.get_mut(&id) {
+                let current = entry.rec.attempts == attempt && entry.match_id.is_some();
+                if current && !entry.accepted && entry.rec.state == OrderState::Escrowed {
+                    entry.accepted = true;
+                    entry.last_beat_ms = entry.last_beat_ms.max(now_ms());
+                    let price = entry.rec.price.map(|p| p.0).unwrap_or(0);
+                    shared.enter(
+                        entry,
+                        OrderState::Matched,
+                        format!(
+                            "{provider} accepted at {price} base units per CU (attempt {attempt})"
+                        ),
+                    );
+                }
+            }
+            Vec::new()
+        }
+        Ok(ProviderReply::Declined { reason }) => fail_attempt(
+            &shared,
+            &mut book,
+            id,
+            attempt,
+            &format!("declined: {reason}"),
+            ReputationEvent::Failure,
+        ),
+        Err(reason) => fail_attempt(
+            &shared,
+            &mut book,
+            id,
+            attempt,
+            &format!("assignment not delivered: {reason}"),
+            ReputationEvent::Failure,
+        ),
+    };
+    drop(book);
+    run(&shared, actions);
+}
+
+/// Sends `message` to `provider` and decodes its reply.
+async fn request_provider(
+    shared: &Shared,
+    provider: AccountId,
+    message: ToProvider,
+) -> Result<ProviderReply, String> {
+    let peer = agora_net::peer_id_of(&provider).map_err(|e| e.to_string())?;
+    let bytes = agora_core::canonical::encode(&message);
+    let limit = Duration::from_millis(shared.settings.silence_limit_ms().max(2_000));
+    let reply = tokio::time::timeout(limit, shared.net.request(peer, bytes))
+        .await
+        .map_err(|_| format!("no answer within {} ms", limit.as_millis()))?
+        .map_err(|e| e.to_string())?;
+    agora_core::canonical::decode(&reply).map_err(|e| format!("unreadable reply: {e}"))
+}
+
+/// Tells `provider` to stop running order `id`; best effort.
+async fn abort(shared: Arc<Shared>, provider: AccountId, id: Hash, reason: String) {
+    let body = AbortJob {
+        order_id: id,
+        reason,
+    };
+    let signed = Signed::sign(
+        &shared.identity.market_key,
+        &shared.identity.chain_id,
+        shared.next_message_nonce(),
+        body,
+    );
+    if let Err(e) = request_provider(&shared, provider, ToProvider::Abort(signed)).await {
+        tracing::debug!(order = %id, %provider, "abort not delivered: {e}");
+    }
+}
+
+/// Commits the refund of an order already marked busy, then records it.
+async fn refund(shared: Arc<Shared>, id: Hash, reason: String) {
+    let outcome = shared
+        .chain
+        .submit(vec![LedgerOp::Market(TxBody::RefundEscrow {
+            order_id: id,
+        })])
+        .await;
+    match outcome {
+        Ok(_) => {
+            let mut book = shared.book();
+            finish_refunded(&shared, &mut book, id, reason);
+        }
+        Err(err) => {
+            tracing::warn!(order = %id, "refund not committed: {err}");
+            reconcile(&shared, id, Some(reason)).await;
+        }
+    }
+}
+
+/// Records a committed refund.
+fn finish_refunded(shared: &Shared, book: &mut Book, id: Hash, reason: String) {
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return;
+    };
+    entry.busy = false;
+    entry.rec.refunded = entry
+        .rec
+        .order
+        .body
+        .escrow
+        .checked_sub(entry.rec.cost)
+        .unwrap_or(Amount::ZERO);
+    entry.rec.refund_reason = Some(reason.clone());
+    entry.rec.finished_ms = Some(now_ms());
+    shared.enter(entry, OrderState::Refunded, reason);
+    shared.metrics.job("refunded");
+    book.active.remove(&id);
+}
+
+/// After a settlement or refund did not commit: reads the escrow and either records the
+/// final state the ledger already holds, or leaves the order for the watchdog to retry.
+pub async fn reconcile(shared: &Arc<Shared>, id: Hash, refund_reason: Option<String>) {
+    let escrow = shared
+        .chain
+        .query(move |ledger| ledger.state().escrow(&id).copied())
+        .await;
+    let mut book = shared.book();
+    match escrow {
+        Ok(Some(escrow)) if escrow.status != EscrowStatus::Open => {
+            if let Some(entry) = book.orders.get_mut(&id) {
+                entry.rec.cost = escrow.released;
+            }
+            if escrow.released.is_zero() {
+                let reason = refund_reason.unwrap_or_else(|| "refunded on the ledger".to_string());
+                finish_refunded(shared, &mut book, id, reason);
+            } else {
+                finish_settled_without_result(
+                    shared,
+                    &mut book,
+                    id,
+                    escrow.released,
+                    escrow.locked,
+                );
+            }
+        }
+        other => {
+            if let Err(e) = other {
+                tracing::warn!(order = %id, "cannot read escrow: {e}");
+            }
+            if let Some(entry) = book.orders.get_mut(&id) {
+                entry.busy = false;
+                entry.pending_refund = refund_reason;
+            }
+        }
+    }
+}
+
+/// Records a settlement found on the ledger whose result record was lost (crash).
+pub fn finish_settled_without_result(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    cost: Amount,
+    locked: Amount,
+) {
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return;
+    };
+    entry.busy = false;
+    entry.rec.cost = cost;
+    entry.rec.refunded = locked.checked_sub(cost).unwrap_or(Amount::ZERO);
+    entry.rec.finished_ms = Some(now_ms());
+    shared.enter(
+        entry,
+        OrderState::Settled,
+        "settled on the ledger before a market restart; the result record was lost",
+    );
+    shared.metrics.job("settled");
+    book.active.remove(&id);
+}
+
+/// What a delivery is checked and billed against, taken under the lock.
+struct Billing {
+    attempt: u32,
+    provider: AccountId,
+    price: Price,
+    escrow: Amount,
+    fuel: Fuel,
+}
+
+/// Checks a delivery's receipt against the order (signature, signer = delivering peer =
+/// assigned provider, order, module, fuel within budget). On success the order moves to
+/// verifying (busy) and the outputs are checked and settled in a task.
+pub fn accept_delivery(
+    shared: &Arc<Shared>,
+    peer: AccountId,
+    delivery: Delivery,
+) -> Result<(), String> {
+    let receipt = &delivery.receipt;
+    receipt
+        .verify(&shared.identity.chain_id)
+        .map_err(|e| format!("receipt rejected: {e}"))?;
+    if !receipt.signer_is_provider() || receipt.signer != peer {
+        return Err("the receipt is not signed by the provider that delivered it".to_string());
+    }
+    let id = receipt.body.order_id;
+    let mut book = shared.book();
+    let entry = book
+        .orders
+        .get_mut(&id)
+        .ok_or_else(|| format!("order {id} is unknown to this market"))?;
+    if entry.rec.state.is_final()
+        || entry.busy
+        || entry.match_id.is_none()
+        || entry.rec.provider != Some(peer)
+    {
+        return Err(format!(
+            "order {id} is not assigned to {peer} (it was reassigned, refunded or is being settled); this delivery will not be paid"
+        ));
+    }
+    let attempt = entry.rec.attempts;
+    let body = &entry.rec.order.body;
+    let fault = if receipt.body.fuel_used > body.fuel_budget {
+        Some(format!(
+            "the receipt claims {} fuel, over the budget of {}",
+            receipt.body.fuel_used.0, body.fuel_budget.0
+        ))
+    } else if receipt.body.module != body.job.module {
+        Some("the receipt names another module".to_string())
+    } else {
+        None
+    };
+    if let Some(fault) = fault {
+        let actions = fail_attempt(
+            shared,
+            &mut book,
+            id,
+            attempt,
+            &fault,
+            ReputationEvent::Failure,
+        );
+        drop(book);
+        run(shared, actions);
+        return Err(fault);
+    }
+    let billing = Billing {
+        attempt,
+        provider: peer,
+        price: entry.rec.price.unwrap_or(Price(0)),
+        escrow: body.escrow,
+        fuel: receipt.body.fuel_used,
+    };
+    entry.busy = true;
+    if !entry.accepted {
+        entry.accepted = true;
+        shared.enter(entry, OrderState::Matched, format!("{peer} took the order"));
+    }
+    shared.enter(
+        entry,
+        OrderState::Verifying,
+        format!("{peer} delivered; checking outputs"),
+    );
+    drop(book);
+    let shared = shared.clone();
+    tokio::spawn(async move { verify_and_settle(shared, id, billing, delivery).await });
+    Ok(())
+}
+
+/// Fetches the outputs, recomputes the digest, and settles (or fails the attempt).
+async fn verify_and_settle(shared: Arc<Shared>, id: Hash, billing: Billing, delivery: Delivery) {
+    if let Err(fault) = check_outputs(&shared, billing.provider, &delivery).await {
+        let mut book = shared.book();
+        if let Some(entry) = book.orders.get_mut(&id) {
+            entry.busy = false;
+        }
+        shared.metrics.job("rejected");
+        let actions = fail_attempt(
+            &shared,
+            &mut book,
+            id,
+            billing.attempt,
+            &fault,
+            ReputationEvent::Failure,
+        );
+        drop(book);
+        run(&shared, actions);
+        return;
+    }
+    let cost = billing
+        .price
+        .cost(billing.fuel)
+        .unwrap_or(billing.escrow)
+        .min(billing.escrow);
+    let mut ops = Vec::with_capacity(2);
+    if !cost.is_zero() {
+        ops.push(LedgerOp::Market(TxBody::ReleaseEscrow {
+            order_id: id,
+            payouts: vec![(billing.provider, cost)],
+        }));
+    }
+    if cost < billing.escrow {
+        ops.push(LedgerOp::Market(TxBody::RefundEscrow { order_id: id }));
+    }
+    let stdio = store_stdio(&shared, &delivery);
+    let (settled, stdio) = tokio::join!(shared.chain.submit(ops), stdio);
+    match settled {
+        Ok(_) => {
+            let result = job_result(&delivery, stdio);
+            let mut book = shared.book();
+            finish_settled(&shared, &mut book, id, &billing, cost, result);
+        }
+        Err(err) => {
+            tracing::warn!(order = %id, "settlement not committed: {err}");
+            if matches!(err, ChainError::Refused(_) | ChainError::Store(_)) {
+                reconcile(&shared, id, None).await;
+            }
+        }
+    }
+}
+
+fn finish_settled(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    billing: &Billing,
+    cost: Amount,
+    result: JobResult,
+) {
+    let now = now_ms();
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return;
+    };
+    entry.busy = false;
+    entry.rec.cost = cost;
+    entry.rec.refunded = billing.escrow.checked_sub(cost).unwrap_or(Amount::ZERO);
+    entry.rec.result = Some(result);
+    entry.rec.finished_ms = Some(now);
+    let latency = entry.submitted.elapsed();
+    let match_id = entry.match_id.take();
+    shared.enter(
+        entry,
+        OrderState::Settled,
+        format!(
+            "paid {} to {} for {:.6} CU; refunded {}",
+            cost.0,
+            billing.provider,
+            billing.fuel.as_compute_units_f64(),
+            entry.rec.refunded.0
+        ),
+    );
+    shared.metrics.settle_latency.observe(latency.as_secs_f64());
+    shared.metrics.job("settled");
+    book.active.remove(&id);
+    if let Some(match_id) = match_id {
+        let _ = book.market.complete(&match_id);
+    }
+    book.market
+        .record_event(billing.provider, ReputationEvent::VerifiedCompletion, now);
+    if let Some(p) = book.providers.get_mut(&billing.provider) {
+        p.running = p.running.saturating_sub(1);
+        p.completed += 1;
+        p.earned = p.earned.checked_add(cost).unwrap_or(p.earned);
+    }
+}
+
+/// Fetches every output blob from the provider (hash-checked by the transfer) and
+/// checks that the delivered result hashes to the receipt's digest.
+async fn check_outputs(
+    shared: &Shared,
+    provider: AccountId,
+    delivery: &Delivery,
+) -> Result<(), String> {
+    let peer = agora_net::peer_id_of(&provider).map_err(|e| e.to_string())?;
+    let mut files = Vec::with_capacity(delivery.outputs.len());
+    for output in &delivery.outputs {
+        if output.size > shared.settings.max_blob_bytes {
+            return Err(format!(
+                "output {} is {} bytes, over this market's blob limit",
+                output.name, output.size
+            ));
+        }
+        shared
+            .net
+            .fetch_blob(peer, output.hash)
+            .await
+            .map_err(|e| format!("output {} could not be fetched: {e}", output.name))?;
+        files.push(OutputFile {
+            name: output.name.clone(),
+            size: output.size,
+            hash: output.hash,
+            data: Vec::new(),
+        });
+    }
+    let digest = result_digest(
+        delivery.exit_code,
+        &delivery.stdout.data,
+        &delivery.stderr.data,
+        &files,
+    );
+    if digest != delivery.receipt.body.result_digest {
+        return Err("the delivered outputs do not match the receipt's digest".to_string());
+    }
+    Ok(())
+}
+
+/// Stores stdout and stderr as blobs so their exact bytes can be downloaded.
+async fn store_stdio(shared: &Shared, delivery: &Delivery) -> (Hash, Hash) {
+    let blobs = shared.blobs.clone();
+    let out = delivery.stdout.data.clone();
+    let err = delivery.stderr.data.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let put = |bytes: &[u8]| blobs.put_bytes(bytes).unwrap_or_else(|_| Hash::of(bytes));
+        (put(&out), put(&err))
+    })
+    .await;
+    stored.unwrap_or_else(|_| {
+        (
+            Hash::of(&delivery.stdout.data),
+            Hash::of(&delivery.stderr.data),
+        )
+    })
+}
+
+fn job_result(delivery: &Delivery, (stdout_hash, stderr_hash): (Hash, Hash)) -> JobResult {
+    JobResult {
+        exit_code: delivery.exit_code,
+        stdout: String::from_utf8_lossy(&delivery.stdout.data).into_owned(),
+        stdout_hash,
+        stdout_truncated: delivery.stdout.truncated,
+        stderr: String::from_utf8_lossy(&delivery.stderr.data).into_owned(),
+        stderr_hash,
+        stderr_truncated: delivery.stderr.truncated,
+        outputs: delivery.outputs.clone(),
+        digest: delivery.receipt.body.result_digest,
+        fuel_used: delivery.receipt.body.fuel_used,
+        provider: delivery.receipt.body.provider,
+        receipt: agora_proto::hexed::encode(&delivery.receipt),
+    }
+}
+
+/// A provider's heartbeat: the order is alive (and running, from the first one).
+pub fn heartbeat(shared: &Shared, peer: AccountId, beat: &Signed<Heartbeat>) -> Result<(), String> {
+    beat.verify(&shared.identity.chain_id)
+        .map_err(|e| format!("heartbeat rejected: {e}"))?;
+    if beat.signer != peer || beat.body.provider != peer {
+        return Err("the heartbeat is not signed by the provider that sent it".to_string());
+    }
+    let id = beat.body.order_id;
+    let mut book = shared.book();
+    if let Some(p) = book.providers.get_mut(&peer) {
+        p.last_seen_ms = now_ms();
+    }
+    let entry = book
+        .orders
+        .get_mut(&id)
+        .ok_or_else(|| format!("order {id} is unknown to this market"))?;
+    if entry.rec.state.is_final() || entry.match_id.is_none() || entry.rec.provider != Some(peer) {
+        return Err(format!(
+            "order {id} is not assigned to {peer}; stop running it"
+        ));
+    }
+    entry.last_beat_ms = now_ms();
+    if entry.busy {
+        return Ok(());
+    }
+    if !entry.accepted {
+        entry.accepted = true;
+        shared.enter(entry, OrderState::Matched, format!("{peer} took the order"));
+    }
+    if entry.rec.state == OrderState::Matched {
+        shared.enter(entry, OrderState::Running, format!("{peer} is running it"));
+    }
+    Ok(())
+}
+
+/// A provider could not run an order: a deterministic failure (the job's own fault) is
+/// refunded; any other fails the attempt and reassigns.
+pub fn failure(
+    shared: &Arc<Shared>,
+    peer: AccountId,
+    failure: &Signed<JobFailure>,
+) -> Result<(), String> {
+    failure
+        .verify(&shared.identity.chain_id)
+        .map_err(|e| format!("failure report rejected: {e}"))?;
+    if failure.signer != peer || failure.body.provider != peer {
+        return Err("the failure report is not signed by the provider that sent it".to_string());
+    }
+    let id = failure.body.order_id;
+    let mut book = shared.book();
+    let entry = book
+        .orders
+        .get(&id)
+        .ok_or_else(|| format!("order {id} is unknown to this market"))?;
+    if entry.rec.state.is_final()
+        || entry.busy
+        || entry.match_id.is_none()
+        || entry.rec.provider != Some(peer)
+    {
+        return Err(format!("order {id} is not assigned to {peer}"));
+    }
+    let attempt = entry.rec.attempts;
+    let reason = &failure.body.reason;
+    let actions = if failure.body.deterministic {
+        begin_refund(
+            &mut book,
+            id,
+            format!(
+                "the job itself failed on {peer}: {reason} (any provider would fail the same way)"
+            ),
+        )
+    } else {
+        fail_attempt(
+            shared,
+            &mut book,
+            id,
+            attempt,
+            reason,
+            ReputationEvent::Failure,
+        )
+    };
+    drop(book);
+    run(shared, actions);
+    Ok(())
+}
+
+/// One watchdog pass: retries pending refunds, refunds orders past their deadline, fails
+/// silent attempts, and retries matching for orders waiting for providers.
+pub fn watchdog_pass(shared: &Arc<Shared>) {
+    let now = now_ms();
+    let silence = shared.settings.silence_limit_ms();
+    let mut book = shared.book();
+    book.market.expire(now);
+    let ids: Vec<Hash> = book.active.iter().copied().collect();
+    let mut actions = Vec::new();
+    for id in ids {
+        let Some(entry) = book.orders.get(&id) else {
+            continue;
+        };
+        if entry.busy || entry.rec.state.is_final() || entry.rec.escrow_height == 0 {
+            continue;
+        }
+        if let Some(reason) = entry.pending_refund.clone() {
+            actions.extend(begin_refund(&mut book, id, reason));
+        } else if now >= entry.rec.order.body.deadline_ms {
+            actions.extend(begin_refund(
+                &mut book,
+                id,
+                "the deadline passed before the order settled".to_string(),
+            ));
+        } else if entry.match_id.is_some() && now > entry.last_beat_ms + silence {
+            let attempt = entry.rec.attempts;
+            let reason = format!("no heartbeat for {} ms", now - entry.last_beat_ms);
+            actions.extend(fail_attempt(
+                shared,
+                &mut book,
+                id,
+                attempt,
+                &reason,
+                ReputationEvent::Timeout,
+            ));
+        } else if entry.match_id.is_none() {
+            actions.extend(try_match(shared, &mut book, id));
+        }
+    }
+    drop(book);
+    run(shared, actions);
+}
+
+/// A provider's connection closed: its running attempts fail at once and its asks
+/// leave the book.
+pub fn provider_gone(shared: &Arc<Shared>, provider: AccountId) {
+    let mut book = shared.book();
+    let asks: Vec<_> = match book.providers.get_mut(&provider) {
+        Some(entry) => {
+            entry.connected = false;
+            std::mem::take(&mut entry.asks).into_keys().collect()
+        }
+        None => return,
+    };
+    for ask in &asks {
+        let _ = book.market.withdraw_ask(ask, &provider);
+    }
+    let assigned: Vec<(Hash, u32)> = book
+        .active
+        .iter()
+        .filter_map(|id| book.orders.get(id))
+        .filter(|e| e.match_id.is_some() && !e.busy && e.rec.provider == Some(provider))
+        .map(|e| (e.id(), e.rec.attempts))
+        .collect();
+    let mut actions = Vec::new();
+    for (id, attempt) in assigned {
+        actions.extend(fail_attempt(
+            shared,
+            &mut book,
+            id,
+            attempt,
+            "the provider disconnected",
+            ReputationEvent::Failure,
+        ));
+    }
+    drop(book);
+    run(shared, actions);
+}

@@ -1,0 +1,278 @@
+//! Accepting and cancelling buyers' orders.
+//!
+//! A submission is checked completely before anything changes: the order's signature and
+//! chain, its shape, that the escrow transaction is signed by the same buyer and opens
+//! exactly this order's escrow (amount and deadline), that every blob it names is stored
+//! with the declared size, and that its id is new. Then the record is made durable, the
+//! escrow goes into a block, and only then is the order matched, so a crash at any point
+//! leaves either nothing, or a record whose escrow the restart reconciles.
+
+use std::sync::Arc;
+
+use agora_core::{Hash, Signed};
+use agora_ledger::{Tx, TxBody};
+use agora_proto::api::{CancelRequest, OrderView, SubmitOrder, Submitted};
+use agora_proto::{CancelOrder, OrderState, SignedOrder, hexed, signed_order_id};
+
+use crate::chain::{ChainError, LedgerOp};
+use crate::clock::now_ms;
+use crate::error::ApiFailure;
+use crate::lifecycle::{self, begin_refund};
+use crate::node::{OrderEntry, Shared};
+use crate::records::OrderRecord;
+
+/// A submission that passed every check that needs no state.
+#[derive(Debug)]
+pub struct CheckedSubmission {
+    /// The order.
+    pub order: SignedOrder,
+    /// Its escrow transaction.
+    pub escrow_tx: Tx,
+    /// The order's id.
+    pub id: Hash,
+}
+
+/// Decodes and checks a submission against `chain_id` at `now_ms` (no state needed).
+pub fn check_submission(
+    request: &SubmitOrder,
+    chain_id: &agora_core::ChainId,
+    now_ms: u64,
+) -> Result<CheckedSubmission, ApiFailure> {
+    let order: SignedOrder = hexed::decode(&request.order, "signed order")
+        .map_err(|e| ApiFailure::BadRequest(format!("field `order`: {e}")))?;
+    let escrow_tx: Tx = hexed::decode(&request.escrow_tx, "ledger transaction")
+        .map_err(|e| ApiFailure::BadRequest(format!("field `escrow_tx`: {e}")))?;
+    order.verify(chain_id).map_err(|e| {
+        ApiFailure::BadSignature(format!("the order's signature does not check out ({e}); sign it with the buyer key for chain {chain_id:?}", chain_id = chain_id.0))
+    })?;
+    escrow_tx.verify(chain_id).map_err(|e| {
+        ApiFailure::BadSignature(format!("the escrow transaction's signature does not check out ({e}); sign it with the buyer key for chain {:?}", chain_id.0))
+    })?;
+    order
+        .body
+        .check_shape()
+        .map_err(|e| ApiFailure::BadOrder(format!("{e}")))?;
+    let body = &order.body;
+    if body.replicas != 1 || body.requirements.replicas > 1 {
+        return Err(ApiFailure::Unsupported(
+            "this market runs each order on one provider; submit replicas as separate orders (replicated verification comes with a later release)".into(),
+        ));
+    }
+    if body.deadline_ms <= now_ms {
+        return Err(ApiFailure::BadOrder(format!(
+            "the deadline {} is already past (now {now_ms}); set a deadline in the future",
+            body.deadline_ms
+        )));
+    }
+    let id = signed_order_id(&order);
+    if escrow_tx.signer != order.signer {
+        return Err(ApiFailure::EscrowMismatch(format!(
+            "the escrow is signed by {} but the order by {}; the buyer must sign both",
+            escrow_tx.signer, order.signer
+        )));
+    }
+    match &escrow_tx.body {
+        TxBody::OpenEscrow {
+            order_id,
+            amount,
+            deadline_ms,
+        } if *order_id == id && *amount == body.escrow && *deadline_ms == body.deadline_ms => {}
+        TxBody::OpenEscrow {
+            order_id,
+            amount,
+            deadline_ms,
+        } => {
+            return Err(ApiFailure::EscrowMismatch(format!(
+                "the escrow opens order {order_id} with {amount} until {deadline_ms}, but the order is {id} with escrow {} until {}; sign an OpenEscrow with exactly those",
+                body.escrow, body.deadline_ms
+            )));
+        }
+        other => {
+            return Err(ApiFailure::EscrowMismatch(format!(
+                "`escrow_tx` is a {} transaction; it must be an OpenEscrow for order {id}",
+                other.kind()
+            )));
+        }
+    }
+    Ok(CheckedSubmission {
+        order,
+        escrow_tx,
+        id,
+    })
+}
+
+/// Every blob the job names must be stored with its declared size.
+fn check_blobs(shared: &Shared, order: &SignedOrder) -> Result<(), ApiFailure> {
+    let job = &order.body.job;
+    let named = std::iter::once((job.module, job.module_size))
+        .chain(job.inputs.iter().map(|i| (i.hash, i.size)));
+    for (hash, declared) in named {
+        let stored = shared
+            .blobs
+            .size(&hash)
+            .map_err(|_| ApiFailure::MissingBlob(hash))?;
+        if stored != declared {
+            return Err(ApiFailure::BlobSize {
+                hash,
+                stored,
+                declared,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/orders`.
+pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submitted, ApiFailure> {
+    let now = now_ms();
+    let checked = check_submission(&request, &shared.identity.chain_id, now)?;
+    check_blobs(shared, &checked.order)?;
+    let id = checked.id;
+    let record = OrderRecord {
+        order: checked.order,
+        state: OrderState::Escrowed,
+        escrow_height: 0,
+        provider: None,
+        price: None,
+        cost: agora_core::Amount::ZERO,
+        refunded: agora_core::Amount::ZERO,
+        attempts: 0,
+        tried: Vec::new(),
+        created_ms: now,
+        finished_ms: None,
+        refund_reason: None,
+        events: Vec::new(),
+        result: None,
+    };
+    {
+        let mut book = shared.book();
+        if book.orders.contains_key(&id) {
+            return Err(ApiFailure::DuplicateOrder(id));
+        }
+        let mut entry = OrderEntry::new(record.clone());
+        entry.busy = true;
+        book.orders.insert(id, entry);
+    }
+    if let Err(e) = shared.records.save_durably(&record).await {
+        shared.book().orders.remove(&id);
+        return Err(ApiFailure::Internal(format!(
+            "the order record could not be stored: {e}"
+        )));
+    }
+    let included = shared
+        .chain
+        .submit(vec![LedgerOp::External(checked.escrow_tx)])
+        .await;
+    let height = match included {
+        Ok(inclusions) => inclusions.first().map(|i| i.height).unwrap_or(0),
+        Err(err) => {
+            shared.book().orders.remove(&id);
+            if let Err(e) = shared.records.delete(id).await {
+                tracing::warn!(order = %id, "could not delete the record of a refused order: {e}");
+            }
+            return Err(match err {
+                ChainError::Refused(why) => ApiFailure::EscrowRefused(why),
+                other => ApiFailure::Internal(other.to_string()),
+            });
+        }
+    };
+    let (state, actions) = {
+        let mut book = shared.book();
+        let Some(entry) = book.orders.get_mut(&id) else {
+            return Err(ApiFailure::Internal(
+                "the order vanished while its escrow was committed".into(),
+            ));
+        };
+        entry.busy = false;
+        entry.rec.escrow_height = height;
+        let escrow = entry.rec.order.body.escrow;
+        shared.enter(
+            entry,
+            OrderState::Escrowed,
+            format!("{escrow} locked in block {height}"),
+        );
+        book.sequence.push(id);
+        book.active.insert(id);
+        let actions = lifecycle::try_match(shared, &mut book, id);
+        let state = book
+            .orders
+            .get(&id)
+            .map(|e| e.rec.state)
+            .unwrap_or(OrderState::Escrowed);
+        (state, actions)
+    };
+    lifecycle::run(shared, actions);
+    Ok(Submitted {
+        order_id: id,
+        state,
+        escrow_height: height,
+    })
+}
+
+/// `POST /v1/orders/{id}/cancel`: the buyer's signed cancel refunds an order that is not
+/// being settled (a running provider is told to stop). Waits for the refund.
+pub async fn cancel(
+    shared: &Arc<Shared>,
+    id: Hash,
+    request: CancelRequest,
+) -> Result<OrderView, ApiFailure> {
+    let cancel: Signed<CancelOrder> = hexed::decode(&request.cancel, "signed cancel")
+        .map_err(|e| ApiFailure::BadRequest(format!("field `cancel`: {e}")))?;
+    cancel.verify(&shared.identity.chain_id).map_err(|e| {
+        ApiFailure::BadSignature(format!("the cancel's signature does not check out ({e})"))
+    })?;
+    if cancel.body.order_id != id {
+        return Err(ApiFailure::BadRequest(format!(
+            "the signed cancel names order {} but the path names {id}",
+            cancel.body.order_id
+        )));
+    }
+    let mut events = shared.events.subscribe();
+    let actions = {
+        let mut book = shared.book();
+        let entry = book.orders.get(&id).ok_or(ApiFailure::UnknownOrder(id))?;
+        if cancel.signer != entry.rec.order.signer {
+            return Err(ApiFailure::BadSignature(format!(
+                "only the buyer {} may cancel this order",
+                entry.rec.order.signer
+            )));
+        }
+        if entry.rec.state.is_final() {
+            return Err(ApiFailure::Conflict(format!(
+                "order {id} is already {}; nothing to cancel",
+                entry.rec.state
+            )));
+        }
+        if entry.busy {
+            return Err(ApiFailure::Conflict(format!(
+                "order {id} is being settled or refunded right now; follow it to see the outcome"
+            )));
+        }
+        begin_refund(&mut book, id, "cancelled by the buyer".to_string())
+    };
+    lifecycle::run(shared, actions);
+    // Wait for the refund to land (or fail) so the answer shows the outcome.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(view) = final_view(shared, id) {
+            return Ok(view);
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            _ => break,
+        }
+    }
+    shared
+        .book()
+        .orders
+        .get(&id)
+        .map(OrderEntry::view)
+        .ok_or(ApiFailure::UnknownOrder(id))
+}
+
+fn final_view(shared: &Shared, id: Hash) -> Option<OrderView> {
+    let book = shared.book();
+    let entry = book.orders.get(&id)?;
+    (entry.rec.state.is_final() || (!entry.busy && entry.pending_refund.is_some()))
+        .then(|| entry.view())
+}
