@@ -1,0 +1,663 @@
+//! [`ProviderAgent::start`]: joins the market, keeps its ask fresh, serves assignments.
+//!
+//! Three tasks run once the agent is up:
+//!
+//! - the **event loop** answers the market's requests (`Assign`, `Abort`) at once and
+//!   starts a job task per accepted assignment ([`crate::job`]);
+//! - the **ask loop** re-prices and re-gossips the signed ask every `ask_interval`, and
+//!   re-dials the market when the connection dropped;
+//! - **job tasks**, one per running order.
+//!
+//! Concurrency is bounded by a semaphore with one permit per declared slot: an
+//! assignment that finds no free permit is declined on the spot, so the market moves on to
+//! another provider instead of queueing behind this one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_core::{AccountId, Amount, ChainId, Fuel, Hash, Keypair, Price, Signed};
+use agora_exec::{ExecConfig, WasmExecutor};
+use agora_ledger::{Tx, TxBody};
+use agora_market::{Ask, AskId, ResourceClass};
+use agora_net::{
+    InboundRequest, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, Network, PeerId, Topic,
+    Verdict,
+};
+use agora_proto::api::MarketInfo;
+use agora_proto::wire::{AskOffer, ProviderReply, ToProvider};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{MarketLink, ProviderConfig};
+use crate::error::ProviderError;
+use crate::hardware::{Capacity, Hardware};
+use crate::http::MarketApi;
+use crate::pricing::{IndexSignal, PricingStrategy};
+use crate::status::{DiscoveryFile, JobStats, ProviderStatus};
+use crate::verify::{AssignmentRules, Decline, check_abort, check_assignment};
+
+/// The name of the agent's one ask (an upsert under the same id replaces it).
+const ASK_NAME: &str = "agent";
+
+/// Entry point of the crate.
+pub struct ProviderAgent;
+
+impl ProviderAgent {
+    /// Starts an agent: resolves the market, detects the machine, bonds stake, joins the
+    /// p2p network, writes `provider.json` and begins offering work. Runs on the current
+    /// tokio runtime until [`RunningProvider::shutdown`].
+    pub async fn start(config: ProviderConfig) -> Result<RunningProvider, ProviderError> {
+        config.pricing.validate()?;
+        if config.min_job > config.max_job || config.max_job.0 == 0 {
+            return Err(ProviderError::Config(
+                "min_job must be at most max_job, and max_job above zero".into(),
+            ));
+        }
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(ProviderError::io(&data_dir))?;
+        let (api, info) = resolve_market(&config.market).await?;
+        let endpoint = MarketEndpoint::from_info(&info)?;
+        let hardware = Hardware::detect(&data_dir)?;
+        let capacity = Capacity::from_hardware(&hardware, &config.overrides);
+        if let Some(api) = &api {
+            bond_stake(api, &config.key, &endpoint.chain, config.stake).await?;
+        }
+        let executor = start_executor(&data_dir).await?;
+        let mut net_config = NetConfig::new(config.key.clone(), data_dir.join("blobs"));
+        if !config.listen.is_empty() {
+            net_config.listen = config.listen.clone();
+        }
+        net_config.bootstrap = endpoint.addrs.clone();
+        let (net, events) = Network::start(net_config).await?;
+        let shared = Arc::new(Shared::new(&config, api, endpoint, capacity, executor, net));
+        let (stop, stop_rx) = watch::channel(false);
+        let event_loop = tokio::spawn(event_loop(shared.clone(), events, stop_rx.clone()));
+        let ask_loop = tokio::spawn(ask_loop(shared.clone(), stop_rx));
+        let discovery = write_discovery(&shared, &data_dir).await?;
+        tracing::info!(
+            account = %shared.key.account(),
+            peer = %shared.net.peer_id(),
+            slots = shared.capacity.slots,
+            "provider agent started"
+        );
+        Ok(RunningProvider {
+            shared,
+            stop,
+            tasks: vec![event_loop, ask_loop],
+            discovery,
+        })
+    }
+}
+
+/// Fetches `/v1/info` (HTTP link) or takes the given info (direct link).
+async fn resolve_market(
+    link: &MarketLink,
+) -> Result<(Option<MarketApi>, MarketInfo), ProviderError> {
+    match link {
+        MarketLink::Http(url) => {
+            let api = MarketApi::new(url)?;
+            let info = api.info().await?;
+            Ok((Some(api), info))
+        }
+        MarketLink::Direct(info) => Ok((None, info.clone())),
+    }
+}
+
+/// The market as the p2p layer needs it.
+#[derive(Clone, Debug)]
+pub(crate) struct MarketEndpoint {
+    pub chain: ChainId,
+    pub authority: AccountId,
+    pub peer: PeerId,
+    pub addrs: Vec<Multiaddr>,
+}
+
+impl MarketEndpoint {
+    /// Reads the market's chain, authority, peer id and dialable addresses from its info.
+    pub(crate) fn from_info(info: &MarketInfo) -> Result<MarketEndpoint, ProviderError> {
+        let peer: PeerId = info.peer_id.parse().map_err(|e| {
+            ProviderError::MarketInfo(format!("peer id {:?} does not parse: {e}", info.peer_id))
+        })?;
+        let mut addrs = Vec::new();
+        for text in &info.p2p_addrs {
+            let addr: Multiaddr = text.parse().map_err(|e| {
+                ProviderError::MarketInfo(format!("p2p address {text:?} does not parse: {e}"))
+            })?;
+            addrs.push(with_peer(addr, peer));
+        }
+        if addrs.is_empty() {
+            return Err(ProviderError::MarketInfo(
+                "it lists no p2p address to dial; start the market node with p2p enabled".into(),
+            ));
+        }
+        Ok(MarketEndpoint {
+            chain: ChainId::new(info.chain_id.clone()),
+            authority: info.market,
+            peer,
+            addrs,
+        })
+    }
+}
+
+/// `addr` ending in `/p2p/PEER`, so discovery knows whom it reaches (an address that
+/// already names a peer is kept as it is).
+fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
+    addr.with_p2p(peer).unwrap_or_else(|addr| addr)
+}
+
+/// Tops the bonded stake up to `target` with one signed `Bond` transaction.
+pub(crate) async fn bond_stake(
+    api: &MarketApi,
+    key: &Keypair,
+    chain: &ChainId,
+    target: Amount,
+) -> Result<Option<Amount>, ProviderError> {
+    if target.is_zero() {
+        return Ok(None);
+    }
+    let account = api.account(&key.account()).await?;
+    let Ok(needed) = target.checked_sub(account.stake) else {
+        return Ok(None);
+    };
+    if needed.is_zero() {
+        return Ok(None);
+    }
+    if account.balance < needed {
+        return Err(ProviderError::InsufficientFunds {
+            needed,
+            balance: account.balance,
+        });
+    }
+    let tx: Tx = Signed::sign(
+        key,
+        chain,
+        account.next_nonce,
+        TxBody::Bond { amount: needed },
+    );
+    let included = api.submit_tx(&tx).await?;
+    tracing::info!(amount = %needed, height = included.height, "bonded stake");
+    Ok(Some(needed))
+}
+
+/// Builds the executor with its module cache and scratch space under the data dir.
+/// Building compiles a small trampoline, so it runs on the blocking pool.
+async fn start_executor(data_dir: &std::path::Path) -> Result<Arc<WasmExecutor>, ProviderError> {
+    let config = ExecConfig {
+        cache_dir: Some(data_dir.join("module-cache")),
+        work_dir: Some(data_dir.join("work")),
+        ..ExecConfig::default()
+    };
+    for dir in [&config.cache_dir, &config.work_dir].into_iter().flatten() {
+        std::fs::create_dir_all(dir).map_err(ProviderError::io(dir))?;
+    }
+    let executor = tokio::task::spawn_blocking(move || WasmExecutor::new(config))
+        .await
+        .map_err(|e| ProviderError::Config(format!("executor setup panicked: {e}")))??;
+    Ok(Arc::new(executor))
+}
+
+async fn write_discovery(
+    shared: &Shared,
+    data_dir: &std::path::Path,
+) -> Result<PathBuf, ProviderError> {
+    let addrs = shared.net.listen_addrs().await?;
+    DiscoveryFile {
+        account: shared.key.account(),
+        peer_id: shared.net.peer_id().to_string(),
+        p2p_addrs: addrs.iter().map(ToString::to_string).collect(),
+        market: shared.market.authority,
+        chain_id: shared.market.chain.0.clone(),
+        pid: std::process::id(),
+    }
+    .write(data_dir)
+}
+
+/// State shared by the agent's tasks.
+pub(crate) struct Shared {
+    pub key: Keypair,
+    pub market: MarketEndpoint,
+    pub api: Option<MarketApi>,
+    pub net: NetHandle,
+    pub executor: Arc<WasmExecutor>,
+    pub capacity: Capacity,
+    pub slots: Arc<Semaphore>,
+    pub min_job: Fuel,
+    pub max_job: Fuel,
+    pricing: PricingStrategy,
+    attributes: BTreeMap<String, String>,
+    ask_ttl: Duration,
+    ask_interval: Duration,
+    shutdown_grace: Duration,
+    /// Running orders and the switch that aborts each.
+    jobs: Mutex<HashMap<Hash, watch::Sender<bool>>>,
+    stats: Mutex<JobStats>,
+    price: Mutex<Price>,
+    /// Receipts, heartbeats and asks need unique nonces (they are not ledger txs); a
+    /// counter that starts at the start time in µs stays unique across restarts.
+    nonces: AtomicU64,
+    stopping: AtomicBool,
+    /// Wakes the ask loop to publish at once (e.g. when the market subscribes).
+    publish_now: Notify,
+}
+
+impl Shared {
+    fn new(
+        config: &ProviderConfig,
+        api: Option<MarketApi>,
+        market: MarketEndpoint,
+        capacity: Capacity,
+        executor: Arc<WasmExecutor>,
+        net: NetHandle,
+    ) -> Shared {
+        let mut attributes = config.attributes.clone();
+        if let Some(region) = &config.region {
+            attributes.insert("region".into(), region.clone());
+        }
+        let start_price = config.pricing.price(IndexSignal::default());
+        Shared {
+            key: config.key.clone(),
+            market,
+            api,
+            net,
+            executor,
+            slots: Arc::new(Semaphore::new(capacity.slots as usize)),
+            capacity,
+            min_job: config.min_job,
+            max_job: config.max_job,
+            pricing: config.pricing,
+            attributes,
+            ask_ttl: config.ask_ttl,
+            ask_interval: config.ask_interval,
+            shutdown_grace: config.shutdown_grace,
+            jobs: Mutex::new(HashMap::new()),
+            stats: Mutex::new(JobStats::default()),
+            price: Mutex::new(start_price),
+            nonces: AtomicU64::new(now_us()),
+            stopping: AtomicBool::new(false),
+            publish_now: Notify::new(),
+        }
+    }
+
+    /// A fresh nonce for a non-ledger signed message.
+    pub fn next_nonce(&self) -> u64 {
+        self.nonces.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The counters, locked. A poisoned lock only means a task panicked mid-update of
+    /// plain counters; they are still usable.
+    pub fn stats(&self) -> MutexGuard<'_, JobStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, HashMap<Hash, watch::Sender<bool>>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn current_price(&self) -> Price {
+        *self.price.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets a finished order.
+    pub fn finish(&self, order_id: &Hash) {
+        self.jobs().remove(order_id);
+        let running = self.jobs().len() as u32;
+        self.stats().running = running;
+    }
+
+    /// The signed ask at `price`, valid for `ask_ttl` from now.
+    fn ask_offer(&self, price: Price) -> Signed<AskOffer> {
+        let provider = self.key.account();
+        let ask = Ask {
+            id: AskId::named(&provider, ASK_NAME),
+            provider,
+            capacity: self.capacity.resources(),
+            arch: self.capacity.arch.clone(),
+            features: BTreeSet::from(["wasm".to_string()]),
+            attributes: self.attributes.clone(),
+            prices: BTreeMap::from([(ResourceClass::cpu(), price)]),
+            min_job: self.min_job,
+            max_job: self.max_job,
+            expires_ms: now_ms() + self.ask_ttl.as_millis() as u64,
+        };
+        let running = self.jobs().len() as u32;
+        Signed::sign(
+            &self.key,
+            &self.market.chain,
+            self.next_nonce(),
+            AskOffer { ask, running },
+        )
+    }
+}
+
+/// A started agent. Drop it only after [`RunningProvider::shutdown`]; dropping it
+/// without shutting down leaves the tasks running until the runtime stops.
+pub struct RunningProvider {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    discovery: PathBuf,
+}
+
+impl RunningProvider {
+    /// The provider's account.
+    pub fn account(&self) -> AccountId {
+        self.shared.key.account()
+    }
+
+    /// Its libp2p peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.net.peer_id()
+    }
+
+    /// The network handle (e.g. to inspect its blob store).
+    pub fn net(&self) -> &NetHandle {
+        &self.shared.net
+    }
+
+    /// What it offers.
+    pub fn capacity(&self) -> &Capacity {
+        &self.shared.capacity
+    }
+
+    /// Where `provider.json` was written.
+    pub fn discovery_file(&self) -> &std::path::Path {
+        &self.discovery
+    }
+
+    /// The work counters so far (no network calls).
+    pub fn stats(&self) -> JobStats {
+        self.shared.stats().clone()
+    }
+
+    /// A full snapshot; with an HTTP link it also asks the market for the ledger account
+    /// and the market's view of this provider (a failure there is reported in
+    /// `market_error`, not as an error).
+    pub async fn status(&self) -> ProviderStatus {
+        let shared = &self.shared;
+        let account = shared.key.account();
+        let mut status = ProviderStatus {
+            account,
+            peer_id: shared.net.peer_id().to_string(),
+            market: shared.market.authority,
+            chain_id: shared.market.chain.0.clone(),
+            capacity: shared.capacity.clone(),
+            price: shared.current_price(),
+            jobs: shared.stats().clone(),
+            ledger: None,
+            market_view: None,
+            market_error: None,
+        };
+        let Some(api) = &shared.api else {
+            status.market_error = Some("no HTTP link to the market configured".into());
+            return status;
+        };
+        match api.account(&account).await {
+            Ok(view) => status.ledger = Some(view),
+            Err(e) => status.market_error = Some(e.to_string()),
+        }
+        match api.provider(&account).await {
+            Ok(view) => status.market_view = view,
+            Err(e) => status.market_error = Some(e.to_string()),
+        }
+        status
+    }
+
+    /// Stops cleanly: declines new assignments, stops gossiping asks, waits up to the
+    /// configured grace for running jobs to deliver, closes the p2p node and removes
+    /// `provider.json`.
+    pub async fn shutdown(self) -> Result<JobStats, ProviderError> {
+        let shared = self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + shared.shutdown_grace;
+        while !shared.jobs().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let unfinished = shared.jobs().len();
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                "shutting down with jobs still running; the market will reassign them"
+            );
+        }
+        // The receiver side may be gone if a task ended early; nothing left to stop then.
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "an agent task ended abnormally");
+            }
+        }
+        match shared.net.shutdown().await {
+            Ok(()) | Err(NetError::Stopped) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match std::fs::remove_file(&self.discovery) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ProviderError::io(&self.discovery)(e)),
+        }
+        let stats = shared.stats().clone();
+        Ok(stats)
+    }
+}
+
+/// Answers requests and watches the market's connection until stopped.
+async fn event_loop(
+    shared: Arc<Shared>,
+    mut events: mpsc::Receiver<NetEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = stop.changed() => return,
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
+        match event {
+            NetEvent::Request(request) => handle_request(&shared, request),
+            NetEvent::Gossip(message) => {
+                // The agent acts on no gossip; the market validates and relays asks.
+                if let Err(e) = shared.net.report(&message.id, Verdict::Ignore).await {
+                    tracing::debug!(error = %e, "could not report a gossip verdict");
+                }
+            }
+            // The market just started listening for asks: offer at once rather than at
+            // the next tick, so a fresh provider is matchable within milliseconds.
+            NetEvent::Subscribed { peer, topic }
+                if peer == shared.market.peer && topic == Topic::Asks =>
+            {
+                shared.publish_now.notify_one();
+            }
+            NetEvent::PeerDisconnected(peer) if peer == shared.market.peer => {
+                tracing::warn!("lost the connection to the market; redialling");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Decodes and answers one request; never blocks on the job itself.
+fn handle_request(shared: &Arc<Shared>, request: InboundRequest) {
+    let InboundRequest {
+        peer,
+        data,
+        responder,
+    } = request;
+    let reply = match agora_core::canonical::decode::<ToProvider>(&data) {
+        Ok(ToProvider::Assign(signed)) => match accept(shared, peer, signed) {
+            Ok(()) => ProviderReply::Accepted,
+            Err(decline) => {
+                shared.stats().declined += 1;
+                tracing::info!(%peer, reason = %decline, "declined an assignment");
+                ProviderReply::Declined {
+                    reason: decline.to_string(),
+                }
+            }
+        },
+        Ok(ToProvider::Abort(signed)) => {
+            match check_abort(&signed, &shared.market.chain, &shared.market.authority) {
+                Ok(()) => {
+                    abort(shared, &signed.body.order_id, &signed.body.reason);
+                    ProviderReply::Accepted
+                }
+                Err(decline) => ProviderReply::Declined {
+                    reason: decline.to_string(),
+                },
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "undecodable request");
+            if let Err(e) = responder.reject(format!("not a provider request: {e}")) {
+                tracing::debug!(error = %e, "could not answer a request");
+            }
+            return;
+        }
+    };
+    let bytes = agora_core::canonical::encode(&reply);
+    if let Err(e) = responder.respond(bytes) {
+        tracing::debug!(error = %e, "could not answer a request");
+    }
+}
+
+/// Checks an assignment, takes a slot and starts its job task.
+fn accept(
+    shared: &Arc<Shared>,
+    market_peer: PeerId,
+    signed: Signed<agora_proto::wire::Assignment>,
+) -> Result<(), Decline> {
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Err(Decline::ShuttingDown);
+    }
+    let me = shared.key.account();
+    let rules = AssignmentRules {
+        chain: &shared.market.chain,
+        market: &shared.market.authority,
+        me: &me,
+        capacity: &shared.capacity,
+        max_job: shared.max_job,
+    };
+    let assignment = check_assignment(&signed, &rules, now_ms())?.clone();
+    let mut jobs = shared.jobs();
+    if jobs.contains_key(&assignment.order_id) {
+        // A retried Assign for an order already running: taking it again would run it
+        // twice; saying yes is the truthful answer.
+        return Ok(());
+    }
+    let permit = shared
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Decline::AtCapacity {
+            slots: shared.capacity.slots,
+        })?;
+    let (abort_tx, abort_rx) = watch::channel(false);
+    jobs.insert(assignment.order_id, abort_tx);
+    let running = jobs.len() as u32;
+    drop(jobs);
+    {
+        let mut stats = shared.stats();
+        stats.accepted += 1;
+        stats.running = running;
+    }
+    tracing::info!(order = %assignment.order_id.short(), price = %assignment.price, "accepted an assignment");
+    tokio::spawn(crate::job::run(
+        shared.clone(),
+        market_peer,
+        assignment,
+        permit,
+        abort_rx,
+    ));
+    Ok(())
+}
+
+/// Tells a running job to stop waiting; its slot frees when the sandbox returns.
+fn abort(shared: &Shared, order_id: &Hash, reason: &str) {
+    if let Some(switch) = shared.jobs().remove(order_id) {
+        tracing::info!(order = %order_id.short(), reason, "market aborted a job");
+        // The job task may have just finished; then there is nobody to tell.
+        let _ = switch.send(true);
+        shared.stats().aborted += 1;
+    }
+}
+
+/// Re-prices and re-gossips the ask until stopped; re-dials the market when needed.
+async fn ask_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(shared.ask_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+            _ = shared.publish_now.notified() => {}
+        }
+        if shared.stopping.load(Ordering::SeqCst) {
+            continue;
+        }
+        ensure_connected(&shared).await;
+        let price = reprice(&shared).await;
+        let offer = shared.ask_offer(price);
+        match shared
+            .net
+            .publish(Topic::Asks, agora_core::canonical::encode(&offer))
+            .await
+        {
+            Ok(_) => tracing::debug!(%price, "ask published"),
+            Err(NetError::NoPeers(_)) => tracing::debug!("no market subscribed yet; ask held back"),
+            Err(e) => tracing::warn!(error = %e, "could not publish the ask"),
+        }
+    }
+}
+
+/// Dials the market again if it is not connected.
+async fn ensure_connected(shared: &Shared) {
+    match shared.net.peers().await {
+        Ok(peers) if peers.contains(&shared.market.peer) => {}
+        Ok(_) => {
+            for addr in &shared.market.addrs {
+                if let Err(e) = shared.net.dial(addr.clone()).await {
+                    tracing::debug!(%addr, error = %e, "dialling the market failed");
+                }
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot list peers"),
+    }
+}
+
+/// The price for the next ask: fixed, or from the index when following it. An index
+/// that cannot be fetched keeps the last price.
+async fn reprice(shared: &Shared) -> Price {
+    let last = shared.current_price();
+    let (true, Some(api)) = (shared.pricing.follows_index(), &shared.api) else {
+        return last;
+    };
+    let price = match api.index().await {
+        Ok(body) => shared
+            .pricing
+            .price(IndexSignal::from_index_json(&body, &ResourceClass::cpu())),
+        Err(e) => {
+            tracing::debug!(error = %e, "index unavailable; keeping the last price");
+            last
+        }
+    };
+    *shared.price.lock().unwrap_or_else(|e| e.into_inner()) = price;
+    price
+}
+
+/// Unix time in ms.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

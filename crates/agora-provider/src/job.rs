@@ -1,0 +1,345 @@
+//! One accepted assignment, from blobs to a signed receipt.
+//!
+//! The job task fetches the module and inputs from the market peer (skipped for blobs
+//! already in the local store), runs the order in the sandbox on a blocking thread with
+//! the order id as the executor's job id (virtual clocks and seeded randomness derive from
+//! it, so every honest provider produces the same digest), heartbeats while it runs, puts
+//! the outputs in the local blob store for the market to fetch, and sends a
+//! `Deliver` with the signed receipt — or a signed `JobFailure` saying whether the
+//! failure is the job's own (deterministic) or this host's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_core::{Fuel, Hash, Receipt, Signed};
+use agora_exec::{ExecError, Executor, Input, Outcome, WasmModule};
+use agora_net::{BlobStore, NetError, PeerId, StoreError};
+use agora_proto::wire::{
+    Assignment, Delivery, Heartbeat, JobFailure, MarketReply, OutputRef, Stream, ToMarket,
+};
+use tokio::sync::{OwnedSemaphorePermit, watch};
+
+use crate::agent::{Shared, now_ms};
+
+/// Heartbeat intervals are kept within these bounds whatever the market asks.
+const HEARTBEAT_MIN: Duration = Duration::from_millis(50);
+const HEARTBEAT_MAX: Duration = Duration::from_secs(60);
+/// How many times a result is offered to the market before giving up.
+const DELIVERY_ATTEMPTS: u32 = 5;
+/// The wait before the first retry; doubled each time.
+const DELIVERY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Why a job produced no result.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JobError {
+    /// A blob could not be fetched from the market.
+    #[error("fetching {what} {hash}: {source}")]
+    Fetch {
+        what: &'static str,
+        hash: Hash,
+        source: NetError,
+    },
+    /// The executor refused or failed the job.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// An output could not be stored.
+    #[error("storing the outputs: {0}")]
+    Store(#[from] StoreError),
+    /// The sandbox thread panicked (a bug; never the job's fault).
+    #[error("the sandbox thread failed: {0}")]
+    Crashed(String),
+}
+
+impl JobError {
+    /// Whether any provider would fail the same way, so the order should be refunded
+    /// rather than reassigned. Timeouts depend on machine speed, a hash mismatch on the
+    /// market's bytes, and host errors on this host: none of those is the job's fault.
+    fn deterministic(&self) -> bool {
+        match self {
+            JobError::Exec(e) => {
+                e.is_job_fault()
+                    && !matches!(
+                        e,
+                        ExecError::Timeout { .. } | ExecError::ModuleHashMismatch { .. }
+                    )
+            }
+            _ => false,
+        }
+    }
+
+    fn fuel_used(&self) -> Fuel {
+        match self {
+            JobError::Exec(
+                ExecError::Trap { fuel_used, .. }
+                | ExecError::OutOfFuel { fuel_used }
+                | ExecError::Timeout { fuel_used, .. },
+            ) => *fuel_used,
+            _ => Fuel(0),
+        }
+    }
+}
+
+/// Runs `assignment` to its end and reports to the market; `permit` is the slot it holds.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    market_peer: PeerId,
+    assignment: Assignment,
+    permit: OwnedSemaphorePermit,
+    mut abort: watch::Receiver<bool>,
+) {
+    let order_id = assignment.order_id;
+    let started = Instant::now();
+    let heartbeats = tokio::spawn(heartbeat_loop(
+        shared.clone(),
+        market_peer,
+        order_id,
+        assignment.heartbeat_ms,
+        started,
+    ));
+    let result = tokio::select! {
+        result = execute(&shared, market_peer, &assignment, permit) => Some(result),
+        _ = abort.changed() => None,
+    };
+    heartbeats.abort();
+    match result {
+        Some(Ok(outcome)) => deliver(&shared, market_peer, &assignment, outcome).await,
+        Some(Err(error)) => report_failure(&shared, market_peer, &assignment, error).await,
+        None => tracing::info!(order = %order_id.short(), "stopped waiting for an aborted job"),
+    }
+    shared.finish(&order_id);
+}
+
+/// Fetches the blobs, then runs the job and stores its outputs on a blocking thread.
+/// The slot is released only when the sandbox returns, even if the job was aborted
+/// meanwhile, so the agent never runs more jobs than it has slots.
+async fn execute(
+    shared: &Shared,
+    market_peer: PeerId,
+    assignment: &Assignment,
+    permit: OwnedSemaphorePermit,
+) -> Result<Outcome, JobError> {
+    let job = &assignment.order.body.job;
+    let module_path = fetch(shared, market_peer, "module", job.module).await?;
+    let mut input_paths = Vec::with_capacity(job.inputs.len());
+    for input in &job.inputs {
+        let path = fetch(shared, market_peer, "input", input.hash).await?;
+        input_paths.push((input.name.clone(), path));
+    }
+    let executor = shared.executor.clone();
+    let store = shared.net.store().clone();
+    let order = assignment.order.body.clone();
+    let order_id = assignment.order_id;
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        let bytes = std::fs::read(&module_path).map_err(|e| StoreError::Io {
+            path: module_path.clone(),
+            source: e,
+        })?;
+        let module = WasmModule::with_hash(bytes, order.job.module)?;
+        let mut spec = executor.job(order_id, module);
+        spec.args = order.job.args.clone();
+        spec.env = order.job.env.clone();
+        for (name, path) in &input_paths {
+            spec.inputs.push(Input::from_file(name.clone(), path)?);
+        }
+        spec.limits.fuel = order.fuel_budget;
+        spec.limits.memory_bytes = order.job.memory_bytes;
+        // No point computing past the order's deadline: nobody would pay for it.
+        let remaining = Duration::from_millis(order.deadline_ms.saturating_sub(now_ms()));
+        spec.limits.wall_timeout = spec
+            .limits
+            .wall_timeout
+            .min(remaining)
+            .max(Duration::from_secs(1));
+        let outcome = executor.run(&spec)?;
+        store_outputs(&store, &outcome)?;
+        Ok(outcome)
+    });
+    task.await
+        .map_err(|e| JobError::Crashed(e.to_string()))
+        .and_then(|result| result)
+}
+
+/// The blob's path in the local store, fetched from the market first if missing.
+async fn fetch(
+    shared: &Shared,
+    market_peer: PeerId,
+    what: &'static str,
+    hash: Hash,
+) -> Result<std::path::PathBuf, JobError> {
+    shared
+        .net
+        .fetch_blob(market_peer, hash)
+        .await
+        .map_err(|source| JobError::Fetch { what, hash, source })
+}
+
+/// Puts every output file in the store, where the market fetches it by hash.
+fn store_outputs(store: &BlobStore, outcome: &Outcome) -> Result<(), StoreError> {
+    for file in &outcome.outputs {
+        let stored = store.put_bytes(&file.data)?;
+        if stored != file.hash {
+            return Err(StoreError::HashMismatch {
+                expected: file.hash,
+                actual: stored,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Sends a signed heartbeat every `heartbeat_ms` (the first at once) until cancelled.
+async fn heartbeat_loop(
+    shared: Arc<Shared>,
+    market_peer: PeerId,
+    order_id: Hash,
+    heartbeat_ms: u64,
+    started: Instant,
+) {
+    let every = Duration::from_millis(heartbeat_ms).clamp(HEARTBEAT_MIN, HEARTBEAT_MAX);
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let beat = Heartbeat {
+            order_id,
+            provider: shared.key.account(),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        let signed = Signed::sign(&shared.key, &shared.market.chain, shared.next_nonce(), beat);
+        let request = agora_core::canonical::encode(&ToMarket::Heartbeat(signed));
+        match shared.net.request(market_peer, request).await {
+            Ok(reply) => {
+                if let Ok(MarketReply::Rejected { reason }) = agora_core::canonical::decode(&reply)
+                {
+                    tracing::warn!(order = %order_id.short(), reason, "market rejected a heartbeat");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(order = %order_id.short(), error = %e, "heartbeat not delivered")
+            }
+        }
+    }
+}
+
+/// Signs the receipt and sends the delivery.
+async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, outcome: Outcome) {
+    let receipt = Receipt {
+        order_id: assignment.order_id,
+        provider: shared.key.account(),
+        module: outcome.module_hash,
+        result_digest: outcome.digest,
+        fuel_used: outcome.fuel_used,
+        wall_ms: outcome.wall_time.as_millis() as u64,
+    };
+    let delivery = Delivery {
+        receipt: Signed::sign(
+            &shared.key,
+            &shared.market.chain,
+            shared.next_nonce(),
+            receipt,
+        ),
+        exit_code: outcome.exit_code,
+        stdout: stream(outcome.stdout),
+        stderr: stream(outcome.stderr),
+        outputs: outcome
+            .outputs
+            .iter()
+            .map(|file| OutputRef {
+                name: file.name.clone(),
+                hash: file.hash,
+                size: file.size,
+            })
+            .collect(),
+        fuel_used: outcome.fuel_used,
+    };
+    let message = ToMarket::Deliver(Box::new(delivery));
+    let order = assignment.order_id.short();
+    match send(shared, market_peer, &message).await {
+        Ok(()) => {
+            tracing::info!(order, fuel = outcome.fuel_used.0, "delivered");
+            shared
+                .stats()
+                .record_delivery(assignment.price, outcome.fuel_used);
+        }
+        Err(reason) => {
+            tracing::warn!(order, reason, "delivery failed");
+            shared.stats().failed += 1;
+        }
+    }
+}
+
+fn stream(captured: agora_exec::Captured) -> Stream {
+    Stream {
+        data: captured.data,
+        total_bytes: captured.total_bytes,
+        truncated: captured.truncated,
+    }
+}
+
+/// Sends a signed `JobFailure`.
+async fn report_failure(
+    shared: &Shared,
+    market_peer: PeerId,
+    assignment: &Assignment,
+    error: JobError,
+) {
+    shared.stats().failed += 1;
+    let failure = JobFailure {
+        order_id: assignment.order_id,
+        provider: shared.key.account(),
+        reason: error.to_string(),
+        deterministic: error.deterministic(),
+        fuel_used: error.fuel_used(),
+    };
+    tracing::info!(
+        order = %assignment.order_id.short(),
+        reason = %failure.reason,
+        deterministic = failure.deterministic,
+        "job failed"
+    );
+    let signed = Signed::sign(
+        &shared.key,
+        &shared.market.chain,
+        shared.next_nonce(),
+        failure,
+    );
+    if let Err(reason) = send(shared, market_peer, &ToMarket::Failed(signed)).await {
+        tracing::warn!(order = %assignment.order_id.short(), reason, "could not report the failure");
+    }
+}
+
+/// Sends `message` to the market, retrying transport failures with backoff (the market
+/// may be restarting); a refusal is final.
+async fn send(shared: &Shared, market_peer: PeerId, message: &ToMarket) -> Result<(), String> {
+    let bytes = agora_core::canonical::encode(message);
+    let mut wait = DELIVERY_BACKOFF;
+    let mut last_error = String::new();
+    for attempt in 1..=DELIVERY_ATTEMPTS {
+        match shared.net.request(market_peer, bytes.clone()).await {
+            Ok(reply) => {
+                return match agora_core::canonical::decode::<MarketReply>(&reply) {
+                    Ok(MarketReply::Ok) => Ok(()),
+                    Ok(MarketReply::Rejected { reason }) => {
+                        Err(format!("the market refused it: {reason}"))
+                    }
+                    Err(e) => Err(format!("the market's answer does not decode: {e}")),
+                };
+            }
+            Err(NetError::Remote { reason, .. }) => {
+                return Err(format!("the market refused it: {reason}"));
+            }
+            Err(e) => {
+                last_error = e.to_string();
+                tracing::debug!(attempt, error = %e, "market unreachable; retrying");
+            }
+        }
+        if attempt < DELIVERY_ATTEMPTS {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+    Err(format!(
+        "the market was unreachable after {DELIVERY_ATTEMPTS} attempts: {last_error}"
+    ))
+}

@@ -1,0 +1,150 @@
+//! What the agent has done and earned, and the `provider.json` discovery file.
+
+use std::path::{Path, PathBuf};
+
+use agora_core::{AccountId, Amount, Fuel, Price};
+use agora_proto::api::{AccountView, ProviderView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProviderError;
+use crate::hardware::Capacity;
+
+/// Counters of the agent's work since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStats {
+    /// Assignments taken.
+    pub accepted: u64,
+    /// Assignments refused (bad signature, capacity, ...).
+    pub declined: u64,
+    /// Jobs running now.
+    pub running: u32,
+    /// Results the market acknowledged.
+    pub delivered: u64,
+    /// Jobs that failed (executor error, fetch failure, or delivery refused).
+    pub failed: u64,
+    /// Jobs the market aborted.
+    pub aborted: u64,
+    /// Fuel of the delivered results.
+    pub fuel_delivered: Fuel,
+    /// What the delivered results bill at the assigned prices, before the market's fee
+    /// (what the agent expects to be paid; the ledger is the authority).
+    pub billed: Amount,
+}
+
+impl JobStats {
+    /// Records a delivery the market acknowledged.
+    pub(crate) fn record_delivery(&mut self, price: Price, fuel: Fuel) {
+        self.delivered += 1;
+        self.fuel_delivered = Fuel(self.fuel_delivered.0.saturating_add(fuel.0));
+        let bill = price.cost(fuel).unwrap_or(Amount(u64::MAX));
+        self.billed = Amount(self.billed.0.saturating_add(bill.0));
+    }
+}
+
+/// A snapshot of the agent: who it is, what it offers, what it did and, when the market's
+/// HTTP API is reachable, what the ledger and the market say about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    /// The provider's account.
+    pub account: AccountId,
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// The market authority it serves.
+    pub market: AccountId,
+    /// The chain.
+    pub chain_id: String,
+    /// What it offers.
+    pub capacity: Capacity,
+    /// Its current ask price per compute unit.
+    pub price: Price,
+    /// Its work since start.
+    pub jobs: JobStats,
+    /// Its ledger account (balance, stake), when the API answered.
+    pub ledger: Option<AccountView>,
+    /// The market's view of it (reputation, completed jobs, earnings), when known.
+    pub market_view: Option<ProviderView>,
+    /// Why the ledger or market figures are missing, if they are.
+    pub market_error: Option<String>,
+}
+
+/// The content of `DATA_DIR/provider.json`, written once the agent is connected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryFile {
+    /// The provider's account.
+    pub account: AccountId,
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// Its p2p listen addresses.
+    pub p2p_addrs: Vec<String>,
+    /// The market authority it serves.
+    pub market: AccountId,
+    /// The chain.
+    pub chain_id: String,
+    /// The agent's process id.
+    pub pid: u32,
+}
+
+/// The discovery file's name inside the data directory.
+pub const DISCOVERY_FILE: &str = "provider.json";
+
+impl DiscoveryFile {
+    /// Writes the file atomically (temp file, then rename), so a reader never sees half of it.
+    pub fn write(&self, data_dir: &Path) -> Result<PathBuf, ProviderError> {
+        let path = data_dir.join(DISCOVERY_FILE);
+        let tmp = data_dir.join(format!(".{DISCOVERY_FILE}.{}.tmp", std::process::id()));
+        let text = serde_json::to_vec_pretty(self).map_err(|e| ProviderError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&tmp, text).map_err(ProviderError::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(ProviderError::io(&path))?;
+        Ok(path)
+    }
+
+    /// Reads the file another agent wrote in `data_dir`.
+    pub fn read(data_dir: &Path) -> Result<DiscoveryFile, ProviderError> {
+        let path = data_dir.join(DISCOVERY_FILE);
+        let text = std::fs::read(&path).map_err(ProviderError::io(&path))?;
+        serde_json::from_slice(&text).map_err(|e| ProviderError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::Keypair;
+
+    #[test]
+    fn deliveries_add_up() {
+        let mut stats = JobStats::default();
+        stats.record_delivery(Price(1_000), Fuel::compute_units(2));
+        stats.record_delivery(Price(500), Fuel::compute_units(1));
+        assert_eq!(stats.delivered, 2);
+        assert_eq!(stats.fuel_delivered, Fuel::compute_units(3));
+        assert_eq!(stats.billed, Amount(2_500));
+    }
+
+    #[test]
+    fn discovery_file_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = DiscoveryFile {
+            account: Keypair::from_seed("p").account(),
+            peer_id: "12D3".into(),
+            p2p_addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            market: Keypair::from_seed("m").account(),
+            chain_id: "c".into(),
+            pid: 42,
+        };
+        file.write(dir.path()).unwrap();
+        assert_eq!(DiscoveryFile::read(dir.path()).unwrap(), file);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name() != DISCOVERY_FILE)
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+}

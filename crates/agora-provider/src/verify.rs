@@ -1,0 +1,326 @@
+//! The checks an assignment must pass before the agent spends anything on it.
+//!
+//! Pure functions: the caller passes the chain, the accounts and the clock. An assignment
+//! is taken only if the market authority signed it for this chain, it names this
+//! provider, it embeds an order the buyer really signed (for this chain, with the id the
+//! assignment states, well formed and not past its deadline), and the order fits what
+//! this agent offers. Capacity *now* (free slots) is the caller's business.
+
+use agora_core::{AccountId, ChainId, Fuel, Signed};
+use agora_proto::order::signed_order_id;
+use agora_proto::wire::{AbortJob, Assignment};
+
+use crate::hardware::Capacity;
+
+/// What an assignment is checked against.
+#[derive(Clone, Debug)]
+pub struct AssignmentRules<'a> {
+    /// The chain every signature must name.
+    pub chain: &'a ChainId,
+    /// The market authority, the only signer of assignments and aborts.
+    pub market: &'a AccountId,
+    /// This provider.
+    pub me: &'a AccountId,
+    /// What this agent offers.
+    pub capacity: &'a Capacity,
+    /// The largest fuel budget this agent takes.
+    pub max_job: Fuel,
+}
+
+/// Why an assignment was declined; the text goes back to the market.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Decline {
+    /// Not signed by the market authority, or the signature or chain is wrong.
+    #[error("assignment not from the market: {0}")]
+    NotFromMarket(String),
+    /// The assignment names another provider.
+    #[error("assignment is for provider {0}, not this one")]
+    WrongProvider(AccountId),
+    /// The embedded order's signature or chain is wrong.
+    #[error("the buyer's order signature does not check: {0}")]
+    BadOrder(String),
+    /// The assignment's order id is not the embedded order's.
+    #[error("the assignment's order id does not match the embedded order")]
+    OrderIdMismatch,
+    /// The order is malformed.
+    #[error("malformed order: {0}")]
+    Malformed(String),
+    /// The order's deadline has passed.
+    #[error("the order's deadline has passed")]
+    PastDeadline,
+    /// The order needs more than this agent offers.
+    #[error("the order needs more than this provider offers: {0}")]
+    TooBig(String),
+    /// Every slot is busy.
+    #[error("at capacity: all {slots} job slots are busy; assign another provider")]
+    AtCapacity {
+        /// The slots this agent has.
+        slots: u32,
+    },
+    /// The agent is shutting down.
+    #[error("the provider is shutting down")]
+    ShuttingDown,
+}
+
+/// Checks `signed` against `rules` at `now_ms`; returns the assignment when it may be run.
+pub fn check_assignment<'s>(
+    signed: &'s Signed<Assignment>,
+    rules: &AssignmentRules<'_>,
+    now_ms: u64,
+) -> Result<&'s Assignment, Decline> {
+    if &signed.signer != rules.market {
+        return Err(Decline::NotFromMarket(format!(
+            "signed by {}, the market is {}",
+            signed.signer, rules.market
+        )));
+    }
+    signed
+        .verify(rules.chain)
+        .map_err(|e| Decline::NotFromMarket(e.to_string()))?;
+    let assignment = &signed.body;
+    if &assignment.provider != rules.me {
+        return Err(Decline::WrongProvider(assignment.provider));
+    }
+    let order = &assignment.order;
+    order
+        .verify(rules.chain)
+        .map_err(|e| Decline::BadOrder(e.to_string()))?;
+    if signed_order_id(order) != assignment.order_id {
+        return Err(Decline::OrderIdMismatch);
+    }
+    order
+        .body
+        .check_shape()
+        .map_err(|e| Decline::Malformed(e.to_string()))?;
+    if order.body.deadline_ms <= now_ms {
+        return Err(Decline::PastDeadline);
+    }
+    check_fits(&order.body, rules)?;
+    Ok(assignment)
+}
+
+/// Whether the order's demand fits what the agent offers.
+fn check_fits(
+    order: &agora_proto::OrderRequest,
+    rules: &AssignmentRules<'_>,
+) -> Result<(), Decline> {
+    let offered = rules.capacity.resources();
+    let demand = &order.demand;
+    let too_big = |what: &str, asked: u64, offered: u64| {
+        Err(Decline::TooBig(format!(
+            "{what} {asked} asked, {offered} offered"
+        )))
+    };
+    if demand.cpu_millis > offered.cpu_millis {
+        return too_big("cpu millicores", demand.cpu_millis, offered.cpu_millis);
+    }
+    let memory = demand.memory_bytes.max(order.job.memory_bytes);
+    if memory > offered.memory_bytes {
+        return too_big("memory bytes", memory, offered.memory_bytes);
+    }
+    if demand.disk_bytes > offered.disk_bytes {
+        return too_big("disk bytes", demand.disk_bytes, offered.disk_bytes);
+    }
+    if order.fuel_budget > rules.max_job {
+        return too_big("fuel", order.fuel_budget.0, rules.max_job.0);
+    }
+    if demand.gpu.is_some() {
+        return Err(Decline::TooBig(
+            "GPUs: this agent runs WASM jobs on CPUs only".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that an abort comes from the market authority on this chain.
+pub fn check_abort(
+    signed: &Signed<AbortJob>,
+    chain: &ChainId,
+    market: &AccountId,
+) -> Result<(), Decline> {
+    if &signed.signer != market {
+        return Err(Decline::NotFromMarket(format!(
+            "abort signed by {}, the market is {market}",
+            signed.signer
+        )));
+    }
+    signed
+        .verify(chain)
+        .map_err(|e| Decline::NotFromMarket(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::{Amount, Hash, Keypair, Price};
+    use agora_market::{Demand, GpuDemand, Requirements};
+    use agora_proto::{JobSpec, OrderRequest};
+
+    struct World {
+        chain: ChainId,
+        market: Keypair,
+        me: Keypair,
+        buyer: Keypair,
+        capacity: Capacity,
+    }
+
+    fn world() -> World {
+        World {
+            chain: ChainId::new("test"),
+            market: Keypair::from_seed("market"),
+            me: Keypair::from_seed("provider"),
+            buyer: Keypair::from_seed("buyer"),
+            capacity: Capacity {
+                cpus: 2,
+                memory_bytes: 1 << 30,
+                disk_bytes: 1 << 30,
+                gpus: vec![],
+                slots: 2,
+                arch: "x86_64".into(),
+            },
+        }
+    }
+
+    fn order() -> OrderRequest {
+        OrderRequest {
+            job: JobSpec {
+                module: Hash::of(b"m"),
+                module_size: 1,
+                inputs: vec![],
+                args: vec![],
+                env: vec![],
+                memory_bytes: 64 << 20,
+            },
+            demand: Demand {
+                cpu_millis: 1000,
+                memory_bytes: 64 << 20,
+                disk_bytes: 0,
+                gpu: None,
+            },
+            requirements: Requirements::default(),
+            max_price: Price(1000),
+            fuel_budget: Fuel::compute_units(1),
+            deadline_ms: 10_000,
+            escrow: Amount(1000),
+            replicas: 1,
+            label: "t".into(),
+            task: None,
+        }
+    }
+
+    fn assign(w: &World, signer: &Keypair, body: OrderRequest) -> Signed<Assignment> {
+        let order = Signed::sign(&w.buyer, &w.chain, 9, body);
+        let assignment = Assignment {
+            order_id: signed_order_id(&order),
+            order,
+            provider: w.me.account(),
+            price: Price(10),
+            attempt: 0,
+            heartbeat_ms: 500,
+        };
+        Signed::sign(signer, &w.chain, 1, assignment)
+    }
+
+    fn check(w: &World, signed: &Signed<Assignment>) -> Result<(), Decline> {
+        let (market, me) = (w.market.account(), w.me.account());
+        let rules = AssignmentRules {
+            chain: &w.chain,
+            market: &market,
+            me: &me,
+            capacity: &w.capacity,
+            max_job: Fuel::compute_units(100),
+        };
+        check_assignment(signed, &rules, 1_000).map(|_| ())
+    }
+
+    #[test]
+    fn a_proper_assignment_passes() {
+        let w = world();
+        assert_eq!(check(&w, &assign(&w, &w.market, order())), Ok(()));
+    }
+
+    #[test]
+    fn only_the_market_may_assign() {
+        let w = world();
+        let impostor = Keypair::from_seed("impostor");
+        assert!(matches!(
+            check(&w, &assign(&w, &impostor, order())),
+            Err(Decline::NotFromMarket(_))
+        ));
+        let mut forged = assign(&w, &w.market, order());
+        forged.body.price = Price(1_000_000);
+        assert!(matches!(check(&w, &forged), Err(Decline::NotFromMarket(_))));
+    }
+
+    #[test]
+    fn tampered_orders_and_other_providers_are_declined() {
+        let w = world();
+        let mut tampered = assign(&w, &w.market, order());
+        tampered.body.order.body.fuel_budget = Fuel::compute_units(50);
+        tampered = Signed::sign(&w.market, &w.chain, 2, tampered.body);
+        assert!(matches!(check(&w, &tampered), Err(Decline::BadOrder(_))));
+
+        let mut other = assign(&w, &w.market, order()).body;
+        other.provider = Keypair::from_seed("someone").account();
+        let other = Signed::sign(&w.market, &w.chain, 3, other);
+        assert!(matches!(check(&w, &other), Err(Decline::WrongProvider(_))));
+
+        let mut wrong_id = assign(&w, &w.market, order()).body;
+        wrong_id.order_id = Hash::of(b"other");
+        let wrong_id = Signed::sign(&w.market, &w.chain, 4, wrong_id);
+        assert_eq!(check(&w, &wrong_id), Err(Decline::OrderIdMismatch));
+    }
+
+    #[test]
+    fn orders_that_do_not_fit_are_declined() {
+        let w = world();
+        let mut big = order();
+        big.demand.cpu_millis = 3000;
+        assert!(matches!(
+            check(&w, &assign(&w, &w.market, big)),
+            Err(Decline::TooBig(_))
+        ));
+        let mut hungry = order();
+        hungry.job.memory_bytes = 2 << 30;
+        assert!(matches!(
+            check(&w, &assign(&w, &w.market, hungry)),
+            Err(Decline::TooBig(_))
+        ));
+        let mut gpu = order();
+        gpu.demand.gpu = Some(GpuDemand {
+            model: None,
+            min_vram_bytes: 1,
+            count: 1,
+        });
+        assert!(matches!(
+            check(&w, &assign(&w, &w.market, gpu)),
+            Err(Decline::TooBig(_))
+        ));
+        let mut late = order();
+        late.deadline_ms = 999;
+        assert_eq!(
+            check(&w, &assign(&w, &w.market, late)),
+            Err(Decline::PastDeadline)
+        );
+        let mut broke = order();
+        broke.escrow = Amount(1);
+        assert!(matches!(
+            check(&w, &assign(&w, &w.market, broke)),
+            Err(Decline::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn aborts_must_come_from_the_market() {
+        let w = world();
+        let body = AbortJob {
+            order_id: Hash::of(b"o"),
+            reason: "reassigned".into(),
+        };
+        let market = w.market.account();
+        let good = Signed::sign(&w.market, &w.chain, 1, body.clone());
+        assert_eq!(check_abort(&good, &w.chain, &market), Ok(()));
+        let bad = Signed::sign(&w.buyer, &w.chain, 1, body);
+        assert!(check_abort(&bad, &w.chain, &market).is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! The provider agent against a stand-in market on loopback: asks, assignments, runs,
+//! heartbeats, deliveries with verifiable receipts, and every way an assignment is refused.
+
+mod support;
+
+use std::time::Duration;
+
+use agora_core::{Fuel, Hash, Keypair, Price};
+use agora_exec::{ExecConfig, Executor, Input, WasmExecutor, WasmModule};
+use agora_proto::order::InputRef;
+use agora_proto::wire::{ProviderReply, ToMarket, ToProvider};
+use agora_provider::{
+    CapacityOverrides, JobStats, MarketLink, ProviderAgent, ProviderConfig, RunningProvider,
+};
+use support::{CAT_INPUT, FakeMarket, ack, cat_module, spin_module};
+
+const PRICE: Price = Price(500);
+
+async fn start_provider(
+    market: &FakeMarket,
+    seed: &str,
+    slots: u32,
+) -> (RunningProvider, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ProviderConfig::new(
+        Keypair::from_seed(seed),
+        dir.path(),
+        MarketLink::Direct(market.info().await),
+        PRICE,
+    );
+    config.region = Some("eu".into());
+    config.overrides = CapacityOverrides {
+        cpus: Some(2),
+        memory_bytes: Some(1 << 30),
+        disk_bytes: Some(1 << 30),
+        slots: Some(slots),
+    };
+    config.ask_interval = Duration::from_millis(300);
+    let provider = ProviderAgent::start(config).await.expect("provider starts");
+    (provider, dir)
+}
+
+/// The counters once no job is running any more (the agent counts a delivery when the
+/// market's acknowledgement reaches it, a moment after the market sent it).
+async fn settled_stats(provider: &RunningProvider) -> JobStats {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = provider.stats();
+        if stats.running == 0 || tokio::time::Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn declined(reply: ProviderReply) -> String {
+    match reply {
+        ProviderReply::Declined { reason } => reason,
+        ProviderReply::Accepted => panic!("expected a decline"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_and_its_receipt_checks_out() {
+    let mut market = FakeMarket::start().await;
+    let (provider, dir) = start_provider(&market, "provider one", 2).await;
+    let me = provider.account();
+
+    let offer = market.wait_for_ask(&me).await;
+    let ask = &offer.body.ask;
+    assert_eq!(
+        ask.prices.values().copied().collect::<Vec<_>>(),
+        vec![PRICE]
+    );
+    assert_eq!(ask.capacity.cpu_millis, 2000);
+    assert!(ask.features.contains("wasm"));
+    assert_eq!(ask.attributes.get("region").map(String::as_str), Some("eu"));
+    assert!(ask.expires_ms > support::now_ms());
+    let discovery = agora_provider::DiscoveryFile::read(dir.path()).expect("provider.json");
+    assert_eq!(discovery.account, me);
+    assert_eq!(discovery.pid, std::process::id());
+
+    let module = cat_module();
+    market.put(&module);
+    let input = market.put(CAT_INPUT);
+    let buyer = Keypair::from_seed("buyer");
+    let inputs = vec![InputRef {
+        name: "data.txt".into(),
+        hash: input,
+        size: CAT_INPUT.len() as u64,
+    }];
+    let order = market.order(&buyer, &module, inputs, Fuel(50_000_000));
+    let key = market.key.clone();
+    let assign = market.assignment(&key, order, me, PRICE);
+    let order_id = assign.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(assign)).await,
+        ProviderReply::Accepted
+    );
+
+    let (outcome, mut heartbeats) = market.next_outcome().await;
+    let ToMarket::Deliver(delivery) = outcome.message else {
+        panic!("expected a delivery, got {:?}", outcome.message);
+    };
+    let outputs = market.check_delivery(&delivery, &me, order_id).await;
+    ack(outcome.responder);
+    assert_eq!(delivery.exit_code, 0);
+    assert_eq!(delivery.stdout.data, CAT_INPUT);
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].data, CAT_INPUT);
+
+    // Any honest provider gets the same digest: the job id is the order id.
+    let local_module = module.clone();
+    let expected = tokio::task::spawn_blocking(move || {
+        let executor = WasmExecutor::new(ExecConfig::default()).expect("executor");
+        let mut local = executor.job(order_id, WasmModule::new(local_module));
+        local.args = vec!["job".into()];
+        local
+            .inputs
+            .push(Input::new("data.txt", CAT_INPUT.to_vec()));
+        local.limits.fuel = Fuel(50_000_000);
+        local.limits.memory_bytes = 16 << 20;
+        executor.run(&local).expect("local run")
+    })
+    .await
+    .expect("local run finished");
+    assert_eq!(expected.digest, delivery.receipt.body.result_digest);
+    assert_eq!(expected.fuel_used, delivery.receipt.body.fuel_used);
+
+    // The first heartbeat leaves when the job starts; allow it to trail the delivery.
+    while heartbeats == 0 {
+        let Some(message) = market.next_message_within(Duration::from_secs(2)).await else {
+            break;
+        };
+        if let ToMarket::Heartbeat(beat) = &message.message {
+            assert_eq!(beat.body.order_id, order_id);
+            assert_eq!(beat.signer, me);
+            heartbeats += 1;
+        }
+        ack(message.responder);
+    }
+    assert!(heartbeats >= 1, "no heartbeat was sent");
+
+    let stats = settled_stats(&provider).await;
+    assert_eq!((stats.accepted, stats.delivered, stats.failed), (1, 1, 0));
+    assert_eq!(stats.billed, PRICE.cost(expected.fuel_used).unwrap());
+    let status = provider.status().await;
+    assert_eq!(status.price, PRICE);
+    assert!(status.ledger.is_none() && status.market_error.is_some());
+
+    provider.shutdown().await.expect("clean shutdown");
+    assert!(!dir.path().join("provider.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_foreign_assignments_are_declined() {
+    let mut market = FakeMarket::start().await;
+    let (provider, _dir) = start_provider(&market, "provider two", 1).await;
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let module = cat_module();
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+
+    let impostor = Keypair::from_seed("impostor");
+    let order = market.order(&buyer, &module, vec![], Fuel(50_000_000));
+    let forged = market.assignment(&impostor, order, me, PRICE);
+    let reason = declined(market.send(&me, ToProvider::Assign(forged)).await);
+    assert!(reason.contains("not from the market"), "{reason}");
+
+    let mut order = market.order(&buyer, &module, vec![], Fuel(50_000_000));
+    order.body.label = "changed after signing".into();
+    let tampered = market.assignment(&key, order, me, PRICE);
+    let reason = declined(market.send(&me, ToProvider::Assign(tampered)).await);
+    assert!(reason.contains("buyer's order signature"), "{reason}");
+
+    let order = market.order(&buyer, &module, vec![], Fuel(50_000_000));
+    let elsewhere = market.assignment(&key, order, Keypair::from_seed("other").account(), PRICE);
+    let reason = declined(market.send(&me, ToProvider::Assign(elsewhere)).await);
+    assert!(reason.contains("not this one"), "{reason}");
+
+    let stray_abort = market.abort(&impostor, Hash::of(b"any"));
+    assert!(declined(market.send(&me, stray_abort).await).contains("not from the market"));
+
+    // Garbage gets an error answer, not a crash.
+    let peer = agora_net::peer_id_of(&me).unwrap();
+    assert!(market.net.request(peer, b"garbage".to_vec()).await.is_err());
+
+    let stats = provider.stats();
+    assert_eq!((stats.accepted, stats.declined), (0, 3));
+    provider.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_is_enforced_and_job_faults_are_reported_as_deterministic() {
+    let mut market = FakeMarket::start().await;
+    let (provider, _dir) = start_provider(&market, "provider three", 1).await;
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let spin = spin_module();
+    market.put(&spin);
+    let cat = cat_module();
+    market.put(&cat);
+
+    let spin_order = market.order(&buyer, &spin, vec![], Fuel::compute_units(1));
+    let first = market.assignment(&key, spin_order, me, PRICE);
+    let first_id = first.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(first)).await,
+        ProviderReply::Accepted
+    );
+
+    let cat_order = market.order(&buyer, &cat, vec![], Fuel(50_000_000));
+    let second = market.assignment(&key, cat_order.clone(), me, PRICE);
+    let reason = declined(market.send(&me, ToProvider::Assign(second)).await);
+    assert!(reason.contains("at capacity"), "{reason}");
+
+    let (outcome, _) = market.next_outcome().await;
+    let ToMarket::Failed(failure) = outcome.message else {
+        panic!("expected a failure, got {:?}", outcome.message);
+    };
+    ack(outcome.responder);
+    failure.verify(&market.chain).expect("failure signed");
+    assert_eq!(failure.signer, me);
+    assert_eq!(failure.body.order_id, first_id);
+    assert!(failure.body.deterministic);
+    assert!(
+        failure.body.reason.contains("out of fuel"),
+        "{}",
+        failure.body.reason
+    );
+    assert_eq!(failure.body.fuel_used, Fuel::compute_units(1));
+
+    // The slot is free again: the same order is now taken. (The cat job without its
+    // input exits non-zero; that is still a result, delivered with a receipt.)
+    let retry = market.assignment(&key, cat_order, me, PRICE);
+    let retry_id = retry.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(retry)).await,
+        ProviderReply::Accepted
+    );
+    let (outcome, _) = market.next_outcome().await;
+    let ToMarket::Deliver(delivery) = outcome.message else {
+        panic!("expected a delivery, got {:?}", outcome.message);
+    };
+    market.check_delivery(&delivery, &me, retry_id).await;
+    assert_ne!(delivery.exit_code, 0);
+    ack(outcome.responder);
+
+    let stats = settled_stats(&provider).await;
+    assert_eq!(
+        (
+            stats.accepted,
+            stats.declined,
+            stats.delivered,
+            stats.failed
+        ),
+        (2, 1, 1, 1)
+    );
+    provider.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_jobs_stop_reporting() {
+    let mut market = FakeMarket::start().await;
+    let (provider, _dir) = start_provider(&market, "provider four", 1).await;
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let spin = spin_module();
+    market.put(&spin);
+
+    let order = market.order(&buyer, &spin, vec![], Fuel::compute_units(3));
+    let assign = market.assignment(&key, order, me, PRICE);
+    let order_id = assign.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(assign)).await,
+        ProviderReply::Accepted
+    );
+    let abort = market.abort(&key, order_id);
+    assert_eq!(market.send(&me, abort).await, ProviderReply::Accepted);
+
+    // Nothing but (at most a stray) heartbeat may follow an abort.
+    while let Some(message) = market.next_message_within(Duration::from_secs(3)).await {
+        assert!(
+            matches!(message.message, ToMarket::Heartbeat(_)),
+            "{:?}",
+            message.message
+        );
+        ack(message.responder);
+    }
+    let stats = settled_stats(&provider).await;
+    assert_eq!(
+        (stats.aborted, stats.failed, stats.delivered, stats.running),
+        (1, 0, 0, 0)
+    );
+    provider.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_that_does_not_match_its_hash_is_refused() {
+    let mut market = FakeMarket::start().await;
+    let (provider, _dir) = start_provider(&market, "provider five", 1).await;
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let module = cat_module();
+    // The market's store holds other bytes under the module's name.
+    let claimed = Hash::of(&module);
+    let path = market.net.store().path_of(&claimed);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"not the module").unwrap();
+
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let order = market.order(&buyer, &module, vec![], Fuel(50_000_000));
+    let assign = market.assignment(&key, order, me, PRICE);
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(assign)).await,
+        ProviderReply::Accepted
+    );
+    let (outcome, _) = market.next_outcome().await;
+    let ToMarket::Failed(failure) = outcome.message else {
+        panic!("expected a failure, got {:?}", outcome.message);
+    };
+    ack(outcome.responder);
+    assert!(
+        !failure.body.deterministic,
+        "the market's bad blob is not the job's fault"
+    );
+    assert!(
+        failure.body.reason.contains("hashing to"),
+        "{}",
+        failure.body.reason
+    );
+    assert!(!provider.net().store().contains(&claimed));
+    provider.shutdown().await.expect("clean shutdown");
+}
