@@ -1,16 +1,187 @@
-//! Placeholder while this command is built (issue 5); replaced by its owner.
+//! `agora node provider`: runs a provider agent until SIGINT or SIGTERM.
+//!
+//! The agent itself lives in `agora-provider`; this module turns flags into a
+//! `ProviderConfig`, prints what the agent offers, waits for a signal, and shuts the agent
+//! down cleanly (running jobs get a grace period to deliver).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Arguments (placeholder).
+use agora_core::{Amount, Price};
+use agora_provider::hardware::parse_size;
+use agora_provider::{
+    CapacityOverrides, MarketLink, PricingStrategy, ProviderAgent, ProviderConfig, ProviderStatus,
+};
+use anyhow::Context;
+
+/// The price asked when neither `--price` nor `--follow-index` is given (the demo's).
+const DEFAULT_PRICE: Price = Price(20_000_000);
+
+/// Arguments of `agora node provider`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print JSON.
+    /// The market node's HTTP API, e.g. http://127.0.0.1:7070.
+    #[arg(long, env = "AGORA_MARKET")]
+    pub market: String,
+    /// The provider's wallet (its key signs asks and receipts and is its p2p identity).
+    #[arg(long)]
+    pub wallet: PathBuf,
+    /// Where blobs, the module cache, job scratch space and provider.json live.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Stake to hold bonded; the difference is bonded at start (e.g. 100 or 100 AGR).
+    #[arg(long, default_value = "0")]
+    pub stake: Amount,
+    /// A fixed price per compute unit (e.g. 0.02 or 20000000u). Default 0.02 AGR/CU.
+    #[arg(long, conflicts_with = "follow_index")]
+    pub price: Option<Price>,
+    /// Follow the market's 1-minute VWAP (or best ask) within --floor and --ceiling.
+    #[arg(long, requires_all = ["floor", "ceiling"])]
+    pub follow_index: bool,
+    /// The lowest price when following the index.
+    #[arg(long, requires = "follow_index")]
+    pub floor: Option<Price>,
+    /// The highest price when following the index.
+    #[arg(long, requires = "follow_index")]
+    pub ceiling: Option<Price>,
+    /// The `region` attribute of the asks (buyers may require one).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Cores to offer (default: all this process may use).
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory to offer, e.g. 8G (default: what is available now).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Scratch disk to offer, e.g. 50G (default: free space of the data dir less 1 GiB).
+    #[arg(long)]
+    pub disk: Option<String>,
+    /// Jobs to run at once (default: one per offered core).
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// p2p listen address (default /ip4/127.0.0.1/tcp/0; the market reaches the agent
+    /// over the connection the agent opens).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Runs the command (placeholder).
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+/// Runs the agent until SIGINT or SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = config_from(&args)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(serve(config, args.json))
+}
+
+fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
+    let key = crate::cmd::wallet::load_wallet(&args.wallet)?;
+    let pricing = match (args.follow_index, args.floor, args.ceiling) {
+        (true, Some(floor), Some(ceiling)) => PricingStrategy::FollowIndex { floor, ceiling },
+        (true, _, _) => anyhow::bail!("--follow-index needs both --floor and --ceiling"),
+        _ => PricingStrategy::Fixed(args.price.unwrap_or(DEFAULT_PRICE)),
+    };
+    let mut config = ProviderConfig::new(
+        key,
+        &args.data_dir,
+        MarketLink::Http(args.market.clone()),
+        DEFAULT_PRICE,
+    );
+    config.pricing = pricing;
+    config.stake = args.stake;
+    config.region = args.region.clone();
+    config.overrides = CapacityOverrides {
+        cpus: args.cpus,
+        memory_bytes: args.memory.as_deref().map(parse_size).transpose()?,
+        disk_bytes: args.disk.as_deref().map(parse_size).transpose()?,
+        slots: args.slots,
+    };
+    if let Some(listen) = &args.listen {
+        config.listen = vec![
+            listen
+                .parse()
+                .with_context(|| format!("--listen {listen:?} is not a multiaddr"))?,
+        ];
+    }
+    Ok(config)
+}
+
+async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
+    let market = match &config.market {
+        MarketLink::Http(url) => url.clone(),
+        MarketLink::Direct(info) => info.peer_id.clone(),
+    };
+    let provider = ProviderAgent::start(config)
+        .await
+        .context("starting the provider agent")?;
+    let status = provider.status().await;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "event": "started", "market": market, "status": status })
+        );
+    } else {
+        print_started(&market, &status);
+    }
+    wait_for_signal().await?;
+    if !json {
+        println!("stopping: waiting for running jobs to deliver...");
+    }
+    let stats = provider.shutdown().await.context("shutting down")?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "event": "stopped", "jobs": stats })
+        );
+    } else {
+        println!(
+            "stopped: {} accepted, {} delivered, {} failed, {} declined; billed {}",
+            stats.accepted, stats.delivered, stats.failed, stats.declined, stats.billed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_started(market: &str, status: &ProviderStatus) {
+    let cap = &status.capacity;
+    println!("provider {} serving {market}", status.account);
+    println!("peer     {}", status.peer_id);
+    println!(
+        "offering {} cores, {} MiB memory, {} MiB disk, {} slots, {} GPU groups ({})",
+        cap.cpus,
+        cap.memory_bytes >> 20,
+        cap.disk_bytes >> 20,
+        cap.slots,
+        cap.gpus.len(),
+        cap.arch
+    );
+    println!("price    {}", status.price);
+    if let Some(ledger) = &status.ledger {
+        println!("stake    {}  balance {}", ledger.stake, ledger.balance);
+    }
+    println!("running; Ctrl-C to stop");
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default of info for the agent.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,agora_provider=info"));
+    // Another command in this process may have installed one already; keep it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,16 +1,95 @@
-//! Placeholder while this command is built (issue 5); replaced by its owner.
+//! `agora provider status`: a provider's standing as the ledger and the market see it.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Arguments (placeholder).
+use agora_provider::MarketApi;
+use anyhow::Context;
+
+/// Arguments of `agora provider`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(subcommand)]
+    command: Command,
 }
 
-/// Runs the command (placeholder).
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Stake, balance, jobs, earnings and reputation of the wallet's provider account.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The market node's HTTP API, e.g. http://127.0.0.1:7070.
+    #[arg(long, env = "AGORA_MARKET")]
+    market: String,
+    /// The provider's wallet (only its account is read).
+    #[arg(long)]
+    wallet: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `agora provider ...`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Status(args) => status(args),
+    }
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let account = crate::cmd::wallet::load_wallet(&args.wallet)?.account();
+    let api = MarketApi::new(&args.market)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (ledger, view) = runtime.block_on(async {
+        let ledger = api.account(&account).await?;
+        let view = api.provider(&account).await?;
+        Ok::<_, agora_provider::ProviderError>((ledger, view))
+    })?;
+    if args.json {
+        let body = serde_json::json!({
+            "account": account,
+            "market": api.base_url(),
+            "ledger": ledger,
+            "provider": view,
+        });
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("provider   {account}");
+    println!("market     {}", api.base_url());
+    println!("balance    {}", ledger.balance);
+    println!("stake      {}", ledger.stake);
+    if !ledger.unbonding.is_zero() {
+        println!("unbonding  {}", ledger.unbonding);
+    }
+    match view {
+        Some(view) => {
+            println!(
+                "jobs       {} completed, {} failed, {} running",
+                view.completed, view.failed, view.running
+            );
+            println!("earned     {}", view.earned);
+            println!(
+                "reputation {:.3} (confidence {:.2})",
+                view.reputation, view.confidence
+            );
+            println!(
+                "asks       {}  {}",
+                view.asks.len(),
+                if view.peer.is_some() {
+                    "connected"
+                } else {
+                    "not connected"
+                }
+            );
+        }
+        None => println!("the market has not seen this provider yet (no ask received)"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

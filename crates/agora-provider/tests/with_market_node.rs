@@ -1,0 +1,233 @@
+//! The provider agent against the real market node (`agora-node`), both in this process
+//! but talking only over loopback HTTP and libp2p: the agent bonds its stake through
+//! `/v1/txs`, its ask reaches the book, a buyer's order is assigned to it, run, verified
+//! and paid on the ledger.
+
+mod support;
+
+use std::time::Duration;
+
+use agora_core::{Amount, Fuel, Hash, Price, Signed};
+use agora_ledger::{DevKeys, TxBody};
+use agora_market::ResourceClass;
+use agora_market::{Demand, Requirements};
+use agora_node::{MarketConfig, MarketNode};
+use agora_proto::api::{OrderState, OrderView, SubmitOrder, Submitted};
+use agora_proto::order::{InputRef, JobSpec, OrderRequest, signed_order_id};
+use agora_provider::{
+    CapacityOverrides, IndexSignal, MarketApi, MarketLink, PricingStrategy, ProviderAgent,
+    ProviderConfig,
+};
+use support::{CAT_INPUT, PATIENCE, cat_module, now_ms};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_run_verified_and_paid_through_the_market_node() {
+    let market_dir = tempfile::tempdir().expect("temp dir");
+    let market = MarketNode::start(MarketConfig::dev(market_dir.path(), 3))
+        .await
+        .expect("market node starts");
+    let url = market.http_url();
+    let keys = DevKeys::new(3);
+    let (buyer, provider_key) = (&keys.users[0], &keys.users[1]);
+    let api = MarketApi::new(&url).expect("client");
+
+    let provider_dir = tempfile::tempdir().expect("temp dir");
+    let price = Price(20_000_000);
+    let mut config = ProviderConfig::new(
+        provider_key.clone(),
+        provider_dir.path(),
+        MarketLink::Http(url.clone()),
+        price,
+    );
+    config.stake = Amount::agr(100);
+    config.overrides = CapacityOverrides {
+        cpus: Some(1),
+        memory_bytes: Some(1 << 30),
+        disk_bytes: Some(1 << 30),
+        slots: Some(1),
+    };
+    config.ask_interval = Duration::from_millis(200);
+    let provider = ProviderAgent::start(config).await.expect("provider starts");
+    let me = provider.account();
+    let bonded = api.account(&me).await.expect("account");
+    assert_eq!(bonded.stake, Amount::agr(100), "stake bonded at start");
+
+    // Wait until the market lists the agent's ask.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let view = api.provider(&me).await.expect("provider view");
+        if view.is_some_and(|v| !v.asks.is_empty()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ask never reached the market"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let http = reqwest::Client::new();
+    let module = cat_module();
+    for blob in [&module[..], CAT_INPUT] {
+        let response = http
+            .put(format!("{url}/v1/blobs/{}", Hash::of(blob)))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .expect("upload");
+        assert!(
+            response.status().is_success(),
+            "upload: {}",
+            response.status()
+        );
+    }
+
+    let fuel = Fuel(50_000_000);
+    let max_price = Price(40_000_000);
+    let deadline_ms = now_ms() + 120_000;
+    let body = OrderRequest {
+        job: JobSpec {
+            module: Hash::of(&module),
+            module_size: module.len() as u64,
+            inputs: vec![InputRef {
+                name: "data.txt".into(),
+                hash: Hash::of(CAT_INPUT),
+                size: CAT_INPUT.len() as u64,
+            }],
+            args: vec![],
+            env: vec![],
+            memory_bytes: 16 << 20,
+        },
+        demand: Demand {
+            cpu_millis: 1000,
+            memory_bytes: 16 << 20,
+            disk_bytes: 0,
+            gpu: None,
+        },
+        requirements: Requirements::default(),
+        max_price,
+        fuel_budget: fuel,
+        deadline_ms,
+        escrow: max_price.max_cost(fuel).expect("fits"),
+        replicas: 1,
+        label: "provider e2e".into(),
+        task: None,
+    };
+    let escrow = body.escrow;
+    let chain = agora_core::ChainId::new(market.chain_id());
+    let order = Signed::sign(buyer, &chain, now_ms(), body);
+    let order_id = signed_order_id(&order);
+    let buyer_nonce = api
+        .account(&buyer.account())
+        .await
+        .expect("buyer")
+        .next_nonce;
+    let escrow_tx = Signed::sign(
+        buyer,
+        &chain,
+        buyer_nonce,
+        TxBody::OpenEscrow {
+            order_id,
+            amount: escrow,
+            deadline_ms,
+        },
+    );
+    let submit = SubmitOrder {
+        order: agora_proto::hexed::encode(&order),
+        escrow_tx: agora_proto::hexed::encode(&escrow_tx),
+    };
+    let response = http
+        .post(format!("{url}/v1/orders"))
+        .json(&submit)
+        .send()
+        .await
+        .expect("submit");
+    assert!(
+        response.status().is_success(),
+        "submit: {}",
+        response.text().await.unwrap_or_default()
+    );
+    let submitted: Submitted = response.json().await.expect("Submitted");
+    assert_eq!(submitted.order_id, order_id);
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let view = loop {
+        let view: OrderView = http
+            .get(format!("{url}/v1/orders/{order_id}"))
+            .send()
+            .await
+            .expect("order view")
+            .json()
+            .await
+            .expect("OrderView");
+        if view.state.is_final() {
+            break view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order stuck in {}",
+            view.state
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        view.state,
+        OrderState::Settled,
+        "refund reason: {:?}",
+        view.refund_reason
+    );
+    assert_eq!(view.provider, Some(me));
+    let result = view.result.expect("a settled order has a result");
+    assert_eq!(result.stdout.as_bytes(), CAT_INPUT);
+    assert_eq!(result.outputs.len(), 1);
+
+    // The market acknowledged the delivery before settling; the agent counts it on that
+    // acknowledgement, which may trail the settlement by a moment.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while provider.stats().delivered == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = provider.stats();
+    assert_eq!((stats.accepted, stats.delivered, stats.failed), (1, 1, 0));
+    let status = provider.status().await;
+    let ledger = status.ledger.expect("ledger figures over HTTP");
+    assert!(
+        ledger.balance > bonded.balance,
+        "paid: {} then {}",
+        bonded.balance,
+        ledger.balance
+    );
+    let market_view = status.market_view.expect("the market knows the provider");
+    assert_eq!(market_view.account, me);
+
+    // A second agent that follows the index prices at the trade that just cleared.
+    let follower_dir = tempfile::tempdir().expect("temp dir");
+    let strategy = PricingStrategy::FollowIndex {
+        floor: Price(1_000_000),
+        ceiling: Price(30_000_000),
+    };
+    let mut config = ProviderConfig::new(
+        keys.users[2].clone(),
+        follower_dir.path(),
+        MarketLink::Http(url.clone()),
+        price,
+    );
+    config.pricing = strategy;
+    config.ask_interval = Duration::from_millis(100);
+    let follower = ProviderAgent::start(config).await.expect("follower starts");
+    let index = api.index().await.expect("index");
+    let expected = strategy.price(IndexSignal::from_index_json(&index, &ResourceClass::cpu()));
+    assert_eq!(expected, price, "the 1-minute VWAP is the cleared price");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while follower.status().await.price != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower never repriced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    follower.shutdown().await.expect("follower stops");
+    provider.shutdown().await.expect("provider stops");
+    market.shutdown().await;
+}
