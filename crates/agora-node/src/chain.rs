@@ -256,7 +256,13 @@ impl Worker {
             let mut refused = None;
             for op in &submission.ops {
                 match op {
-                    LedgerOp::External(tx) => signed.push(tx.clone()),
+                    LedgerOp::External(tx) => {
+                        if let Err(why) = local.admit_external(&self.ledger, tx) {
+                            refused = Some(why);
+                            break;
+                        }
+                        signed.push(tx.clone());
+                    }
                     LedgerOp::Market(body) => {
                         if let Err(why) = local.admit(&self.ledger, body) {
                             refused = Some(why);
@@ -361,14 +367,75 @@ fn is_market_nonce_gap(err: &LedgerError, market: &AccountId) -> bool {
     matches!(err, LedgerError::NonceSkipped { signer, .. } | LedgerError::NonceReused { signer, .. } if signer == market)
 }
 
-/// What the escrows touched by this block will look like, so market transactions are
-/// checked before they are signed.
+/// What the accounts and escrows touched by this block will look like, so market
+/// transactions are checked before they are signed, and others' transactions that would
+/// certainly be refused (wrong nonce, balance short, escrow id taken) are answered
+/// without producing a block: a refused request leaves the ledger exactly as it was.
 #[derive(Clone, Default)]
 struct EscrowView {
     touched: HashMap<Hash, (Amount, bool)>,
+    nonces: HashMap<AccountId, u64>,
+    spent: HashMap<AccountId, Amount>,
 }
 
 impl EscrowView {
+    /// Checks a transaction signed by someone else and records its nonce and spending.
+    fn admit_external(&mut self, ledger: &Ledger, tx: &Tx) -> Result<(), String> {
+        let state = ledger.state();
+        let signer = tx.signer;
+        let expected = self
+            .nonces
+            .get(&signer)
+            .copied()
+            .unwrap_or_else(|| state.next_nonce(&signer));
+        let found = tx.nonce;
+        if found < expected {
+            return Err(LedgerError::NonceReused {
+                signer,
+                expected,
+                found,
+            }
+            .to_string());
+        }
+        if found > expected {
+            return Err(LedgerError::NonceSkipped {
+                signer,
+                expected,
+                found,
+            }
+            .to_string());
+        }
+        let spends = match &tx.body {
+            TxBody::Transfer { amount, .. } | TxBody::Bond { amount } => *amount,
+            TxBody::OpenEscrow {
+                order_id, amount, ..
+            } => {
+                if self.touched.contains_key(order_id) || state.escrow(order_id).is_some() {
+                    return Err(format!(
+                        "order {order_id} already has an escrow; order ids are used once"
+                    ));
+                }
+                self.touched.insert(*order_id, (*amount, true));
+                *amount
+            }
+            _ => Amount::ZERO,
+        };
+        let spent = self.spent.get(&signer).copied().unwrap_or(Amount::ZERO);
+        let need = spent.checked_add(spends).map_err(|e| e.to_string())?;
+        let have = state.balance(&signer);
+        if need > have {
+            return Err(LedgerError::InsufficientBalance {
+                account: signer,
+                have,
+                need,
+            }
+            .to_string());
+        }
+        self.spent.insert(signer, need);
+        self.nonces.insert(signer, expected + 1);
+        Ok(())
+    }
+
     fn current(&self, ledger: &Ledger, order_id: &Hash) -> Option<(Amount, bool)> {
         if let Some(seen) = self.touched.get(order_id) {
             return Some(*seen);

@@ -245,11 +245,14 @@ impl RunningMarket {
         if let Some(stop) = self.stop_http.take() {
             let _ = stop.send(());
         }
-        let _ = self.shared.net.shutdown().await;
+        // The event loop and the watchdog stop before the network closes, so closing
+        // connections is not mistaken for providers leaving (which would fail and
+        // refund their orders): a clean stop leaves orders as a crash would.
         for task in self.tasks.drain(..) {
             task.abort();
             let _ = task.await;
         }
+        let _ = self.shared.net.shutdown().await;
         self.shared.chain.stop();
         self.shared.records.stop();
         let threads = std::mem::take(&mut self.threads);
