@@ -1,16 +1,159 @@
-//! Placeholder while this command is built (issue 5); replaced by its owner.
+//! `agora node market`: runs a market node until SIGINT or SIGTERM.
+//!
+//! The node itself lives in `agora-node`; this module turns flags into a `MarketConfig`,
+//! prints where the node listens (also written to `DATA_DIR/node.json`), waits for a
+//! signal and shuts the node down cleanly. Logs go to stderr (`RUST_LOG` overrides).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-/// Arguments (placeholder).
+use agora_ledger::Genesis;
+use agora_node::{ChainSetup, MarketConfig, MarketNode, RunningMarket};
+use anyhow::{Context, bail};
+
+/// Arguments of `agora node market`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print JSON.
+    /// Where the ledger, order records, blobs and node.json live (created if missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// HTTP API address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub http: SocketAddr,
+    /// libp2p listen address; port 0 picks a free port.
+    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+    pub p2p: String,
+    /// Run a development chain with this many funded dev users (created on first start;
+    /// keys derive from public seeds: never for real money).
+    #[arg(long, conflicts_with_all = ["genesis", "key"])]
+    pub dev: Option<usize>,
+    /// The chain's genesis (JSON), used on first start and checked on later ones.
+    #[arg(long, requires = "key")]
+    pub genesis: Option<PathBuf>,
+    /// The wallet of the genesis market authority and block producer.
+    #[arg(long, requires = "genesis")]
+    pub key: Option<PathBuf>,
+    /// Largest blob accepted or fetched, in bytes.
+    #[arg(long, default_value_t = agora_node::config::DEFAULT_MAX_BLOB_BYTES)]
+    pub max_blob_bytes: u64,
+    /// Heartbeat interval asked of providers, in ms; three missed ones fail an attempt.
+    #[arg(long, default_value_t = 1_000)]
+    pub heartbeat_ms: u64,
+    /// Attempts per order (first assignment plus reassignments) before refunding.
+    #[arg(long, default_value_t = agora_node::config::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+    /// How long the block producer gathers transactions before sealing a block, in ms
+    /// (0: seal at once; group commit batches whatever arrives meanwhile).
+    #[arg(long, default_value_t = 0)]
+    pub block_interval_ms: u64,
+    /// Print one JSON line (the contents of node.json) instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Runs the command (placeholder).
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+/// Runs the node until SIGINT or SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = config_from(&args)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(serve(config, args.json))
+}
+
+fn config_from(args: &Args) -> anyhow::Result<MarketConfig> {
+    let chain = match (&args.dev, &args.genesis, &args.key) {
+        (Some(users), _, _) => ChainSetup::Dev { users: *users },
+        (None, Some(genesis), Some(key)) => {
+            let text = std::fs::read_to_string(genesis)
+                .with_context(|| format!("reading genesis {}", genesis.display()))?;
+            let genesis: Genesis = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a genesis JSON file", genesis.display()))?;
+            ChainSetup::Genesis {
+                genesis: Box::new(genesis),
+                key: crate::cmd::wallet::load_wallet(key)?,
+            }
+        }
+        _ => bail!("choose a chain: --dev USERS for a dev network, or --genesis FILE --key WALLET"),
+    };
+    let mut config = MarketConfig::dev(&args.data_dir, 0);
+    config.chain = chain;
+    config.http_listen = args.http;
+    config.p2p_listen = args.p2p.parse().with_context(|| {
+        format!(
+            "--p2p {:?} is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/7071)",
+            args.p2p
+        )
+    })?;
+    config.max_blob_bytes = args.max_blob_bytes;
+    config.heartbeat = Duration::from_millis(args.heartbeat_ms.max(1));
+    config.max_attempts = args.max_attempts.max(1);
+    config.block_interval = Duration::from_millis(args.block_interval_ms);
+    Ok(config)
+}
+
+async fn serve(config: MarketConfig, json: bool) -> anyhow::Result<ExitCode> {
+    let data_dir = config.data_dir.clone();
+    let node = MarketNode::start(config)
+        .await
+        .context("starting the market node")?;
+    announce(&node, &data_dir, json)?;
+    wait_for_signal().await?;
+    if !json {
+        println!("stopping...");
+    }
+    node.shutdown().await;
+    if json {
+        println!("{}", serde_json::json!({ "event": "stopped" }));
+    } else {
+        println!("stopped");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn announce(node: &RunningMarket, data_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let file = data_dir.join(agora_node::NODE_FILE);
+    if json {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+        println!("{value}");
+        return Ok(());
+    }
+    println!(
+        "market node for chain {} (market {})",
+        node.chain_id(),
+        node.market_account()
+    );
+    println!("  HTTP API  {}", node.http_url());
+    for addr in node.p2p_addrs() {
+        println!("  p2p       {addr}");
+    }
+    println!("  OpenAPI   {}/openapi.json", node.http_url());
+    println!("  metrics   {}/metrics", node.http_url());
+    println!("  written   {}", file.display());
+    println!("press Ctrl-C to stop");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default of info for the node.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,agora_node=info"));
+    // Another command in this process may have installed one already; keep it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
