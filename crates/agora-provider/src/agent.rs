@@ -661,3 +661,57 @@ fn now_us() -> u64 {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(addrs: Vec<String>, peer: String) -> MarketInfo {
+        MarketInfo {
+            chain_id: "c".into(),
+            market: Keypair::from_seed("m").account(),
+            treasury: Keypair::from_seed("t").account(),
+            fee_bps: 0,
+            height: 0,
+            p2p_addrs: addrs,
+            peer_id: peer,
+            version: "0".into(),
+        }
+    }
+
+    fn peer() -> PeerId {
+        agora_net::peer_id_of(&Keypair::from_seed("m").account()).unwrap()
+    }
+
+    #[test]
+    fn market_addresses_gain_the_peer_id() {
+        let bare = info(vec!["/ip4/127.0.0.1/tcp/4001".into()], peer().to_string());
+        let endpoint = MarketEndpoint::from_info(&bare).unwrap();
+        assert_eq!(endpoint.peer, peer());
+        assert_eq!(
+            endpoint.addrs[0].to_string(),
+            format!("/ip4/127.0.0.1/tcp/4001/p2p/{}", peer())
+        );
+        let named = info(
+            vec![format!("/ip4/127.0.0.1/tcp/4001/p2p/{}", peer())],
+            peer().to_string(),
+        );
+        assert_eq!(
+            MarketEndpoint::from_info(&named).unwrap().addrs,
+            endpoint.addrs
+        );
+        assert_eq!(endpoint.chain, ChainId::new("c"));
+    }
+
+    #[test]
+    fn unusable_market_info_is_explained() {
+        let none = info(vec![], peer().to_string());
+        let err = MarketEndpoint::from_info(&none).unwrap_err().to_string();
+        assert!(err.contains("no p2p address"), "{err}");
+        let garbled = info(vec!["not an address".into()], peer().to_string());
+        let err = MarketEndpoint::from_info(&garbled).unwrap_err().to_string();
+        assert!(err.contains("does not parse"), "{err}");
+        let bad_peer = info(vec!["/ip4/127.0.0.1/tcp/1".into()], "nobody".into());
+        assert!(MarketEndpoint::from_info(&bad_peer).is_err());
+    }
+}

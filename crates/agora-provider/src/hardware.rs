@@ -242,7 +242,8 @@ pub struct Capacity {
     pub memory_bytes: u64,
     /// Scratch disk offered, bytes.
     pub disk_bytes: u64,
-    /// GPU groups offered.
+    /// GPU groups detected. Reported, but not offered in asks: the WASM executor runs on
+    /// CPUs only, so offering GPUs would win orders the agent must then decline.
     pub gpus: Vec<GpuGroup>,
     /// Jobs run at once.
     pub slots: u32,
@@ -274,13 +275,13 @@ impl Capacity {
         }
     }
 
-    /// The resources an ask states.
+    /// The resources an ask states (no GPUs; see [`Capacity::gpus`]).
     pub fn resources(&self) -> Resources {
         Resources {
             cpu_millis: u64::from(self.cpus) * 1000,
             memory_bytes: self.memory_bytes,
             disk_bytes: self.disk_bytes,
-            gpus: self.gpus.clone(),
+            gpus: Vec::new(),
         }
     }
 }

@@ -61,4 +61,4 @@ pub use pricing::{IndexSignal, PricingStrategy};
 pub use status::{DiscoveryFile, JobStats, ProviderStatus};
 
 #[cfg(test)]
-use {tempfile as _, wat as _};
+use {agora_node as _, tempfile as _, wat as _};

@@ -16,7 +16,7 @@ use agora_proto::api::{OrderState, OrderView, SubmitOrder, Submitted};
 use agora_proto::order::{InputRef, JobSpec, OrderRequest, signed_order_id};
 use agora_provider::{
     CapacityOverrides, IndexSignal, MarketApi, MarketLink, PricingStrategy, ProviderAgent,
-    ProviderConfig,
+    ProviderConfig, ProviderError,
 };
 use support::{CAT_INPUT, PATIENCE, cat_module, now_ms};
 
@@ -30,6 +30,21 @@ async fn an_order_is_run_verified_and_paid_through_the_market_node() {
     let keys = DevKeys::new(3);
     let (buyer, provider_key) = (&keys.users[0], &keys.users[1]);
     let api = MarketApi::new(&url).expect("client");
+
+    // Stake beyond the balance is refused before anything is signed.
+    let broke_dir = tempfile::tempdir().expect("temp dir");
+    let mut broke = ProviderConfig::new(
+        keys.users[2].clone(),
+        broke_dir.path(),
+        MarketLink::Http(url.clone()),
+        Price(1),
+    );
+    broke.stake = Amount::agr(1_000_000);
+    let refused = ProviderAgent::start(broke).await.err().expect("refused");
+    assert!(
+        matches!(refused, ProviderError::InsufficientFunds { .. }),
+        "{refused}"
+    );
 
     let provider_dir = tempfile::tempdir().expect("temp dir");
     let price = Price(20_000_000);

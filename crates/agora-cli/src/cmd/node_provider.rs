@@ -149,14 +149,21 @@ fn print_started(market: &str, status: &ProviderStatus) {
     println!("provider {} serving {market}", status.account);
     println!("peer     {}", status.peer_id);
     println!(
-        "offering {} cores, {} MiB memory, {} MiB disk, {} slots, {} GPU groups ({})",
+        "offering {} cores, {} MiB memory, {} MiB disk, {} slots ({})",
         cap.cpus,
         cap.memory_bytes >> 20,
         cap.disk_bytes >> 20,
         cap.slots,
-        cap.gpus.len(),
         cap.arch
     );
+    for gpu in &cap.gpus {
+        println!(
+            "gpu      {} x {} ({} MiB each; detected, not offered: jobs run on CPUs)",
+            gpu.count,
+            gpu.model,
+            gpu.vram_bytes >> 20
+        );
+    }
     println!("price    {}", status.price);
     if let Some(ledger) = &status.ledger {
         println!("stake    {}  balance {}", ledger.stake, ledger.balance);
