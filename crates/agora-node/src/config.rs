@@ -42,7 +42,7 @@ pub enum ChainSetup {
         /// The chain's genesis.
         genesis: Box<Genesis>,
         /// The market authority and block producer key.
-        key: Keypair,
+        key: Box<Keypair>,
     },
 }
 

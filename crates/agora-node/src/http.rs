@@ -602,7 +602,7 @@ fn live_asks(shared: &Shared, now: u64) -> Vec<Ask> {
         .filter(|a| a.expires_ms > now)
         .cloned()
         .collect();
-    asks.sort_by(|a, b| a.id.cmp(&b.id));
+    asks.sort_by_key(|a| a.id);
     asks
 }
 

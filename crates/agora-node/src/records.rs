@@ -70,8 +70,11 @@ enum Write {
     Delete(Hash),
 }
 
+/// Who waits for a write to be durable, if anyone.
+type Waiter = Option<oneshot::Sender<Result<(), String>>>;
+
 enum Message {
-    Write(Write, Option<oneshot::Sender<Result<(), String>>>),
+    Write(Write, Waiter),
     Stop,
 }
 
@@ -178,11 +181,7 @@ fn write_loop(db: Database, path: PathBuf, inbox: std_mpsc::Receiver<Message>) {
 }
 
 /// Writes a batch in one transaction; later writes of the same id win.
-fn commit(
-    db: &Database,
-    path: &Path,
-    batch: Vec<(Write, Option<oneshot::Sender<Result<(), String>>>)>,
-) {
+fn commit(db: &Database, path: &Path, batch: Vec<(Write, Waiter)>) {
     let mut latest: HashMap<Hash, Option<Vec<u8>>> = HashMap::new();
     let mut waiters = Vec::new();
     for (write, done) in batch {

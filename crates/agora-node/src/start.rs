@@ -299,7 +299,7 @@ fn open_ledger(config: &MarketConfig) -> Result<(Ledger, Keypair, Keypair), Node
             } else {
                 Ledger::create(&config.data_dir, (**genesis).clone())?
             };
-            (ledger, key.clone(), key.clone())
+            (ledger, (**key).clone(), (**key).clone())
         }
     };
     let params = &ledger.genesis().params;
@@ -329,6 +329,24 @@ async fn resume(shared: &Arc<Shared>, stored: Vec<OrderRecord>) -> Result<(), No
         })
         .await
         .map_err(|_| NodeError::ProducerStopped)?;
+    let (dropped, resumed) = load_into_book(shared, stored, &escrows, height);
+    for id in dropped {
+        let _ = shared.records.delete(id).await;
+    }
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming unfinished orders after restart");
+    }
+    Ok(())
+}
+
+/// Puts reconciled records into the book; returns the ids whose escrow never landed and
+/// how many orders resume.
+fn load_into_book(
+    shared: &Arc<Shared>,
+    stored: Vec<OrderRecord>,
+    escrows: &HashMap<Hash, Escrow>,
+    height: u64,
+) -> (Vec<Hash>, usize) {
     let mut records = stored;
     records.sort_by_key(|r| r.created_ms);
     let now = now_ms();
@@ -390,15 +408,7 @@ async fn resume(shared: &Arc<Shared>, stored: Vec<OrderRecord>) -> Result<(), No
             }
         }
     }
-    let resumed = book.active.len();
-    drop(book);
-    for id in dropped {
-        let _ = shared.records.delete(id).await;
-    }
-    if resumed > 0 {
-        tracing::info!(resumed, "resuming unfinished orders after restart");
-    }
-    Ok(())
+    (dropped, book.active.len())
 }
 
 /// Runs [`lifecycle::watchdog_pass`] periodically.

@@ -71,7 +71,7 @@ fn config_from(args: &Args) -> anyhow::Result<MarketConfig> {
                 .with_context(|| format!("{} is not a genesis JSON file", genesis.display()))?;
             ChainSetup::Genesis {
                 genesis: Box::new(genesis),
-                key: crate::cmd::wallet::load_wallet(key)?,
+                key: Box::new(crate::cmd::wallet::load_wallet(key)?),
             }
         }
         _ => bail!("choose a chain: --dev USERS for a dev network, or --genesis FILE --key WALLET"),
