@@ -219,6 +219,8 @@ async fn write_discovery(
 pub(crate) struct Shared {
     pub key: Keypair,
     pub market: MarketEndpoint,
+    /// Where the market listens now (re-read from `/v1/info` after a lost connection).
+    market_addrs: Mutex<Vec<Multiaddr>>,
     pub api: Option<MarketApi>,
     pub net: NetHandle,
     pub executor: Arc<WasmExecutor>,
@@ -259,6 +261,7 @@ impl Shared {
         let start_price = config.pricing.price(IndexSignal::default());
         Shared {
             key: config.key.clone(),
+            market_addrs: Mutex::new(market.addrs.clone()),
             market,
             api,
             net,
@@ -294,6 +297,10 @@ impl Shared {
 
     fn jobs(&self) -> MutexGuard<'_, HashMap<Hash, watch::Sender<bool>>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn market_addrs(&self) -> MutexGuard<'_, Vec<Multiaddr>> {
+        self.market_addrs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn current_price(&self) -> Price {
@@ -612,18 +619,31 @@ async fn ask_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Dials the market again if it is not connected.
+/// Dials the market again if it is not connected. With an HTTP link the market's
+/// addresses are re-read first: a restarted market may listen on new ports.
 async fn ensure_connected(shared: &Shared) {
     match shared.net.peers().await {
-        Ok(peers) if peers.contains(&shared.market.peer) => {}
-        Ok(_) => {
-            for addr in &shared.market.addrs {
-                if let Err(e) = shared.net.dial(addr.clone()).await {
-                    tracing::debug!(%addr, error = %e, "dialling the market failed");
-                }
-            }
+        Ok(peers) if peers.contains(&shared.market.peer) => return,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list peers");
+            return;
         }
-        Err(e) => tracing::debug!(error = %e, "cannot list peers"),
+    }
+    let mut addrs = shared.market_addrs().clone();
+    if let Some(api) = &shared.api
+        && let Ok(info) = api.info().await
+        && let Ok(fresh) = MarketEndpoint::from_info(&info)
+        && fresh.peer == shared.market.peer
+        && fresh.authority == shared.market.authority
+    {
+        addrs = fresh.addrs;
+        *shared.market_addrs() = addrs.clone();
+    }
+    for addr in addrs {
+        if let Err(e) = shared.net.dial(addr.clone()).await {
+            tracing::debug!(%addr, error = %e, "dialling the market failed");
+        }
     }
 }
 

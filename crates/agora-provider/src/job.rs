@@ -24,10 +24,11 @@ use crate::agent::{Shared, now_ms};
 /// Heartbeat intervals are kept within these bounds whatever the market asks.
 const HEARTBEAT_MIN: Duration = Duration::from_millis(50);
 const HEARTBEAT_MAX: Duration = Duration::from_secs(60);
-/// How many times a result is offered to the market before giving up.
-const DELIVERY_ATTEMPTS: u32 = 5;
-/// The wait before the first retry; doubled each time.
+/// How long a result is offered to an unreachable market before giving up.
+const DELIVERY_PATIENCE: Duration = Duration::from_secs(60);
+/// The wait before the first retry; doubled each time up to the cap.
 const DELIVERY_BACKOFF: Duration = Duration::from_millis(200);
+const DELIVERY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Why a job produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +256,7 @@ async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, 
     };
     let message = ToMarket::Deliver(Box::new(delivery));
     let order = assignment.order_id.short();
-    match send(shared, market_peer, &message).await {
+    match send(shared, market_peer, &message, give_up_ms(assignment)).await {
         Ok(()) => {
             tracing::info!(order, fuel = outcome.fuel_used.0, "delivered");
             shared
@@ -304,19 +305,33 @@ async fn report_failure(
         shared.next_nonce(),
         failure,
     );
-    if let Err(reason) = send(shared, market_peer, &ToMarket::Failed(signed)).await {
+    if let Err(reason) = send(
+        shared,
+        market_peer,
+        &ToMarket::Failed(signed),
+        give_up_ms(assignment),
+    )
+    .await
+    {
         tracing::warn!(order = %assignment.order_id.short(), reason, "could not report the failure");
     }
 }
 
-/// Sends `message` to the market, retrying transport failures with backoff (the market
-/// may be restarting); a refusal is final.
-async fn send(shared: &Shared, market_peer: PeerId, message: &ToMarket) -> Result<(), String> {
+/// Sends `message` to the market, retrying transport failures with capped exponential
+/// backoff until `give_up_ms` (the market may be restarting; it resumes its orders and
+/// still takes a delivery for one it assigned). A refusal is final.
+async fn send(
+    shared: &Shared,
+    market_peer: PeerId,
+    message: &ToMarket,
+    give_up_ms: u64,
+) -> Result<(), String> {
     let bytes = agora_core::canonical::encode(message);
     let mut wait = DELIVERY_BACKOFF;
-    let mut last_error = String::new();
-    for attempt in 1..=DELIVERY_ATTEMPTS {
-        match shared.net.request(market_peer, bytes.clone()).await {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let error = match shared.net.request(market_peer, bytes.clone()).await {
             Ok(reply) => {
                 return match agora_core::canonical::decode::<MarketReply>(&reply) {
                     Ok(MarketReply::Ok) => Ok(()),
@@ -329,17 +344,22 @@ async fn send(shared: &Shared, market_peer: PeerId, message: &ToMarket) -> Resul
             Err(NetError::Remote { reason, .. }) => {
                 return Err(format!("the market refused it: {reason}"));
             }
-            Err(e) => {
-                last_error = e.to_string();
-                tracing::debug!(attempt, error = %e, "market unreachable; retrying");
-            }
+            Err(e) => e,
+        };
+        if now_ms() + wait.as_millis() as u64 > give_up_ms {
+            return Err(format!(
+                "the market was unreachable after {attempt} attempts: {error}"
+            ));
         }
-        if attempt < DELIVERY_ATTEMPTS {
-            tokio::time::sleep(wait).await;
-            wait *= 2;
-        }
+        tracing::debug!(attempt, %error, "market unreachable; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(DELIVERY_BACKOFF_MAX);
     }
-    Err(format!(
-        "the market was unreachable after {DELIVERY_ATTEMPTS} attempts: {last_error}"
-    ))
+}
+
+/// Until when a report about `assignment` is worth retrying: the order's deadline, and
+/// at most [`DELIVERY_PATIENCE`] from now.
+fn give_up_ms(assignment: &Assignment) -> u64 {
+    let patience = now_ms() + DELIVERY_PATIENCE.as_millis() as u64;
+    assignment.order.body.deadline_ms.min(patience)
 }

@@ -67,19 +67,7 @@ async fn an_order_is_run_verified_and_paid_through_the_market_node() {
     let bonded = api.account(&me).await.expect("account");
     assert_eq!(bonded.stake, Amount::agr(100), "stake bonded at start");
 
-    // Wait until the market lists the agent's ask.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let view = api.provider(&me).await.expect("provider view");
-        if view.is_some_and(|v| !v.asks.is_empty()) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the ask never reached the market"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_listed(&api, &me).await;
 
     let http = reqwest::Client::new();
     let module = cat_module();
@@ -243,6 +231,58 @@ async fn an_order_is_run_verified_and_paid_through_the_market_node() {
     }
 
     follower.shutdown().await.expect("follower stops");
+    provider.shutdown().await.expect("provider stops");
+    market.shutdown().await;
+}
+
+/// Waits until the market lists an ask from `provider`.
+async fn wait_until_listed(api: &MarketApi, provider: &agora_core::AccountId) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(Some(view)) = api.provider(provider).await
+            && !view.asks.is_empty()
+            && view.peer.is_some()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the provider's ask never reached the market"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_finds_a_restarted_market_on_its_new_p2p_port() {
+    let market_dir = tempfile::tempdir().expect("temp dir");
+    let market = MarketNode::start(MarketConfig::dev(market_dir.path(), 2))
+        .await
+        .expect("market node starts");
+    let http_addr = market.http_addr();
+    let url = market.http_url();
+    let old_p2p = market.p2p_addrs();
+    let api = MarketApi::new(&url).expect("client");
+    let provider_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ProviderConfig::new(
+        DevKeys::new(2).users[1].clone(),
+        provider_dir.path(),
+        MarketLink::Http(url.clone()),
+        Price(20_000_000),
+    );
+    config.ask_interval = Duration::from_millis(100);
+    let provider = ProviderAgent::start(config).await.expect("provider starts");
+    let me = provider.account();
+    wait_until_listed(&api, &me).await;
+
+    market.shutdown().await;
+    // Same data and HTTP address, but the p2p port is picked afresh.
+    let mut config = MarketConfig::dev(market_dir.path(), 2);
+    config.http_listen = http_addr;
+    let market = MarketNode::start(config).await.expect("market restarts");
+    assert_ne!(market.p2p_addrs(), old_p2p);
+    wait_until_listed(&api, &me).await;
+
     provider.shutdown().await.expect("provider stops");
     market.shutdown().await;
 }
