@@ -310,6 +310,26 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Whatever byte of a signed assignment is changed in transit, the result (if it
+        /// still decodes to something different) is declined: every field is covered by
+        /// the market's or the buyer's signature.
+        #[test]
+        fn any_tampering_is_declined(position in proptest::prelude::any::<proptest::sample::Index>(), flip in 1u8..=255) {
+            let w = world();
+            let original = assign(&w, &w.market, order());
+            let mut bytes = agora_core::canonical::encode(&original);
+            let at = position.index(bytes.len());
+            bytes[at] ^= flip;
+            if let Ok(tampered) = agora_core::canonical::decode::<Signed<Assignment>>(&bytes)
+                && tampered != original
+            {
+                proptest::prop_assert!(check(&w, &tampered).is_err());
+            }
+        }
+    }
+
     #[test]
     fn aborts_must_come_from_the_market() {
         let w = world();
