@@ -3,7 +3,7 @@
 //! Three tasks run once the agent is up:
 //!
 //! - the **event loop** answers the market's requests (`Assign`, `Abort`) at once and
-//!   starts a job task per accepted assignment ([`crate::job`]);
+//!   starts a job task per accepted assignment (module `job`);
 //! - the **ask loop** re-prices and re-gossips the signed ask every `ask_interval`, and
 //!   re-dials the market when the connection dropped;
 //! - **job tasks**, one per running order.
@@ -73,10 +73,17 @@ impl ProviderAgent {
         net_config.bootstrap = endpoint.addrs.clone();
         let (net, events) = Network::start(net_config).await?;
         let shared = Arc::new(Shared::new(&config, api, endpoint, capacity, executor, net));
+        let discovery = match write_discovery(&shared, &data_dir).await {
+            Ok(path) => path,
+            Err(e) => {
+                // Nothing runs yet but the p2p node; close it rather than leak it.
+                let _ = shared.net.shutdown().await;
+                return Err(e);
+            }
+        };
         let (stop, stop_rx) = watch::channel(false);
         let event_loop = tokio::spawn(event_loop(shared.clone(), events, stop_rx.clone()));
         let ask_loop = tokio::spawn(ask_loop(shared.clone(), stop_rx));
-        let discovery = write_discovery(&shared, &data_dir).await?;
         tracing::info!(
             account = %shared.key.account(),
             peer = %shared.net.peer_id(),

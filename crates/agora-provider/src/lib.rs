@@ -18,7 +18,7 @@
 //! - [`ProviderAgent::start`] with a [`ProviderConfig`] → [`RunningProvider`]
 //!   (`status`, `stats`, `shutdown`): the entry point ([`agent`]).
 //! - [`hardware`]: detection of cores, memory, disk and GPUs, and the declared
-//!   [`Capacity`](hardware::Capacity).
+//!   [`Capacity`].
 //! - [`pricing`]: fixed price or follow the index within a floor and ceiling.
 //! - [`verify`]: the pure checks every assignment must pass.
 //! - [`status`]: counters, the status snapshot, and the `provider.json` discovery file.
