@@ -363,3 +363,59 @@ fn give_up_ms(assignment: &Assignment) -> u64 {
     let patience = now_ms() + DELIVERY_PATIENCE.as_millis() as u64;
     assignment.order.body.deadline_ms.min(patience)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_jobs_own_faults_are_deterministic() {
+        let own = [
+            ExecError::OutOfFuel {
+                fuel_used: Fuel(10),
+            },
+            ExecError::Trap {
+                code: "unreachable".into(),
+                detail: None,
+                fuel_used: Fuel(3),
+            },
+            ExecError::MalformedModule {
+                reason: "bad magic".into(),
+            },
+            ExecError::MissingStart,
+        ];
+        for error in own {
+            assert!(JobError::Exec(error).deterministic());
+        }
+        let not_own = [
+            JobError::Exec(ExecError::Timeout {
+                limit: Duration::from_secs(1),
+                fuel_used: Fuel(5),
+            }),
+            JobError::Exec(ExecError::ModuleHashMismatch {
+                expected: Hash::of(b"a"),
+                actual: Hash::of(b"b"),
+            }),
+            JobError::Exec(ExecError::Engine {
+                context: "compiling",
+                message: "oops".into(),
+            }),
+            JobError::Crashed("panic".into()),
+            JobError::Store(StoreError::NotFound(Hash::of(b"x"))),
+        ];
+        for error in not_own {
+            assert!(!error.deterministic(), "{error}");
+        }
+    }
+
+    #[test]
+    fn failures_report_the_fuel_burnt() {
+        let trap = JobError::Exec(ExecError::Trap {
+            code: "unreachable".into(),
+            detail: None,
+            fuel_used: Fuel(7),
+        });
+        assert_eq!(trap.fuel_used(), Fuel(7));
+        assert_eq!(JobError::Crashed("x".into()).fuel_used(), Fuel(0));
+    }
+}
