@@ -338,3 +338,45 @@ async fn a_blob_that_does_not_match_its_hash_is_refused() {
     assert!(!provider.net().store().contains(&claimed));
     provider.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_assignments_never_exceed_the_slots() {
+    let mut market = FakeMarket::start().await;
+    let (provider, _dir) = start_provider(&market, "provider six", 2).await;
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let spin = spin_module();
+    market.put(&spin);
+    let peer = agora_net::peer_id_of(&me).unwrap();
+
+    let mut sends = Vec::new();
+    for _ in 0..6 {
+        let order = market.order(&buyer, &spin, vec![], Fuel::compute_units(1));
+        let request = ToProvider::Assign(market.assignment(&key, order, me, PRICE));
+        let net = market.net.clone();
+        sends.push(tokio::spawn(async move {
+            let reply = net
+                .request(peer, agora_core::canonical::encode(&request))
+                .await
+                .expect("answered");
+            agora_core::canonical::decode::<ProviderReply>(&reply).expect("a reply")
+        }));
+    }
+    let mut accepted = 0;
+    for send in sends {
+        if send.await.expect("send task") == ProviderReply::Accepted {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 2, "two slots, two jobs");
+    for _ in 0..accepted {
+        let (outcome, _) = market.next_outcome().await;
+        assert!(matches!(outcome.message, ToMarket::Failed(_)));
+        ack(outcome.responder);
+    }
+    let stats = settled_stats(&provider).await;
+    assert_eq!((stats.accepted, stats.declined, stats.failed), (2, 4, 2));
+    provider.shutdown().await.expect("clean shutdown");
+}
