@@ -346,8 +346,9 @@ impl Shared {
     }
 }
 
-/// A started agent. Drop it only after [`RunningProvider::shutdown`]; dropping it
-/// without shutting down leaves the tasks running until the runtime stops.
+/// A started agent. Stop it with [`RunningProvider::shutdown`]. Merely dropping it stops
+/// the ask and event loops (their stop signal closes) but skips the grace period for
+/// running jobs and leaves `provider.json` behind.
 pub struct RunningProvider {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
