@@ -175,9 +175,11 @@ async fn fetch(
         .map_err(|source| JobError::Fetch { what, hash, source })
 }
 
-/// Puts every output file in the store, where the market fetches it by hash.
+/// Puts every output file in the store, where the market fetches it by hash. An output
+/// already stored (the same file from an earlier job) is not written again: each write
+/// costs an fsync.
 fn store_outputs(store: &BlobStore, outcome: &Outcome) -> Result<(), StoreError> {
-    for file in &outcome.outputs {
+    for file in outcome.outputs.iter().filter(|f| !store.contains(&f.hash)) {
         let stored = store.put_bytes(&file.data)?;
         if stored != file.hash {
             return Err(StoreError::HashMismatch {
