@@ -8,8 +8,9 @@
 //!   re-dials the market when the connection dropped;
 //! - **job tasks**, one per running order.
 //!
-//! Concurrency is bounded by a semaphore with one permit per declared slot: an
-//! assignment that finds no free permit is declined on the spot, so the market moves on to
+//! Concurrency is bounded by two semaphores: one permit per declared slot, and one per
+//! MiB of declared memory (each job reserves its memory limit). An assignment that finds
+//! either short is declined on the spot, so the market moves on to
 //! another provider instead of queueing behind this one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -28,7 +29,7 @@ use agora_net::{
 };
 use agora_proto::api::MarketInfo;
 use agora_proto::wire::{AskOffer, ProviderReply, ToProvider};
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{MarketLink, ProviderConfig};
@@ -233,6 +234,8 @@ pub(crate) struct Shared {
     pub executor: Arc<WasmExecutor>,
     pub capacity: Capacity,
     pub slots: Arc<Semaphore>,
+    /// One permit per MiB of declared memory.
+    pub memory: Arc<Semaphore>,
     pub min_job: Fuel,
     pub max_job: Fuel,
     pricing: PricingStrategy,
@@ -274,6 +277,7 @@ impl Shared {
             net,
             executor,
             slots: Arc::new(Semaphore::new(capacity.slots as usize)),
+            memory: Arc::new(Semaphore::new(mib_ceil(capacity.memory_bytes) as usize)),
             capacity,
             min_job: config.min_job,
             max_job: config.max_job,
@@ -562,13 +566,7 @@ fn accept(
         // twice; saying yes is the truthful answer.
         return Ok(());
     }
-    let permit = shared
-        .slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Decline::AtCapacity {
-            slots: shared.capacity.slots,
-        })?;
+    let reservation = reserve(shared, &assignment.order.body)?;
     let (abort_tx, abort_rx) = watch::channel(false);
     jobs.insert(assignment.order_id, abort_tx);
     let running = jobs.len() as u32;
@@ -583,10 +581,45 @@ fn accept(
         shared.clone(),
         market_peer,
         assignment,
-        permit,
+        reservation,
         abort_rx,
     ));
     Ok(())
+}
+
+/// What a running job holds: a slot and its memory. Released on drop, which happens
+/// when the sandbox returns.
+pub(crate) struct Reservation {
+    _slot: OwnedSemaphorePermit,
+    _memory: OwnedSemaphorePermit,
+}
+
+/// Takes a slot and the order's memory, or says which is short.
+fn reserve(shared: &Shared, order: &agora_proto::OrderRequest) -> Result<Reservation, Decline> {
+    let slot = shared
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Decline::AtCapacity {
+            slots: shared.capacity.slots,
+        })?;
+    let needed = mib_ceil(order.demand.memory_bytes.max(order.job.memory_bytes));
+    let memory = u32::try_from(needed)
+        .ok()
+        .and_then(|n| shared.memory.clone().try_acquire_many_owned(n).ok())
+        .ok_or_else(|| Decline::MemoryBusy {
+            needed_mib: needed,
+            free_mib: shared.memory.available_permits() as u64,
+        })?;
+    Ok(Reservation {
+        _slot: slot,
+        _memory: memory,
+    })
+}
+
+/// Bytes in whole MiB, rounded up.
+fn mib_ceil(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
 }
 
 /// Tells a running job to stop waiting; its slot frees when the sandbox returns.

@@ -17,9 +17,9 @@ use agora_net::{BlobStore, NetError, PeerId, StoreError};
 use agora_proto::wire::{
     Assignment, Delivery, Heartbeat, JobFailure, MarketReply, OutputRef, Stream, ToMarket,
 };
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 
-use crate::agent::{Shared, now_ms};
+use crate::agent::{Reservation, Shared, now_ms};
 
 /// Heartbeat intervals are kept within these bounds whatever the market asks.
 const HEARTBEAT_MIN: Duration = Duration::from_millis(50);
@@ -80,12 +80,13 @@ impl JobError {
     }
 }
 
-/// Runs `assignment` to its end and reports to the market; `permit` is the slot it holds.
+/// Runs `assignment` to its end and reports to the market; `reservation` is the slot and
+/// memory it holds.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     market_peer: PeerId,
     assignment: Assignment,
-    permit: OwnedSemaphorePermit,
+    reservation: Reservation,
     mut abort: watch::Receiver<bool>,
 ) {
     let order_id = assignment.order_id;
@@ -98,7 +99,7 @@ pub(crate) async fn run(
         started,
     ));
     let result = tokio::select! {
-        result = execute(&shared, market_peer, &assignment, permit) => Some(result),
+        result = execute(&shared, market_peer, &assignment, reservation) => Some(result),
         _ = abort.changed() => None,
     };
     heartbeats.abort();
@@ -111,13 +112,13 @@ pub(crate) async fn run(
 }
 
 /// Fetches the blobs, then runs the job and stores its outputs on a blocking thread.
-/// The slot is released only when the sandbox returns, even if the job was aborted
-/// meanwhile, so the agent never runs more jobs than it has slots.
+/// The slot and memory are released only when the sandbox returns, even if the job was
+/// aborted meanwhile, so the agent never runs more than it declared.
 async fn execute(
     shared: &Shared,
     market_peer: PeerId,
     assignment: &Assignment,
-    permit: OwnedSemaphorePermit,
+    reservation: Reservation,
 ) -> Result<Outcome, JobError> {
     let job = &assignment.order.body.job;
     let module_path = fetch(shared, market_peer, "module", job.module).await?;
@@ -131,7 +132,7 @@ async fn execute(
     let order = assignment.order.body.clone();
     let order_id = assignment.order_id;
     let task = tokio::task::spawn_blocking(move || {
-        let _slot = permit;
+        let _held = reservation;
         let bytes = std::fs::read(&module_path).map_err(|e| StoreError::Io {
             path: module_path.clone(),
             source: e,

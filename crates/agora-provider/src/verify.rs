@@ -57,6 +57,16 @@ pub enum Decline {
         /// The slots this agent has.
         slots: u32,
     },
+    /// Running jobs hold too much of the declared memory.
+    #[error(
+        "not enough free memory: {needed_mib} MiB asked, {free_mib} MiB free; assign another provider"
+    )]
+    MemoryBusy {
+        /// What the order needs.
+        needed_mib: u64,
+        /// What is free now.
+        free_mib: u64,
+    },
     /// The agent is shutting down.
     #[error("the provider is shutting down")]
     ShuttingDown,

@@ -380,3 +380,46 @@ async fn simultaneous_assignments_never_exceed_the_slots() {
     assert_eq!((stats.accepted, stats.declined, stats.failed), (2, 4, 2));
     provider.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_reserved_per_job() {
+    let mut market = FakeMarket::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ProviderConfig::new(
+        Keypair::from_seed("provider seven"),
+        dir.path(),
+        MarketLink::Direct(market.info().await),
+        PRICE,
+    );
+    // Four slots, but memory for only two of the 16 MiB jobs.
+    config.overrides = CapacityOverrides {
+        cpus: Some(4),
+        memory_bytes: Some(40 << 20),
+        disk_bytes: Some(1 << 30),
+        slots: Some(4),
+    };
+    let provider = ProviderAgent::start(config).await.expect("provider starts");
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let spin = spin_module();
+    market.put(&spin);
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        let order = market.order(&buyer, &spin, vec![], Fuel::compute_units(1));
+        let assign = market.assignment(&key, order, me, PRICE);
+        replies.push(market.send(&me, ToProvider::Assign(assign)).await);
+    }
+    assert_eq!(
+        replies[..2],
+        [ProviderReply::Accepted, ProviderReply::Accepted]
+    );
+    let reason = declined(replies[2].clone());
+    assert!(reason.contains("16 MiB asked, 8 MiB free"), "{reason}");
+    for _ in 0..2 {
+        let (outcome, _) = market.next_outcome().await;
+        ack(outcome.responder);
+    }
+    provider.shutdown().await.expect("clean shutdown");
+}
