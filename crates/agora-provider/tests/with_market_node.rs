@@ -18,7 +18,7 @@ use agora_provider::{
     CapacityOverrides, IndexSignal, MarketApi, MarketLink, PricingStrategy, ProviderAgent,
     ProviderConfig, ProviderError,
 };
-use support::{CAT_INPUT, PATIENCE, cat_module, now_ms};
+use support::{CAT_INPUT, PATIENCE, cat_module, now_ms, spin_module};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_run_verified_and_paid_through_the_market_node() {
@@ -69,110 +69,20 @@ async fn an_order_is_run_verified_and_paid_through_the_market_node() {
 
     wait_until_listed(&api, &me).await;
 
-    let http = reqwest::Client::new();
+    let buyer = Buyer {
+        http: reqwest::Client::new(),
+        url: url.clone(),
+        chain: agora_core::ChainId::new(market.chain_id()),
+        key: buyer.clone(),
+    };
     let module = cat_module();
-    for blob in [&module[..], CAT_INPUT] {
-        let response = http
-            .put(format!("{url}/v1/blobs/{}", Hash::of(blob)))
-            .body(blob.to_vec())
-            .send()
-            .await
-            .expect("upload");
-        assert!(
-            response.status().is_success(),
-            "upload: {}",
-            response.status()
-        );
-    }
-
-    let fuel = Fuel(50_000_000);
-    let max_price = Price(40_000_000);
-    let deadline_ms = now_ms() + 120_000;
-    let body = OrderRequest {
-        job: JobSpec {
-            module: Hash::of(&module),
-            module_size: module.len() as u64,
-            inputs: vec![InputRef {
-                name: "data.txt".into(),
-                hash: Hash::of(CAT_INPUT),
-                size: CAT_INPUT.len() as u64,
-            }],
-            args: vec![],
-            env: vec![],
-            memory_bytes: 16 << 20,
-        },
-        demand: Demand {
-            cpu_millis: 1000,
-            memory_bytes: 16 << 20,
-            disk_bytes: 0,
-            gpu: None,
-        },
-        requirements: Requirements::default(),
-        max_price,
-        fuel_budget: fuel,
-        deadline_ms,
-        escrow: max_price.max_cost(fuel).expect("fits"),
-        replicas: 1,
-        label: "provider e2e".into(),
-        task: None,
-    };
-    let escrow = body.escrow;
-    let chain = agora_core::ChainId::new(market.chain_id());
-    let order = Signed::sign(buyer, &chain, now_ms(), body);
-    let order_id = signed_order_id(&order);
-    let buyer_nonce = api
-        .account(&buyer.account())
-        .await
-        .expect("buyer")
-        .next_nonce;
-    let escrow_tx = Signed::sign(
-        buyer,
-        &chain,
-        buyer_nonce,
-        TxBody::OpenEscrow {
-            order_id,
-            amount: escrow,
-            deadline_ms,
-        },
-    );
-    let submit = SubmitOrder {
-        order: agora_proto::hexed::encode(&order),
-        escrow_tx: agora_proto::hexed::encode(&escrow_tx),
-    };
-    let response = http
-        .post(format!("{url}/v1/orders"))
-        .json(&submit)
-        .send()
-        .await
-        .expect("submit");
-    assert!(
-        response.status().is_success(),
-        "submit: {}",
-        response.text().await.unwrap_or_default()
-    );
-    let submitted: Submitted = response.json().await.expect("Submitted");
-    assert_eq!(submitted.order_id, order_id);
-
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let view = loop {
-        let view: OrderView = http
-            .get(format!("{url}/v1/orders/{order_id}"))
-            .send()
-            .await
-            .expect("order view")
-            .json()
-            .await
-            .expect("OrderView");
-        if view.state.is_final() {
-            break view;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "order stuck in {}",
-            view.state
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let inputs = vec![InputRef {
+        name: "data.txt".into(),
+        hash: buyer.upload(CAT_INPUT).await,
+        size: CAT_INPUT.len() as u64,
+    }];
+    let order_id = buyer.submit(&module, inputs, Fuel(50_000_000)).await;
+    let view = buyer.wait_final(order_id).await;
     assert_eq!(
         view.state,
         OrderState::Settled,
@@ -283,6 +193,165 @@ async fn the_agent_finds_a_restarted_market_on_its_new_p2p_port() {
     assert_ne!(market.p2p_addrs(), old_p2p);
     wait_until_listed(&api, &me).await;
 
+    provider.shutdown().await.expect("provider stops");
+    market.shutdown().await;
+}
+
+/// A buyer speaking the market's HTTP API.
+struct Buyer {
+    http: reqwest::Client,
+    url: String,
+    chain: agora_core::ChainId,
+    key: agora_core::Keypair,
+}
+
+impl Buyer {
+    async fn upload(&self, blob: &[u8]) -> Hash {
+        let hash = Hash::of(blob);
+        let response = self
+            .http
+            .put(format!("{}/v1/blobs/{hash}", self.url))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .expect("upload");
+        assert!(
+            response.status().is_success(),
+            "upload: {}",
+            response.status()
+        );
+        hash
+    }
+
+    /// Uploads `module`, signs the order and its escrow, submits; returns the order id.
+    async fn submit(&self, module: &[u8], inputs: Vec<InputRef>, fuel: Fuel) -> Hash {
+        self.upload(module).await;
+        let max_price = Price(40_000_000);
+        let deadline_ms = now_ms() + 120_000;
+        let body = OrderRequest {
+            job: JobSpec {
+                module: Hash::of(module),
+                module_size: module.len() as u64,
+                inputs,
+                args: vec![],
+                env: vec![],
+                memory_bytes: 16 << 20,
+            },
+            demand: Demand {
+                cpu_millis: 1000,
+                memory_bytes: 16 << 20,
+                disk_bytes: 0,
+                gpu: None,
+            },
+            requirements: Requirements::default(),
+            max_price,
+            fuel_budget: fuel,
+            deadline_ms,
+            escrow: max_price.max_cost(fuel).expect("fits"),
+            replicas: 1,
+            label: "provider e2e".into(),
+            task: None,
+        };
+        let escrow = body.escrow;
+        let order = Signed::sign(&self.key, &self.chain, now_ms(), body);
+        let order_id = signed_order_id(&order);
+        let api = MarketApi::new(&self.url).expect("client");
+        let nonce = api
+            .account(&self.key.account())
+            .await
+            .expect("buyer")
+            .next_nonce;
+        let escrow_tx = Signed::sign(
+            &self.key,
+            &self.chain,
+            nonce,
+            TxBody::OpenEscrow {
+                order_id,
+                amount: escrow,
+                deadline_ms,
+            },
+        );
+        let submit = SubmitOrder {
+            order: agora_proto::hexed::encode(&order),
+            escrow_tx: agora_proto::hexed::encode(&escrow_tx),
+        };
+        let response = self
+            .http
+            .post(format!("{}/v1/orders", self.url))
+            .json(&submit)
+            .send()
+            .await
+            .expect("submit");
+        assert!(
+            response.status().is_success(),
+            "submit: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let submitted: Submitted = response.json().await.expect("Submitted");
+        assert_eq!(submitted.order_id, order_id);
+        order_id
+    }
+
+    /// Polls the order until it is settled or refunded.
+    async fn wait_final(&self, order_id: Hash) -> OrderView {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let view: OrderView = self
+                .http
+                .get(format!("{}/v1/orders/{order_id}", self.url))
+                .send()
+                .await
+                .expect("order view")
+                .json()
+                .await
+                .expect("OrderView");
+            if view.state.is_final() {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order stuck in {}",
+                view.state
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_runs_out_of_fuel_is_refunded_not_reassigned() {
+    let market_dir = tempfile::tempdir().expect("temp dir");
+    let market = MarketNode::start(MarketConfig::dev(market_dir.path(), 2))
+        .await
+        .expect("market node starts");
+    let url = market.http_url();
+    let keys = DevKeys::new(2);
+    let api = MarketApi::new(&url).expect("client");
+    let provider_dir = tempfile::tempdir().expect("temp dir");
+    let config = ProviderConfig::new(
+        keys.users[1].clone(),
+        provider_dir.path(),
+        MarketLink::Http(url.clone()),
+        Price(20_000_000),
+    );
+    let provider = ProviderAgent::start(config).await.expect("provider starts");
+    wait_until_listed(&api, &provider.account()).await;
+    let buyer = Buyer {
+        http: reqwest::Client::new(),
+        url: url.clone(),
+        chain: agora_core::ChainId::new(market.chain_id()),
+        key: keys.users[0].clone(),
+    };
+    let order_id = buyer.submit(&spin_module(), vec![], Fuel(20_000_000)).await;
+    let view = buyer.wait_final(order_id).await;
+    assert_eq!(view.state, OrderState::Refunded);
+    assert_eq!(
+        view.attempts, 1,
+        "a deterministic failure is not retried elsewhere"
+    );
+    let reason = view.refund_reason.unwrap_or_default();
+    assert!(reason.contains("out of fuel"), "{reason}");
+    assert_eq!(provider.stats().failed, 1);
     provider.shutdown().await.expect("provider stops");
     market.shutdown().await;
 }
