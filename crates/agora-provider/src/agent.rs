@@ -493,6 +493,8 @@ async fn event_loop(
             }
             NetEvent::PeerDisconnected(peer) if peer == shared.market.peer => {
                 tracing::warn!("lost the connection to the market; redialling");
+                // The ask loop redials (re-reading the market's addresses) and re-offers.
+                shared.publish_now.notify_one();
             }
             _ => {}
         }

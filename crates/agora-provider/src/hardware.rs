@@ -370,6 +370,15 @@ mod tests {
     }
 
     #[test]
+    fn free_space_of_a_missing_directory_is_an_error() {
+        let err = disk_free(Path::new("/nonexistent/agora/data")).unwrap_err();
+        assert!(
+            err.to_string().contains("free space of /nonexistent"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn this_machine_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let hw = Hardware::detect(dir.path()).unwrap();
