@@ -318,10 +318,18 @@ impl Shared {
         *self.price.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets a finished order.
-    pub fn finish(&self, order_id: &Hash) {
-        self.jobs().remove(order_id);
-        let running = self.jobs().len() as u32;
+    /// Forgets a finished run of `order_id`, unless the entry belongs to a newer run of
+    /// the same order (aborted, then assigned here again) whose `switch` differs.
+    pub fn finish(&self, order_id: &Hash, switch: &watch::Receiver<bool>) {
+        let mut jobs = self.jobs();
+        if jobs
+            .get(order_id)
+            .is_some_and(|current| current.subscribe().same_channel(switch))
+        {
+            jobs.remove(order_id);
+        }
+        let running = jobs.len() as u32;
+        drop(jobs);
         self.stats().running = running;
     }
 

@@ -108,7 +108,7 @@ pub(crate) async fn run(
         Some(Err(error)) => report_failure(&shared, market_peer, &assignment, error).await,
         None => tracing::info!(order = %order_id.short(), "stopped waiting for an aborted job"),
     }
-    shared.finish(&order_id);
+    shared.finish(&order_id, &abort);
 }
 
 /// Fetches the blobs, then runs the job and stores its outputs on a blocking thread.

@@ -425,6 +425,42 @@ async fn memory_is_reserved_per_job() {
     provider.shutdown().await.expect("clean shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_aborted_then_assigned_here_again_runs_again_and_is_abortable() {
+    let mut market = FakeMarket::start().await;
+    let (provider, _dir) = start_provider(&market, "provider eight", 3).await;
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let spin = spin_module();
+    market.put(&spin);
+    let order = market.order(&buyer, &spin, vec![], Fuel::compute_units(3));
+    let first = market.assignment(&key, order.clone(), me, PRICE);
+    let order_id = first.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(first)).await,
+        ProviderReply::Accepted
+    );
+    let abort = market.abort(&key, order_id);
+    assert_eq!(market.send(&me, abort).await, ProviderReply::Accepted);
+    // The market gives the order back to this provider (a second attempt): it is a new
+    // run, not a duplicate of the aborted one.
+    let mut again = market.assignment(&key, order, me, PRICE).body;
+    again.attempt = 1;
+    let again = agora_core::Signed::sign(&key, &market.chain, 99, again);
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(again)).await,
+        ProviderReply::Accepted
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let abort = market.abort(&key, order_id);
+    assert_eq!(market.send(&me, abort).await, ProviderReply::Accepted);
+    let stats = settled_stats(&provider).await;
+    assert_eq!((stats.accepted, stats.aborted, stats.running), (2, 2, 0));
+    provider.shutdown().await.expect("clean shutdown");
+}
+
 /// Warm runs in the latency benchmark.
 const RUNS: usize = 40;
 
