@@ -16,6 +16,10 @@ use agora_provider::{
 use support::{CAT_INPUT, FakeMarket, ack, cat_module, spin_module};
 
 const PRICE: Price = Price(500);
+/// A spin job that outlasts a few round trips (about 0.5 s here).
+const SHORT_SPIN: Fuel = Fuel(300_000_000);
+/// A spin job that is still running after an abort and a re-assignment (about 1.5 s here).
+const LONG_SPIN: Fuel = Fuel::compute_units(1);
 
 async fn start_provider(
     market: &FakeMarket,
@@ -205,7 +209,7 @@ async fn capacity_is_enforced_and_job_faults_are_reported_as_deterministic() {
     let cat = cat_module();
     market.put(&cat);
 
-    let spin_order = market.order(&buyer, &spin, vec![], Fuel::compute_units(1));
+    let spin_order = market.order(&buyer, &spin, vec![], SHORT_SPIN);
     let first = market.assignment(&key, spin_order, me, PRICE);
     let first_id = first.body.order_id;
     assert_eq!(
@@ -232,7 +236,7 @@ async fn capacity_is_enforced_and_job_faults_are_reported_as_deterministic() {
         "{}",
         failure.body.reason
     );
-    assert_eq!(failure.body.fuel_used, Fuel::compute_units(1));
+    assert_eq!(failure.body.fuel_used, SHORT_SPIN);
 
     // The slot is free again: the same order is now taken. (The cat job without its
     // input exits non-zero; that is still a result, delivered with a receipt.)
@@ -274,7 +278,7 @@ async fn aborted_jobs_stop_reporting() {
     let spin = spin_module();
     market.put(&spin);
 
-    let order = market.order(&buyer, &spin, vec![], Fuel::compute_units(3));
+    let order = market.order(&buyer, &spin, vec![], LONG_SPIN);
     let assign = market.assignment(&key, order, me, PRICE);
     let order_id = assign.body.order_id;
     assert_eq!(
@@ -285,7 +289,7 @@ async fn aborted_jobs_stop_reporting() {
     assert_eq!(market.send(&me, abort).await, ProviderReply::Accepted);
 
     // Nothing but (at most a stray) heartbeat may follow an abort.
-    while let Some(message) = market.next_message_within(Duration::from_secs(3)).await {
+    while let Some(message) = market.next_message_within(Duration::from_secs(2)).await {
         assert!(
             matches!(message.message, ToMarket::Heartbeat(_)),
             "{:?}",
@@ -354,7 +358,7 @@ async fn simultaneous_assignments_never_exceed_the_slots() {
 
     let mut sends = Vec::new();
     for _ in 0..6 {
-        let order = market.order(&buyer, &spin, vec![], Fuel::compute_units(1));
+        let order = market.order(&buyer, &spin, vec![], SHORT_SPIN);
         let request = ToProvider::Assign(market.assignment(&key, order, me, PRICE));
         let net = market.net.clone();
         sends.push(tokio::spawn(async move {
@@ -408,7 +412,7 @@ async fn memory_is_reserved_per_job() {
     market.put(&spin);
     let mut replies = Vec::new();
     for _ in 0..3 {
-        let order = market.order(&buyer, &spin, vec![], Fuel::compute_units(1));
+        let order = market.order(&buyer, &spin, vec![], SHORT_SPIN);
         let assign = market.assignment(&key, order, me, PRICE);
         replies.push(market.send(&me, ToProvider::Assign(assign)).await);
     }
@@ -435,7 +439,7 @@ async fn an_order_aborted_then_assigned_here_again_runs_again_and_is_abortable()
     let key = market.key.clone();
     let spin = spin_module();
     market.put(&spin);
-    let order = market.order(&buyer, &spin, vec![], Fuel::compute_units(3));
+    let order = market.order(&buyer, &spin, vec![], LONG_SPIN);
     let first = market.assignment(&key, order.clone(), me, PRICE);
     let order_id = first.body.order_id;
     assert_eq!(
@@ -453,7 +457,7 @@ async fn an_order_aborted_then_assigned_here_again_runs_again_and_is_abortable()
         market.send(&me, ToProvider::Assign(again)).await,
         ProviderReply::Accepted
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let abort = market.abort(&key, order_id);
     assert_eq!(market.send(&me, abort).await, ProviderReply::Accepted);
     let stats = settled_stats(&provider).await;
