@@ -6,11 +6,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use agora_core::{Amount, Price};
 use agora_provider::hardware::parse_size;
 use agora_provider::{
     CapacityOverrides, MarketLink, PricingStrategy, ProviderAgent, ProviderConfig, ProviderStatus,
+    RunningProvider,
 };
 use anyhow::Context;
 
@@ -125,7 +127,7 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print_started(&market, &status);
     }
-    wait_for_signal().await?;
+    report_until_signal(&provider, json).await?;
     if !json {
         println!("stopping: waiting for running jobs to deliver...");
     }
@@ -171,15 +173,35 @@ fn print_started(market: &str, status: &ProviderStatus) {
     println!("running; Ctrl-C to stop");
 }
 
-/// Waits for SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// How often the work counters are printed (only when they changed).
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Prints the work counters whenever they changed, until SIGINT (Ctrl-C) or SIGTERM.
+async fn report_until_signal(provider: &RunningProvider, json: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
+    let mut ticker = tokio::time::interval(REPORT_EVERY);
+    let mut last = provider.stats();
+    loop {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => return result.context("waiting for Ctrl-C"),
+            _ = term.recv() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        let stats = provider.stats();
+        if stats == last {
+            continue;
+        }
+        if json {
+            println!("{}", serde_json::json!({ "event": "stats", "jobs": stats }));
+        } else {
+            println!(
+                "jobs: {} running, {} delivered, {} failed, {} declined; billed {}",
+                stats.running, stats.delivered, stats.failed, stats.declined, stats.billed
+            );
+        }
+        last = stats;
     }
-    Ok(())
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default of info for the agent.
