@@ -477,3 +477,167 @@ impl EscrowView {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_ledger::{DevKeys, Genesis};
+    use proptest::prelude::*;
+
+    const USERS: usize = 40;
+
+    fn start(dir: &std::path::Path) -> (Chain, DevKeys) {
+        let (genesis, keys) = Genesis::dev("chain-test", 1, USERS, Amount::agr(1_000));
+        let ledger = Ledger::create(dir, genesis).unwrap();
+        let producer = Producer {
+            producer: keys.producer.clone(),
+            market: keys.market.clone(),
+            block_interval: Duration::ZERO,
+        };
+        (Chain::start(ledger, producer).unwrap().0, keys)
+    }
+
+    fn escrow(key: &Keypair, chain: &Chain, nonce: u64, order: u8, amount: u64) -> LedgerOp {
+        LedgerOp::External(Signed::sign(
+            key,
+            chain.chain_id(),
+            nonce,
+            TxBody::OpenEscrow {
+                order_id: Hash::of(&[order]),
+                amount: Amount(amount),
+                deadline_ms: u64::MAX,
+            },
+        ))
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn concurrent_submissions_share_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, keys) = start(dir.path());
+        runtime().block_on(async {
+            let mut tasks = Vec::new();
+            for key in keys.users.clone() {
+                let chain = chain.clone();
+                tasks.push(tokio::spawn(async move {
+                    let to = Keypair::from_seed("payee").account();
+                    let tx = Signed::sign(
+                        &key,
+                        chain.chain_id(),
+                        0,
+                        TxBody::Transfer {
+                            to,
+                            amount: Amount(5),
+                        },
+                    );
+                    chain.submit(vec![LedgerOp::External(tx)]).await
+                }));
+            }
+            for task in tasks {
+                assert!(task.await.unwrap().is_ok());
+            }
+        });
+        let progress = chain.progress();
+        assert_eq!(progress.txs, USERS as u64);
+        assert!(
+            progress.blocks < USERS as u64 / 2,
+            "group commit batched {progress:?}"
+        );
+        chain.stop();
+    }
+
+    #[test]
+    fn a_doomed_transaction_makes_no_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, keys) = start(dir.path());
+        runtime().block_on(async {
+            let skipped = escrow(&keys.users[0], &chain, 3, 1, 10);
+            let err = chain.submit(vec![skipped]).await.unwrap_err();
+            assert!(err.to_string().contains("skips ahead"), "{err}");
+            let broke = escrow(&keys.users[0], &chain, 0, 1, u64::MAX);
+            assert!(chain.submit(vec![broke]).await.is_err());
+            assert!(
+                chain
+                    .submit(vec![escrow(&keys.users[0], &chain, 0, 1, 10)])
+                    .await
+                    .is_ok()
+            );
+            let again = escrow(&keys.users[1], &chain, 0, 1, 10);
+            assert!(
+                chain
+                    .submit(vec![again])
+                    .await
+                    .unwrap_err()
+                    .to_string()
+                    .contains("already has an escrow")
+            );
+        });
+        assert_eq!(
+            chain.progress().height,
+            1,
+            "only the good escrow made a block"
+        );
+        chain.stop();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Whatever mix of releases and refunds is thrown at a few escrows at once, each
+        /// either lands or is refused up front: no escrow is paid beyond what it holds,
+        /// the market's nonces never gap, and the ledger stays conserved.
+        #[test]
+        fn market_operations_never_overdraw_or_gap(ops in proptest::collection::vec((0u8..3, proptest::option::of(1u64..60)), 1..24)) {
+            let dir = tempfile::tempdir().unwrap();
+            let (chain, keys) = start(dir.path());
+            let payee = keys.users[5].account();
+            let outcomes = runtime().block_on(async {
+                for order in 0..3u8 {
+                    chain.submit(vec![escrow(&keys.users[usize::from(order)], &chain, 0, order, 100)]).await.unwrap();
+                }
+                let mut tasks = Vec::new();
+                for (order, release) in ops.clone() {
+                    let chain = chain.clone();
+                    let order_id = Hash::of(&[order]);
+                    let body = match release {
+                        Some(amount) => TxBody::ReleaseEscrow { order_id, payouts: vec![(payee, Amount(amount))] },
+                        None => TxBody::RefundEscrow { order_id },
+                    };
+                    tasks.push(tokio::spawn(async move { chain.submit(vec![LedgerOp::Market(body)]).await }));
+                }
+                let mut outcomes = Vec::new();
+                for task in tasks {
+                    outcomes.push(task.await.unwrap());
+                }
+                let market = keys.market.account();
+                let (conserved, nonce, remaining) = chain.query(move |ledger| {
+                    let state = ledger.state();
+                    let remaining: Vec<Amount> = (0..3u8).map(|o| state.escrow(&Hash::of(&[o])).unwrap().remaining).collect();
+                    (state.check_conservation().is_ok(), state.next_nonce(&market), remaining)
+                }).await.unwrap();
+                (outcomes, conserved, nonce, remaining)
+            });
+            let (outcomes, conserved, nonce, remaining) = outcomes;
+            prop_assert!(conserved);
+            let landed = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+            prop_assert_eq!(nonce, landed, "every landed market tx used exactly one nonce");
+            for outcome in &outcomes {
+                if let Err(e) = outcome {
+                    prop_assert!(matches!(e, ChainError::Refused(_)), "{}", e);
+                    prop_assert!(!e.to_string().contains("nonce"), "no nonce gap reached a caller: {}", e);
+                }
+            }
+            for left in remaining {
+                prop_assert!(left.0 <= 100);
+            }
+            chain.stop();
+        }
+    }
+}

@@ -279,7 +279,11 @@ async fn submit_order(
     State(shared): State<AppState>,
     ApiJson(request): ApiJson<SubmitOrder>,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
-    let submitted = orders::submit(&shared, request).await?;
+    // The submission runs in its own task: a client that hangs up mid-way must not
+    // cancel it between the durable record and the escrow block.
+    let submitted = tokio::spawn(async move { orders::submit(&shared, request).await })
+        .await
+        .map_err(internal)??;
     Ok((StatusCode::CREATED, Json(submitted)))
 }
 

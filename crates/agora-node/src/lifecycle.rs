@@ -70,8 +70,9 @@ pub fn run(shared: &Arc<Shared>, actions: Vec<Action>) {
 }
 
 /// Matches an unassigned order: assigns the winner, or refunds with the explanation
-/// (unless the order is still within its post-restart grace, when it waits).
-pub fn try_match(shared: &Shared, book: &mut Book, id: Hash) -> Vec<Action> {
+/// (unless the order is still within its post-restart grace, when it waits). `before`
+/// says what happened to the previous attempt, for the refund reason.
+pub fn try_match(shared: &Shared, book: &mut Book, id: Hash, before: Option<&str>) -> Vec<Action> {
     let now = now_ms();
     let Some(entry) = book.orders.get(&id) else {
         return Vec::new();
@@ -106,14 +107,18 @@ pub fn try_match(shared: &Shared, book: &mut Book, id: Hash) -> Vec<Action> {
         Ok(MatchOutcome::NoMatch(why)) => why.to_string(),
         Err(err) => err.to_string(),
     };
-    shared.metrics.unmatched.inc();
     let Some(entry) = book.orders.get_mut(&id) else {
         return Vec::new();
     };
     if now < entry.resume_until_ms {
         return Vec::new();
     }
-    begin_refund(book, id, format!("no provider can run this order: {why}"))
+    shared.metrics.unmatched.inc();
+    let reason = match before {
+        Some(before) => format!("{before}; no other provider can run it: {why}"),
+        None => format!("no provider can run this order: {why}"),
+    };
+    begin_refund(book, id, reason)
 }
 
 /// Marks an order busy for a refund, frees its match, and returns the refund action.
@@ -206,7 +211,8 @@ pub fn fail_attempt(
             format!("attempt {attempt} by {provider} failed ({reason}); reassigning"),
         );
     }
-    actions.extend(try_match(shared, book, id));
+    let before = format!("attempt {attempt} by {provider} failed ({reason})");
+    actions.extend(try_match(shared, book, id, Some(&before)));
     actions
 }
 
@@ -644,7 +650,14 @@ async fn store_stdio(shared: &Shared, delivery: &Delivery) -> (Hash, Hash) {
     let out = delivery.stdout.data.clone();
     let err = delivery.stderr.data.clone();
     let stored = tokio::task::spawn_blocking(move || {
-        let put = |bytes: &[u8]| blobs.put_bytes(bytes).unwrap_or_else(|_| Hash::of(bytes));
+        // Identical output (common across tasks of one job) is stored once.
+        let put = |bytes: &[u8]| {
+            let hash = Hash::of(bytes);
+            if blobs.contains(&hash) {
+                return hash;
+            }
+            blobs.put_bytes(bytes).unwrap_or(hash)
+        };
         (put(&out), put(&err))
     })
     .await;
@@ -795,7 +808,7 @@ pub fn watchdog_pass(shared: &Arc<Shared>) {
                 ReputationEvent::Timeout,
             ));
         } else if entry.match_id.is_none() {
-            actions.extend(try_match(shared, &mut book, id));
+            actions.extend(try_match(shared, &mut book, id, None));
         }
     }
     drop(book);

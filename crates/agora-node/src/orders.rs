@@ -193,7 +193,7 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
         );
         book.sequence.push(id);
         book.active.insert(id);
-        let actions = lifecycle::try_match(shared, &mut book, id);
+        let actions = lifecycle::try_match(shared, &mut book, id, None);
         let state = book
             .orders
             .get(&id)
@@ -275,4 +275,136 @@ fn final_view(shared: &Shared, id: Hash) -> Option<OrderView> {
     let entry = book.orders.get(&id)?;
     (entry.rec.state.is_final() || (!entry.busy && entry.pending_refund.is_some()))
         .then(|| entry.view())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::{Amount, ChainId, Fuel, Keypair, Price};
+    use agora_market::{Demand, Requirements};
+    use agora_proto::{JobSpec, OrderRequest};
+    use proptest::prelude::*;
+
+    const NOW: u64 = 1_000_000;
+
+    fn order(buyer: &Keypair, chain: &ChainId, salt: u64, escrow: u64) -> SignedOrder {
+        let body = OrderRequest {
+            job: JobSpec {
+                module: Hash::of(b"module"),
+                module_size: 6,
+                inputs: Vec::new(),
+                args: Vec::new(),
+                env: Vec::new(),
+                memory_bytes: 1 << 20,
+            },
+            demand: Demand {
+                cpu_millis: 1_000,
+                memory_bytes: 1 << 20,
+                disk_bytes: 0,
+                gpu: None,
+            },
+            requirements: Requirements::default(),
+            max_price: Price(10),
+            fuel_budget: Fuel::compute_units(1),
+            deadline_ms: NOW + 60_000,
+            escrow: Amount(escrow),
+            replicas: 1,
+            label: String::new(),
+            task: None,
+        };
+        Signed::sign(buyer, chain, salt, body)
+    }
+
+    fn escrow_tx(
+        signer: &Keypair,
+        chain: &ChainId,
+        order_id: Hash,
+        amount: u64,
+        deadline_ms: u64,
+    ) -> Tx {
+        Signed::sign(
+            signer,
+            chain,
+            0,
+            TxBody::OpenEscrow {
+                order_id,
+                amount: Amount(amount),
+                deadline_ms,
+            },
+        )
+    }
+
+    fn request(order: &SignedOrder, tx: &Tx) -> SubmitOrder {
+        SubmitOrder {
+            order: hexed::encode(order),
+            escrow_tx: hexed::encode(tx),
+        }
+    }
+
+    proptest! {
+        /// A submission passes exactly when every part of the escrow matches the order
+        /// and both are signed by the buyer for this chain; any single change is refused
+        /// with the code that names it.
+        #[test]
+        fn only_an_exactly_matching_escrow_passes(
+            salt in any::<u64>(),
+            extra in 0u64..1_000,
+            tamper in 0usize..6,
+        ) {
+            let chain = ChainId::new("orders-test");
+            let buyer = Keypair::from_seed("buyer");
+            let escrow = 10 + extra;
+            let signed = order(&buyer, &chain, salt, escrow);
+            let id = signed_order_id(&signed);
+            let deadline = signed.body.deadline_ms;
+            let (order, tx, code) = match tamper {
+                0 => (signed.clone(), escrow_tx(&buyer, &chain, id, escrow, deadline), None),
+                1 => (signed.clone(), escrow_tx(&buyer, &chain, id, escrow + 1, deadline), Some("escrow_mismatch")),
+                2 => (signed.clone(), escrow_tx(&buyer, &chain, id, escrow, deadline - 1), Some("escrow_mismatch")),
+                3 => (signed.clone(), escrow_tx(&buyer, &chain, Hash::of(&salt.to_le_bytes()), escrow, deadline), Some("escrow_mismatch")),
+                4 => (signed.clone(), escrow_tx(&Keypair::from_seed("other"), &chain, id, escrow, deadline), Some("escrow_mismatch")),
+                _ => {
+                    let mut forged = signed.clone();
+                    forged.body.escrow = Amount(escrow + 1);
+                    (forged, escrow_tx(&buyer, &chain, id, escrow, deadline), Some("bad_signature"))
+                }
+            };
+            let outcome = check_submission(&request(&order, &tx), &chain, NOW);
+            match code {
+                None => prop_assert_eq!(outcome.map(|c| c.id).ok(), Some(id)),
+                Some(code) => {
+                    let err = outcome.err();
+                    prop_assert_eq!(err.map(|e| e.status_and_code().1), Some(code));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_chains_and_past_deadlines_are_refused() {
+        let chain = ChainId::new("orders-test");
+        let buyer = Keypair::from_seed("buyer");
+        let signed = order(&buyer, &chain, 1, 10);
+        let id = signed_order_id(&signed);
+        let tx = escrow_tx(&buyer, &chain, id, 10, signed.body.deadline_ms);
+        let other = ChainId::new("elsewhere");
+        let err = check_submission(&request(&signed, &tx), &other, NOW).unwrap_err();
+        assert_eq!(err.status_and_code().1, "bad_signature");
+        let late = check_submission(&request(&signed, &tx), &chain, NOW + 120_000).unwrap_err();
+        assert_eq!(late.status_and_code().1, "bad_order");
+        let small = order(&buyer, &chain, 2, 9);
+        let tx = escrow_tx(
+            &buyer,
+            &chain,
+            signed_order_id(&small),
+            9,
+            small.body.deadline_ms,
+        );
+        let err = check_submission(&request(&small, &tx), &chain, NOW).unwrap_err();
+        assert_eq!(
+            err.status_and_code().1,
+            "bad_order",
+            "escrow below the worst case"
+        );
+    }
 }

@@ -480,3 +480,51 @@ async fn a_buyer_cancels_with_a_signed_request() {
     silent.stop().await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_that_disconnects_loses_its_orders_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // Heartbeats far apart: only the disconnect can end the attempt quickly.
+    cfg.heartbeat = Duration::from_secs(20);
+    let node = start(cfg).await;
+    let api = Api::new(&node);
+    let keys = keys();
+    let chain = ChainId::new(node.chain_id());
+    let doomed = FakeProvider::start(&node, keys.users[2].clone(), PRICE, Behavior::Silent).await;
+    api.wait_providers(1).await;
+    let module = upload_hello(&api).await;
+    let buyer = &keys.users[0];
+    let nonce = api.account(&buyer.account()).await.next_nonce;
+    let (order, escrow) = order_for(buyer, &chain, &module, 1, nonce, now_ms() + 60_000);
+    assert_eq!(api.submit(&order, &escrow).await.0, 201);
+    let id = agora_proto::signed_order_id(&order);
+    for _ in 0..100 {
+        if api.order(&id).await.state == OrderState::Matched {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let account = doomed.account();
+    doomed.stop().await;
+    let view = api.wait_final(&id, Duration::from_secs(5)).await;
+    assert_eq!(view.state, OrderState::Refunded, "{view:?}");
+    assert!(
+        view.refund_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("disconnected")),
+        "{view:?}"
+    );
+    assert_eq!(
+        api.account(&account).await.balance,
+        agora_node::config::DEV_USER_FUNDS,
+        "not paid"
+    );
+    let (_, asks) = api.get("/v1/asks").await;
+    assert_eq!(
+        asks.as_array().map(Vec::len),
+        Some(0),
+        "its asks left the book"
+    );
+    node.shutdown().await;
+}
