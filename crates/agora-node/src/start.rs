@@ -157,6 +157,13 @@ impl MarketNode {
         })?;
         let (stop_http, stopped) = oneshot::channel::<()>();
         let app = crate::http::router(shared.clone(), config.max_json_bytes);
+        // Small JSON answers and SSE events must leave at once, not wait for Nagle's
+        // algorithm to meet the client's delayed ACK (a 40 ms stall per exchange).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY not set: {e}");
+            }
+        });
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = stopped.await;
