@@ -22,7 +22,7 @@ async fn an_order_settles_and_the_money_adds_up() {
     let chain = ChainId::new(node.chain_id());
     let provider = FakeProvider::start(&node, keys.users[2].clone(), PRICE, Behavior::Honest).await;
     api.wait_providers(1).await;
-    let module = upload_hello(&api).await;
+    let module = upload(&api, output_module()).await;
     let buyer = &keys.users[0];
     let treasury = keys.treasury.account();
     let before = (
@@ -69,6 +69,19 @@ async fn an_order_settles_and_the_money_adds_up() {
         .await
         .unwrap();
     assert_eq!(&bytes[..], b"hello agora\n");
+    // The output file was fetched from the provider, hash-checked, and is served here.
+    assert_eq!(result["outputs"][0]["name"], "result.txt", "{result}");
+    let output_hash = result["outputs"][0]["hash"].as_str().unwrap();
+    let bytes = api
+        .http
+        .get(format!("{}/v1/blobs/{output_hash}", api.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], b"42\n");
 
     let after = (
         api.account(&buyer.account()).await,
@@ -526,5 +539,50 @@ async fn a_provider_that_disconnects_loses_its_orders_at_once() {
         Some(0),
         "its asks left the book"
     );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outputs_that_do_not_match_the_receipt_are_not_paid() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(config(dir.path())).await;
+    let api = Api::new(&node);
+    let keys = keys();
+    let chain = ChainId::new(node.chain_id());
+    let forger =
+        FakeProvider::start(&node, keys.users[2].clone(), PRICE, Behavior::ForgedOutput).await;
+    api.wait_providers(1).await;
+    let module = upload(&api, output_module()).await;
+    let buyer = &keys.users[0];
+    let nonce = api.account(&buyer.account()).await.next_nonce;
+    let (order, escrow) = order_for(buyer, &chain, &module, 1, nonce, now_ms() + 60_000);
+    assert_eq!(api.submit(&order, &escrow).await.0, 201);
+    let view = api
+        .wait_final(
+            &agora_proto::signed_order_id(&order),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(view.state, OrderState::Refunded, "{view:?}");
+    assert!(
+        view.refund_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("digest")),
+        "{view:?}"
+    );
+    assert_eq!(
+        api.account(&forger.account()).await.balance,
+        agora_node::config::DEV_USER_FUNDS,
+        "not paid"
+    );
+    assert_eq!(
+        api.account(&buyer.account()).await.balance,
+        agora_node::config::DEV_USER_FUNDS
+    );
+    let (_, record) = api
+        .get(&format!("/v1/providers/{}", forger.account()))
+        .await;
+    assert_eq!(record["failed"], 1, "{record}");
+    forger.stop().await;
     node.shutdown().await;
 }

@@ -16,7 +16,9 @@ use agora_market::{Ask, AskId, Demand, Requirements, ResourceClass, Resources};
 use agora_net::{NetConfig, NetEvent, NetHandle, Network, PeerId, Topic, Verdict};
 use agora_node::{MarketConfig, MarketNode, RunningMarket};
 use agora_proto::api::{AccountView, OrderView, SubmitOrder};
-use agora_proto::wire::{Delivery, MarketReply, ProviderReply, Stream, ToMarket, ToProvider};
+use agora_proto::wire::{
+    Delivery, MarketReply, OutputRef, ProviderReply, Stream, ToMarket, ToProvider,
+};
 use agora_proto::{AskOffer, Heartbeat, JobSpec, OrderRequest, SignedOrder, hexed};
 use serde_json::Value;
 
@@ -34,6 +36,30 @@ pub const HELLO_WAT: &str = r#"(module
     (i32.store (i32.const 0) (i32.const 8))
     (i32.store (i32.const 4) (i32.const 12))
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))))"#;
+
+/// A WASI command that prints `hello agora` and writes `42\n` to `/output/result.txt`
+/// (the sandbox preopens `/output` as fd 4).
+pub const OUTPUT_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 8) "hello agora\n")
+  (data (i32.const 100) "42\n")
+  (data (i32.const 200) "result.txt")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 8))
+    (i32.store (i32.const 4) (i32.const 12))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))
+    (drop (call $path_open (i32.const 4) (i32.const 0) (i32.const 200) (i32.const 10)
+      (i32.const 1) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 40)))
+    (i32.store (i32.const 48) (i32.const 100))
+    (i32.store (i32.const 52) (i32.const 3))
+    (drop (call $fd_write (i32.load (i32.const 40)) (i32.const 48) (i32.const 1) (i32.const 60)))))"#;
+
+pub fn output_module() -> Vec<u8> {
+    wat::parse_str(OUTPUT_WAT).expect("the output module assembles")
+}
 
 pub fn hello_module() -> Vec<u8> {
     wat::parse_str(HELLO_WAT).expect("the test module assembles")
@@ -234,6 +260,8 @@ pub enum Behavior {
     Silent,
     /// Runs the job but signs the receipt with another key.
     ForeignSigner,
+    /// Runs the job, signs a true receipt, but serves other bytes as its output file.
+    ForgedOutput,
 }
 
 /// A provider agent made of real parts: its own agora-net node and key, the real
@@ -426,6 +454,19 @@ impl Job {
             fuel_used: outcome.fuel_used,
             wall_ms: outcome.wall_time.as_millis() as u64,
         };
+        let mut outputs = Vec::new();
+        for file in &outcome.outputs {
+            let served = match behavior {
+                Behavior::ForgedOutput => b"forged".to_vec(),
+                _ => file.data.clone(),
+            };
+            let hash = self.net.store().put_bytes(&served).expect("output stored");
+            outputs.push(OutputRef {
+                name: file.name.clone(),
+                hash,
+                size: served.len() as u64,
+            });
+        }
         let delivery = Delivery {
             receipt: Signed::sign(&signer, &self.chain, 0, receipt),
             exit_code: outcome.exit_code,
@@ -439,7 +480,7 @@ impl Job {
                 total_bytes: outcome.stderr.total_bytes,
                 truncated: outcome.stderr.truncated,
             },
-            outputs: Vec::new(),
+            outputs,
             fuel_used: outcome.fuel_used,
         };
         let reply = self.send(ToMarket::Deliver(Box::new(delivery))).await;
@@ -464,7 +505,11 @@ impl Job {
 
 /// Uploads the hello module and returns its bytes.
 pub async fn upload_hello(api: &Api) -> Vec<u8> {
-    let module = hello_module();
+    upload(api, hello_module()).await
+}
+
+/// Uploads `module` and returns its bytes.
+pub async fn upload(api: &Api, module: Vec<u8>) -> Vec<u8> {
     let (status, body) = api
         .put_blob(&Hash::of(&module).to_string(), module.clone())
         .await;
