@@ -53,7 +53,7 @@ const AUDIT_CHUNK: u64 = 256;
 #[openapi(
     info(
         title = "Agora market node API",
-        description = "Upload blobs, submit signed orders, follow them, fetch results, and read the market and its ledger. Signed payloads travel as hex of their canonical encoding (see agora-proto); bodies marked `object` are the agora-proto records named in each description."
+        description = "Upload blobs, submit signed orders, follow them, fetch results, and read the market and its ledger. Signed payloads travel as hex of their canonical encoding (see agora-proto); asks and price indexes are the agora-market records `Ask` and `PriceIndex`."
     ),
     tags(
         (name = "market", description = "Who the market is, its asks, providers and prices"),
@@ -139,7 +139,7 @@ fn internal(err: impl std::fmt::Display) -> ApiFailure {
 
 /// Who this market is.
 #[utoipa::path(get, path = "/v1/info", tag = "market",
-    responses((status = 200, description = "agora_proto::api::MarketInfo", body = Object)))]
+    responses((status = 200, description = "MarketInfo", body = agora_proto::api::MarketInfo)))]
 async fn info(State(shared): State<AppState>) -> Json<MarketInfo> {
     let id = &shared.identity;
     Json(MarketInfo {
@@ -161,8 +161,8 @@ async fn info(State(shared): State<AppState>) -> Json<MarketInfo> {
     responses(
         (status = 201, description = "Stored", body = BlobStored),
         (status = 200, description = "Already stored", body = BlobStored),
-        (status = 400, description = "hash_mismatch: the content hashes to something else", body = Object),
-        (status = 413, description = "blob_too_large", body = Object)))]
+        (status = 400, description = "hash_mismatch: the content hashes to something else", body = agora_proto::ApiError),
+        (status = 413, description = "blob_too_large", body = agora_proto::ApiError)))]
 async fn put_blob(
     State(shared): State<AppState>,
     Path(hash): Path<String>,
@@ -246,7 +246,7 @@ async fn put_blob(
     params(("hash" = String, Path, description = "The blob's blake3 hash, hex")),
     responses(
         (status = 200, description = "The bytes", body = Vec<u8>, content_type = "application/octet-stream"),
-        (status = 404, description = "unknown_blob", body = Object)))]
+        (status = 404, description = "unknown_blob", body = agora_proto::ApiError)))]
 async fn get_blob(State(shared): State<AppState>, Path(hash): Path<String>) -> ApiResult<Response> {
     let hash = parse_hash(&hash)?;
     let size = shared
@@ -270,11 +270,11 @@ async fn get_blob(State(shared): State<AppState>, Path(hash): Path<String>) -> A
 /// Submits a buyer-signed order with its buyer-signed escrow; the escrow is committed
 /// before the order is matched.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders",
-    request_body(content = Object, description = "agora_proto::api::SubmitOrder"),
+    request_body = agora_proto::api::SubmitOrder,
     responses(
-        (status = 201, description = "agora_proto::api::Submitted", body = Object),
-        (status = 400, description = "bad_request, bad_signature, bad_order, escrow_mismatch, escrow_refused, missing_blob", body = Object),
-        (status = 409, description = "duplicate_order", body = Object)))]
+        (status = 201, description = "Submitted", body = agora_proto::api::Submitted),
+        (status = 400, description = "bad_request, bad_signature, bad_order, escrow_mismatch, escrow_refused, missing_blob", body = agora_proto::ApiError),
+        (status = 409, description = "duplicate_order", body = agora_proto::ApiError)))]
 async fn submit_order(
     State(shared): State<AppState>,
     ApiJson(request): ApiJson<SubmitOrder>,
@@ -312,7 +312,7 @@ fn parse_state(text: &str) -> ApiResult<OrderState> {
 
 /// Lists orders, newest first.
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrdersQuery),
-    responses((status = 200, description = "[agora_proto::api::OrderView]", body = Vec<Object>)))]
+    responses((status = 200, description = "OrderView records", body = Vec<agora_proto::api::OrderView>)))]
 async fn list_orders(
     State(shared): State<AppState>,
     Query(query): Query<OrdersQuery>,
@@ -346,8 +346,8 @@ async fn list_orders(
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
     params(("id" = String, Path, description = "The order id, hex")),
     responses(
-        (status = 200, description = "agora_proto::api::OrderView", body = Object),
-        (status = 404, description = "unknown_order", body = Object)))]
+        (status = 200, description = "OrderView", body = agora_proto::api::OrderView),
+        (status = 404, description = "unknown_order", body = agora_proto::ApiError)))]
 async fn get_order(
     State(shared): State<AppState>,
     Path(id): Path<String>,
@@ -365,9 +365,9 @@ async fn get_order(
 #[utoipa::path(get, path = "/v1/orders/{id}/result", tag = "orders",
     params(("id" = String, Path, description = "The order id, hex")),
     responses(
-        (status = 200, description = "agora_proto::api::JobResult", body = Object),
-        (status = 404, description = "unknown_order", body = Object),
-        (status = 409, description = "not settled (yet)", body = Object)))]
+        (status = 200, description = "JobResult", body = agora_proto::api::JobResult),
+        (status = 404, description = "unknown_order", body = agora_proto::ApiError),
+        (status = 409, description = "not settled (yet)", body = agora_proto::ApiError)))]
 async fn get_result(
     State(shared): State<AppState>,
     Path(id): Path<String>,
@@ -397,7 +397,7 @@ async fn get_result(
     params(("id" = String, Path, description = "The order id, hex")),
     responses(
         (status = 200, description = "text/event-stream of agora_proto::api::OrderEvent", content_type = "text/event-stream", body = String),
-        (status = 404, description = "unknown_order", body = Object)))]
+        (status = 404, description = "unknown_order", body = agora_proto::ApiError)))]
 async fn order_events(
     State(shared): State<AppState>,
     Path(id): Path<String>,
@@ -477,11 +477,11 @@ async fn forward_events(
 /// Cancels an order with the buyer's signed cancel; the escrow is refunded.
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
     params(("id" = String, Path, description = "The order id, hex")),
-    request_body(content = Object, description = "agora_proto::api::CancelRequest"),
+    request_body = agora_proto::api::CancelRequest,
     responses(
-        (status = 200, description = "agora_proto::api::OrderView after the refund", body = Object),
-        (status = 400, description = "bad_signature", body = Object),
-        (status = 409, description = "already final or being settled", body = Object)))]
+        (status = 200, description = "The order after the refund", body = agora_proto::api::OrderView),
+        (status = 400, description = "bad_signature", body = agora_proto::ApiError),
+        (status = 409, description = "already final or being settled", body = agora_proto::ApiError)))]
 async fn cancel_order(
     State(shared): State<AppState>,
     Path(id): Path<String>,
@@ -493,10 +493,10 @@ async fn cancel_order(
 
 /// Submits any signed ledger transaction and waits for the block that holds it.
 #[utoipa::path(post, path = "/v1/txs", tag = "ledger",
-    request_body(content = Object, description = "agora_proto::api::SubmitTx"),
+    request_body = agora_proto::api::SubmitTx,
     responses(
-        (status = 200, description = "agora_proto::api::TxIncluded", body = Object),
-        (status = 400, description = "bad_signature or tx_refused (the ledger's reason)", body = Object)))]
+        (status = 200, description = "TxIncluded", body = agora_proto::api::TxIncluded),
+        (status = 400, description = "bad_signature or tx_refused (the ledger's reason)", body = agora_proto::ApiError)))]
 async fn submit_tx(
     State(shared): State<AppState>,
     ApiJson(request): ApiJson<SubmitTx>,
@@ -536,7 +536,7 @@ async fn submit_tx(
 /// An account's balance, stake and next nonce.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "ledger",
     params(("id" = String, Path, description = "The account id")),
-    responses((status = 200, description = "agora_proto::api::AccountView", body = Object)))]
+    responses((status = 200, description = "AccountView", body = agora_proto::api::AccountView)))]
 async fn get_account(
     State(shared): State<AppState>,
     Path(id): Path<String>,
@@ -565,7 +565,7 @@ async fn get_account(
 
 /// Every provider the market has seen.
 #[utoipa::path(get, path = "/v1/providers", tag = "market",
-    responses((status = 200, description = "[agora_proto::api::ProviderView]", body = Vec<Object>)))]
+    responses((status = 200, description = "ProviderView records", body = Vec<agora_proto::api::ProviderView>)))]
 async fn list_providers(State(shared): State<AppState>) -> Json<Vec<ProviderView>> {
     let now = now_ms();
     let book = shared.book();
@@ -583,8 +583,8 @@ async fn list_providers(State(shared): State<AppState>) -> Json<Vec<ProviderView
 #[utoipa::path(get, path = "/v1/providers/{id}", tag = "market",
     params(("id" = String, Path, description = "The provider's account id")),
     responses(
-        (status = 200, description = "agora_proto::api::ProviderView", body = Object),
-        (status = 404, description = "unknown_provider", body = Object)))]
+        (status = 200, description = "ProviderView", body = agora_proto::api::ProviderView),
+        (status = 404, description = "unknown_provider", body = agora_proto::ApiError)))]
 async fn get_provider(
     State(shared): State<AppState>,
     Path(id): Path<String>,
@@ -673,7 +673,7 @@ async fn list_blocks(
     params(("height" = u64, Path, description = "1 is the first block")),
     responses(
         (status = 200, description = "The block", body = BlockView),
-        (status = 404, description = "unknown_block", body = Object)))]
+        (status = 404, description = "unknown_block", body = agora_proto::ApiError)))]
 async fn get_block(
     State(shared): State<AppState>,
     Path(height): Path<u64>,

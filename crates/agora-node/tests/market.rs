@@ -153,6 +153,19 @@ async fn an_order_settles_and_the_money_adds_up() {
         openapi["paths"]["/v1/orders/{id}/events"].is_object(),
         "{openapi}"
     );
+    for schema in [
+        "OrderView",
+        "JobResult",
+        "ApiError",
+        "MarketInfo",
+        "BlockView",
+        "OrderState",
+    ] {
+        assert!(
+            openapi["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
     provider.stop().await;
     node.shutdown().await;
 }

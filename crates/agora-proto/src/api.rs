@@ -19,6 +19,7 @@ use crate::wire::OutputRef;
 /// end in `Refunded` instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum OrderState {
     /// The budget is locked in escrow; not matched yet.
     Escrowed,
@@ -62,14 +63,17 @@ impl std::fmt::Display for OrderState {
 /// One step in an order's life, as streamed by `GET /v1/orders/{id}/events` (SSE, event
 /// name = the state) and listed in [`OrderView::events`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderEvent {
     /// The order.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub order_id: Hash,
     /// The state entered.
     pub state: OrderState,
     /// Unix ms when it was entered.
     pub at_ms: u64,
     /// The provider involved, if any.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub provider: Option<AccountId>,
     /// Human detail: the price, the refund reason, the why-no-match explanation...
     pub detail: String,
@@ -77,6 +81,7 @@ pub struct OrderEvent {
 
 /// `POST /v1/orders`: a buyer-signed order and the buyer-signed `OpenEscrow` for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitOrder {
     /// Hex of the canonical `SignedOrder`.
     pub order: String,
@@ -86,8 +91,10 @@ pub struct SubmitOrder {
 
 /// The answer to [`SubmitOrder`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Submitted {
     /// The order's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub order_id: Hash,
     /// Its state after the submission (usually `escrowed` or already `matched`).
     pub state: OrderState,
@@ -97,6 +104,7 @@ pub struct Submitted {
 
 /// `POST /v1/orders/{id}/cancel`: hex of a buyer-signed `CancelOrder`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelRequest {
     /// Hex of the canonical `Signed<CancelOrder>`.
     pub cancel: String,
@@ -104,6 +112,7 @@ pub struct CancelRequest {
 
 /// `POST /v1/txs`: hex of any signed ledger transaction (a transfer, a provider's bond...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitTx {
     /// Hex of the canonical `Tx`.
     pub tx: String,
@@ -111,8 +120,10 @@ pub struct SubmitTx {
 
 /// The answer to [`SubmitTx`]: the block that included it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TxIncluded {
     /// The transaction's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub tx_id: Hash,
     /// The block height that holds it.
     pub height: u64,
@@ -120,28 +131,34 @@ pub struct TxIncluded {
 
 /// A finished order's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobResult {
     /// The job's exit code.
     pub exit_code: i32,
     /// Its stdout (lossy UTF-8; the exact bytes are blob `stdout_hash`).
     pub stdout: String,
     /// The hash of the exact stdout bytes, fetchable from `/v1/blobs/{hash}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub stdout_hash: Hash,
     /// Whether stdout was cut at the job's cap.
     pub stdout_truncated: bool,
     /// Its stderr (lossy UTF-8; exact bytes are blob `stderr_hash`).
     pub stderr: String,
     /// The hash of the exact stderr bytes.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub stderr_hash: Hash,
     /// Whether stderr was cut at the job's cap.
     pub stderr_truncated: bool,
     /// Output files, each downloadable from `/v1/blobs/{hash}`.
     pub outputs: Vec<OutputRef>,
     /// The canonical result digest the receipt commits to.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub digest: Hash,
     /// Fuel billed.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub fuel_used: Fuel,
     /// The provider that ran it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub provider: AccountId,
     /// Hex of the provider's canonical signed receipt (self-contained evidence).
     pub receipt: String,
@@ -149,10 +166,13 @@ pub struct JobResult {
 
 /// `GET /v1/orders/{id}`: an order, its bill and its history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderView {
     /// The order's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub order_id: Hash,
     /// The buyer.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub buyer: AccountId,
     /// The buyer's label.
     pub label: String,
@@ -161,16 +181,22 @@ pub struct OrderView {
     /// Where it is now.
     pub state: OrderState,
     /// The price cap per CU.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub max_price: Price,
     /// The escrow locked.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub escrow: Amount,
     /// The provider that won it (the latest, after reassignments).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub provider: Option<AccountId>,
     /// The price per CU it is paid.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub price: Option<Price>,
     /// What the buyer paid (fee included); zero unless settled.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub cost: Amount,
     /// What went back to the buyer.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub refunded: Amount,
     /// Times the order was (re)assigned.
     pub attempts: u32,
@@ -188,12 +214,15 @@ pub struct OrderView {
 
 /// `GET /v1/providers`: a provider as the market sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProviderView {
     /// Its account.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub account: AccountId,
     /// Its libp2p peer id, when connected.
     pub peer: Option<String>,
     /// Bonded stake on the ledger.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub stake: Amount,
     /// Its reputation score (0..1).
     pub reputation: f64,
@@ -206,15 +235,18 @@ pub struct ProviderView {
     /// Jobs it failed or abandoned.
     pub failed: u64,
     /// What it has been paid (before fees).
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub earned: Amount,
     /// Unix ms of its last ask or heartbeat.
     pub last_seen_ms: u64,
     /// Its current asks.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub asks: Vec<agora_market::Ask>,
 }
 
 /// The error body every non-2xx answer carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// A stable, machine-readable code, e.g. `bad_signature`, `escrow_mismatch`.
     pub error: String,
@@ -224,12 +256,15 @@ pub struct ApiError {
 
 /// `GET /v1/info`: who this market is, for clients that sign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MarketInfo {
     /// The chain id every signature must name.
     pub chain_id: String,
     /// The market authority's account.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub market: AccountId,
     /// The treasury that collects fees.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub treasury: AccountId,
     /// Market fee in basis points of each payout.
     pub fee_bps: u32,
@@ -245,14 +280,19 @@ pub struct MarketInfo {
 
 /// `GET /v1/accounts/{id}`: an account on the ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountView {
     /// The account.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub account: AccountId,
     /// Spendable balance.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub balance: Amount,
     /// Bonded stake.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub stake: Amount,
     /// Stake unbonding.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub unbonding: Amount,
     /// The next ledger nonce it must sign with.
     pub next_nonce: u64,

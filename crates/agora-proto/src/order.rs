@@ -49,6 +49,7 @@ pub struct JobSpec {
 
 /// Places a task within a multi-task job, so the results can be gathered under one name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskRef {
     /// The job's name, chosen by the buyer (e.g. the spec file's `name`).
     pub job: String,

@@ -70,10 +70,12 @@ impl Domain for Heartbeat {
 
 /// One file the job wrote to `/output`, by content hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutputRef {
     /// Its name under `/output`.
     pub name: String,
     /// Its blake3 hash (the blob to fetch).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub hash: Hash,
     /// Its size in bytes.
     pub size: u64,
