@@ -599,3 +599,120 @@ async fn outputs_that_do_not_match_the_receipt_are_not_paid() {
     forger.stop().await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_endpoints_take_transactions_and_show_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(config(dir.path())).await;
+    let api = Api::new(&node);
+    let keys = keys();
+    let chain = ChainId::new(node.chain_id());
+    let provider = &keys.users[2];
+    let stake = agora_core::Amount::agr(100);
+    let bond = Signed::sign(
+        provider,
+        &chain,
+        0,
+        agora_ledger::TxBody::Bond { amount: stake },
+    );
+    let (status, body) = api
+        .post(
+            "/v1/txs",
+            &SubmitTx {
+                tx: hexed::encode(&bond),
+            },
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["height"], 1);
+    assert_eq!(body["tx_id"], bond.id().to_string());
+    // The same transaction again is a replay: refused with the ledger's reason.
+    let (status, body) = api
+        .post(
+            "/v1/txs",
+            &SubmitTx {
+                tx: hexed::encode(&bond),
+            },
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("tx_refused")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
+    let account = api.account(&provider.account()).await;
+    assert_eq!(account.stake, stake);
+    assert_eq!(account.next_nonce, 1);
+
+    let (status, block) = api.get("/v1/blocks/1").await;
+    assert_eq!(status, 200, "{block}");
+    assert_eq!(block["txs"][0]["kind"], "bond");
+    let (_, blocks) = api.get("/v1/blocks?from=1&limit=10").await;
+    assert_eq!(blocks.as_array().map(Vec::len), Some(1));
+    let (status, body) = api.get("/v1/blocks/2").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unknown_block"))
+    );
+    let (_, index) = api.get("/v1/index").await;
+    assert_eq!(index[0]["class"], serde_json::json!("cpu"), "{index}");
+    let (status, body) = api.get("/v1/accounts/not-an-account").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deterministic_job_failure_is_refunded_not_reassigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(config(dir.path())).await;
+    let api = Api::new(&node);
+    let keys = keys();
+    let chain = ChainId::new(node.chain_id());
+    let failing =
+        FakeProvider::start(&node, keys.users[2].clone(), PRICE, Behavior::JobFails).await;
+    let other = FakeProvider::start(
+        &node,
+        keys.users[3].clone(),
+        Price(PRICE.0 * 3 / 2),
+        Behavior::Honest,
+    )
+    .await;
+    api.wait_providers(2).await;
+    let module = upload_hello(&api).await;
+    let buyer = &keys.users[0];
+    let nonce = api.account(&buyer.account()).await.next_nonce;
+    let (order, escrow) = order_for(buyer, &chain, &module, 1, nonce, now_ms() + 60_000);
+    assert_eq!(api.submit(&order, &escrow).await.0, 201);
+    let view = api
+        .wait_final(
+            &agora_proto::signed_order_id(&order),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(view.state, OrderState::Refunded, "{view:?}");
+    assert_eq!(
+        view.attempts, 1,
+        "any provider would fail the same way: no reassignment"
+    );
+    assert!(
+        view.refund_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("unreachable")),
+        "{view:?}"
+    );
+    assert_eq!(
+        failing.replies.lock().unwrap().first(),
+        Some(&agora_proto::wire::MarketReply::Ok)
+    );
+    assert_eq!(
+        api.account(&buyer.account()).await.balance,
+        agora_node::config::DEV_USER_FUNDS
+    );
+    failing.stop().await;
+    other.stop().await;
+    node.shutdown().await;
+}

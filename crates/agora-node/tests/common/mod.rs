@@ -17,7 +17,7 @@ use agora_net::{NetConfig, NetEvent, NetHandle, Network, PeerId, Topic, Verdict}
 use agora_node::{MarketConfig, MarketNode, RunningMarket};
 use agora_proto::api::{AccountView, OrderView, SubmitOrder};
 use agora_proto::wire::{
-    Delivery, MarketReply, OutputRef, ProviderReply, Stream, ToMarket, ToProvider,
+    Delivery, JobFailure, MarketReply, OutputRef, ProviderReply, Stream, ToMarket, ToProvider,
 };
 use agora_proto::{AskOffer, Heartbeat, JobSpec, OrderRequest, SignedOrder, hexed};
 use serde_json::Value;
@@ -262,6 +262,8 @@ pub enum Behavior {
     ForeignSigner,
     /// Runs the job, signs a true receipt, but serves other bytes as its output file.
     ForgedOutput,
+    /// Reports a deterministic failure (as for a trap) instead of running.
+    JobFails,
 }
 
 /// A provider agent made of real parts: its own agora-net node and key, the real
@@ -415,6 +417,25 @@ impl Job {
             return;
         }
         let order_id = agora_proto::signed_order_id(&order);
+        if behavior == Behavior::JobFails {
+            let failure = JobFailure {
+                order_id,
+                provider: self.key.account(),
+                reason: "wasm trap: unreachable".into(),
+                deterministic: true,
+                fuel_used: Fuel(10),
+            };
+            let reply = self
+                .send(ToMarket::Failed(Signed::sign(
+                    &self.key,
+                    &self.chain,
+                    0,
+                    failure,
+                )))
+                .await;
+            self.replies.lock().expect("replies").push(reply);
+            return;
+        }
         let beat = Signed::sign(
             &self.key,
             &self.chain,
