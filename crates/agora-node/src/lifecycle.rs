@@ -77,7 +77,11 @@ pub fn try_match(shared: &Shared, book: &mut Book, id: Hash, before: Option<&str
     let Some(entry) = book.orders.get(&id) else {
         return Vec::new();
     };
-    if entry.busy || entry.rec.state.is_final() || entry.match_id.is_some() {
+    if entry.busy
+        || entry.rec.state.is_final()
+        || entry.match_id.is_some()
+        || entry.resumed_from.is_some()
+    {
         return Vec::new();
     }
     let order = entry.market_order();
@@ -168,9 +172,11 @@ pub fn fail_attempt(
     if entry.rec.attempts != attempt || entry.busy || entry.rec.state.is_final() {
         return Vec::new();
     }
-    let Some(match_id) = entry.match_id.take() else {
+    let match_id = entry.match_id.take();
+    let resumed = entry.resumed_from.take();
+    if match_id.is_none() && resumed.is_none() {
         return Vec::new();
-    };
+    }
     let Some(provider) = entry.rec.provider else {
         return Vec::new();
     };
@@ -178,12 +184,14 @@ pub fn fail_attempt(
     entry.rec.tried.push(provider);
     let out_of_attempts = entry.rec.attempts >= shared.settings.max_attempts;
     let past_deadline = now >= entry.rec.order.body.deadline_ms;
-    let _ = book.market.release(&match_id, ReleaseReason::Failed);
-    book.market.record_event(provider, event, now);
-    if let Some(p) = book.providers.get_mut(&provider) {
-        p.running = p.running.saturating_sub(1);
-        p.failed += 1;
+    if let Some(match_id) = match_id {
+        let _ = book.market.release(&match_id, ReleaseReason::Failed);
+        if let Some(p) = book.providers.get_mut(&provider) {
+            p.running = p.running.saturating_sub(1);
+        }
     }
+    book.market.record_event(provider, event, now);
+    book.providers.entry(provider).or_default().failed += 1;
     tracing::info!(order = %id, %provider, attempt, "attempt failed: {reason}");
     let mut actions = vec![Action::Abort {
         provider,
@@ -450,11 +458,7 @@ pub fn accept_delivery(
         .orders
         .get_mut(&id)
         .ok_or_else(|| format!("order {id} is unknown to this market"))?;
-    if entry.rec.state.is_final()
-        || entry.busy
-        || entry.match_id.is_none()
-        || entry.rec.provider != Some(peer)
-    {
+    if entry.rec.state.is_final() || entry.busy || !entry.assigned_to(peer) {
         return Err(format!(
             "order {id} is not assigned to {peer} (it was reassigned, refunded or is being settled); this delivery will not be paid"
         ));
@@ -578,6 +582,7 @@ fn finish_settled(
     entry.rec.finished_ms = Some(now);
     let latency = entry.submitted.elapsed();
     let match_id = entry.match_id.take();
+    entry.resumed_from = None;
     shared.enter(
         entry,
         OrderState::Settled,
@@ -702,12 +707,18 @@ pub fn heartbeat(shared: &Shared, peer: AccountId, beat: &Signed<Heartbeat>) -> 
         .orders
         .get_mut(&id)
         .ok_or_else(|| format!("order {id} is unknown to this market"))?;
-    if entry.rec.state.is_final() || entry.match_id.is_none() || entry.rec.provider != Some(peer) {
+    if entry.rec.state.is_final() || !entry.assigned_to(peer) {
         return Err(format!(
             "order {id} is not assigned to {peer}; stop running it"
         ));
     }
     entry.last_beat_ms = now_ms();
+    if entry.resumed_from == Some(peer) {
+        // The provider held the order before a market restart and is still on it: keep
+        // waiting for its delivery while it keeps beating.
+        let silence = shared.settings.silence_limit_ms();
+        entry.resume_until_ms = entry.resume_until_ms.max(entry.last_beat_ms + silence);
+    }
     if entry.busy {
         return Ok(());
     }
@@ -740,11 +751,7 @@ pub fn failure(
         .orders
         .get(&id)
         .ok_or_else(|| format!("order {id} is unknown to this market"))?;
-    if entry.rec.state.is_final()
-        || entry.busy
-        || entry.match_id.is_none()
-        || entry.rec.provider != Some(peer)
-    {
+    if entry.rec.state.is_final() || entry.busy || !entry.assigned_to(peer) {
         return Err(format!("order {id} is not assigned to {peer}"));
     }
     let attempt = entry.rec.attempts;
@@ -807,12 +814,42 @@ pub fn watchdog_pass(shared: &Arc<Shared>) {
                 &reason,
                 ReputationEvent::Timeout,
             ));
+        } else if entry.resumed_from.is_some() {
+            if now >= entry.resume_until_ms {
+                actions.extend(give_up_resumed(shared, &mut book, id));
+            }
         } else if entry.match_id.is_none() {
             actions.extend(try_match(shared, &mut book, id, None));
         }
     }
     drop(book);
     run(shared, actions);
+}
+
+/// The provider that held an order before a restart did not come back within the
+/// grace: the order is assigned again (no reputation event: the market restarted, not
+/// the provider), and the old provider is told to stop.
+fn give_up_resumed(shared: &Shared, book: &mut Book, id: Hash) -> Vec<Action> {
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return Vec::new();
+    };
+    let Some(provider) = entry.resumed_from.take() else {
+        return Vec::new();
+    };
+    entry.rec.provider = None;
+    entry.rec.price = None;
+    shared.enter(
+        entry,
+        OrderState::Escrowed,
+        format!("{provider} did not resume the order after the market restart; assigning again"),
+    );
+    let mut actions = vec![Action::Abort {
+        provider,
+        id,
+        reason: "the market assigned the order again after a restart".to_string(),
+    }];
+    actions.extend(try_match(shared, book, id, None));
+    actions
 }
 
 /// A provider's connection closed: its running attempts fail at once and its asks

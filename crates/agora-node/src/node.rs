@@ -67,6 +67,9 @@ pub struct OrderEntry {
     /// Until when an unmatched order waits for providers instead of being refunded
     /// (after a restart); 0 means refund at once.
     pub resume_until_ms: u64,
+    /// The provider that held the order before a market restart: until
+    /// `resume_until_ms` (extended by its heartbeats) its delivery is still taken.
+    pub resumed_from: Option<AccountId>,
 }
 
 impl OrderEntry {
@@ -81,7 +84,15 @@ impl OrderEntry {
             pending_refund: None,
             submitted: Instant::now(),
             resume_until_ms: 0,
+            resumed_from: None,
         }
+    }
+
+    /// Whether `provider` holds the order now: assigned in this process, or before a
+    /// restart and not yet given up on.
+    pub fn assigned_to(&self, provider: AccountId) -> bool {
+        self.rec.provider == Some(provider)
+            && (self.match_id.is_some() || self.resumed_from == Some(provider))
     }
 
     /// The order's id.

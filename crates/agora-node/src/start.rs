@@ -379,14 +379,24 @@ fn load_into_book(
         book.sequence.push(id);
         match escrow.status {
             EscrowStatus::Open => {
-                entry.rec.provider = None;
-                entry.rec.price = None;
                 entry.resume_until_ms = now + shared.settings.resume_grace_ms;
-                shared.enter(
-                    &mut entry,
-                    OrderState::Escrowed,
-                    "resumed after a market restart; assigning again",
+                let was_taken = matches!(
+                    entry.rec.state,
+                    OrderState::Matched | OrderState::Running | OrderState::Verifying
                 );
+                let detail = match entry.rec.provider.filter(|_| was_taken) {
+                    // Its provider may still be running it and deliver to the new process.
+                    Some(provider) => {
+                        entry.resumed_from = Some(provider);
+                        format!("resumed after a market restart; waiting for {provider} to deliver")
+                    }
+                    None => {
+                        entry.rec.provider = None;
+                        entry.rec.price = None;
+                        "resumed after a market restart; assigning again".to_string()
+                    }
+                };
+                shared.enter(&mut entry, OrderState::Escrowed, detail);
                 book.active.insert(id);
                 book.orders.insert(id, entry);
             }

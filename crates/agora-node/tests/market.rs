@@ -174,7 +174,7 @@ async fn an_order_settles_and_the_money_adds_up() {
 async fn bad_requests_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.max_blob_bytes = 64 * 1024;
+    cfg.max_blob_bytes = 4 * 1024;
     let node = start(cfg).await;
     let api = Api::new(&node);
     let keys = keys();
@@ -260,7 +260,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
         .put_blob(&Hash::of(b"other").to_string(), b"content".to_vec())
         .await;
     expect(status, &body, 400, "hash_mismatch");
-    let big = vec![7u8; 65 * 1024];
+    let big = vec![7u8; 8 * 1024];
     let (status, body) = api.put_blob(&Hash::of(&big).to_string(), big).await;
     expect(status, &body, 413, "blob_too_large");
     let (status, body) = api.get(&format!("/v1/blobs/{}", Hash::of(b"other"))).await;
@@ -714,5 +714,63 @@ async fn a_deterministic_job_failure_is_refunded_not_reassigned() {
     );
     failing.stop().await;
     other.stop().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_running_an_order_across_a_market_restart_delivers_and_is_paid_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.p2p_listen = fixed_p2p_addr();
+    cfg.heartbeat = Duration::from_secs(20);
+    cfg.resume_grace = Duration::from_secs(8);
+    let keys = keys();
+    let buyer = &keys.users[0];
+    let node = start(cfg.clone()).await;
+    let api = Api::new(&node);
+    let chain = ChainId::new(node.chain_id());
+    let provider = FakeProvider::start(
+        &node,
+        keys.users[2].clone(),
+        PRICE,
+        Behavior::HonestAfter(1_500),
+    )
+    .await;
+    api.wait_providers(1).await;
+    let module = upload_hello(&api).await;
+    let nonce = api.account(&buyer.account()).await.next_nonce;
+    let (order, escrow) = order_for(buyer, &chain, &module, 1, nonce, now_ms() + 60_000);
+    assert_eq!(api.submit(&order, &escrow).await.0, 201);
+    let id = agora_proto::signed_order_id(&order);
+    for _ in 0..100 {
+        if api.order(&id).await.state != OrderState::Escrowed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.shutdown().await;
+
+    // The provider is still running it; it delivers to the restarted node.
+    let node = start(cfg).await;
+    let api = Api::new(&node);
+    let view = api.wait_final(&id, Duration::from_secs(10)).await;
+    assert_eq!(view.state, OrderState::Settled, "{view:?}");
+    assert_eq!(view.attempts, 1, "no second run was needed");
+    assert_eq!(view.provider, Some(provider.account()));
+    assert!(
+        view.events.iter().any(|e| e.detail.contains("waiting for")),
+        "{view:?}"
+    );
+    let paid =
+        api.account(&provider.account()).await.balance.0 - agora_node::config::DEV_USER_FUNDS.0;
+    assert!(
+        paid > 0 && paid <= view.cost.0,
+        "paid once: {paid} of cost {}",
+        view.cost.0
+    );
+    let (_, check) = api.get("/v1/ledger/verify").await;
+    assert_eq!(check["verified"], true, "{check}");
+    assert_eq!(check["supply"]["escrow"], 0, "{check}");
+    provider.stop().await;
     node.shutdown().await;
 }

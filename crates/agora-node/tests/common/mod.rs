@@ -72,6 +72,17 @@ pub fn config(dir: &std::path::Path) -> MarketConfig {
     config
 }
 
+/// A loopback multiaddr on a port that was free a moment ago, so a restarted node can
+/// listen where its providers expect it.
+pub fn fixed_p2p_addr() -> agora_net::Multiaddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+}
+
 pub async fn start(config: MarketConfig) -> RunningMarket {
     MarketNode::start(config)
         .await
@@ -264,6 +275,8 @@ pub enum Behavior {
     ForgedOutput,
     /// Reports a deterministic failure (as for a trap) instead of running.
     JobFails,
+    /// Honest, but waits this many ms after its first heartbeat before delivering.
+    HonestAfter(u64),
 }
 
 /// A provider agent made of real parts: its own agora-net node and key, the real
@@ -286,8 +299,8 @@ impl FakeProvider {
     ) -> FakeProvider {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = NetConfig::new(key.clone(), dir.path().join("blobs"));
-        let market_addr = node.p2p_addrs()[0].parse().expect("a multiaddr");
-        config.bootstrap.push(market_addr);
+        let market_addr: agora_net::Multiaddr = node.p2p_addrs()[0].parse().expect("a multiaddr");
+        config.bootstrap.push(market_addr.clone());
         let (net, mut events) = Network::start(config)
             .await
             .expect("provider network starts");
@@ -333,6 +346,7 @@ impl FakeProvider {
                                         && assignment.signer == market;
                                     if valid {
                                         let job = Job {
+                                            market_addr: market_addr.clone(),
                                             net: net.clone(),
                                             key: key.clone(),
                                             chain: chain.clone(),
@@ -403,6 +417,7 @@ fn ask(key: &Keypair, price: Price) -> Ask {
 }
 
 struct Job {
+    market_addr: agora_net::Multiaddr,
     net: NetHandle,
     key: Keypair,
     chain: ChainId,
@@ -447,6 +462,9 @@ impl Job {
             },
         );
         self.send(ToMarket::Heartbeat(beat)).await;
+        if let Behavior::HonestAfter(ms) = behavior {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let path = self
             .net
             .fetch_blob(self.market_peer, order.body.job.module)
@@ -508,19 +526,24 @@ impl Job {
         self.replies.lock().expect("replies").push(reply);
     }
 
+    /// Sends to the market, redialling and retrying for a while if it is unreachable
+    /// (it may be restarting), as a real agent does.
     async fn send(&self, message: ToMarket) -> MarketReply {
-        match self
-            .net
-            .request(self.market_peer, canonical::encode(&message))
-            .await
-        {
-            Ok(bytes) => canonical::decode(&bytes).unwrap_or(MarketReply::Rejected {
-                reason: "unreadable".into(),
-            }),
-            Err(e) => MarketReply::Rejected {
-                reason: e.to_string(),
-            },
+        let bytes = canonical::encode(&message);
+        let mut last = String::new();
+        for _ in 0..100 {
+            match self.net.request(self.market_peer, bytes.clone()).await {
+                Ok(reply) => {
+                    return canonical::decode(&reply).unwrap_or(MarketReply::Rejected {
+                        reason: "unreadable".into(),
+                    });
+                }
+                Err(e) => last = e.to_string(),
+            }
+            let _ = self.net.dial(self.market_addr.clone()).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        MarketReply::Rejected { reason: last }
     }
 }
 
