@@ -4,7 +4,9 @@
 //! reconciles every unfinished order against the ledger's escrow, which is the source of
 //! truth for money: an escrow that never landed drops its record; a closed escrow
 //! finishes its order as settled or refunded (never paying again); an open one is
-//! resumed — matched again as providers reconnect, or refunded by its deadline.
+//! resumed: if a provider had taken it, that provider may still deliver it to the new
+//! process (its heartbeats keep the claim alive through the resume grace); otherwise it
+//! is matched again as providers reconnect, or refunded when none can take it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 //! The node itself lives in `agora-node`; this module turns flags into a `MarketConfig`,
 //! prints where the node listens (also written to `DATA_DIR/node.json`), waits for a
 //! signal and shuts the node down cleanly. Logs go to stderr (`RUST_LOG` overrides).
+//! Every tunable can also be set from the environment (`AGORA_MARKET_*`, see `--help`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,13 +18,13 @@ use anyhow::{Context, bail};
 #[derive(clap::Args)]
 pub struct Args {
     /// Where the ledger, order records, blobs and node.json live (created if missing).
-    #[arg(long)]
+    #[arg(long, env = "AGORA_MARKET_DATA_DIR")]
     pub data_dir: PathBuf,
     /// HTTP API address; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:7070")]
+    #[arg(long, env = "AGORA_MARKET_HTTP", default_value = "127.0.0.1:7070")]
     pub http: SocketAddr,
     /// libp2p listen address; port 0 picks a free port.
-    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+    #[arg(long, env = "AGORA_MARKET_P2P", default_value = "/ip4/127.0.0.1/tcp/0")]
     pub p2p: String,
     /// Run a development chain with this many funded dev users (created on first start;
     /// keys derive from public seeds: never for real money).
@@ -36,18 +37,22 @@ pub struct Args {
     #[arg(long, requires = "genesis")]
     pub key: Option<PathBuf>,
     /// Largest blob accepted or fetched, in bytes.
-    #[arg(long, default_value_t = agora_node::config::DEFAULT_MAX_BLOB_BYTES)]
+    #[arg(long, env = "AGORA_MARKET_MAX_BLOB_BYTES", default_value_t = agora_node::config::DEFAULT_MAX_BLOB_BYTES)]
     pub max_blob_bytes: u64,
     /// Heartbeat interval asked of providers, in ms; three missed ones fail an attempt.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, env = "AGORA_MARKET_HEARTBEAT_MS", default_value_t = 1_000)]
     pub heartbeat_ms: u64,
     /// Attempts per order (first assignment plus reassignments) before refunding.
-    #[arg(long, default_value_t = agora_node::config::DEFAULT_MAX_ATTEMPTS)]
+    #[arg(long, env = "AGORA_MARKET_MAX_ATTEMPTS", default_value_t = agora_node::config::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// How long the block producer gathers transactions before sealing a block, in ms
     /// (0: seal at once; group commit batches whatever arrives meanwhile).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "AGORA_MARKET_BLOCK_INTERVAL_MS", default_value_t = 0)]
     pub block_interval_ms: u64,
+    /// After a restart, how long unfinished orders wait for their provider (or any
+    /// provider) to come back before they are reassigned or refunded, in ms.
+    #[arg(long, env = "AGORA_MARKET_RESUME_GRACE_MS", default_value_t = 15_000)]
+    pub resume_grace_ms: u64,
     /// Print one JSON line (the contents of node.json) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -89,6 +94,7 @@ fn config_from(args: &Args) -> anyhow::Result<MarketConfig> {
     config.heartbeat = Duration::from_millis(args.heartbeat_ms.max(1));
     config.max_attempts = args.max_attempts.max(1);
     config.block_interval = Duration::from_millis(args.block_interval_ms);
+    config.resume_grace = Duration::from_millis(args.resume_grace_ms);
     Ok(config)
 }
 
