@@ -359,12 +359,37 @@ async fn a_silent_provider_loses_the_order_to_the_next_best() {
     let (order, escrow) = order_for(buyer, &chain, &module, 1, nonce, now_ms() + 60_000);
     let (status, body) = api.submit(&order, &escrow).await;
     assert_eq!(status, 201, "{body}");
-    let view = api
-        .wait_final(
-            &agora_proto::signed_order_id(&order),
-            Duration::from_secs(10),
-        )
-        .await;
+    // Follow it live (the silent attempt takes a few hundred ms to fail): the stream
+    // carries every step in order and closes after the final one.
+    let id = agora_proto::signed_order_id(&order);
+    let stream = api
+        .http
+        .get(format!("{}/v1/orders/{id}/events", api.base))
+        .send()
+        .await
+        .unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(10), stream.text())
+        .await
+        .expect("the stream ends after the final state")
+        .unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "escrowed",
+            "matched",
+            "escrowed",
+            "matched",
+            "running",
+            "verifying",
+            "settled"
+        ],
+        "{text}"
+    );
+    let view = api.wait_final(&id, Duration::from_secs(10)).await;
     assert_eq!(view.state, OrderState::Settled, "{view:?}");
     assert_eq!(view.attempts, 2);
     assert_eq!(view.provider, Some(honest.account()));
