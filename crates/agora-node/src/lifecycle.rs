@@ -228,20 +228,19 @@ pub fn fail_attempt(
 async fn assign(shared: Arc<Shared>, id: Hash, attempt: u32) {
     let prepared = {
         let book = shared.book();
-        book.orders.get(&id).and_then(|entry| {
-            let current = entry.rec.attempts == attempt && entry.match_id.is_some() && !entry.busy;
-            current.then(|| {
-                let assignment = Assignment {
+        book.orders
+            .get(&id)
+            .filter(|e| e.rec.attempts == attempt && e.match_id.is_some() && !e.busy)
+            .and_then(|entry| {
+                Some(Assignment {
                     order_id: id,
                     order: entry.rec.order.clone(),
                     provider: entry.rec.provider?,
                     price: entry.rec.price?,
                     attempt: attempt.saturating_sub(1),
                     heartbeat_ms: shared.settings.heartbeat_ms,
-                };
-                Some(assignment)
-            })?
-        })
+                })
+            })
     };
     let Some(assignment) = prepared else { return };
     let provider = assignment.provider;
