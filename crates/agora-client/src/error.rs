@@ -1,0 +1,102 @@
+//! What can go wrong talking to a market node, each case saying what to do about it.
+
+use std::path::PathBuf;
+
+use agora_core::Hash;
+use agora_proto::ApiError;
+
+/// A failed client call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached or the connection broke.
+    #[error(
+        "could not reach the market at {url}: {source}; is the market running at that URL? \
+         (start one with `agora devnet`, or pass --market / set AGORA_MARKET)"
+    )]
+    Transport {
+        /// The URL that was called.
+        url: String,
+        /// The HTTP client's failure.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The node answered with an error body.
+    #[error("the market refused {what} ({status} {}): {}", .error.error, .error.message)]
+    Api {
+        /// What was asked, e.g. `POST /v1/orders`.
+        what: String,
+        /// The HTTP status.
+        status: u16,
+        /// The node's error code and explanation.
+        error: ApiError,
+    },
+    /// The node answered something that is not what the API promises.
+    #[error(
+        "the market's answer to {what} is not what this client expects: {detail}; \
+         are the client and the node the same version?"
+    )]
+    BadResponse {
+        /// What was asked.
+        what: String,
+        /// What was wrong with the answer.
+        detail: String,
+    },
+    /// A downloaded blob did not hash to its name; the partial file was removed.
+    #[error(
+        "blob {expected} downloaded with hash {actual}; the market or a provider served \
+         corrupt data (the file was discarded; retry, or report the market)"
+    )]
+    HashMismatch {
+        /// The hash asked for.
+        expected: Hash,
+        /// What the bytes hash to.
+        actual: Hash,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event stream ended before the order reached a final state.
+    #[error(
+        "the event stream for order {order} ended before the order was settled or refunded; \
+         check it later with `agora job status {order}`"
+    )]
+    StreamEnded {
+        /// The order being followed.
+        order: Hash,
+    },
+    /// The order would be refused before it is sent (shape, size or budget).
+    #[error("the order is malformed: {0}")]
+    BadOrder(#[from] agora_proto::order::OrderShapeError),
+}
+
+impl ClientError {
+    /// The node's error code, when the node answered with one.
+    pub fn api_code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } => Some(error.error.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the node saying the ledger refused a transaction's nonce, after
+    /// which the signer's next nonce must be fetched again.
+    pub fn is_nonce_error(&self) -> bool {
+        match self {
+            ClientError::Api { error, .. } => error.message.to_ascii_lowercase().contains("nonce"),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ClientError {
+        ClientError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
