@@ -1,16 +1,614 @@
-//! Placeholder while this command is built (issue 5); replaced by its owner.
+//! `agora job`: the buyer's commands — run, submit, status, result, list, cancel.
+//!
+//! Everything goes through `agora_client` over the market node's HTTP API. `job run`
+//! takes a WASI module or a job spec file (`docs/job-spec.md`); a spec with `[[tasks]]`
+//! becomes one order per task, run concurrently, outputs gathered under
+//! `OUTPUT_DIR/task-NNNN/`. Progress goes to stderr, results to stdout (JSON with
+//! `--json`).
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-/// Arguments (placeholder).
+use agora_client::buyer::now_ms;
+use agora_client::progress::{bill_lines, event_line, short_account};
+use agora_client::spec::{JobFile, parse_duration_ms, parse_price, parse_size};
+use agora_client::{Buyer, DEFAULT_MARKET_URL, JobRequest, JobSummary, MarketClient, OrderFilter};
+use agora_core::{Fuel, Hash};
+use agora_proto::OrderState;
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::cmd::wallet::{WalletFile, load_wallet};
+
+/// Exit code of a job that settled but exited non-zero.
+const EXIT_JOB_FAILED: u8 = 1;
+/// Exit code of an order that was refunded (no match, failure, deadline, cancel).
+const EXIT_REFUNDED: u8 = 2;
+
+/// Arguments of `agora job`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(subcommand)]
+    command: JobCommand,
 }
 
-/// Runs the command (placeholder).
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+#[derive(clap::Subcommand)]
+enum JobCommand {
+    /// Upload, escrow, submit, follow and download a job (or every task of a spec file).
+    /// Exit code: 0 settled with exit 0, 1 the job exited non-zero, 2 refunded.
+    Run(RunArgs),
+    /// Submit a job (or every task of a spec file) and print the order ids; do not wait.
+    Submit(SubmitArgs),
+    /// Show an order: state, provider, bill and history.
+    Status(IdArgs),
+    /// Show a settled order's result; download its output files with --output-dir.
+    Result(ResultArgs),
+    /// List orders, newest first (this wallet's unless --all).
+    List(ListArgs),
+    /// Cancel an order and refund its escrow.
+    Cancel(IdArgs),
+}
+
+/// Where the market is, who signs, and how to print.
+#[derive(clap::Args)]
+struct Conn {
+    /// The market node's HTTP URL.
+    #[arg(long, env = "AGORA_MARKET", default_value = DEFAULT_MARKET_URL)]
+    market: String,
+    #[command(flatten)]
+    wallet: WalletFile,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What to run and the budget; every flag may also be set in a spec file.
+#[derive(clap::Args)]
+struct JobArgs {
+    /// A WASI module (`.wasm`) or a job spec file (`.toml`, see docs/job-spec.md).
+    target: PathBuf,
+    /// An input file, visible to the job as /input/NAME (repeatable).
+    #[arg(long = "input", value_name = "NAME=PATH")]
+    inputs: Vec<String>,
+    /// An environment variable for the job (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Most paid per compute unit: base units (20000000) or "0.02 AGR".
+    #[arg(long, value_parser = parse_price)]
+    max_price: Option<agora_core::Price>,
+    /// Fuel budget in compute units (1 CU = 1e9 fuel); escrow = max price × this.
+    #[arg(long)]
+    max_cu: Option<u64>,
+    /// Distinct providers to run it on.
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// Only providers whose region attribute equals this.
+    #[arg(long)]
+    region: Option<String>,
+    /// The job's memory limit, e.g. "256 MiB".
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Time allowed from submission to settlement, e.g. "90s"; refunded after it.
+    #[arg(long, value_parser = parse_duration_ms)]
+    deadline: Option<u64>,
+    /// A label shown in listings.
+    #[arg(long)]
+    label: Option<String>,
+    /// Arguments for the job, after `--`.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// Where outputs go: DIR/ORDER/ for one job, DIR/task-NNNN/ per task of a spec.
+    #[arg(long, default_value = "agora-out")]
+    output_dir: PathBuf,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+struct SubmitArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+struct IdArgs {
+    /// The order id (hex).
+    id: String,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+struct ResultArgs {
+    /// The order id (hex).
+    id: String,
+    /// Download the output files into this directory.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    /// Only orders in this state (escrowed, matched, running, verifying, settled, refunded).
+    #[arg(long)]
+    state: Option<String>,
+    /// Only tasks of this job name.
+    #[arg(long)]
+    job: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Every buyer's orders, not only this wallet's.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// Runs `agora job`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match args.command {
+            JobCommand::Run(a) => run_jobs(a).await,
+            JobCommand::Submit(a) => submit(a).await,
+            JobCommand::Status(a) => status(a).await,
+            JobCommand::Result(a) => result(a).await,
+            JobCommand::List(a) => list(a).await,
+            JobCommand::Cancel(a) => cancel(a).await,
+        }
+    })
+}
+
+impl Conn {
+    async fn buyer(&self) -> anyhow::Result<Buyer> {
+        let key = load_wallet(&self.wallet.path()?)?;
+        Ok(Buyer::connect(key, &self.market).await?)
+    }
+
+    fn client(&self) -> anyhow::Result<MarketClient> {
+        Ok(MarketClient::new(&self.market)?)
+    }
+
+    /// Progress lines go to stderr unless JSON was asked for and nobody watches.
+    fn show_progress(&self) -> bool {
+        !self.json || std::io::stderr().is_terminal()
+    }
+}
+
+/// The orders `args` describe: one for a module, one per task for a spec file.
+fn requests(args: &JobArgs) -> anyhow::Result<(String, usize, Vec<JobRequest>)> {
+    let is_spec = args.target.extension().is_some_and(|e| e == "toml");
+    let (name, concurrency, mut requests) = if is_spec {
+        if !args.inputs.is_empty() || !args.args.is_empty() || !args.env.is_empty() {
+            bail!(
+                "--input, --env and job arguments go into the spec file when running {} \
+                 (the other flags override the spec for every task)",
+                args.target.display()
+            );
+        }
+        let file = JobFile::load(&args.target)?;
+        (file.name, file.concurrency, file.tasks)
+    } else {
+        let mut request = JobRequest::new(&args.target);
+        request.inputs = args
+            .inputs
+            .iter()
+            .map(|i| split_pair(i, "--input", "NAME=PATH").map(|(n, p)| (n, PathBuf::from(p))))
+            .collect::<anyhow::Result<_>>()?;
+        request.env = args
+            .env
+            .iter()
+            .map(|e| split_pair(e, "--env", "KEY=VALUE"))
+            .collect::<anyhow::Result<_>>()?;
+        request.args = args.args.clone();
+        (request.label.clone(), 1, vec![request])
+    };
+    for request in &mut requests {
+        apply_overrides(args, request);
+    }
+    Ok((name, concurrency, requests))
+}
+
+fn apply_overrides(args: &JobArgs, request: &mut JobRequest) {
+    if let Some(price) = args.max_price {
+        request.max_price = price;
+    }
+    if let Some(cu) = args.max_cu {
+        request.fuel_budget = Fuel::compute_units(cu);
+    }
+    if let Some(replicas) = args.replicas {
+        request.replicas = replicas;
+    }
+    if let Some(region) = &args.region {
+        request.region = Some(region.clone());
+    }
+    if let Some(memory) = args.memory {
+        request.memory_bytes = memory;
+    }
+    if let Some(deadline) = args.deadline {
+        request.deadline_in_ms = deadline;
+    }
+    if let Some(label) = &args.label {
+        request.label = label.clone();
+    }
+}
+
+fn split_pair(text: &str, flag: &str, form: &str) -> anyhow::Result<(String, String)> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => bail!("{flag} {text:?}: expected {form}"),
+    }
+}
+
+fn parse_id(text: &str) -> anyhow::Result<Hash> {
+    text.trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{text:?} is not an order id (64 hex digits): {e}"))
+}
+
+/// Where task `index`'s outputs go.
+fn task_dir(out: &Path, index: u32) -> PathBuf {
+    out.join(format!("task-{index:04}"))
+}
+
+async fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (name, concurrency, requests) = requests(&args.job)?;
+    let buyer = Arc::new(args.conn.buyer().await?);
+    let progress = args.conn.show_progress();
+    let single = requests.len() == 1 && requests[0].task.is_none();
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut running = tokio::task::JoinSet::new();
+    for request in requests {
+        let (buyer, limit, out) = (buyer.clone(), limit.clone(), args.output_dir.clone());
+        running.spawn(async move {
+            let _slot = limit.acquire_owned().await;
+            run_one(&buyer, request, &out, progress).await
+        });
+    }
+    let mut summaries = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        summaries.push(joined.context("a task panicked")??);
+    }
+    summaries.sort_by_key(|s| s.task.as_ref().map(|t| t.index));
+    print_run(&args.conn, &name, single, &summaries)?;
+    Ok(ExitCode::from(exit_code(&summaries)))
+}
+
+/// Runs one order to the end and downloads its outputs.
+async fn run_one(
+    buyer: &Buyer,
+    request: JobRequest,
+    out: &Path,
+    progress: bool,
+) -> anyhow::Result<JobSummary> {
+    let tag = match &request.task {
+        Some(task) => format!("[task-{:04}] ", task.index),
+        None => String::new(),
+    };
+    let started = now_ms();
+    let submitted = buyer
+        .submit_job(&request)
+        .await
+        .with_context(|| format!("submitting {}", request.label))?;
+    let id = submitted.order_id;
+    if progress {
+        eprintln!("{tag}order {id}");
+    }
+    let view = buyer
+        .wait(&id, |event| {
+            if progress {
+                eprintln!("{tag}{}", event_line(event, started));
+            }
+        })
+        .await?;
+    let dir = match &request.task {
+        Some(task) => task_dir(out, task.index),
+        None => out.join(id.short()),
+    };
+    let mut outputs = Vec::new();
+    if let (OrderState::Settled, Some(result)) = (view.state, &view.result) {
+        outputs = buyer.download_outputs(result, &dir).await?;
+        if !result.outputs.iter().any(|o| o.name == "stdout.txt") {
+            let path = dir.join("stdout.txt");
+            tokio::fs::write(&path, &result.stdout)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(JobSummary::from_view(&view, outputs))
+}
+
+fn exit_code(summaries: &[JobSummary]) -> u8 {
+    if summaries.iter().any(|s| s.state != OrderState::Settled) {
+        EXIT_REFUNDED
+    } else if summaries.iter().any(|s| s.exit_code != Some(0)) {
+        EXIT_JOB_FAILED
+    } else {
+        0
+    }
+}
+
+fn print_run(
+    conn: &Conn,
+    name: &str,
+    single: bool,
+    summaries: &[JobSummary],
+) -> anyhow::Result<()> {
+    let settled = summaries
+        .iter()
+        .filter(|s| s.state == OrderState::Settled)
+        .count();
+    let cost: u64 = summaries.iter().map(|s| s.cost.0).sum();
+    let refunded: u64 = summaries.iter().map(|s| s.refunded.0).sum();
+    if conn.json {
+        let value = if single {
+            serde_json::to_value(&summaries[0])?
+        } else {
+            json!({
+                "job": name,
+                "tasks": summaries,
+                "settled": settled,
+                "refunded": summaries.len() - settled,
+                "cost": cost,
+                "refund": refunded,
+            })
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    if single {
+        let summary = &summaries[0];
+        if let Some(stdout) = summary.stdout.as_deref().filter(|s| !s.is_empty()) {
+            print!("{stdout}");
+            if !stdout.ends_with('\n') {
+                println!();
+            }
+        }
+        for line in bill_lines(summary) {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    println!("job {name}: {settled}/{} tasks settled", summaries.len());
+    for s in summaries {
+        let index = s.task.as_ref().map_or(0, |t| t.index);
+        let who = s.provider.as_ref().map(short_account).unwrap_or_default();
+        let detail = match (&s.state, &s.refund_reason) {
+            (OrderState::Refunded, Some(reason)) => reason.clone(),
+            _ => format!(
+                "exit {} {:.4} CU {} ms",
+                s.exit_code.map_or("-".into(), |c| c.to_string()),
+                s.compute_units.unwrap_or(0.0),
+                s.latency_ms.unwrap_or(0)
+            ),
+        };
+        println!("  task-{index:04}  {:<8}  {who:<14}  {detail}", s.state);
+    }
+    println!(
+        "cost {}   refunded {}",
+        agora_core::Amount(cost),
+        agora_core::Amount(refunded)
+    );
+    Ok(())
+}
+
+async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let (_, _, requests) = requests(&args.job)?;
+    let buyer = args.conn.buyer().await?;
+    let mut submitted = Vec::with_capacity(requests.len());
+    for request in &requests {
+        let answer = buyer
+            .submit_job(request)
+            .await
+            .with_context(|| format!("submitting {}", request.label))?;
+        if !args.conn.json {
+            println!("{}", answer.order_id);
+        }
+        submitted.push(answer);
+    }
+    if args.conn.json {
+        println!("{}", serde_json::to_string_pretty(&submitted)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(args: IdArgs) -> anyhow::Result<ExitCode> {
+    let id = parse_id(&args.id)?;
+    let view = args.conn.client()?.order(&id).await?;
+    if args.conn.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let summary = JobSummary::from_view(&view, Vec::new());
+    for line in bill_lines(&summary) {
+        println!("{line}");
+    }
+    if !view.label.is_empty() {
+        println!("label     {}", view.label);
+    }
+    println!(
+        "escrow    {}   max price {} per CU",
+        view.escrow,
+        agora_core::Amount(view.max_price.0)
+    );
+    println!("history");
+    for event in &view.events {
+        println!("  {}", event_line(event, view.created_ms));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
+    let id = parse_id(&args.id)?;
+    let client = args.conn.client()?;
+    let result = client.result(&id).await?;
+    let mut paths = Vec::new();
+    if let Some(dir) = &args.output_dir {
+        let buyer = Buyer::new(
+            load_wallet(&args.conn.wallet.path()?)
+                .unwrap_or_else(|_| agora_core::Keypair::from_seed("reader")),
+            client.clone(),
+            client.info().await?,
+        );
+        paths = buyer.download_outputs(&result, dir).await?;
+    }
+    if args.conn.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "result": result, "downloaded": paths }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", result.stdout);
+    println!(
+        "exit code {}   {:.6} CU   provider {}",
+        result.exit_code,
+        result.fuel_used.as_compute_units_f64(),
+        result.provider
+    );
+    for output in &result.outputs {
+        println!(
+            "output    {}  {} bytes  {}",
+            output.name, output.size, output.hash
+        );
+    }
+    for path in &paths {
+        println!("saved     {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let state = args
+        .state
+        .as_deref()
+        .map(|s| serde_json::from_value::<OrderState>(json!(s)))
+        .transpose()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "unknown state; use escrowed, matched, running, verifying, settled or refunded"
+            )
+        })?;
+    let buyer = if args.all {
+        None
+    } else {
+        Some(load_wallet(&args.conn.wallet.path()?)?.account())
+    };
+    let filter = OrderFilter {
+        buyer,
+        state,
+        job: args.job.clone(),
+        limit: Some(args.limit),
+        offset: None,
+    };
+    let views = args.conn.client()?.orders(&filter).await?;
+    if args.conn.json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if views.is_empty() {
+        println!("no orders");
+    }
+    for view in &views {
+        let who = view
+            .provider
+            .as_ref()
+            .map(short_account)
+            .unwrap_or_default();
+        let latency = view
+            .latency_ms
+            .map(|l| format!("{l} ms"))
+            .unwrap_or_default();
+        println!(
+            "{}  {:<9}  {:<14}  {:>14}  {:>8}  {}",
+            view.order_id,
+            view.state,
+            who,
+            view.cost.to_string(),
+            latency,
+            view.label
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cancel(args: IdArgs) -> anyhow::Result<ExitCode> {
+    let id = parse_id(&args.id)?;
+    let view = args.conn.buyer().await?.cancel(&id).await?;
+    if args.conn.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        println!(
+            "order {} {}; refunded {}",
+            view.order_id, view.state, view.refunded
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::Amount;
+
+    fn summary(state: OrderState, exit: Option<i32>) -> JobSummary {
+        JobSummary {
+            order_id: Hash::of(b"o"),
+            task: None,
+            state,
+            provider: None,
+            price: None,
+            compute_units: None,
+            cost: Amount::ZERO,
+            refunded: Amount::ZERO,
+            latency_ms: None,
+            attempts: 1,
+            exit_code: exit,
+            stdout: None,
+            stderr: None,
+            refund_reason: None,
+            outputs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exit_codes_rank_refunds_over_job_failures() {
+        let ok = summary(OrderState::Settled, Some(0));
+        let failed = summary(OrderState::Settled, Some(3));
+        let refunded = summary(OrderState::Refunded, None);
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), 0);
+        assert_eq!(exit_code(&[ok.clone(), failed.clone()]), EXIT_JOB_FAILED);
+        assert_eq!(exit_code(&[failed, refunded, ok]), EXIT_REFUNDED);
+    }
+
+    #[test]
+    fn pairs_and_ids_are_checked() {
+        assert_eq!(
+            split_pair("scene=a=b.txt", "--input", "NAME=PATH").unwrap(),
+            ("scene".into(), "a=b.txt".into())
+        );
+        assert!(split_pair("=x", "--input", "NAME=PATH").is_err());
+        assert!(split_pair("x", "--input", "NAME=PATH").is_err());
+        assert!(parse_id("zz").is_err());
+        assert_eq!(
+            task_dir(Path::new("out"), 7),
+            PathBuf::from("out/task-0007")
+        );
+    }
 }

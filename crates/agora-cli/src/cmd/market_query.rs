@@ -1,16 +1,123 @@
-//! Placeholder while this command is built (issue 5); replaced by its owner.
+//! `agora market asks|index|providers`: what a market offers, read over its HTTP API.
 
 use std::process::ExitCode;
 
-/// Arguments (placeholder).
+use agora_client::progress::short_account;
+use agora_client::{DEFAULT_MARKET_URL, MarketClient};
+use agora_core::Amount;
+use anyhow::Context;
+
+/// Arguments of `agora market`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(subcommand)]
+    command: Query,
+    /// The market node's HTTP URL.
+    #[arg(long, global = true, env = "AGORA_MARKET", default_value = DEFAULT_MARKET_URL)]
+    market: String,
+    /// Print JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
-/// Runs the command (placeholder).
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+#[derive(clap::Subcommand)]
+enum Query {
+    /// The live asks in the order book.
+    Asks,
+    /// The spot price index per resource class: best ask, depth, VWAP per window.
+    Index,
+    /// Providers: stake, reputation, jobs, earnings.
+    Providers,
+}
+
+/// Runs `agora market`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(query(args))
+}
+
+async fn query(args: Args) -> anyhow::Result<ExitCode> {
+    let client = MarketClient::new(&args.market)?;
+    match args.command {
+        Query::Asks => {
+            let asks = client.asks().await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&asks)?);
+            } else if asks.is_empty() {
+                println!("no asks");
+            }
+            for ask in asks.iter().filter(|_| !args.json) {
+                let prices: Vec<String> = ask
+                    .prices
+                    .iter()
+                    .map(|(class, price)| format!("{class} {}/CU", Amount(price.0)))
+                    .collect();
+                let attributes: Vec<String> = ask
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                println!(
+                    "{}  {:>6} mCPU  {:>6} MiB  {}  {}",
+                    short_account(&ask.provider),
+                    ask.capacity.cpu_millis,
+                    ask.capacity.memory_bytes >> 20,
+                    prices.join(", "),
+                    attributes.join(" ")
+                );
+            }
+        }
+        Query::Index => {
+            let index = client.index().await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&index)?);
+            } else if index.is_empty() {
+                println!("no price index yet (no asks or trades)");
+            }
+            for entry in index.iter().filter(|_| !args.json) {
+                let best = entry
+                    .best_ask
+                    .map_or("-".into(), |p| format!("{}/CU", Amount(p.0)));
+                let windows: Vec<String> = entry
+                    .windows
+                    .iter()
+                    .map(|w| {
+                        let vwap = w.vwap.map_or("-".into(), |p| Amount(p.0).to_string());
+                        format!("{}s vwap {vwap} ({} trades)", w.window_ms / 1_000, w.trades)
+                    })
+                    .collect();
+                println!(
+                    "{}  best {best}  depth {}  {}",
+                    entry.class,
+                    entry.depth_asks,
+                    windows.join("  ")
+                );
+            }
+        }
+        Query::Providers => {
+            let providers = client.providers().await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&providers)?);
+            } else if providers.is_empty() {
+                println!("no providers");
+            }
+            for p in providers.iter().filter(|_| !args.json) {
+                println!(
+                    "{}  stake {}  reputation {:.3} ({:.0}% confidence)  running {}  done {}  failed {}  earned {}",
+                    p.account,
+                    p.stake,
+                    p.reputation,
+                    p.confidence * 100.0,
+                    p.running,
+                    p.completed,
+                    p.failed,
+                    p.earned
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
