@@ -15,6 +15,7 @@
 //! - [`spec`]: job spec files (`job.toml`) — one job, possibly split into many tasks,
 //!   each its own order.
 //! - [`progress`]: one-line renderings of order events for terminals and logs.
+//! - [`wallet`]: the key files every participant signs with.
 //!
 //! Entry point: `Buyer::connect(key, url)`, then `buyer.run_job(&request, out_dir, ...)`.
 #![warn(unused_crate_dependencies, missing_docs)]
@@ -25,6 +26,7 @@ pub mod error;
 pub mod progress;
 pub mod spec;
 pub mod sse;
+pub mod wallet;
 
 pub use buyer::{Buyer, JobRequest, JobSummary, NonceTracker};
 pub use client::{BlobStored, DEFAULT_MARKET_URL, EventStream, MarketClient, OrderFilter};

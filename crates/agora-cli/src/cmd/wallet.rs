@@ -1,17 +1,15 @@
 //! `agora wallet`: create and show the key that signs a participant's transactions.
 //!
 //! A wallet is a JSON file holding one ed25519 secret key and the account id it
-//! controls. It is created with owner-only permissions (0600) and never overwritten
-//! unless `--force` is given, so a typo cannot destroy funds.
+//! controls (format and checks: `agora_client::wallet`). It is created with owner-only
+//! permissions (0600) and never overwritten unless `--force` is given, so a typo cannot
+//! destroy funds.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agora_core::{AccountId, Keypair};
-use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use anyhow::Context;
 
 /// Subcommands of `agora wallet`.
 #[derive(clap::Subcommand)]
@@ -61,16 +59,6 @@ impl WalletFile {
     }
 }
 
-/// The on-disk wallet format.
-#[derive(Serialize, Deserialize)]
-struct WalletRecord {
-    version: u32,
-    account: AccountId,
-    secret_key: String,
-}
-
-const WALLET_VERSION: u32 = 1;
-
 /// Runs `agora wallet`.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -100,64 +88,10 @@ fn report(path: &Path, account: &AccountId, json: bool, verb: &str) -> anyhow::R
 
 /// Writes `key` to `path` with mode 0600, refusing to replace a wallet unless `force`.
 pub fn write_wallet(path: &Path, key: &Keypair, force: bool) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() && !force {
-        bail!(
-            "{} already exists; refusing to overwrite a key (pass --force to replace it)",
-            path.display()
-        );
-    }
-    let record = WalletRecord {
-        version: WALLET_VERSION,
-        account: key.account(),
-        secret_key: hex::encode(key.secret_bytes()),
-    };
-    let body = serde_json::to_vec_pretty(&record)?;
-    // Write a 0600 temporary file beside the target and rename it into place, so a
-    // crash never leaves a half-written wallet and the secret is never world-readable.
-    let tmp = path.with_extension("json.tmp");
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(&body)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(agora_client::wallet::write_wallet(path, key, force)?)
 }
 
 /// Reads the key in a wallet file, checking that it matches the account it names.
 pub fn load_wallet(path: &Path) -> anyhow::Result<Keypair> {
-    let text = fs::read_to_string(path).with_context(|| {
-        format!(
-            "reading wallet {} (create one with `agora wallet new`)",
-            path.display()
-        )
-    })?;
-    let record: WalletRecord = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an agora wallet file", path.display()))?;
-    if record.version != WALLET_VERSION {
-        bail!(
-            "{}: unsupported wallet version {}",
-            path.display(),
-            record.version
-        );
-    }
-    let mut secret = [0u8; 32];
-    hex::decode_to_slice(record.secret_key.trim(), &mut secret)
-        .with_context(|| format!("{}: secret_key must be 64 hex digits", path.display()))?;
-    let key = Keypair::from_secret(secret);
-    if key.account() != record.account {
-        bail!(
-            "{}: the secret key does not belong to account {} (the file is corrupt)",
-            path.display(),
-            record.account
-        );
-    }
-    Ok(key)
+    Ok(agora_client::wallet::load_wallet(path)?)
 }
