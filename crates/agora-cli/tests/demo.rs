@@ -1,5 +1,7 @@
-//! `agora demo` end to end, through the real binary: every job settles, the ledger it
-//! leaves behind verifies, and an order nobody can serve is refunded, not stuck.
+//! `agora demo` end to end, through the real binary: a market node and provider agents as
+//! separate processes on loopback, every job settles, the ledger it leaves behind
+//! verifies, no child process outlives the demo, and an order nobody can serve is
+//! refunded, not stuck.
 
 use std::path::Path;
 use std::process::Command;
@@ -31,7 +33,32 @@ fn demo(out_dir: &Path, extra: &[&str]) -> (bool, Value) {
             String::from_utf8_lossy(&output.stderr)
         )
     });
+    let survivors = processes_mentioning(out_dir);
+    assert!(
+        survivors.is_empty(),
+        "children outlived the demo: {survivors:?}"
+    );
     (output.status.success(), report)
+}
+
+/// The command lines of running processes that name `dir` (the demo's children do).
+fn processes_mentioning(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|cmd| cmd.contains(&needle))
+        .collect()
 }
 
 #[test]
@@ -72,8 +99,16 @@ fn every_job_settles_and_the_ledger_verifies() {
     assert_eq!(balances[0]["role"], "buyer");
     assert_eq!(
         balances[0]["balance"].as_u64().unwrap(),
-        1_000_000_000_000 - paid
+        agora_node::config::DEV_USER_FUNDS.0 - paid
     );
+    // Every job names the provider process that ran it, and the bands spread over both.
+    let providers: std::collections::BTreeSet<_> = report["jobs"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["provider"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(providers.len(), 2, "{report:#}");
 
     // The frame is a real PNG of the requested size.
     let image = report["image"].as_str().expect("an image path");
@@ -84,7 +119,7 @@ fn every_job_settles_and_the_ledger_verifies() {
     // The ledger it leaves behind passes the standalone audit too.
     let verify = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["ledger", "verify", "--data-dir"])
-        .arg(dir.path().join("ledger"))
+        .arg(dir.path().join("net/market"))
         .output()
         .unwrap();
     assert!(
@@ -108,7 +143,7 @@ fn orders_nobody_can_serve_are_refunded_with_an_explanation() {
     assert_eq!(report["ledger"]["conservation"], true);
     assert_eq!(
         report["balances"][0]["balance"].as_u64().unwrap(),
-        1_000_000_000_000,
+        agora_node::config::DEV_USER_FUNDS.0,
         "the buyer got everything back"
     );
     assert!(report["image"].is_null());
@@ -125,5 +160,5 @@ fn refuses_to_reuse_a_demo_directory() {
         .output()
         .unwrap();
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a demo ledger"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a demo network"));
 }

@@ -1,34 +1,31 @@
-//! `agora demo`: a throwaway market, end to end, with a report.
+//! `agora demo`: a throwaway market on a real local network, end to end, with a report.
 //!
-//! The demo creates a fresh ledger from a development genesis, funds a buyer and a few
-//! providers, has the providers bond stake and post asks, then acts as the buyer: it
+//! The demo starts one market node and N provider agents as separate processes on
+//! loopback (`agora_devnet::LocalNet`: fresh data directories, accounts funded from a
+//! development genesis), waits until every provider has bonded stake and posted its ask,
+//! then acts as a buyer over the market's HTTP API, exactly as `agora job run` does: it
 //! renders a frame with the path-tracer sample split into bands across providers and runs
-//! Monte Carlo simulations. Every job goes escrow → match → sandboxed run → signed receipt
-//! → settlement, one block at a time; at the end the ledger is replayed from genesis and
-//! conservation is checked. It exits 0 only if every job settled, the replay verified and
-//! conservation held.
-//!
-//! The market, its providers and the ledger run in this one process here (providers on
-//! their own threads with their own keys); the same loop across separate processes over
-//! the network is what `agora node` will run.
+//! Monte Carlo simulations. Every job goes upload → escrow → match → sandboxed run on a
+//! provider → signed receipt → settlement. At the end the market is stopped, its ledger is
+//! replayed from genesis and conservation is checked. It exits 0 only if every job
+//! settled, the replay verified and conservation held. Every child process is stopped on
+//! exit, Ctrl-C included.
 
 mod image;
-mod local_market;
 mod plan;
 mod report;
 
-use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agora_core::Price;
-use agora_exec::{ExecConfig, WasmExecutor};
+use agora_client::{Buyer, JobSummary};
+use agora_core::{Amount, Price};
+use agora_devnet::{LocalNet, LocalNetConfig};
 use anyhow::Context;
 
-use local_market::{InFlight, LocalMarket};
 use plan::{Frame, Task};
-use report::{JobLine, Report};
+use report::{Balance, JobLine, Report};
 
 /// Arguments of `agora demo`.
 #[derive(clap::Args)]
@@ -57,7 +54,8 @@ pub struct Args {
     /// The buyer's price cap per compute unit, e.g. `0.05` (AGR/CU).
     #[arg(long, default_value = "0.05")]
     pub max_price: Price,
-    /// Where the ledger and the image go [default: a new directory under the system temp dir].
+    /// Where the network's data, the outputs and the image go [default: a new directory
+    /// under the system temp dir].
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
     /// Print the report as one JSON object.
@@ -71,46 +69,59 @@ const BASE_PROVIDER_PRICE: Price = Price(20_000_000);
 /// Runs `agora demo`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let out_dir = output_dir(args.out_dir.clone())?;
-    let data_dir = out_dir.join("ledger");
     let frame = Frame {
         width: args.width,
         height: args.height,
         samples: args.samples,
         tiles: args.tiles.unwrap_or(args.providers * 2),
     };
-    let tasks = plan::tasks(frame, args.jobs, args.mc_samples);
+    let tasks = plan::tasks(
+        &out_dir.join("jobs"),
+        frame,
+        args.jobs,
+        args.mc_samples,
+        args.max_price,
+    )?;
     progress(format!(
-        "agora demo: {} providers, {} jobs, data in {}",
+        "agora demo: a market and {} providers as processes on loopback, {} jobs, data in {}",
         args.providers,
         tasks.len(),
         out_dir.display()
     ));
-
-    let executor = Arc::new(WasmExecutor::new(ExecConfig {
-        cache_dir: Some(out_dir.join("module-cache")),
-        ..ExecConfig::default()
-    })?);
-    warm_module_cache(&executor, &tasks)?;
-    let mut market = LocalMarket::start(&data_dir, args.providers as usize, executor)?;
-    market.onboard_providers(BASE_PROVIDER_PRICE)?;
-    progress(format!(
-        "{} providers bonded stake and posted asks",
-        args.providers
-    ));
-
-    let started = std::time::Instant::now();
-    let lines = run_tasks(&mut market, &tasks, args.max_price, args.providers as usize)?;
-    let elapsed = started.elapsed();
-
-    let tiles: Vec<_> = lines.iter().filter_map(|l| l.tile.as_ref()).collect();
+    let mut config = LocalNetConfig::new(
+        std::env::current_exe().context("finding the agora binary")?,
+        out_dir.join("net"),
+        args.providers as usize,
+    );
+    config.base_price = BASE_PROVIDER_PRICE;
+    // One job at a time per provider, so the frame's bands spread over all of them.
+    config.provider_slots = Some(1);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let mut net = LocalNet::start(&config)?;
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run_on(&mut net, &tasks, &out_dir) => outcome.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+        }
+    });
+    let Some((lines, balances, height, elapsed)) = outcome? else {
+        net.stop();
+        eprintln!("interrupted; every process stopped");
+        return Ok(ExitCode::from(130));
+    };
+    // The ledger store is locked while the market runs: stop it, then replay it.
+    net.stop();
+    let audit = agora_ledger::verify(net.ledger_dir());
     let image = assemble_image(&out_dir, &tasks, &lines)?;
-    progress(format!("{} tiles assembled", tiles.len()));
-
-    let balances = report::balances(&market);
-    let height = market.ledger().height();
-    market.shut_down();
-    let audit = agora_ledger::verify(&data_dir);
-    let report = Report::new(lines, balances, height, audit, image, data_dir, elapsed);
+    let report = Report::new(
+        lines.into_iter().map(|(line, _)| line).collect(),
+        balances,
+        height,
+        audit,
+        image,
+        net.ledger_dir().to_path_buf(),
+        elapsed,
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -123,63 +134,61 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Submits every task, keeping at most one job per provider in flight (each provider
-/// offers one core), and settles deliveries as they arrive.
-fn run_tasks(
-    market: &mut LocalMarket,
+/// A finished task: its report line and its local output files.
+type Finished = (JobLine, Vec<PathBuf>);
+
+/// Waits for the providers, runs every task as the buyer, and reads the final balances.
+async fn run_on(
+    net: &mut LocalNet,
     tasks: &[Task],
-    cap: Price,
-    max_in_flight: usize,
-) -> anyhow::Result<Vec<JobLine>> {
-    let run_seed = agora_core::Keypair::generate()?.account();
-    let mut pending: VecDeque<usize> = (0..tasks.len()).collect();
-    let mut in_flight: Vec<(agora_core::Hash, InFlight)> = Vec::new();
-    let mut lines: Vec<Option<JobLine>> = (0..tasks.len()).map(|_| None).collect();
-    while !pending.is_empty() || !in_flight.is_empty() {
-        while in_flight.len() < max_in_flight {
-            let Some(index) = pending.pop_front() else {
-                break;
+    out_dir: &Path,
+) -> anyhow::Result<(Vec<Finished>, Vec<Balance>, u64, std::time::Duration)> {
+    net.wait_for_providers().await?;
+    progress(format!(
+        "{} providers bonded stake and posted asks; market at {}",
+        net.providers.len(),
+        net.http_url
+    ));
+    let buyer = Arc::new(Buyer::connect(net.buyer_keys[0].clone(), &net.http_url).await?);
+    let started = std::time::Instant::now();
+    let lines = run_tasks(&buyer, tasks, out_dir, net.providers.len()).await?;
+    let elapsed = started.elapsed();
+    let balances = balances(&buyer, net).await?;
+    let height = buyer.client().info().await?.height;
+    Ok((lines, balances, height, elapsed))
+}
+
+/// Runs every task through the market, at most `in_flight` at once (one per provider
+/// slot: an instant order that finds no free capacity is refunded, not queued).
+async fn run_tasks(
+    buyer: &Arc<Buyer>,
+    tasks: &[Task],
+    out_dir: &Path,
+    in_flight: usize,
+) -> anyhow::Result<Vec<Finished>> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    for (index, task) in tasks.iter().enumerate() {
+        let (buyer, limit, task) = (buyer.clone(), limit.clone(), task.clone());
+        let dir = out_dir.join("outputs").join(format!("task-{index:04}"));
+        running.spawn(async move {
+            let _slot = limit.acquire_owned().await;
+            let result: anyhow::Result<JobSummary> = buyer
+                .run_job(&task.request, &dir, |_| {})
+                .await
+                .with_context(|| format!("running {}", task.label));
+            let finished = match result {
+                Ok(summary) => (JobLine::new(&task.label, &summary), summary.outputs),
+                Err(err) => (JobLine::failed(&task.label, &err), Vec::new()),
             };
-            let task = &tasks[index];
-            let order_id = plan::order_id(run_seed.as_bytes(), index, task);
-            match market.submit(
-                index,
-                order_id,
-                &task.module,
-                &task.args,
-                task.fuel_budget,
-                cap,
-            )? {
-                Ok(flight) => in_flight.push((order_id, flight)),
-                Err(refunded) => lines[index] = Some(JobLine::new(task, refunded, None)),
-            }
-        }
-        if in_flight.is_empty() {
-            continue;
-        }
-        let delivery = market.next_delivery()?;
-        let position = in_flight
-            .iter()
-            .position(|(id, _)| *id == delivery.order_id)
-            .context("a delivery for an order that is not running")?;
-        let (_, flight) = in_flight.swap_remove(position);
-        let settled = market.settle(&flight, &delivery)?;
-        let task = &tasks[flight.task];
-        let tile = delivery
-            .result
-            .as_ref()
-            .ok()
-            .filter(|_| task.is_tile)
-            .and_then(|(_, outcome)| {
-                outcome
-                    .outputs
-                    .iter()
-                    .find(|f| f.name == "tile.ppm")
-                    .map(|f| f.data.clone())
-            });
-        let line = JobLine::new(task, settled, tile);
-        progress(format!("  {:<14} {}", line.label, line.summary()));
-        lines[flight.task] = Some(line);
+            progress(format!("  {:<14} {}", task.label, finished.0.summary()));
+            (index, finished)
+        });
+    }
+    let mut lines: Vec<Option<Finished>> = (0..tasks.len()).map(|_| None).collect();
+    while let Some(joined) = running.join_next().await {
+        let (index, finished) = joined.context("a task panicked")?;
+        lines[index] = Some(finished);
     }
     lines
         .into_iter()
@@ -187,36 +196,43 @@ fn run_tasks(
         .collect()
 }
 
-/// Compiles each distinct module once before any order is placed, as a provider does
-/// when it first sees a workload, so job latencies measure the market loop, not cranelift.
-fn warm_module_cache(executor: &WasmExecutor, tasks: &[Task]) -> anyhow::Result<()> {
-    let mut seen = std::collections::BTreeSet::new();
-    for task in tasks.iter().filter(|t| seen.insert(t.module.hash())) {
-        let took = executor.prepare(&task.module)?;
-        progress(format!(
-            "compiled {} in {:.0} ms",
-            task.module.hash().short(),
-            took.as_secs_f64() * 1e3
-        ));
+/// The buyer's, each provider's and the treasury's final positions, from the API.
+async fn balances(buyer: &Buyer, net: &LocalNet) -> anyhow::Result<Vec<Balance>> {
+    let mut who = vec![("buyer".to_string(), buyer.account())];
+    for (i, provider) in net.providers.iter().enumerate() {
+        who.push((format!("provider {}", i + 1), provider.account));
     }
-    Ok(())
+    who.push(("treasury".into(), buyer.info().treasury));
+    let mut out = Vec::with_capacity(who.len());
+    for (role, account) in who {
+        let view = buyer.client().account(&account).await?;
+        out.push(Balance {
+            role,
+            account,
+            balance: view.balance,
+            stake: Amount::sum([view.stake, view.unbonding])?,
+        });
+    }
+    Ok(out)
 }
 
 /// Stacks the rendered bands into `frame.png`, or explains why there is no image.
 fn assemble_image(
-    out_dir: &std::path::Path,
+    out_dir: &Path,
     tasks: &[Task],
-    lines: &[JobLine],
+    finished: &[Finished],
 ) -> anyhow::Result<Option<PathBuf>> {
     let mut tiles = Vec::new();
-    for (task, line) in tasks.iter().zip(lines) {
+    for (task, (line, outputs)) in tasks.iter().zip(finished) {
         if !task.is_tile {
             continue;
         }
-        let Some(bytes) = &line.tile else {
+        let tile = outputs.iter().find(|p| p.ends_with("tile.ppm"));
+        let Some(path) = tile.filter(|_| line.settled()) else {
             return Ok(None);
         };
-        tiles.push(image::parse_ppm(bytes).with_context(|| format!("{} output", task.label))?);
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        tiles.push(image::parse_ppm(&bytes).with_context(|| format!("{} output", task.label))?);
     }
     if tiles.is_empty() {
         return Ok(None);
@@ -235,9 +251,9 @@ fn output_dir(requested: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             .keep(),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    if dir.join("ledger").exists() {
+    if dir.join("net").exists() {
         anyhow::bail!(
-            "{} already holds a demo ledger; pass a new --out-dir",
+            "{} already holds a demo network; pass a new --out-dir",
             dir.display()
         );
     }

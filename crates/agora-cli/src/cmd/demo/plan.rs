@@ -2,25 +2,29 @@
 //!
 //! A frame of the path-tracer sample split into bands of rows (one task per band, so a
 //! frame is rendered across providers), followed by independent Monte Carlo jobs. The
-//! sample modules are compiled into the binary so the demo runs from any directory.
+//! sample modules are compiled into the binary, so the demo runs from any directory; they
+//! are written next to the demo's data because the buyer uploads jobs from files.
 
-use agora_core::{Fuel, Hash};
-use agora_exec::WasmModule;
+use std::path::Path;
+
+use agora_client::JobRequest;
+use agora_core::{Fuel, Price};
+use agora_proto::TaskRef;
+use anyhow::Context;
 
 const PATHTRACE_WASM: &[u8] = include_bytes!("../../../../../examples/jobs/pathtrace.wasm");
 const MONTECARLO_WASM: &[u8] = include_bytes!("../../../../../examples/jobs/montecarlo.wasm");
+
+/// The name every demo order carries as its job (`agora job list --job agora-demo`).
+pub const JOB_NAME: &str = "agora-demo";
 
 /// One job the buyer submits.
 #[derive(Clone)]
 pub struct Task {
     /// A short label for the report, e.g. `tile 2/6` or `montecarlo #1`.
     pub label: String,
-    /// The module to run.
-    pub module: WasmModule,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// The fuel budget the buyer pays for at most.
-    pub fuel_budget: Fuel,
+    /// The order to place.
+    pub request: JobRequest,
     /// Whether this task renders a band of the frame (its `/output/tile.ppm` is kept).
     pub is_tile: bool,
 }
@@ -38,36 +42,68 @@ pub struct Frame {
     pub tiles: u32,
 }
 
-/// The tasks for a frame and `montecarlo_jobs` simulations.
-pub fn tasks(frame: Frame, montecarlo_jobs: u32, montecarlo_samples: u64) -> Vec<Task> {
-    let pathtrace = WasmModule::new(PATHTRACE_WASM.to_vec());
-    let montecarlo = WasmModule::new(MONTECARLO_WASM.to_vec());
-    let mut tasks: Vec<Task> = row_bands(frame.height, frame.tiles)
-        .into_iter()
+/// Writes the sample modules into `dir` and returns the tasks for a frame and
+/// `montecarlo_jobs` simulations, each capped at `max_price` per CU.
+pub fn tasks(
+    dir: &Path,
+    frame: Frame,
+    montecarlo_jobs: u32,
+    montecarlo_samples: u64,
+    max_price: Price,
+) -> anyhow::Result<Vec<Task>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pathtrace = dir.join("pathtrace.wasm");
+    let montecarlo = dir.join("montecarlo.wasm");
+    for (path, bytes) in [(&pathtrace, PATHTRACE_WASM), (&montecarlo, MONTECARLO_WASM)] {
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let bands = row_bands(frame.height, frame.tiles);
+    let total = bands.len() as u32 + montecarlo_jobs;
+    let request = |module: &Path, label: String, args: Vec<String>, fuel: Fuel, index: u32| {
+        let mut request = JobRequest::new(module);
+        request.label = label;
+        request.args = args;
+        request.fuel_budget = fuel;
+        request.max_price = max_price;
+        request.task = Some(TaskRef {
+            job: JOB_NAME.into(),
+            index,
+            of: total,
+        });
+        request
+    };
+    let mut tasks: Vec<Task> = bands
+        .iter()
         .enumerate()
-        .map(|(i, (start, end))| Task {
-            label: format!("tile {}/{}", i + 1, frame.tiles),
-            module: pathtrace.clone(),
-            args: [frame.width, frame.height, start, end, frame.samples]
+        .map(|(i, &(start, end))| {
+            let label = format!("tile {}/{}", i + 1, bands.len());
+            let args = [frame.width, frame.height, start, end, frame.samples]
                 .iter()
                 .map(u32::to_string)
-                .collect(),
+                .collect();
             // ~1.8k fuel per pixel-sample; budget 4x that so a slow scene still fits.
-            fuel_budget: Fuel(
-                8_000 * frame.width as u64 * (end - start) as u64 * frame.samples as u64,
-            ),
-            is_tile: true,
+            let fuel =
+                Fuel(8_000 * frame.width as u64 * (end - start) as u64 * frame.samples as u64);
+            Task {
+                request: request(&pathtrace, label.clone(), args, fuel, i as u32),
+                label,
+                is_tile: true,
+            }
         })
         .collect();
-    tasks.extend((0..montecarlo_jobs).map(|i| Task {
-        label: format!("montecarlo #{}", i + 1),
-        module: montecarlo.clone(),
-        args: vec![montecarlo_samples.to_string(), (i + 1).to_string()],
+    tasks.extend((0..montecarlo_jobs).map(|i| {
+        let label = format!("montecarlo #{}", i + 1);
+        let args = vec![montecarlo_samples.to_string(), (i + 1).to_string()];
         // ~475 fuel per sample; budget 2x.
-        fuel_budget: Fuel(1_000 * montecarlo_samples.max(1)),
-        is_tile: false,
+        let fuel = Fuel(1_000 * montecarlo_samples.max(1));
+        let index = bands.len() as u32 + i;
+        Task {
+            request: request(&montecarlo, label.clone(), args, fuel, index),
+            label,
+            is_tile: false,
+        }
     }));
-    tasks
+    Ok(tasks)
 }
 
 /// Splits `height` rows into `bands` contiguous, nearly equal ranges `[start, end)`.
@@ -77,19 +113,6 @@ pub fn row_bands(height: u32, bands: u32) -> Vec<(u32, u32)> {
         .map(|i| (height * i / bands, height * (i + 1) / bands))
         .filter(|(start, end)| start < end)
         .collect()
-}
-
-/// A task's order id: unique per demo run (the run seed), task index and content.
-pub fn order_id(run_seed: &[u8], index: usize, task: &Task) -> Hash {
-    Hash::tagged(
-        "agora/demo-order/v1",
-        &[
-            run_seed,
-            &(index as u64).to_le_bytes(),
-            task.module.hash().as_bytes(),
-            task.args.join(" ").as_bytes(),
-        ],
-    )
 }
 
 #[cfg(test)]
@@ -103,6 +126,24 @@ mod tests {
             assert_eq!(b.first().map(|r| r.0), Some(0));
             assert_eq!(b.last().map(|r| r.1), Some(height));
             assert!(b.windows(2).all(|w| w[0].1 == w[1].0));
+        }
+    }
+
+    #[test]
+    fn every_task_has_its_own_index_and_the_modules_are_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = Frame {
+            width: 16,
+            height: 8,
+            samples: 1,
+            tiles: 3,
+        };
+        let tasks = tasks(dir.path(), frame, 2, 1000, Price(1)).expect("tasks");
+        assert_eq!(tasks.len(), 5);
+        for (i, task) in tasks.iter().enumerate() {
+            let task_ref = task.request.task.as_ref().expect("a task ref");
+            assert_eq!((task_ref.index, task_ref.of), (i as u32, 5));
+            assert!(task.request.module.exists());
         }
     }
 }

@@ -3,45 +3,74 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agora_core::{AccountId, Amount, Fuel, Price};
+use agora_client::JobSummary;
+use agora_core::{AccountId, Amount, Price};
 use agora_ledger::{VerifyError, VerifyReport};
+use agora_proto::OrderState;
 use serde_json::json;
-
-use super::local_market::{LocalMarket, Settled};
-use super::plan::Task;
 
 /// One job's result.
 pub struct JobLine {
     /// The task's label.
     pub label: String,
+    /// The order.
+    pub order: Option<agora_core::Hash>,
     /// Who ran it, if anyone.
     pub provider: Option<AccountId>,
     /// The price per CU paid.
     pub price: Option<Price>,
-    /// Fuel billed.
-    pub fuel: Fuel,
+    /// Compute units billed.
+    pub compute_units: f64,
     /// What the buyer paid.
     pub cost: Amount,
-    /// Escrow open → settled.
+    /// Submission to settlement, as the market measured it.
     pub latency_ms: f64,
+    /// Times the order was assigned (more than 1: a provider failed and it was reassigned).
+    pub attempts: u32,
     /// `settled` or why not.
     pub outcome: String,
-    /// The rendered band, for tiles.
-    pub tile: Option<Vec<u8>>,
 }
 
 impl JobLine {
-    /// A line for `task` from how it ended.
-    pub fn new(task: &Task, settled: Settled, tile: Option<Vec<u8>>) -> JobLine {
+    /// A line for the task labelled `label` from how its order ended.
+    pub fn new(label: &str, summary: &JobSummary) -> JobLine {
+        let outcome = match (summary.state, summary.exit_code) {
+            (OrderState::Settled, Some(0)) => "settled".to_string(),
+            (OrderState::Settled, code) => format!("settled, but the job exited with {code:?}"),
+            (state, _) => format!(
+                "{}: {}",
+                state.name(),
+                summary
+                    .refund_reason
+                    .as_deref()
+                    .unwrap_or("no reason given")
+            ),
+        };
         JobLine {
-            label: task.label.clone(),
-            provider: settled.provider,
-            price: settled.price,
-            fuel: settled.fuel,
-            cost: settled.cost,
-            latency_ms: settled.latency_ms,
-            outcome: settled.outcome,
-            tile,
+            label: label.to_string(),
+            order: Some(summary.order_id),
+            provider: summary.provider,
+            price: summary.price,
+            compute_units: summary.compute_units.unwrap_or(0.0),
+            cost: summary.cost,
+            latency_ms: summary.latency_ms.unwrap_or(0) as f64,
+            attempts: summary.attempts,
+            outcome,
+        }
+    }
+
+    /// A line for a task that never became an order.
+    pub fn failed(label: &str, error: &anyhow::Error) -> JobLine {
+        JobLine {
+            label: label.to_string(),
+            order: None,
+            provider: None,
+            price: None,
+            compute_units: 0.0,
+            cost: Amount::ZERO,
+            latency_ms: 0.0,
+            attempts: 0,
+            outcome: format!("not submitted: {error:#}"),
         }
     }
 
@@ -54,10 +83,10 @@ impl JobLine {
     pub fn summary(&self) -> String {
         match (self.provider, self.price) {
             (Some(provider), Some(price)) => format!(
-                "{} by {} at {price}: {:.3} CU, {}, {:.1} ms",
+                "{} by {} at {price}: {:.4} CU, {}, {:.0} ms",
                 self.outcome,
                 short(&provider),
-                self.fuel.as_compute_units_f64(),
+                self.compute_units,
                 self.cost,
                 self.latency_ms
             ),
@@ -76,26 +105,6 @@ pub struct Balance {
     pub balance: Amount,
     /// Bonded plus unbonding stake.
     pub stake: Amount,
-}
-
-/// The final balances of the buyer, providers and treasury.
-pub fn balances(market: &LocalMarket) -> Vec<Balance> {
-    let state = market.ledger().state();
-    let entry = |role: String, account: AccountId| Balance {
-        role,
-        account,
-        balance: state.balance(&account),
-        stake: state
-            .stake(&account)
-            .and_then(|s| s.total().ok())
-            .unwrap_or(Amount::ZERO),
-    };
-    let mut out = vec![entry("buyer".into(), market.buyer())];
-    for (i, provider) in market.providers().into_iter().enumerate() {
-        out.push(entry(format!("provider {}", i + 1), provider));
-    }
-    out.push(entry("treasury".into(), market.treasury()));
-    out
 }
 
 /// Everything the demo shows at the end.
@@ -168,11 +177,12 @@ impl Report {
                 json!({
                     "label": j.label,
                     "provider": j.provider,
+                    "order": j.order,
                     "price": j.price.map(|p| p.0),
-                    "compute_units": j.fuel.as_compute_units_f64(),
-                    "fuel": j.fuel.0,
+                    "compute_units": j.compute_units,
                     "cost": j.cost.0,
                     "latency_ms": j.latency_ms,
+                    "attempts": j.attempts,
                     "outcome": j.outcome,
                 })
             })
@@ -227,7 +237,7 @@ impl Report {
                 j.label,
                 provider,
                 price,
-                j.fuel.as_compute_units_f64(),
+                j.compute_units,
                 j.cost.to_string(),
                 j.latency_ms,
                 j.outcome
@@ -270,7 +280,7 @@ impl Report {
             Err(e) => println!("\nledger: verification FAILED: {e}"),
         }
         println!(
-            "ledger data: {} (try `agora ledger verify --data-dir {0}`)",
+            "market data: {} (try `agora ledger verify --data-dir {0}`)",
             self.data_dir.display()
         );
         match &self.image {
@@ -290,8 +300,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn short(account: &AccountId) -> String {
-    let text = account.to_string();
-    format!("{}…", &text[..text.len().min(10)])
+    agora_client::progress::short_account(account)
 }
 
 #[cfg(test)]
