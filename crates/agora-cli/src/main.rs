@@ -59,6 +59,9 @@ enum BenchCommand {
     Market(cmd::market::BenchArgs),
     /// Executor start latency, compile time and metering overhead.
     Exec(cmd::exec::BenchArgs),
+    /// The whole loop on a local network of processes: submit → settled latency,
+    /// settled jobs/s with many buyers, large-blob transfer.
+    E2e(cmd::bench_e2e::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),
         Command::Bench(BenchCommand::Market(args)) => cmd::market::bench(args),
         Command::Bench(BenchCommand::Exec(args)) => cmd::exec::bench(args),
+        Command::Bench(BenchCommand::E2e(args)) => cmd::bench_e2e::run(args),
     };
     match result {
         Ok(code) => code,

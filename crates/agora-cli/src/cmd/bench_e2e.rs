@@ -1,0 +1,369 @@
+//! `agora bench e2e`: the whole loop's latency and throughput on a real local network.
+//!
+//! One market node and N provider agents run as separate processes on loopback
+//! (`agora_devnet::LocalNet`); buyers are this process, talking to the market's HTTP API
+//! with `agora_client` exactly as `agora job run` does: sign the order and its escrow,
+//! submit, follow the order's events until it is final. The job is a trivial WASI command
+//! (it prints 12 bytes), so the figures measure the market loop, not the workload:
+//!
+//! - a lone buyer submitting jobs one after another: submit → settled latency (p50, p95)
+//!   and jobs/s — the baseline;
+//! - many buyers submitting at once: settled jobs/s and latency under load, and the
+//!   ratio to the baseline;
+//! - one job with a large input blob: HTTP upload MiB/s, and submit → settled for that
+//!   job against the trivial job's p50, the difference being the provider's fetch of the
+//!   blob over libp2p (hash-checked chunks).
+//!
+//! At the end the market is stopped and its ledger replayed from genesis.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_client::{Buyer, JobRequest};
+use agora_core::{Fuel, Price};
+use agora_devnet::{LocalNet, LocalNetConfig};
+use agora_proto::{JobSpec, OrderState};
+use anyhow::{Context, bail};
+use serde_json::json;
+
+/// A WASI command that prints `hello agora` and exits 0.
+const HELLO_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 8) "hello agora\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 8))
+    (i32.store (i32.const 4) (i32.const 12))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))))"#;
+
+/// Arguments of `agora bench e2e`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Provider agents.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub providers: u32,
+    /// Buyers submitting at once in the throughput phase.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub buyers: u32,
+    /// Jobs each of those buyers submits, one after another.
+    #[arg(long, default_value_t = 25)]
+    pub jobs_per_buyer: u32,
+    /// Jobs the lone buyer submits one after another (after 10 warm-up jobs).
+    #[arg(long, default_value_t = 100)]
+    pub sequential: u32,
+    /// Size of the input blob of the transfer phase, in MiB (0 skips it).
+    #[arg(long, default_value_t = 64)]
+    pub blob_mib: u32,
+    /// Where the network's data goes [default: a temporary directory, removed after].
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let temp = tempfile::Builder::new()
+        .prefix("agora-bench-e2e-")
+        .tempdir()?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let module_path = dir.join("hello.wasm");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(&module_path, wat::parse_str(HELLO_WAT)?)?;
+    let mut config = LocalNetConfig::new(
+        std::env::current_exe().context("finding the agora binary")?,
+        dir.join("net"),
+        args.providers as usize,
+    );
+    config.buyers = 1 + args.buyers as usize;
+    // Enough declared capacity that every concurrent buyer's job finds a free slot: an
+    // instant order with no free capacity is refunded, and the job itself is trivial.
+    let per_provider = args.buyers.div_ceil(args.providers) + 2;
+    config.provider_args = vec!["--cpus".into(), per_provider.to_string()];
+    config.base_price = Price(20_000_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut net = LocalNet::start(&config)?;
+    note(&args, "starting the network...");
+    let report = runtime.block_on(measure(&mut net, &args, &module_path, &dir))?;
+    net.stop();
+    let audit = agora_ledger::verify(net.ledger_dir());
+    let mut report = report;
+    report["ledger"] = match &audit {
+        Ok(r) => json!({ "verified": true, "height": r.height, "txs": r.txs }),
+        Err(e) => json!({ "verified": false, "error": e.to_string() }),
+    };
+    if args.json {
+        println!("{report}");
+    } else {
+        print_human(&report);
+    }
+    Ok(if audit.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn note(args: &Args, line: &str) {
+    if !args.json {
+        eprintln!("{line}");
+    }
+}
+
+async fn measure(
+    net: &mut LocalNet,
+    args: &Args,
+    module: &Path,
+    dir: &Path,
+) -> anyhow::Result<serde_json::Value> {
+    net.wait_for_providers().await?;
+    let mut buyers = Vec::new();
+    for key in &net.buyer_keys {
+        buyers.push(Arc::new(Buyer::connect(key.clone(), &net.http_url).await?));
+    }
+    let mut request = JobRequest::new(module);
+    request.fuel_budget = Fuel(10_000_000);
+    request.memory_bytes = 16 << 20;
+    let job = buyers[0].upload_job(&request).await?;
+    let bench = Arc::new(Bench { request, job });
+
+    note(args, "lone buyer: warm-up, then sequential jobs...");
+    for i in 0..10 {
+        bench.run(&buyers[0], i).await?;
+    }
+    let started = Instant::now();
+    let mut lone = Vec::new();
+    for i in 0..args.sequential {
+        lone.push(bench.run(&buyers[0], 1_000 + i).await?);
+    }
+    let lone_rate = f64::from(args.sequential) / started.elapsed().as_secs_f64();
+    lone.sort();
+
+    note(args, &format!("{} buyers at once...", args.buyers));
+    let height_before = buyers[0].client().info().await?.height;
+    let started = Instant::now();
+    let mut running = tokio::task::JoinSet::new();
+    for buyer in &buyers[1..] {
+        let (buyer, bench, jobs) = (buyer.clone(), bench.clone(), args.jobs_per_buyer);
+        running.spawn(async move {
+            let mut latencies = Vec::with_capacity(jobs as usize);
+            for i in 0..jobs {
+                latencies.push(bench.run(&buyer, 100_000 + i).await?);
+            }
+            anyhow::Ok(latencies)
+        });
+    }
+    let mut many = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        many.extend(joined.context("a buyer task panicked")??);
+    }
+    let elapsed = started.elapsed();
+    many.sort();
+    let blocks = buyers[0].client().info().await?.height - height_before;
+    let jobs = many.len();
+
+    let blob = if args.blob_mib > 0 {
+        note(
+            args,
+            &format!("one job with a {} MiB input...", args.blob_mib),
+        );
+        blob_phase(
+            &buyers[0],
+            &bench,
+            args.blob_mib,
+            dir,
+            percentile(&lone, 0.5),
+        )
+        .await?
+    } else {
+        serde_json::Value::Null
+    };
+
+    let concurrent_rate = jobs as f64 / elapsed.as_secs_f64();
+    Ok(json!({
+        "providers": args.providers,
+        "latency_p50_ms": percentile(&lone, 0.5),
+        "jobs_per_s": concurrent_rate,
+        "lone_buyer": {
+            "jobs": lone.len(),
+            "latency_p50_ms": percentile(&lone, 0.5),
+            "latency_p95_ms": percentile(&lone, 0.95),
+            "jobs_per_s": lone_rate,
+        },
+        "concurrent": {
+            "buyers": args.buyers,
+            "jobs": jobs,
+            "seconds": elapsed.as_secs_f64(),
+            "jobs_per_s": concurrent_rate,
+            "latency_p50_ms": percentile(&many, 0.5),
+            "latency_p95_ms": percentile(&many, 0.95),
+            "blocks": blocks,
+            "vs_lone_buyer": concurrent_rate / lone_rate,
+        },
+        "blob": blob,
+    }))
+}
+
+/// The trivial job, uploaded once, submitted again and again.
+struct Bench {
+    request: JobRequest,
+    job: JobSpec,
+}
+
+impl Bench {
+    /// Submits one order as `buyer` and follows it until final: the client-side submit →
+    /// settled time. `salt` goes into the label so every order has its own id.
+    async fn run(&self, buyer: &Buyer, salt: u32) -> anyhow::Result<Duration> {
+        let mut request = self.request.clone();
+        request.label = format!("bench-{salt}");
+        let body = request.order_request(self.job.clone(), agora_client::buyer::now_ms())?;
+        let started = Instant::now();
+        let submitted = buyer.submit(body).await?;
+        let view = buyer.wait(&submitted.order_id, |_| {}).await?;
+        if view.state != OrderState::Settled {
+            bail!(
+                "order {} ended {}: {}",
+                view.order_id,
+                view.state,
+                view.refund_reason.unwrap_or_default()
+            );
+        }
+        Ok(started.elapsed())
+    }
+}
+
+/// Uploads a blob of `mib` MiB over HTTP, then runs one job with it as input (the
+/// provider fetches it from the market over libp2p before running).
+async fn blob_phase(
+    buyer: &Buyer,
+    bench: &Bench,
+    mib: u32,
+    dir: &Path,
+    trivial_p50_ms: f64,
+) -> anyhow::Result<serde_json::Value> {
+    let path = dir.join("input.bin");
+    write_pseudo_random(&path, u64::from(mib) << 20)?;
+    let (hash, size) = agora_client::buyer::hash_file(&path).await?;
+    let up = Instant::now();
+    buyer.client().upload_blob(&path, &hash).await?;
+    let upload_s = up.elapsed().as_secs_f64();
+    let mut request = bench.request.clone();
+    request.inputs = vec![("data.bin".into(), path.clone())];
+    request.label = "bench-blob".into();
+    let job = buyer.upload_job(&request).await?;
+    let body = request.order_request(job, agora_client::buyer::now_ms())?;
+    let started = Instant::now();
+    let submitted = buyer.submit(body).await?;
+    let view = buyer.wait(&submitted.order_id, |_| {}).await?;
+    let job_ms = started.elapsed().as_secs_f64() * 1e3;
+    if view.state != OrderState::Settled {
+        bail!(
+            "the blob job ended {}: {}",
+            view.state,
+            view.refund_reason.unwrap_or_default()
+        );
+    }
+    let down = Instant::now();
+    let fetched = dir.join("fetched.bin");
+    buyer.client().download_blob(&hash, &fetched).await?;
+    let download_s = down.elapsed().as_secs_f64();
+    let mib = size as f64 / f64::from(1 << 20);
+    let transfer_ms = (job_ms - trivial_p50_ms).max(0.001);
+    Ok(json!({
+        "mib": mib,
+        "http_upload_mib_s": mib / upload_s,
+        "http_download_mib_s": mib / download_s,
+        "job_submit_to_settled_ms": job_ms,
+        "provider_fetch_mib_s": mib / (transfer_ms / 1e3),
+    }))
+}
+
+/// Writes `len` bytes of a fixed pseudo-random pattern (incompressible enough, and the
+/// same in every run) in 1 MiB chunks.
+fn write_pseudo_random(path: &Path, len: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for byte in chunk.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        let n = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+/// Nearest-rank percentile of sorted durations, in ms (0 for none).
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1e3
+}
+
+fn print_human(r: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    println!(
+        "market + {} providers as processes on loopback; trivial job",
+        r["providers"]
+    );
+    let lone = &r["lone_buyer"];
+    println!(
+        "lone buyer:  {} jobs, submit → settled p50 {:.2} ms, p95 {:.2} ms, {:.1} jobs/s",
+        lone["jobs"],
+        f(&lone["latency_p50_ms"]),
+        f(&lone["latency_p95_ms"]),
+        f(&lone["jobs_per_s"])
+    );
+    let c = &r["concurrent"];
+    println!(
+        "{} buyers:  {} jobs in {:.2} s = {:.1} jobs/s ({:.2}× the lone buyer), p50 {:.1} ms, p95 {:.1} ms, {} blocks",
+        c["buyers"],
+        c["jobs"],
+        f(&c["seconds"]),
+        f(&c["jobs_per_s"]),
+        f(&c["vs_lone_buyer"]),
+        f(&c["latency_p50_ms"]),
+        f(&c["latency_p95_ms"]),
+        c["blocks"]
+    );
+    let b = &r["blob"];
+    if !b.is_null() {
+        println!(
+            "{:.0} MiB input: HTTP upload {:.0} MiB/s, download {:.0} MiB/s; job submit → settled {:.0} ms (provider fetch ≈ {:.0} MiB/s)",
+            f(&b["mib"]),
+            f(&b["http_upload_mib_s"]),
+            f(&b["http_download_mib_s"]),
+            f(&b["job_submit_to_settled_ms"]),
+            f(&b["provider_fetch_mib_s"])
+        );
+    }
+    println!(
+        "ledger: {}",
+        if r["ledger"]["verified"] == true {
+            format!(
+                "{} blocks, {} txs replayed and verified",
+                r["ledger"]["height"], r["ledger"]["txs"]
+            )
+        } else {
+            format!("verification FAILED: {}", r["ledger"]["error"])
+        }
+    );
+}
