@@ -1,5 +1,6 @@
 //! The HTTP API (axum 0.8): routes per issue 5's contract, documented with utoipa so the
-//! OpenAPI document at `/openapi.json` is generated from the handlers themselves.
+//! OpenAPI document at `/openapi.json` ([`openapi`]) is generated from the handlers
+//! themselves; `docs/http-api.md` is rendered from the same document.
 //!
 //! JSON bodies are capped ([`crate::MarketConfig::max_json_bytes`]); blob uploads are
 //! streamed to disk through the blob store, hashed on the way and capped by the node's
@@ -65,9 +66,10 @@ const AUDIT_CHUNK: u64 = 256;
 )]
 struct ApiDoc;
 
-/// Builds the router with every route, the body limit and the OpenAPI document.
-pub fn router(shared: AppState, max_json_bytes: usize) -> Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every route with its OpenAPI operation: the one list both the server ([`router`]) and
+/// the published document ([`openapi`]) are built from, so they cannot disagree.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(info))
         .routes(routes!(put_blob, get_blob))
         .routes(routes!(submit_order, list_orders))
@@ -86,7 +88,17 @@ pub fn router(shared: AppState, max_json_bytes: usize) -> Router {
         .routes(routes!(verify_ledger))
         .routes(routes!(health))
         .routes(routes!(metrics))
-        .split_for_parts();
+}
+
+/// The OpenAPI document the node serves at `/openapi.json`; `docs/http-api.md` is
+/// rendered from it (`crates/agora-node/tests/api_docs.rs`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// Builds the router with every route, the body limit and the OpenAPI document.
+pub fn router(shared: AppState, max_json_bytes: usize) -> Router {
+    let (router, openapi) = api_routes().split_for_parts();
     let openapi = Arc::new(openapi);
     router
         .route(
@@ -273,8 +285,9 @@ async fn get_blob(State(shared): State<AppState>, Path(hash): Path<String>) -> A
     request_body = agora_proto::api::SubmitOrder,
     responses(
         (status = 201, description = "Submitted", body = agora_proto::api::Submitted),
-        (status = 400, description = "bad_request, bad_signature, bad_order, escrow_mismatch, escrow_refused, missing_blob", body = agora_proto::ApiError),
-        (status = 409, description = "duplicate_order", body = agora_proto::ApiError)))]
+        (status = 400, description = "bad_request, bad_signature, bad_order, unsupported, escrow_mismatch, missing_blob, blob_size_mismatch, escrow_refused", body = agora_proto::ApiError),
+        (status = 409, description = "duplicate_order", body = agora_proto::ApiError),
+        (status = 413, description = "body_too_large", body = agora_proto::ApiError)))]
 async fn submit_order(
     State(shared): State<AppState>,
     ApiJson(request): ApiJson<SubmitOrder>,
@@ -289,6 +302,8 @@ async fn submit_order(
 
 /// Filters for order listings.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+// Without this utoipa declares the fields as required path parameters.
+#[into_params(parameter_in = Query)]
 struct OrdersQuery {
     /// Only this buyer's orders.
     buyer: Option<String>,
@@ -633,6 +648,8 @@ async fn price_index(State(shared): State<AppState>) -> Json<Vec<agora_market::P
 
 /// Block range.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+// Without this utoipa declares the fields as required path parameters.
+#[into_params(parameter_in = Query)]
 struct BlocksQuery {
     /// First height (default: the last `limit` blocks).
     from: Option<u64>,

@@ -149,6 +149,11 @@ async fn an_order_settles_and_the_money_adds_up() {
     );
     assert!(metrics.contains("agora_submit_to_settled_seconds"));
     let (_, openapi) = api.get("/openapi.json").await;
+    // The served document is the one docs/http-api.md is rendered from.
+    assert_eq!(
+        openapi,
+        serde_json::to_value(agora_node::http::openapi()).unwrap()
+    );
     assert!(
         openapi["paths"]["/v1/orders/{id}/events"].is_object(),
         "{openapi}"
