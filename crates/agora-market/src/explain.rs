@@ -9,6 +9,12 @@
 //! ```text
 //! 0 of 120 providers match: region=eu (31 match) ∧ gpu=A100 (2 of those) ∧ vram ≥ 40 GiB (0 of those; nearest has 24 GiB)
 //! ```
+//!
+//! It also says whether the order is blocked only by capacity that is in use right now
+//! ([`NoMatchExplanation::only_busy`]): `capable` counts the replicas that could be placed
+//! if every ask that passes the machine and terms constraints were idle. A market node
+//! queues such an order until capacity frees instead of refunding it; an order no idle
+//! provider could take is refused at once.
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -65,6 +71,12 @@ pub struct NoMatchExplanation {
     pub matching: u32,
     /// Replicas needed.
     pub replicas: u16,
+    /// How many replicas could be placed together if every ask were idle: the candidates
+    /// passing every constraint except the free-capacity ones, whose whole capacity holds
+    /// a replica, distinct as the order requires (at most the replicas needed, as
+    /// `matching`). Explanations written before this field read as 0: not capable.
+    #[serde(default)]
+    pub capable: u32,
     /// The cascade, one step per constraint that excluded someone.
     pub steps: Vec<ExplainStep>,
     /// The closest candidates that failed.
@@ -134,7 +146,13 @@ pub(crate) fn explain(
     let mut excluded_at: Vec<usize> = vec![usize::MAX; pairs.len()];
     let mut steps = Vec::new();
     let mut remaining = total;
+    let mut capable = None;
     for (step, c) in constraints.iter().enumerate() {
+        // The free-capacity constraints come last: what is alive before the first of them
+        // is what an idle market could offer.
+        if capable.is_none() && is_free_capacity(c) {
+            capable = Some(capable_if_idle(parts, order, &views, &alive));
+        }
         let mut nearest: Option<(u64, Has<'_>)> = None;
         let mut any_excluded = false;
         for (i, view) in views.iter().enumerate() {
@@ -174,6 +192,7 @@ pub(crate) fn explain(
         total,
         matching,
         replicas: order.requirements.replicas,
+        capable: capable.unwrap_or(0),
         steps,
         nearest: nearest(&constraints, pairs, &views, &excluded_at),
     }
@@ -225,6 +244,154 @@ fn placeable(
         });
     }
     placed
+}
+
+impl NoMatchExplanation {
+    /// Whether the order cannot be placed now only because capable providers are busy:
+    /// with their capacity free it would match. Such an order is worth queuing; any other
+    /// miss will not be cured by waiting for capacity.
+    pub fn only_busy(&self) -> bool {
+        let needed = u32::from(self.replicas);
+        self.matching < needed && self.capable >= needed
+    }
+}
+
+fn is_free_capacity(c: &Constraint<'_>) -> bool {
+    matches!(
+        c,
+        Constraint::FreeCpu(_)
+            | Constraint::FreeMemory(_)
+            | Constraint::FreeDisk(_)
+            | Constraint::FreeGpus { .. }
+    )
+}
+
+/// Replicas the `alive` pairs could hold together if their asks were idle (at most the
+/// replicas needed). One pass over the pairs, plus a small matching when `distinct_by`
+/// is set.
+fn capable_if_idle(
+    parts: &Parts<'_>,
+    order: &Order,
+    views: &[Option<PairView<'_>>],
+    alive: &[bool],
+) -> u32 {
+    let key = order.requirements.distinct_by.as_deref();
+    let mut seen = vec![false; parts.providers.states.len()];
+    let mut providers = 0u32;
+    let mut edges: Vec<(u32, &str)> = Vec::new();
+    for view in views
+        .iter()
+        .zip(alive)
+        .filter_map(|(v, a)| v.as_ref().filter(|_| *a))
+    {
+        if !fits_idle(view, order) {
+            continue;
+        }
+        let provider = view.entry.provider;
+        let slot = &mut seen[provider as usize];
+        providers += u32::from(!*slot);
+        *slot = true;
+        if let Some(value) = key.and_then(|k| view.entry.ask.attributes.get(k)) {
+            edges.push((provider, value));
+        }
+    }
+    let needed = u32::from(order.requirements.replicas);
+    match key {
+        None => providers.min(needed),
+        Some(_) => distinct_matching(edges, needed),
+    }
+}
+
+/// Whether one replica fits in the ask's whole capacity (what it would have free with
+/// nothing running). GPUs come from one group of the pair's model, as in a claim.
+fn fits_idle(view: &PairView<'_>, order: &Order) -> bool {
+    let cap = &view.entry.ask.capacity;
+    let demand = &order.demand;
+    let gpus_fit = demand.gpu.as_ref().is_none_or(|need| {
+        let model = view.class.and_then(ResourceClass::gpu_model);
+        cap.gpus.iter().any(|g| {
+            model == Some(g.model.as_str())
+                && g.vram_bytes >= need.min_vram_bytes
+                && g.count >= need.count
+        })
+    });
+    cap.cpu_millis >= demand.cpu_millis
+        && cap.memory_bytes >= demand.memory_bytes
+        && cap.disk_bytes >= demand.disk_bytes
+        && gpus_fit
+}
+
+/// The largest set (up to `needed`) of (provider, value) edges with no provider and no
+/// value twice: a bipartite matching by augmenting paths. Some idle state places that
+/// many replicas (free exactly those asks and greedy picking takes one per ask), and none
+/// places more, so this is what waiting for capacity can achieve.
+fn distinct_matching(mut edges: Vec<(u32, &str)>, needed: u32) -> u32 {
+    edges.sort_unstable();
+    edges.dedup();
+    let mut values: Vec<&str> = edges.iter().map(|e| e.1).collect();
+    values.sort_unstable();
+    values.dedup();
+    // Adjacency: for each provider (a run of `edges`), the indexes of its values.
+    let mut adjacency: Vec<Vec<usize>> = Vec::new();
+    let mut last = None;
+    for &(provider, value) in &edges {
+        if last != Some(provider) {
+            adjacency.push(Vec::new());
+            last = Some(provider);
+        }
+        if let (Ok(v), Some(list)) = (values.binary_search(&value), adjacency.last_mut()) {
+            list.push(v);
+        }
+    }
+    let mut search = Augment {
+        adjacency: &adjacency,
+        owner: vec![None; values.len()],
+        // Visit marks are search numbers, so no per-search clearing.
+        visited: vec![usize::MAX; values.len()],
+    };
+    let mut matched = 0u32;
+    let cap = needed.min(values.len() as u32);
+    for p in 0..adjacency.len() {
+        if matched == cap {
+            break;
+        }
+        if search.augment(p, p) {
+            matched += 1;
+        }
+    }
+    matched
+}
+
+/// Kuhn's augmenting-path search over provider → value edges.
+struct Augment<'a> {
+    adjacency: &'a [Vec<usize>],
+    /// The provider holding each value.
+    owner: Vec<Option<usize>>,
+    /// The search that last visited each value.
+    visited: Vec<usize>,
+}
+
+impl Augment<'_> {
+    /// Finds a value for provider `p` in search `round`, moving providers matched earlier
+    /// to other values where that frees one. Depth is bounded by the matching size.
+    fn augment(&mut self, p: usize, round: usize) -> bool {
+        let adjacency = self.adjacency;
+        for &v in &adjacency[p] {
+            if self.visited[v] == round {
+                continue;
+            }
+            self.visited[v] = round;
+            let free = match self.owner[v] {
+                None => true,
+                Some(q) => self.augment(q, round),
+            };
+            if free {
+                self.owner[v] = Some(p);
+                return true;
+            }
+        }
+        false
+    }
 }
 
 fn count_providers(parts: &Parts<'_>, owners: &[Option<u32>], keep: impl Fn(usize) -> bool) -> u32 {
@@ -328,6 +495,9 @@ impl fmt::Display for NoMatchExplanation {
                 write!(f, "; nearest has {has}")?;
             }
             f.write_str(")")?;
+        }
+        if self.only_busy() {
+            f.write_str("; busy: it would match once capacity frees")?;
         }
         for miss in &self.nearest {
             write!(

@@ -11,7 +11,8 @@
 //! - [`reputation`]: a per-provider score derived only from recorded events, with a prior
 //!   for newcomers, time decay and a confidence measure.
 //! - [`spot`]: the per-class spot price index (volume-weighted, sliding windows).
-//! - [`explain`]: the structured "why no match" answer.
+//! - [`explain`]: the structured "why no match" answer, which also says whether only busy
+//!   capacity is in the way (the order would match once some frees).
 //! - [`reference`](mod@reference): a brute-force matcher that the indexed engine is checked against.
 //!
 //! The entry point is [`Market`]: `upsert_ask` / `withdraw_ask`, `submit_order` (instant

@@ -586,3 +586,81 @@ proptest! {
         prop_assert!(auction.audit().is_ok());
     }
 }
+
+/// Whether `order` fills in a market holding only `asks`, with nothing reserved.
+fn fills_when_idle(asks: &[Ask], order: &Order, now: u64) -> bool {
+    let mut idle = Market::default();
+    for ask in asks {
+        let _ = idle.upsert_ask(ask.clone(), 0);
+    }
+    matches!(idle.preview(order, now), Ok(MatchOutcome::Filled(_)))
+}
+
+/// Whether some `k` of `asks`, alone and idle, fill `order` (brute force over subsets).
+fn some_subset_fills(asks: &[Ask], k: usize, order: &Order, now: u64) -> bool {
+    fn go(
+        asks: &[Ask],
+        k: usize,
+        start: usize,
+        chosen: &mut Vec<Ask>,
+        f: &mut dyn FnMut(&[Ask]) -> bool,
+    ) -> bool {
+        if chosen.len() == k {
+            return f(chosen);
+        }
+        (start..asks.len()).any(|i| {
+            chosen.push(asks[i].clone());
+            let found = go(asks, k, i + 1, chosen, f);
+            chosen.pop();
+            found
+        })
+    }
+    go(asks, k, 0, &mut Vec::new(), &mut |subset| {
+        fills_when_idle(subset, order, now)
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// An order that misses says `only_busy` exactly when it would fill with every ask
+    /// idle. With `distinct_by`, where the engine's greedy pick over all idle asks can
+    /// fall short, it says so exactly when some set of idle asks would fill it.
+    #[test]
+    fn only_busy_means_it_would_match_with_free_capacity(
+        asks in proptest::collection::vec(ask_spec(), 1..10),
+        load in proptest::collection::vec(order_spec(), 0..40),
+        probes in proptest::collection::vec(order_spec(), 1..10),
+    ) {
+        let mut m = Market::default();
+        for spec in &asks {
+            let _ = m.upsert_ask(build_ask(spec), 0);
+        }
+        let now = 2 * HOUR; // some asks have lapsed
+        for (n, spec) in load.iter().enumerate() {
+            let _ = m.submit_order(build_order(n as u64, spec), now);
+        }
+        // The asks as the book holds them (a later upsert of the same id replaced it).
+        let mut held: Vec<Ask> = asks
+            .iter()
+            .filter_map(|spec| m.ask(&build_ask(spec).id).cloned())
+            .collect();
+        held.sort_by_key(|a| a.id);
+        held.dedup_by_key(|a| a.id);
+        for (n, spec) in probes.iter().enumerate() {
+            let order = build_order(1_000 + n as u64, spec);
+            let Ok(MatchOutcome::NoMatch(why)) = m.preview(&order, now) else {
+                continue;
+            };
+            prop_assert!(why.capable <= u32::from(order.requirements.replicas));
+            let idle = fills_when_idle(&held, &order, now);
+            if order.requirements.distinct_by.is_none() {
+                prop_assert_eq!(why.only_busy(), idle, "{}", why);
+            } else {
+                prop_assert!(!idle || why.only_busy(), "fills when idle: {}", why);
+                let k = usize::from(order.requirements.replicas);
+                prop_assert_eq!(why.only_busy(), some_subset_fills(&held, k, &order, now), "{}", why);
+            }
+        }
+    }
+}

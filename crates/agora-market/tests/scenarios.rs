@@ -148,6 +148,11 @@ fn explanation_names_busy_capacity_and_distinctness() {
             .contains("2 needed): distinct by operator (1 match)"),
         "{why}"
     );
+    assert_eq!(why.capable, 1, "one operator, however idle");
+    assert!(
+        !why.only_busy(),
+        "waiting cannot make the operators distinct"
+    );
 
     filled(m.submit_order(cpu_order(2, 2, 200), 0).unwrap());
     filled(m.submit_order(cpu_order(3, 2, 200), 0).unwrap());
@@ -158,6 +163,131 @@ fn explanation_names_busy_capacity_and_distinctness() {
         why.to_string()
             .contains("free cpu ≥ 1 core (0 match; nearest has 0m)"),
         "{why}"
+    );
+    assert!(
+        why.only_busy(),
+        "both providers could take it once idle: {why}"
+    );
+    assert!(
+        why.to_string()
+            .contains("busy: it would match once capacity frees")
+    );
+}
+
+/// Fills both 2-core providers, so any 1-core order misses only on busy capacity;
+/// returns the market and the matches holding it.
+fn full_market() -> (Market, Vec<agora_market::MatchId>) {
+    let mut m = Market::default();
+    m.upsert_ask(cpu_ask(1, "a", 2, 100, &[("region", "eu")]), 0)
+        .unwrap();
+    m.upsert_ask(cpu_ask(2, "a", 2, 120, &[("region", "eu")]), 0)
+        .unwrap();
+    let held = (100..102)
+        .map(|n| filled(m.submit_order(cpu_order(n, 2, 200), 0).unwrap()).winners[0].match_id)
+        .collect();
+    (m, held)
+}
+
+fn no_match(m: &mut Market, order: agora_market::Order) -> agora_market::NoMatchExplanation {
+    match m.submit_order(order, 0).unwrap() {
+        MatchOutcome::NoMatch(why) => why,
+        MatchOutcome::Filled(fill) => panic!("matched: {fill:?}"),
+    }
+}
+
+#[test]
+fn an_order_blocked_only_by_full_providers_is_only_busy() {
+    let (mut m, held) = full_market();
+    let why = no_match(&mut m, cpu_order(1, 1, 200));
+    assert_eq!((why.matching, why.capable, why.total), (0, 1, 2));
+    assert!(why.only_busy(), "{why}");
+    // Two replicas on the two (busy) providers: still only busy.
+    let mut order = cpu_order(2, 1, 200);
+    order.requirements.replicas = 2;
+    let why = no_match(&mut m, order);
+    assert_eq!(why.capable, 2);
+    assert!(why.only_busy(), "{why}");
+    // Capacity comes back: the order that waited matches.
+    m.release(&held[0], ReleaseReason::Completed).unwrap();
+    filled(m.submit_order(cpu_order(1, 1, 200), 0).unwrap());
+}
+
+#[test]
+fn an_order_no_idle_provider_could_take_is_not_only_busy() {
+    let (mut m, _) = full_market();
+    let mut region = cpu_order(1, 1, 200);
+    region
+        .requirements
+        .attributes
+        .push(AttributeConstraint::equals("region", "us"));
+    let cheap = cpu_order(2, 1, 90);
+    let gpu = gpu_order(3, Some("A100"), 40, 1, 1_000);
+    // Larger than either machine: free capacity is what excludes it, but no amount of
+    // waiting frees 4 cores on a 2-core machine.
+    let huge = cpu_order(4, 4, 200);
+    for order in [region, cheap, gpu, huge] {
+        let why = no_match(&mut m, order);
+        assert_eq!(why.capable, 0, "{why}");
+        assert!(!why.only_busy(), "{why}");
+        assert!(!why.to_string().contains("busy:"), "{why}");
+    }
+    // Three replicas on two providers cannot wait their way in either.
+    let mut order = cpu_order(5, 1, 200);
+    order.requirements.replicas = 3;
+    assert!(matches!(
+        m.submit_order(order, 0),
+        Err(MarketError::NotEnoughProviders { .. })
+    ));
+    m.upsert_ask(cpu_ask(3, "a", 2, 100, &[("region", "eu")]), 0)
+        .unwrap();
+    filled(m.submit_order(cpu_order(102, 2, 200), 0).unwrap());
+    let mut order = cpu_order(6, 1, 200);
+    order.requirements.replicas = 3;
+    order.requirements.distinct_by = Some("region".into());
+    let why = no_match(&mut m, order);
+    assert_eq!(why.capable, 1, "one region: {why}");
+    assert!(!why.only_busy());
+}
+
+#[test]
+fn distinct_values_count_as_a_matching_not_a_tally() {
+    // p1 runs machines in eu and us, p2 and p3 only in eu: two replicas distinct by
+    // region fit (p1 in us, p2 in eu), three do not, though there are three providers
+    // and p1's two regions look like enough values.
+    let mut m = Market::default();
+    m.upsert_ask(cpu_ask(1, "eu", 1, 100, &[("region", "eu")]), 0)
+        .unwrap();
+    m.upsert_ask(cpu_ask(1, "us", 1, 100, &[("region", "us")]), 0)
+        .unwrap();
+    m.upsert_ask(cpu_ask(2, "eu", 1, 100, &[("region", "eu")]), 0)
+        .unwrap();
+    m.upsert_ask(cpu_ask(3, "eu", 1, 100, &[("region", "eu")]), 0)
+        .unwrap();
+    for n in 100..104 {
+        filled(m.submit_order(cpu_order(n, 1, 200), 0).unwrap());
+    }
+    for (replicas, capable) in [(2, 2), (3, 2)] {
+        let mut order = cpu_order(u64::from(replicas), 1, 200);
+        order.requirements.replicas = replicas;
+        order.requirements.distinct_by = Some("region".into());
+        let why = no_match(&mut m, order);
+        assert_eq!(why.capable, capable, "{why}");
+        assert_eq!(why.only_busy(), replicas == 2, "{why}");
+    }
+}
+
+#[test]
+fn an_explanation_without_capable_reads_as_not_busy() {
+    let (mut m, _) = full_market();
+    let why = no_match(&mut m, cpu_order(1, 1, 200));
+    let mut json: serde_json::Value = serde_json::to_value(&why).unwrap();
+    assert_eq!(json["capable"], 1);
+    json.as_object_mut().unwrap().remove("capable");
+    let old: agora_market::NoMatchExplanation = serde_json::from_value(json).unwrap();
+    assert_eq!(old.capable, 0);
+    assert!(
+        !old.only_busy(),
+        "an old explanation never keeps an order waiting"
     );
 }
 
