@@ -7,21 +7,50 @@
 //! identified by its number, so a late answer for an attempt that was already failed or
 //! superseded changes nothing. `busy` marks an order whose settlement or refund is in
 //! flight: nothing else may act on it until that lands.
+//!
+//! **Waiting for capacity.** An order that misses only because every provider that could
+//! run it is busy ([`NoMatchExplanation::only_busy`]) is not refunded: it stays escrowed
+//! and waits, with one "waiting for capacity" event, until capacity frees or its deadline
+//! passes (then it is refunded with the why-no-match explanation, so escrow is never
+//! stuck). An order no provider could ever take is refunded at once, as before. Waiting
+//! uses `resume_until_ms`, the field that already keeps an unmatched order from being
+//! refunded through the post-restart grace: a waiting order's is its deadline.
+//!
+//! The queue is every unassigned order of the book, oldest submission first
+//! ([`serve_queue`]). It is served whenever capacity may have freed (a settlement, a
+//! refund or cancel, a failed or reassigned attempt, a new submission) and on every
+//! watchdog pass, which also picks up providers' new or updated asks and reconnects
+//! (those arrive in the p2p loop) within one period. Fairness: a waiting order that still
+//! cannot be placed does not stop the pass. Orders need different machines (a GPU order
+//! must not hold up CPU orders that have room), so strict head-of-line blocking would idle
+//! capacity; the cost is that a large order can be overtaken by smaller ones while it
+//! waits, which its deadline bounds. Identical terms are placed strictly in order: once
+//! one order finds no room, later ones with the same terms are not tried in that pass.
+//! An order whose attempt failed is offered to the next provider before the queue is
+//! served: it had already been placed, and its time is running. A waiting order is not
+//! refunded early when its capable providers leave (they usually redial at once); its
+//! deadline ends the wait.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::{AccountId, Amount, Fuel, Hash, Price, Signed};
 use agora_exec::{OutputFile, result_digest};
 use agora_ledger::{EscrowStatus, TxBody};
-use agora_market::{MatchOutcome, ReleaseReason, ReputationEvent};
+use agora_market::{
+    MatchOutcome, NoMatchExplanation, Order, ReleaseReason, ReputationEvent, Winner,
+};
 use agora_proto::api::JobResult;
 use agora_proto::wire::{AbortJob, Assignment, Delivery, JobFailure, ProviderReply, ToProvider};
 use agora_proto::{Heartbeat, OrderState};
 
 use crate::chain::{ChainError, LedgerOp};
 use crate::clock::now_ms;
-use crate::node::{Book, Shared};
+use crate::node::{Book, OrderEntry, Shared};
+
+/// How a waiting order's event begins; the explanation follows.
+pub const WAITING_FOR_CAPACITY: &str = "waiting for capacity";
 
 /// Work decided under the lock, carried out after it.
 #[derive(Debug)]
@@ -69,50 +98,35 @@ pub fn run(shared: &Arc<Shared>, actions: Vec<Action>) {
     }
 }
 
-/// Matches an unassigned order: assigns the winner, or refunds with the explanation
+/// Matches an unassigned order: assigns the winner; or, when every provider that could
+/// run it is busy, lets it wait (see the module docs); or refunds with the explanation
 /// (unless the order is still within its post-restart grace, when it waits). `before`
 /// says what happened to the previous attempt, for the refund reason.
 pub fn try_match(shared: &Shared, book: &mut Book, id: Hash, before: Option<&str>) -> Vec<Action> {
     let now = now_ms();
-    let Some(entry) = book.orders.get(&id) else {
+    let Some(entry) = book.orders.get(&id).filter(|e| unassigned(e)) else {
         return Vec::new();
     };
-    if entry.busy
-        || entry.rec.state.is_final()
-        || entry.match_id.is_some()
-        || entry.resumed_from.is_some()
-    {
-        return Vec::new();
-    }
     let order = entry.market_order();
-    let why = match book.market.submit_order(order, now) {
+    let miss = match book.market.submit_order(order, now) {
         Ok(MatchOutcome::Filled(fill)) => match fill.winners.into_iter().next() {
-            Some(winner) => {
-                shared.metrics.matches.inc();
-                let provider = book.providers.entry(winner.provider).or_default();
-                provider.running += 1;
-                let Some(entry) = book.orders.get_mut(&id) else {
-                    return Vec::new();
-                };
-                entry.rec.attempts += 1;
-                entry.rec.provider = Some(winner.provider);
-                entry.rec.price = Some(winner.price);
-                entry.match_id = Some(winner.match_id);
-                entry.accepted = false;
-                entry.last_beat_ms = now;
-                shared.records.save(&entry.rec);
-                return vec![Action::Assign {
-                    id,
-                    attempt: entry.rec.attempts,
-                }];
-            }
-            None => "the engine filled the order with no winner".to_string(),
+            Some(winner) => return assign_winner(shared, book, id, winner, now),
+            None => Miss::Never("the engine filled the order with no winner".to_string()),
         },
-        Ok(MatchOutcome::NoMatch(why)) => why.to_string(),
-        Err(err) => err.to_string(),
+        Ok(MatchOutcome::NoMatch(why)) if why.only_busy() => Miss::Busy(why),
+        Ok(MatchOutcome::NoMatch(why)) => Miss::Never(why.to_string()),
+        Err(err) => Miss::Never(err.to_string()),
     };
     let Some(entry) = book.orders.get_mut(&id) else {
         return Vec::new();
+    };
+    let why = match miss {
+        Miss::Busy(why) if now < entry.rec.order.body.deadline_ms => {
+            wait_for_capacity(shared, entry, &why);
+            return Vec::new();
+        }
+        Miss::Busy(why) => why.to_string(),
+        Miss::Never(why) => why,
     };
     if now < entry.resume_until_ms {
         return Vec::new();
@@ -121,6 +135,157 @@ pub fn try_match(shared: &Shared, book: &mut Book, id: Hash, before: Option<&str
     let reason = match before {
         Some(before) => format!("{before}; no other provider can run it: {why}"),
         None => format!("no provider can run this order: {why}"),
+    };
+    begin_refund(book, id, reason)
+}
+
+/// Why an order found no provider.
+enum Miss {
+    /// Providers that could run it are all busy: worth waiting.
+    Busy(NoMatchExplanation),
+    /// No provider could run it, or the engine refused it.
+    Never(String),
+}
+
+/// Whether the order is escrowed, has no provider, and nothing is acting on it: what
+/// matching (and the queue) may pick up.
+fn unassigned(entry: &OrderEntry) -> bool {
+    !entry.busy
+        && !entry.rec.state.is_final()
+        && entry.match_id.is_none()
+        && entry.resumed_from.is_none()
+}
+
+/// Records the match of attempt `attempts + 1` and returns its assignment.
+fn assign_winner(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    winner: Winner,
+    now: u64,
+) -> Vec<Action> {
+    shared.metrics.matches.inc();
+    let provider = book.providers.entry(winner.provider).or_default();
+    provider.running += 1;
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return Vec::new();
+    };
+    entry.rec.attempts += 1;
+    entry.rec.provider = Some(winner.provider);
+    entry.rec.price = Some(winner.price);
+    entry.match_id = Some(winner.match_id);
+    entry.accepted = false;
+    entry.last_beat_ms = now;
+    // Placed: it no longer waits (for capacity, or through a restart's grace). Should this
+    // attempt fail, the order waits again only if the next miss is also a busy one.
+    entry.resume_until_ms = 0;
+    shared.records.save(&entry.rec);
+    vec![Action::Assign {
+        id,
+        attempt: entry.rec.attempts,
+    }]
+}
+
+/// Keeps an order that missed on busy capacity escrowed until its deadline; records
+/// that (with the explanation) when it starts waiting, not on every retry.
+fn wait_for_capacity(shared: &Shared, entry: &mut OrderEntry, why: &NoMatchExplanation) {
+    let deadline = entry.rec.order.body.deadline_ms;
+    if entry.resume_until_ms >= deadline {
+        return;
+    }
+    entry.resume_until_ms = deadline;
+    shared.metrics.waited.inc();
+    shared.enter(
+        entry,
+        OrderState::Escrowed,
+        format!("{WAITING_FOR_CAPACITY}: {why}"),
+    );
+}
+
+/// Whether the order is waiting for capacity (rather than new, or in a restart's grace).
+fn waits_for_capacity(entry: &OrderEntry) -> bool {
+    entry.resume_until_ms >= entry.rec.order.body.deadline_ms
+}
+
+/// Serves the queue: tries every unassigned order, oldest submission first (see the
+/// module docs for why one that still cannot be placed does not stop the pass), and
+/// refunds those whose deadline has passed. Call it, under the lock, whenever capacity
+/// may have freed.
+pub fn serve_queue(shared: &Shared, book: &mut Book) -> Vec<Action> {
+    let now = now_ms();
+    let mut queue: Vec<(u64, Hash)> = book
+        .active
+        .iter()
+        .filter_map(|id| book.orders.get(id))
+        .filter(|e| unassigned(e) && e.rec.escrow_height > 0 && e.pending_refund.is_none())
+        .map(|e| (e.rec.created_ms, e.id()))
+        .collect();
+    queue.sort_unstable();
+    let mut actions = Vec::new();
+    // Terms that found no room in this pass: the same terms later in the queue would not
+    // either, and skipping them keeps a long queue of alike orders cheap.
+    let mut full: HashSet<Hash> = HashSet::new();
+    let mut waiting = 0i64;
+    for (_, id) in queue {
+        let Some(entry) = book.orders.get(&id) else {
+            continue;
+        };
+        if now >= entry.rec.order.body.deadline_ms {
+            actions.extend(refund_unplaced(book, id, now));
+            continue;
+        }
+        if !waits_for_capacity(entry) {
+            // New, or resumed after a restart: a full match, which refunds or starts
+            // waiting as the miss says.
+            actions.extend(try_match(shared, book, id, None));
+        } else {
+            let order = entry.market_order();
+            let terms = terms_of(&order);
+            if full.contains(&terms) || !has_room(book, &order, now) {
+                full.insert(terms);
+            } else {
+                actions.extend(try_match(shared, book, id, None));
+            }
+        }
+        waiting += i64::from(book.orders.get(&id).is_some_and(unassigned));
+    }
+    shared.metrics.waiting.set(waiting);
+    actions
+}
+
+/// `actions` (which freed capacity: a failed attempt, a refund), then the queue served.
+fn then_serve(shared: &Shared, book: &mut Book, mut actions: Vec<Action>) -> Vec<Action> {
+    actions.extend(serve_queue(shared, book));
+    actions
+}
+
+/// Whether the engine would place `order` now. A quote, not a match: no explanation is
+/// built for the (common) miss. An engine error (e.g. no provider listed for a moment)
+/// counts as no room: the order was found servable when it started waiting, and its
+/// deadline bounds the wait.
+fn has_room(book: &Book, order: &Order, now: u64) -> bool {
+    book.market
+        .quote(order, now)
+        .is_ok_and(|winners| !winners.is_empty())
+}
+
+/// What decides whether an order can be placed (not who placed it or its id).
+fn terms_of(order: &Order) -> Hash {
+    let terms = (&order.demand, &order.requirements, order.fuel, order.cap);
+    Hash::of(&agora_core::canonical::encode(&terms))
+}
+
+/// Refunds an unassigned order whose deadline passed, saying why no provider took it.
+fn refund_unplaced(book: &mut Book, id: Hash, now: u64) -> Vec<Action> {
+    let Some(entry) = book.orders.get(&id) else {
+        return Vec::new();
+    };
+    let waited = waits_for_capacity(entry);
+    let why = book.market.explain(&entry.market_order(), now);
+    let reason = if waited {
+        format!("the deadline passed while {WAITING_FOR_CAPACITY}: {why}")
+    } else {
+        format!("the deadline passed before a provider took the order: {why}")
     };
     begin_refund(book, id, reason)
 }
@@ -271,22 +436,28 @@ async fn assign(shared: Arc<Shared>, id: Hash, attempt: u32) {
             }
             Vec::new()
         }
-        Ok(ProviderReply::Declined { reason }) => fail_attempt(
-            &shared,
-            &mut book,
-            id,
-            attempt,
-            &format!("declined: {reason}"),
-            ReputationEvent::Failure,
-        ),
-        Err(reason) => fail_attempt(
-            &shared,
-            &mut book,
-            id,
-            attempt,
-            &format!("assignment not delivered: {reason}"),
-            ReputationEvent::Failure,
-        ),
+        Ok(ProviderReply::Declined { reason }) => {
+            let failed = fail_attempt(
+                &shared,
+                &mut book,
+                id,
+                attempt,
+                &format!("declined: {reason}"),
+                ReputationEvent::Failure,
+            );
+            then_serve(&shared, &mut book, failed)
+        }
+        Err(reason) => {
+            let failed = fail_attempt(
+                &shared,
+                &mut book,
+                id,
+                attempt,
+                &format!("assignment not delivered: {reason}"),
+                ReputationEvent::Failure,
+            );
+            then_serve(&shared, &mut book, failed)
+        }
     };
     drop(book);
     run(&shared, actions);
@@ -475,7 +646,7 @@ pub fn accept_delivery(
         None
     };
     if let Some(fault) = fault {
-        let actions = fail_attempt(
+        let failed = fail_attempt(
             shared,
             &mut book,
             id,
@@ -483,6 +654,7 @@ pub fn accept_delivery(
             &fault,
             ReputationEvent::Failure,
         );
+        let actions = then_serve(shared, &mut book, failed);
         drop(book);
         run(shared, actions);
         return Err(fault);
@@ -518,7 +690,7 @@ async fn verify_and_settle(shared: Arc<Shared>, id: Hash, billing: Billing, deli
             entry.busy = false;
         }
         shared.metrics.job("rejected");
-        let actions = fail_attempt(
+        let failed = fail_attempt(
             &shared,
             &mut book,
             id,
@@ -526,6 +698,7 @@ async fn verify_and_settle(shared: Arc<Shared>, id: Hash, billing: Billing, deli
             &fault,
             ReputationEvent::Failure,
         );
+        let actions = then_serve(&shared, &mut book, failed);
         drop(book);
         run(&shared, actions);
         return;
@@ -552,6 +725,10 @@ async fn verify_and_settle(shared: Arc<Shared>, id: Hash, billing: Billing, deli
             let result = job_result(&delivery, stdio);
             let mut book = shared.book();
             finish_settled(&shared, &mut book, id, &billing, cost, result);
+            // Its capacity is free again: the next waiting order may take it.
+            let actions = serve_queue(&shared, &mut book);
+            drop(book);
+            run(&shared, actions);
         }
         Err(err) => {
             tracing::warn!(order = %id, "settlement not committed: {err}");
@@ -755,7 +932,7 @@ pub fn failure(
     }
     let attempt = entry.rec.attempts;
     let reason = &failure.body.reason;
-    let actions = if failure.body.deterministic {
+    let ended = if failure.body.deterministic {
         begin_refund(
             &mut book,
             id,
@@ -773,13 +950,15 @@ pub fn failure(
             ReputationEvent::Failure,
         )
     };
+    let actions = then_serve(shared, &mut book, ended);
     drop(book);
     run(shared, actions);
     Ok(())
 }
 
-/// One watchdog pass: retries pending refunds, refunds orders past their deadline, fails
-/// silent attempts, and retries matching for orders waiting for providers.
+/// One watchdog pass: retries pending refunds, refunds orders past their deadline (with
+/// the why-no-match explanation for those no provider took), fails silent attempts, and
+/// serves the queue of orders waiting for providers.
 pub fn watchdog_pass(shared: &Arc<Shared>) {
     let now = now_ms();
     let silence = shared.settings.silence_limit_ms();
@@ -796,6 +975,8 @@ pub fn watchdog_pass(shared: &Arc<Shared>) {
         }
         if let Some(reason) = entry.pending_refund.clone() {
             actions.extend(begin_refund(&mut book, id, reason));
+        } else if now >= entry.rec.order.body.deadline_ms && unassigned(entry) {
+            actions.extend(refund_unplaced(&mut book, id, now));
         } else if now >= entry.rec.order.body.deadline_ms {
             actions.extend(begin_refund(
                 &mut book,
@@ -813,14 +994,14 @@ pub fn watchdog_pass(shared: &Arc<Shared>) {
                 &reason,
                 ReputationEvent::Timeout,
             ));
-        } else if entry.resumed_from.is_some() {
-            if now >= entry.resume_until_ms {
-                actions.extend(give_up_resumed(shared, &mut book, id));
-            }
-        } else if entry.match_id.is_none() {
-            actions.extend(try_match(shared, &mut book, id, None));
+        } else if entry.resumed_from.is_some() && now >= entry.resume_until_ms {
+            actions.extend(give_up_resumed(shared, &mut book, id));
         }
     }
+    // Unassigned orders are matched oldest first, not in the set's order. This also
+    // serves the queue after what the p2p loop changed (new asks, reconnects) and what
+    // `expire` released.
+    actions.extend(serve_queue(shared, &mut book));
     drop(book);
     run(shared, actions);
 }
@@ -883,6 +1064,8 @@ pub fn provider_gone(shared: &Arc<Shared>, provider: AccountId) {
             ReputationEvent::Failure,
         ));
     }
+    // Its orders went back to the queue (or were refunded); serve it oldest first.
+    actions.extend(serve_queue(shared, &mut book));
     drop(book);
     run(shared, actions);
 }

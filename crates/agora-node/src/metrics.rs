@@ -2,7 +2,9 @@
 //!
 //! Counters and the latency histogram are updated where things happen; gauges that
 //! describe current state (orders by state, providers, peers, ledger height) are set
-//! from the node's state just before each scrape, so they can never drift.
+//! from the node's state just before each scrape, so they can never drift. The one
+//! exception, `agora_orders_waiting`, is set by each pass over the queue of waiting
+//! orders, which runs on every capacity change and at least every watchdog period.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +27,11 @@ pub struct Metrics {
     pub matches: Counter,
     /// Orders no provider could take.
     pub unmatched: Counter,
+    /// Orders that started waiting for capacity (every capable provider was busy).
+    pub waited: Counter,
+    /// Escrowed orders waiting for a provider with room, as of the last pass over the
+    /// queue (every capacity change, and at least every watchdog period).
+    pub waiting: Gauge,
     /// Jobs by how they ended or moved: settled, refunded, reassigned, rejected.
     pub jobs: Family<Labels, Counter>,
     /// Submit → settled latency in seconds.
@@ -59,6 +66,8 @@ impl Metrics {
             transitions: Family::default(),
             matches: Counter::default(),
             unmatched: Counter::default(),
+            waited: Counter::default(),
+            waiting: Gauge::default(),
             jobs: Family::default(),
             settle_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             ledger_height: Gauge::default(),
@@ -83,6 +92,16 @@ impl Metrics {
             "unmatched",
             "Orders no provider could take",
             metrics.unmatched.clone(),
+        );
+        registry.register(
+            "orders_waited",
+            "Orders that waited for capacity because every capable provider was busy",
+            metrics.waited.clone(),
+        );
+        registry.register(
+            "orders_waiting",
+            "Escrowed orders waiting for a provider with free capacity",
+            metrics.waiting.clone(),
         );
         registry.register("jobs", "Jobs by outcome", metrics.jobs.clone());
         registry.register(

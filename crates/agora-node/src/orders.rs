@@ -4,8 +4,10 @@
 //! chain, its shape, that the escrow transaction is signed by the same buyer and opens
 //! exactly this order's escrow (amount and deadline), that every blob it names is stored
 //! with the declared size, and that its id is new. Then the record is made durable, the
-//! escrow goes into a block, and only then is the order matched, so a crash at any point
-//! leaves either nothing, or a record whose escrow the restart reconciles.
+//! escrow goes into a block, and only then is the order matched (or, when every provider
+//! that could run it is busy, queued until one has room), so a crash at any point leaves
+//! either nothing, or a record whose escrow the restart reconciles. A waiting order can be
+//! cancelled like any other that is not being settled.
 
 use std::sync::Arc;
 
@@ -193,7 +195,8 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
         );
         book.sequence.push(id);
         book.active.insert(id);
-        let actions = lifecycle::try_match(shared, &mut book, id, None);
+        // Through the queue, so orders already waiting for capacity are placed first.
+        let actions = lifecycle::serve_queue(shared, &mut book);
         let state = book
             .orders
             .get(&id)
@@ -248,7 +251,10 @@ pub async fn cancel(
                 "order {id} is being settled or refunded right now; follow it to see the outcome"
             )));
         }
-        begin_refund(&mut book, id, "cancelled by the buyer".to_string())
+        let mut actions = begin_refund(&mut book, id, "cancelled by the buyer".to_string());
+        // A cancelled running order frees its capacity for the next waiting one.
+        actions.extend(lifecycle::serve_queue(shared, &mut book));
+        actions
     };
     lifecycle::run(shared, actions);
     // Wait for the refund to land (or fail) so the answer shows the outcome.
