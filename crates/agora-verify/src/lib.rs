@@ -1,0 +1,36 @@
+//! Agora's verification core: how a buyer in a market of strangers never receives a wrong
+//! result as a verified one, and why a provider who cheats loses more than it gains.
+//!
+//! Key components:
+//! - [`policy`]: [`VerifyPolicy`] — `none`, `replicate:N:Q`, `spot:P`, `adaptive`,
+//!   `challenge:WINDOW` — with its CLI forms, defaults ([`VerifyPolicy::DEFAULT`]) and the
+//!   `--help` paragraph ([`POLICY_HELP`]).
+//! - [`quorum`]: [`decide`] counts replicas' receipts into an accepted result (and the
+//!   providers to slash) or says whether to add providers or refund.
+//! - [`sampling`]: [`plan`] and [`should_audit`] — replicas up front and the spot-check draw
+//!   from a seed revealed after the receipt; adaptive trust; expected overhead.
+//! - [`economics`]: the deterrence condition S ≥ C/p − R: [`required_stake`] and
+//!   [`check_bid_stake`]; the analytic detection rate for reports.
+//! - [`checkpoint`] and [`bisect`]: the Merkle tree over a job's step hashes and the
+//!   [`Bisection`] game that narrows two traces down to the one step the referee re-runs.
+//! - [`evidence`] and [`dispute`]: [`Evidence`] of fraud with the hash a slash records, and
+//!   [`resolve_challenge`], which turns a referee's result into a value-conserving
+//!   [`Settlement`] of plain instructions.
+//!
+//! The market node drives it: per order it calls [`plan`]; on receipts [`decide`] or, once
+//! the next block's hash is known, [`should_audit`]; on a challenge [`check_challenge`], the
+//! re-execution (through `agora-exec`) and [`resolve_challenge`]; it turns the resulting
+//! instructions into ledger transactions.
+//!
+//! The crate is pure: no I/O, no clock reads, no randomness of its own. Time (`now_ms`) and
+//! seeds are arguments, the referee's re-execution comes in as a hash, and every decision is
+//! made in integers (probabilities in parts per million, money in base units with checked
+//! arithmetic), so any node that replays the same inputs reaches the same decisions.
+#![warn(unused_crate_dependencies, missing_docs)]
+
+pub mod policy;
+
+pub use policy::{POLICY_HELP, PPM, PolicyError, VerifyPolicy};
+
+#[cfg(test)]
+use {proptest as _, serde_json as _};
