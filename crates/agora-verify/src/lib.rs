@@ -29,8 +29,13 @@
 #![warn(unused_crate_dependencies, missing_docs)]
 
 pub mod policy;
+pub mod quorum;
 
 pub use policy::{POLICY_HELP, PPM, PolicyError, VerifyPolicy};
+pub use quorum::{
+    Accepted, Disagreement, NextStep, NoQuorum, QuorumDecision, QuorumError, QuorumRule,
+    ReplicaReceipt, RunResult, decide,
+};
 
 #[cfg(test)]
 use {proptest as _, serde_json as _};
