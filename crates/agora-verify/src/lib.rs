@@ -22,20 +22,49 @@
 //! re-execution (through `agora-exec`) and [`resolve_challenge`]; it turns the resulting
 //! instructions into ledger transactions.
 //!
+//! ```
+//! use agora_core::{AccountId, Fuel, Hash};
+//! use agora_verify::*;
+//!
+//! let policy: VerifyPolicy = "replicate:3:2".parse()?;
+//! let plan = plan(&policy, &ProviderHistory::default());
+//! assert_eq!(plan.replicas, 3);
+//!
+//! let right = RunResult { digest: Hash::of(b"right"), fuel: Fuel(1_000) };
+//! let wrong = RunResult { digest: Hash::of(b"wrong"), fuel: Fuel(1_000) };
+//! let receipts: Vec<ReplicaReceipt> = [right, wrong, right]
+//!     .into_iter()
+//!     .enumerate()
+//!     .map(|(i, result)| ReplicaReceipt { provider: AccountId::from_bytes([i as u8; 32]), result })
+//!     .collect();
+//! let QuorumDecision::Accepted(accepted) = decide(&QuorumRule::replicate(3, 2), &receipts, 3)? else {
+//!     panic!("two of three agree");
+//! };
+//! assert_eq!(accepted.result, right);
+//! assert_eq!(accepted.to_slash().collect::<Vec<_>>(), vec![AccountId::from_bytes([1; 32])]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The crate is pure: no I/O, no clock reads, no randomness of its own. Time (`now_ms`) and
 //! seeds are arguments, the referee's re-execution comes in as a hash, and every decision is
 //! made in integers (probabilities in parts per million, money in base units with checked
 //! arithmetic), so any node that replays the same inputs reaches the same decisions.
 #![warn(unused_crate_dependencies, missing_docs)]
 
+pub mod economics;
 pub mod policy;
 pub mod quorum;
+pub mod sampling;
 
+pub use economics::{
+    StakeTooLow, check_bid_stake, detection_ppm, detection_probability, required_stake,
+};
 pub use policy::{POLICY_HELP, PPM, PolicyError, VerifyPolicy};
 pub use quorum::{
     Accepted, Disagreement, NextStep, NoQuorum, QuorumDecision, QuorumError, QuorumRule,
     ReplicaReceipt, RunResult, decide,
 };
+pub use sampling::{ProviderHistory, VerificationPlan, expected_overhead_ppm, plan, should_audit};
 
 #[cfg(test)]
 use {proptest as _, serde_json as _};
