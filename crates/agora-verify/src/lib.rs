@@ -51,11 +51,20 @@
 //! arithmetic), so any node that replays the same inputs reaches the same decisions.
 #![warn(unused_crate_dependencies, missing_docs)]
 
+pub mod bisect;
+pub mod checkpoint;
 pub mod economics;
 pub mod policy;
 pub mod quorum;
 pub mod sampling;
 
+pub use bisect::{
+    Answer, BisectError, Bisection, Commitment, LossReason, Opening, Party, Progress, RefereeTask,
+    Verdict, max_rounds,
+};
+pub use checkpoint::{
+    InclusionProof, StateDigest, StepStatus, StepTree, step_root, verify_inclusion,
+};
 pub use economics::{
     StakeTooLow, check_bid_stake, detection_ppm, detection_probability, required_stake,
 };
