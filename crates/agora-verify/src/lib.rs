@@ -53,7 +53,9 @@
 
 pub mod bisect;
 pub mod checkpoint;
+pub mod dispute;
 pub mod economics;
+pub mod evidence;
 pub mod policy;
 pub mod quorum;
 pub mod sampling;
@@ -65,9 +67,14 @@ pub use bisect::{
 pub use checkpoint::{
     InclusionProof, StateDigest, StepStatus, StepTree, step_root, verify_inclusion,
 };
+pub use dispute::{
+    Challenge, ChallengeError, ChallengeRules, Instruction, Resolution, ResultClaim, Ruling,
+    Settlement, ValueFlow, check_challenge, resolve_challenge, settle_dispute,
+};
 pub use economics::{
     StakeTooLow, check_bid_stake, detection_ppm, detection_probability, required_stake,
 };
+pub use evidence::{Evidence, EvidenceError, Proof};
 pub use policy::{POLICY_HELP, PPM, PolicyError, VerifyPolicy};
 pub use quorum::{
     Accepted, Disagreement, NextStep, NoQuorum, QuorumDecision, QuorumError, QuorumRule,
