@@ -20,7 +20,7 @@ use crate::error::ClientError;
 use crate::sse::SseParser;
 
 /// The default market URL when neither a flag nor `AGORA_MARKET` names one.
-pub const DEFAULT_MARKET_URL: &str = "http://127.0.0.1:7700";
+pub const DEFAULT_MARKET_URL: &str = "http://127.0.0.1:7070";
 
 /// `PUT /v1/blobs/{hash}`'s answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +76,7 @@ pub struct MarketClient {
 }
 
 impl MarketClient {
-    /// A client for the node at `base_url` (e.g. `http://127.0.0.1:7700`).
+    /// A client for the node at `base_url` (e.g. `http://127.0.0.1:7070`).
     pub fn new(base_url: &str) -> Result<MarketClient, ClientError> {
         let base = base_url.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()

@@ -83,19 +83,15 @@ pub struct SizeField(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurationField(pub u64);
 
-/// Parses a price per CU: a plain integer is base units (`20000000`), anything else
-/// reads as an amount (`0.02 AGR`, `0.02`, `20000000u`, optional `/CU`).
+/// Parses a price per CU written as text, the way every `agora` command reads prices: an
+/// amount of AGR (`0.02`, `0.02 AGR`, optional `/CU`) or base units with a `u` suffix
+/// (`20000000u`). (A TOML integer, not text, is base units: see [`PriceField`].)
 pub fn parse_price(text: &str) -> Result<Price, String> {
     let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<u64>()
-            .map(Price)
-            .map_err(|e| format!("{text:?}: {e}"));
-    }
-    text.parse::<Price>().map_err(|e| {
+    text.parse::<Price>().map_err(|_| {
         format!(
-            "{text:?} is not a price ({e}); write base units per CU like 20000000, or \"0.02 AGR\""
+            "{text:?} is not a price; write AGR per CU like \"0.02\" or \"0.02 AGR\", \
+             or base units with a u suffix like \"20000000u\""
         )
     })
 }
@@ -552,7 +548,13 @@ label = "bottom"
 
     #[test]
     fn value_parsers() {
-        assert_eq!(parse_price("20000000"), Ok(Price(20_000_000)));
+        assert_eq!(parse_price("20000000u"), Ok(Price(20_000_000)));
+        assert_eq!(parse_price("0.02"), Ok(Price(20_000_000)));
+        assert_eq!(
+            parse_price("12"),
+            Ok(Price(12_000_000_000)),
+            "a bare number is AGR"
+        );
         assert_eq!(parse_price("0.02 AGR"), Ok(Price(20_000_000)));
         assert_eq!(parse_price("0.02 AGR/CU"), Ok(Price(20_000_000)));
         assert!(parse_price("free").is_err());

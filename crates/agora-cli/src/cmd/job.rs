@@ -22,6 +22,10 @@ use serde_json::json;
 
 use crate::cmd::wallet::{WalletFile, load_wallet};
 
+/// The largest `--max-cu`: ten million CU (about 115 core-days), far below where the fuel
+/// count (u64) would overflow.
+const MAX_CU: u64 = 10_000_000;
+
 /// Exit code of a job that settled but exited non-zero.
 const EXIT_JOB_FAILED: u8 = 1;
 /// Exit code of an order that was refunded (no match, failure, deadline, cancel).
@@ -75,11 +79,11 @@ struct JobArgs {
     /// An environment variable for the job (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
-    /// Most paid per compute unit: base units (20000000) or "0.02 AGR".
+    /// Most paid per compute unit, in AGR ("0.02", "0.02 AGR") or base units ("20000000u").
     #[arg(long, value_parser = parse_price)]
     max_price: Option<agora_core::Price>,
     /// Fuel budget in compute units (1 CU = 1e9 fuel); escrow = max price × this.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_CU))]
     max_cu: Option<u64>,
     /// Distinct providers to run it on.
     #[arg(long)]
@@ -221,8 +225,28 @@ fn requests(args: &JobArgs) -> anyhow::Result<(String, usize, Vec<JobRequest>)> 
     };
     for request in &mut requests {
         apply_overrides(args, request);
+        check_files(request)?;
     }
     Ok((name, concurrency, requests))
+}
+
+/// Refuses a job whose module or an input is not a readable file before anything is
+/// submitted, so a typo in the tenth task does not leave nine orders running unattended.
+fn check_files(request: &JobRequest) -> anyhow::Result<()> {
+    let module = std::iter::once(("module", &request.module));
+    let inputs = request.inputs.iter().map(|(_, path)| ("input", path));
+    for (what, path) in module.chain(inputs) {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("{}: the {what} {}", request.label, path.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "{}: the {what} {} is not a file",
+                request.label,
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn apply_overrides(args: &JobArgs, request: &mut JobRequest) {
