@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a throwaway local market end to end and print a report.
+    /// Run a throwaway local network (market + providers as processes) end to end and report.
     Demo(cmd::demo::Args),
     /// Inspect and audit a ledger data directory.
     #[command(subcommand)]
@@ -86,10 +86,27 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, like `{:#}`, but without a cause whose text the
+/// messages before it already include (many library errors quote their source).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Rust ignores SIGPIPE, so `agora ledger show | head` would panic on the closed pipe

@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, env = "AGORA_MARKET_MAX_BLOB_BYTES", default_value_t = agora_node::config::DEFAULT_MAX_BLOB_BYTES)]
     pub max_blob_bytes: u64,
     /// Heartbeat interval asked of providers, in ms; three missed ones fail an attempt.
-    #[arg(long, env = "AGORA_MARKET_HEARTBEAT_MS", default_value_t = 1_000)]
+    #[arg(long, env = "AGORA_MARKET_HEARTBEAT_MS", default_value_t = agora_node::config::DEFAULT_HEARTBEAT.as_millis() as u64)]
     pub heartbeat_ms: u64,
     /// Attempts per order (first assignment plus reassignments) before refunding.
     #[arg(long, env = "AGORA_MARKET_MAX_ATTEMPTS", default_value_t = agora_node::config::DEFAULT_MAX_ATTEMPTS)]
@@ -51,7 +51,7 @@ pub struct Args {
     pub block_interval_ms: u64,
     /// After a restart, how long unfinished orders wait for their provider (or any
     /// provider) to come back before they are reassigned or refunded, in ms.
-    #[arg(long, env = "AGORA_MARKET_RESUME_GRACE_MS", default_value_t = 15_000)]
+    #[arg(long, env = "AGORA_MARKET_RESUME_GRACE_MS", default_value_t = agora_node::config::DEFAULT_RESUME_GRACE.as_millis() as u64)]
     pub resume_grace_ms: u64,
     /// Print one JSON line (the contents of node.json) instead of text.
     #[arg(long)]
