@@ -147,6 +147,9 @@ impl Domain for Bid {
 }
 
 /// Requests a provider agent serves.
+// One message per assignment, decoded once and moved into its handler: boxing the large
+// variant would add an allocation per message and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToProvider {
     /// Run this order.
