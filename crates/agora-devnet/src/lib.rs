@@ -11,7 +11,9 @@
 //! Children die with this process: each is started with `PR_SET_PDEATHSIG` in its own
 //! process group, and [`LocalNet`]'s `Drop` stops them (SIGTERM, then SIGKILL after a
 //! grace period), so neither a panic, an error return nor Ctrl-C leaves a market or
-//! provider running. Tests that need crashes use [`LocalNet::kill_provider`] and
+//! provider running. (The kernel sends the death signal when the *thread* that started a
+//! child exits, so start and restart a network from a thread that outlives it: the main
+//! thread, or a test's own thread — not a short-lived task thread.) Tests that need crashes use [`LocalNet::kill_provider`] and
 //! [`LocalNet::kill_market`] (SIGKILL), then [`LocalNet::restart_market`].
 #![warn(unused_crate_dependencies, missing_docs)]
 

@@ -82,8 +82,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.providers as usize,
     );
     config.buyers = 1 + args.buyers as usize;
-    // Enough declared capacity that every concurrent buyer's job finds a free slot: an
-    // instant order with no free capacity is refunded, and the job itself is trivial.
+    // Enough declared capacity that every concurrent buyer's job finds a free slot at once
+    // (otherwise it would wait in the queue, and the job itself is trivial): the figures
+    // are the market loop's, not queueing behind busy providers.
     let per_provider = args.buyers.div_ceil(args.providers) + 2;
     config.provider_args = vec!["--cpus".into(), per_provider.to_string()];
     config.base_price = Price(20_000_000);

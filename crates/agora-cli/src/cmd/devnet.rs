@@ -26,7 +26,7 @@ pub struct Args {
     pub buyers: u32,
     /// The market's HTTP API address (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:7070")]
-    pub http: String,
+    pub http: std::net::SocketAddr,
     /// Concurrent jobs per provider [default: one per core].
     #[arg(long)]
     pub slots: Option<u32>,
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.buyers = args.buyers as usize;
     config.base_price = args.base_price;
     config.provider_slots = args.slots;
-    config.http = args.http.clone();
+    config.http = args.http.to_string();
     if !args.json {
         eprintln!(
             "starting a market and {} providers in {}",

@@ -159,7 +159,7 @@ async fn run_on(
 }
 
 /// Runs every task through the market, at most `in_flight` at once (one per provider
-/// slot: an instant order that finds no free capacity is refunded, not queued).
+/// slot, so latencies show the market loop rather than time queued for a busy provider).
 async fn run_tasks(
     buyer: &Arc<Buyer>,
     tasks: &[Task],
