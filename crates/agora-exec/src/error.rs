@@ -3,7 +3,7 @@
 //! Every way a job can fail has its own variant, so that a provider can tell a buyer
 //! what went wrong (and the market can decide who pays): faults of the job itself
 //! (malformed module, trap, out of fuel, limits) are distinct from faults of the host
-//! (temporary directories, cache files).
+//! (temporary directories, cache files) and from a run its caller cancelled.
 
 use std::time::Duration;
 
@@ -112,6 +112,13 @@ pub enum ExecError {
         /// Fuel used up to the interruption (not reproducible: it depends on machine speed).
         fuel_used: Fuel,
     },
+    /// The job's [`CancelToken`](crate::CancelToken) was cancelled before it finished:
+    /// whoever ran it gave up on the result. Not the job's fault.
+    #[error("cancelled: the job was stopped before it finished (its result was no longer wanted)")]
+    Cancelled {
+        /// Fuel burnt before the stop.
+        fuel_used: Fuel,
+    },
     /// The guest exhausted its pinned wasm stack (deep or unbounded recursion).
     #[error(
         "stack overflow: the job's recursion exceeded the pinned wasm stack of {max_stack} bytes; \
@@ -164,6 +171,7 @@ impl ExecError {
             ExecError::OutputLimit { .. } => "output_limit",
             ExecError::Timeout { .. } => "timeout",
             ExecError::StackOverflow { .. } => "stack_overflow",
+            ExecError::Cancelled { .. } => "cancelled",
             ExecError::Host { .. } => "host",
             ExecError::Engine { .. } => "engine",
         }
@@ -171,6 +179,9 @@ impl ExecError {
 
     /// Whether the failure is the job's own fault (as opposed to the host's).
     pub fn is_job_fault(&self) -> bool {
-        !matches!(self, ExecError::Host { .. } | ExecError::Engine { .. })
+        !matches!(
+            self,
+            ExecError::Host { .. } | ExecError::Engine { .. } | ExecError::Cancelled { .. }
+        )
     }
 }

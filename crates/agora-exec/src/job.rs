@@ -6,6 +6,7 @@ use std::time::Duration;
 use agora_core::{Fuel, Hash};
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::CancelToken;
 use crate::error::ExecError;
 
 /// A WebAssembly module named by the blake3 hash of its bytes.
@@ -136,6 +137,9 @@ pub struct JobSpec {
     pub inputs: Vec<Input>,
     /// Resource limits.
     pub limits: Limits,
+    /// Stops the run from another thread (see [`CancelToken`]); never cancelled unless
+    /// someone holding a clone cancels it.
+    pub cancel: CancelToken,
 }
 
 impl JobSpec {
@@ -148,6 +152,7 @@ impl JobSpec {
             env: Vec::new(),
             inputs: Vec::new(),
             limits: Limits::default(),
+            cancel: CancelToken::new(),
         }
     }
 

@@ -16,6 +16,8 @@
 //! - [`ExecError`]: every failure typed (malformed module, missing `_start`, unsupported
 //!   import, trap, out of fuel, memory limit, output limit, timeout, stack overflow).
 //! - [`cache`]: compiled modules on disk and in memory, so repeat jobs skip compilation.
+//! - [`CancelToken`]: stops a running job from another thread within about one epoch
+//!   tick ([`ExecError::Cancelled`], never the job's fault).
 //!
 //! Entry point: [`WasmExecutor::new`] then [`Executor::run`].
 //!
@@ -33,6 +35,7 @@
 #![warn(unused_crate_dependencies, missing_docs)]
 
 pub mod cache;
+pub mod cancel;
 pub mod error;
 pub mod job;
 pub mod outcome;
@@ -41,6 +44,7 @@ pub mod sandbox;
 pub mod ticker;
 pub mod wasm;
 
+pub use cancel::CancelToken;
 pub use error::ExecError;
 pub use job::{Input, JobSpec, Limits, WasmModule, Workload};
 pub use outcome::{Captured, ModuleSource, Outcome, OutputFile, result_digest};
@@ -53,7 +57,8 @@ pub trait Executor: Send + Sync {
     /// A short name of the workload kind this executor runs (`wasm`).
     fn kind(&self) -> &'static str;
 
-    /// Runs `job` to completion and reports what it produced, or why it failed.
+    /// Runs `job` to completion (or until its [`CancelToken`] is cancelled) and reports
+    /// what it produced, or why it failed.
     fn run(&self, job: &JobSpec) -> Result<Outcome, ExecError>;
 }
 

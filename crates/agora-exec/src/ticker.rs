@@ -1,9 +1,10 @@
 //! The epoch ticker: one background thread per executor that advances the engine's epoch
-//! at a fixed rate, so a store's epoch deadline becomes a wall-clock timeout.
+//! at a fixed rate, so every running store looks at its wall-clock deadline and cancel
+//! token once per tick ([`Interrupt::check`](crate::cancel::Interrupt::check)).
 //!
 //! Epoch interruption is only a safety net behind fuel: it fires if a job runs longer in
-//! real time than its timeout (a slow host, or host calls that take long), and it never
-//! changes the result of a job that completes.
+//! real time than its timeout (a slow host, or host calls that take long) or is
+//! cancelled, and it never changes the result of a job that completes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +17,6 @@ use crate::error::ExecError;
 
 /// Time between epoch increments; the granularity of wall-clock timeouts.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Epoch ticks that cover `timeout`, rounded up, plus one so a job always gets at least
-/// its full timeout whatever the phase of the ticker.
-pub fn ticks_for(timeout: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_nanos();
-    let ticks = timeout.as_nanos().div_ceil(tick);
-    u64::try_from(ticks)
-        .unwrap_or(u64::MAX - 1)
-        .saturating_add(1)
-}
 
 /// A running ticker; dropping it stops and joins the thread.
 #[derive(Debug)]
@@ -63,17 +54,5 @@ impl Drop for EpochTicker {
             // A panic in the ticker thread has nothing left to report at this point.
             let _ = thread.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_round_up_and_add_one() {
-        assert_eq!(ticks_for(Duration::from_millis(10)), 2);
-        assert_eq!(ticks_for(Duration::from_millis(11)), 3);
-        assert!(ticks_for(Duration::MAX) > 1_000_000_000_000);
     }
 }

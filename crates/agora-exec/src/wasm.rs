@@ -10,6 +10,7 @@ use wasmtime_wasi::I32Exit;
 
 use crate::Executor;
 use crate::cache::{Lookup, ModuleCache};
+use crate::cancel::Interruption;
 use crate::error::ExecError;
 use crate::job::{JobSpec, Limits, WasmModule, Workload};
 use crate::outcome::{Outcome, result_digest};
@@ -17,7 +18,7 @@ use crate::profile::{MAX_WASM_STACK, Profile};
 use crate::sandbox::dirs::{JobDirs, Reaper};
 use crate::sandbox::hostcalls;
 use crate::sandbox::{self, Captures, JobState};
-use crate::ticker::{EpochTicker, ticks_for};
+use crate::ticker::EpochTicker;
 
 /// How an executor is set up.
 #[derive(Clone, Debug)]
@@ -118,6 +119,10 @@ impl WasmExecutor {
     fn run_wasm(&self, job: &JobSpec, module: &WasmModule) -> Result<Outcome, ExecError> {
         job.validate()?;
         let lookup = self.cache.get(&self.engine, &self.linker, module)?;
+        // Compiling may take a while; a job cancelled meanwhile is not started at all.
+        if job.cancel.is_cancelled() {
+            return Err(ExecError::Cancelled { fuel_used: Fuel(0) });
+        }
         let dirs = JobDirs::create(self.config.work_dir.as_deref(), &job.inputs)?;
         let result = self.execute(job, module, &lookup, &dirs);
         // Removing directories is slow on some filesystems; do it off the job's path.
@@ -132,9 +137,8 @@ impl WasmExecutor {
         lookup: &Lookup,
         dirs: &JobDirs,
     ) -> Result<Outcome, ExecError> {
-        let ticks = ticks_for(job.limits.wall_timeout);
         let metered = self.config.profile.fuel;
-        let (mut store, captures) = sandbox::store(&self.engine, job, dirs, ticks, metered)?;
+        let (mut store, captures) = sandbox::store(&self.engine, job, dirs, metered)?;
         let started = Instant::now();
         let result = start(
             &lookup.prepared.pre,
@@ -224,6 +228,17 @@ fn exit_code(
 ) -> Result<i32, ExecError> {
     let Err(err) = result else { return Ok(0) };
     let state = store.data();
+    // The store's own interruptions first: their trap is only the means of stopping.
+    match state.interrupt.fired() {
+        Some(Interruption::Cancelled) => return Err(ExecError::Cancelled { fuel_used }),
+        Some(Interruption::TimedOut) => {
+            return Err(ExecError::Timeout {
+                limit: limits.wall_timeout,
+                fuel_used,
+            });
+        }
+        None => {}
+    }
     if let Some(breach) = state.limiter.breach() {
         return Err(match breach {
             sandbox::limiter::LimitBreach::Memory { requested, limit } => ExecError::MemoryLimit {

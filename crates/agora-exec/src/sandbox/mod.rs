@@ -21,6 +21,7 @@ use wasmtime::{Engine, Linker, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::cancel::Interrupt;
 use crate::error::ExecError;
 use crate::job::JobSpec;
 use dirs::JobDirs;
@@ -47,6 +48,8 @@ pub struct JobState {
     pub time: VirtualTime,
     /// wasmtime-wasi's originals of the wrapped host functions.
     pub originals: Option<Originals>,
+    /// The cancel switch and wall-clock deadline, checked every epoch tick.
+    pub interrupt: Interrupt,
 }
 
 impl JobState {
@@ -58,6 +61,7 @@ impl JobState {
             output: OutputBudget::default(),
             time: VirtualTime::new(&agora_core::Hash::ZERO),
             originals: None,
+            interrupt: Interrupt::new(crate::CancelToken::new(), std::time::Duration::MAX),
         }
     }
 }
@@ -85,12 +89,12 @@ pub fn linker(engine: &Engine) -> Result<Linker<JobState>, ExecError> {
 }
 
 /// Creates the job's store: WASI context, limits, fuel (when the engine is `metered`) and
-/// the epoch deadline.
+/// the epoch deadline: the store looks at the job's cancel token and wall-clock timeout
+/// at every epoch tick ([`Interrupt::check`]).
 pub fn store(
     engine: &Engine,
     job: &JobSpec,
     dirs: &JobDirs,
-    epoch_ticks: u64,
     metered: bool,
 ) -> Result<(Store<JobState>, Captures), ExecError> {
     let time = VirtualTime::new(&job.job_id);
@@ -109,6 +113,7 @@ pub fn store(
         },
         time,
         originals: None,
+        interrupt: Interrupt::new(job.cancel.clone(), job.limits.wall_timeout),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -121,7 +126,10 @@ pub fn store(
             .set_fuel(job.limits.fuel.0)
             .map_err(|e| engine_err("setting fuel", e))?;
     }
-    store.set_epoch_deadline(epoch_ticks);
+    // One tick at a time, so a cancel is seen within a tick; the check is a flag and a
+    // clock read every 10 ms, and it never changes a result.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().interrupt.check()));
     Ok((store, captures))
 }
 
