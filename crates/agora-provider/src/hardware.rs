@@ -236,9 +236,10 @@ pub struct CapacityOverrides {
 /// What the agent offers: the resources in its asks and how many jobs it runs at once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capacity {
-    /// Cores offered.
+    /// Cores offered: at most [`slots`](Capacity::slots).
     pub cpus: u32,
-    /// Memory offered, bytes.
+    /// Memory offered, bytes: also what the agent reserves from, byte for byte, so the
+    /// market's accounting and the agent's agree.
     pub memory_bytes: u64,
     /// Scratch disk offered, bytes.
     pub disk_bytes: u64,
@@ -258,10 +259,17 @@ impl Capacity {
     /// The offer for `hardware` with `overrides` applied. Memory defaults to what is
     /// available now (not the total: other programs use the rest); slots default to one
     /// per core; every figure is at least 1 so the ask stays valid.
+    ///
+    /// The cores offered are at most the slots: the market sees only the ask, and
+    /// matches one core per job, so an ask with more cores than slots wins orders the
+    /// agent must decline (each decline costs the order an attempt and the provider
+    /// reputation). A WASM job is single-threaded, so a core beyond the slots would idle
+    /// anyway.
     pub fn from_hardware(hardware: &Hardware, overrides: &CapacityOverrides) -> Capacity {
-        let cpus = overrides.cpus.unwrap_or(hardware.cores).max(1);
+        let cores = overrides.cpus.unwrap_or(hardware.cores).max(1);
+        let slots = overrides.slots.unwrap_or(cores).max(1);
         Capacity {
-            cpus,
+            cpus: cores.min(slots),
             memory_bytes: overrides
                 .memory_bytes
                 .unwrap_or(hardware.memory_available_bytes)
@@ -270,7 +278,7 @@ impl Capacity {
                 .disk_bytes
                 .unwrap_or(hardware.disk_free_bytes.saturating_sub(DISK_RESERVE_BYTES)),
             gpus: group_gpus(&hardware.gpus),
-            slots: overrides.slots.unwrap_or(cpus).max(1),
+            slots,
             arch: hardware.arch.clone(),
         }
     }
@@ -366,7 +374,37 @@ mod tests {
                 disk_bytes: None,
             },
         );
-        assert_eq!((cap.cpus, cap.slots, cap.memory_bytes), (2, 1, 1 << 30));
+        assert_eq!((cap.cpus, cap.slots, cap.memory_bytes), (1, 1, 1 << 30));
+    }
+
+    #[test]
+    fn the_ask_never_offers_more_cores_than_slots() {
+        let hw = Hardware {
+            cores: 2,
+            memory_total_bytes: 8 << 30,
+            memory_available_bytes: 4 << 30,
+            disk_free_bytes: 10 << 30,
+            gpus: vec![],
+            arch: "x86_64".into(),
+        };
+        let with = |cpus, slots| {
+            let cap = Capacity::from_hardware(
+                &hw,
+                &CapacityOverrides {
+                    cpus,
+                    slots,
+                    ..CapacityOverrides::default()
+                },
+            );
+            (cap.cpus, cap.slots, cap.resources().cpu_millis)
+        };
+        // A one-slot agent on a two-core machine offers one core: the market assigns it
+        // one job at a time, which is what it accepts.
+        assert_eq!(with(None, Some(1)), (1, 1, 1000));
+        assert_eq!(with(Some(8), Some(3)), (3, 3, 3000));
+        // More slots than cores: every core is offered; jobs smaller than a core may share.
+        assert_eq!(with(None, Some(4)), (2, 4, 2000));
+        assert_eq!(with(None, None), (2, 2, 2000));
     }
 
     #[test]
