@@ -1,23 +1,30 @@
 //! [`ProviderAgent::start`]: joins the market, keeps its ask fresh, serves assignments.
 //!
-//! Three tasks run once the agent is up:
+//! These tasks run once the agent is up:
 //!
 //! - the **event loop** answers the market's requests (`Assign`, `Abort`) at once and
 //!   starts a job task per accepted assignment (module `job`);
-//! - the **ask loop** re-prices and re-gossips the signed ask every `ask_interval`, and
-//!   re-dials the market when the connection dropped;
+//! - the **ask loop** re-prices and re-gossips the signed ask every `ask_interval`;
+//! - the **link loop** redials the market as soon as its connection drops (re-reading
+//!   its addresses, capped exponential backoff) and re-offers once it is back;
 //! - **job tasks**, one per running order.
 //!
-//! Concurrency is bounded by two semaphores: one permit per declared slot, and one per
-//! MiB of declared memory (each job reserves its memory limit). An assignment that finds
-//! either short is declined on the spot, so the market moves on to
-//! another provider instead of queueing behind this one.
+//! Concurrency is bounded by one semaphore permit per declared slot and by the declared
+//! memory, reserved byte for byte (each job reserves its memory limit). An assignment
+//! that finds either short is declined on the spot, so the market moves on to another
+//! provider instead of queueing behind this one — unless a halted job is giving its
+//! share back, which takes milliseconds (see [`FREEING_WAIT`]).
+//!
+//! A run is *halted* by a market `Abort`, by the market refusing its heartbeat ("not
+//! assigned to you"), or by shutdown once the grace is over: its sandbox is cancelled
+//! (it stops within an epoch tick), its slot and memory come back, and it is not
+//! delivered.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agora_core::{AccountId, Amount, ChainId, Fuel, Hash, Keypair, Price, Signed};
 use agora_exec::{ExecConfig, WasmExecutor};
@@ -28,7 +35,7 @@ use agora_net::{
     Verdict,
 };
 use agora_proto::api::MarketInfo;
-use agora_proto::wire::{AskOffer, ProviderReply, ToProvider};
+use agora_proto::wire::{AskOffer, Assignment, ProviderReply, ToProvider};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -42,6 +49,24 @@ use crate::verify::{AssignmentRules, Decline, check_abort, check_assignment};
 
 /// The name of the agent's one ask (an upsert under the same id replaces it).
 const ASK_NAME: &str = "agent";
+/// How long an assignment that finds the slots or memory busy waits while a halted job
+/// gives its share back. The market counts that share free as soon as it sent its
+/// abort, so its next assignment can arrive a few milliseconds before the cancelled
+/// sandbox has returned; declining it would cost that order an attempt for nothing.
+pub const FREEING_WAIT: Duration = Duration::from_millis(500);
+/// How often such an assignment looks again.
+const FREEING_POLL: Duration = Duration::from_millis(5);
+/// The first wait between redials of a lost market; doubled after each try.
+pub const REDIAL_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between redials: a restarted market is found within about this
+/// long of listening again, however long it was down.
+pub const REDIAL_MAX: Duration = Duration::from_secs(1);
+/// How long one `/v1/info` may take while redialling: a market that is down refuses at
+/// once, but one that hangs must not stall the redial.
+const REDIAL_INFO_TIMEOUT: Duration = Duration::from_secs(1);
+/// After the grace, how long shutdown waits for cancelled jobs to stop and tell the
+/// market they gave their orders up.
+const WIND_DOWN: Duration = Duration::from_secs(2);
 
 /// Entry point of the crate.
 pub struct ProviderAgent;
@@ -84,7 +109,8 @@ impl ProviderAgent {
         };
         let (stop, stop_rx) = watch::channel(false);
         let event_loop = tokio::spawn(event_loop(shared.clone(), events, stop_rx.clone()));
-        let ask_loop = tokio::spawn(ask_loop(shared.clone(), stop_rx));
+        let ask_loop = tokio::spawn(ask_loop(shared.clone(), stop_rx.clone()));
+        let link_loop = tokio::spawn(link_loop(shared.clone(), stop_rx));
         tracing::info!(
             account = %shared.key.account(),
             peer = %shared.net.peer_id(),
@@ -94,7 +120,7 @@ impl ProviderAgent {
         Ok(RunningProvider {
             shared,
             stop,
-            tasks: vec![event_loop, ask_loop],
+            tasks: vec![event_loop, ask_loop, link_loop],
             discovery,
         })
     }
@@ -234,8 +260,8 @@ pub(crate) struct Shared {
     pub executor: Arc<WasmExecutor>,
     pub capacity: Capacity,
     pub slots: Arc<Semaphore>,
-    /// One permit per MiB of declared memory.
-    pub memory: Arc<Semaphore>,
+    /// The declared memory not reserved by running jobs.
+    memory: Arc<MemoryPool>,
     pub min_job: Fuel,
     pub max_job: Fuel,
     pricing: PricingStrategy,
@@ -243,8 +269,13 @@ pub(crate) struct Shared {
     ask_ttl: Duration,
     ask_interval: Duration,
     shutdown_grace: Duration,
-    /// Running orders and the switch that aborts each.
-    jobs: Mutex<HashMap<Hash, watch::Sender<bool>>>,
+    /// Running orders and the switch that halts each run.
+    jobs: Mutex<HashMap<Hash, watch::Sender<Option<Halt>>>>,
+    /// Runs halted (their entry in `jobs` removed) that have not ended yet: their slot
+    /// and memory are on the way back.
+    halted_runs: AtomicUsize,
+    /// Job tasks alive, halted or not (shutdown waits for them).
+    live_runs: AtomicUsize,
     stats: Mutex<JobStats>,
     price: Mutex<Price>,
     /// Receipts, heartbeats and asks need unique nonces (they are not ledger txs); a
@@ -253,6 +284,10 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     /// Wakes the ask loop to publish at once (e.g. when the market subscribes).
     publish_now: Notify,
+    /// Wakes the link loop: the market's connection closed.
+    market_lost: Notify,
+    /// Wakes a redial: a connection to the market opened.
+    market_found: Notify,
 }
 
 impl Shared {
@@ -277,7 +312,7 @@ impl Shared {
             net,
             executor,
             slots: Arc::new(Semaphore::new(capacity.slots as usize)),
-            memory: Arc::new(Semaphore::new(mib_ceil(capacity.memory_bytes) as usize)),
+            memory: Arc::new(MemoryPool::new(capacity.memory_bytes)),
             capacity,
             min_job: config.min_job,
             max_job: config.max_job,
@@ -287,11 +322,15 @@ impl Shared {
             ask_interval: config.ask_interval,
             shutdown_grace: config.shutdown_grace,
             jobs: Mutex::new(HashMap::new()),
+            halted_runs: AtomicUsize::new(0),
+            live_runs: AtomicUsize::new(0),
             stats: Mutex::new(JobStats::default()),
             price: Mutex::new(start_price),
             nonces: AtomicU64::new(now_us()),
             stopping: AtomicBool::new(false),
             publish_now: Notify::new(),
+            market_lost: Notify::new(),
+            market_found: Notify::new(),
         }
     }
 
@@ -306,7 +345,7 @@ impl Shared {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn jobs(&self) -> MutexGuard<'_, HashMap<Hash, watch::Sender<bool>>> {
+    fn jobs(&self) -> MutexGuard<'_, HashMap<Hash, watch::Sender<Option<Halt>>>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -319,18 +358,77 @@ impl Shared {
     }
 
     /// Forgets a finished run of `order_id`, unless the entry belongs to a newer run of
-    /// the same order (aborted, then assigned here again) whose `switch` differs.
-    pub fn finish(&self, order_id: &Hash, switch: &watch::Receiver<bool>) {
+    /// the same order (aborted, then assigned here again) whose `run` channel differs.
+    /// A run whose entry is gone was halted: it counts as halted no longer.
+    fn finish(&self, order_id: &Hash, run: &watch::Receiver<Option<Halt>>) {
         let mut jobs = self.jobs();
         if jobs
             .get(order_id)
-            .is_some_and(|current| current.subscribe().same_channel(switch))
+            .is_some_and(|current| current.subscribe().same_channel(run))
         {
             jobs.remove(order_id);
+        } else {
+            self.halted_runs.fetch_sub(1, Ordering::SeqCst);
         }
         let running = jobs.len() as u32;
         drop(jobs);
         self.stats().running = running;
+        self.live_runs.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Halts the current run of `order_id`, if any; says whether there was one.
+    fn halt_order(&self, order_id: &Hash, halt: Halt) -> bool {
+        let mut jobs = self.jobs();
+        let Some(switch) = jobs.remove(order_id) else {
+            return false;
+        };
+        self.halt_removed(switch, halt);
+        true
+    }
+
+    /// Halts `run` of `order_id` if it is still the current run of that order (a stale
+    /// run must not halt the newer one that replaced it).
+    pub fn halt_run(&self, order_id: &Hash, run: &watch::Receiver<Option<Halt>>, halt: Halt) {
+        let mut jobs = self.jobs();
+        if jobs
+            .get(order_id)
+            .is_some_and(|current| current.subscribe().same_channel(run))
+            && let Some(switch) = jobs.remove(order_id)
+        {
+            self.halt_removed(switch, halt);
+        }
+    }
+
+    /// Halts every run; returns how many there were.
+    fn halt_all(&self, halt: Halt) -> usize {
+        let mut jobs = self.jobs();
+        let switches: Vec<_> = jobs.drain().map(|(_, switch)| switch).collect();
+        let count = switches.len();
+        for switch in switches {
+            self.halt_removed(switch, halt);
+        }
+        count
+    }
+
+    /// Flips the switch of a run whose entry the caller just removed (under the jobs
+    /// lock, so that exactly one of this and [`Shared::finish`] removes each entry).
+    fn halt_removed(&self, switch: watch::Sender<Option<Halt>>, halt: Halt) {
+        self.halted_runs.fetch_add(1, Ordering::SeqCst);
+        if matches!(halt, Halt::Aborted | Halt::Disowned) {
+            self.stats().aborted += 1;
+        }
+        // The run task holds its receiver until it has called `finish`, so it hears this.
+        let _ = switch.send(Some(halt));
+    }
+
+    /// Whether a halted run is giving its slot and memory back right now.
+    fn freeing(&self) -> bool {
+        self.halted_runs.load(Ordering::SeqCst) > 0
+    }
+
+    /// Job tasks alive.
+    fn live_runs(&self) -> usize {
+        self.live_runs.load(Ordering::SeqCst)
     }
 
     /// The signed ask at `price`, valid for `ask_ttl` from now.
@@ -432,22 +530,26 @@ impl RunningProvider {
         status
     }
 
-    /// Stops cleanly: declines new assignments, stops gossiping asks, waits up to the
-    /// configured grace for running jobs to deliver, closes the p2p node and removes
-    /// `provider.json`.
+    /// Stops cleanly: declines new assignments, waits up to the configured grace for
+    /// running jobs to deliver, cancels the rest (each tells the market it gave its
+    /// order up, so it is reassigned at once), stops gossiping asks, closes the p2p node
+    /// and removes `provider.json`.
     pub async fn shutdown(self) -> Result<JobStats, ProviderError> {
         let shared = self.shared;
         shared.stopping.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + shared.shutdown_grace;
-        while !shared.jobs().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let unfinished = shared.jobs().len();
-        if unfinished > 0 {
+        let graced = wait_for_runs(&shared, shared.shutdown_grace).await;
+        if !graced {
+            let cut = shared.halt_all(Halt::ShuttingDown);
             tracing::warn!(
-                unfinished,
-                "shutting down with jobs still running; the market will reassign them"
+                cut,
+                "the shutdown grace is over; cancelling the jobs still running"
             );
+            if !wait_for_runs(&shared, WIND_DOWN).await {
+                tracing::warn!(
+                    left = shared.live_runs(),
+                    "some jobs have not wound down; leaving them"
+                );
+            }
         }
         // The receiver side may be gone if a task ended early; nothing left to stop then.
         let _ = self.stop.send(true);
@@ -468,6 +570,18 @@ impl RunningProvider {
         let stats = shared.stats().clone();
         Ok(stats)
     }
+}
+
+/// Waits up to `limit` for every job task to end; says whether they all did.
+async fn wait_for_runs(shared: &Shared, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while shared.live_runs() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
 
 /// Answers requests and watches the market's connection until stopped.
@@ -499,10 +613,12 @@ async fn event_loop(
             {
                 shared.publish_now.notify_one();
             }
+            NetEvent::PeerConnected(peer) if peer == shared.market.peer => {
+                shared.market_found.notify_one();
+            }
+            // The link loop redials (re-reading the market's addresses) and re-offers.
             NetEvent::PeerDisconnected(peer) if peer == shared.market.peer => {
-                tracing::warn!("lost the connection to the market; redialling");
-                // The ask loop redials (re-reading the market's addresses) and re-offers.
-                shared.publish_now.notify_one();
+                shared.market_lost.notify_one();
             }
             _ => {}
         }
@@ -517,20 +633,25 @@ fn handle_request(shared: &Arc<Shared>, request: InboundRequest) {
         responder,
     } = request;
     let reply = match agora_core::canonical::decode::<ToProvider>(&data) {
-        Ok(ToProvider::Assign(signed)) => match accept(shared, peer, signed) {
-            Ok(()) => ProviderReply::Accepted,
-            Err(decline) => {
-                shared.stats().declined += 1;
-                tracing::info!(%peer, reason = %decline, "declined an assignment");
-                ProviderReply::Declined {
-                    reason: decline.to_string(),
-                }
+        Ok(ToProvider::Assign(signed)) => match accept(shared, peer, &signed) {
+            Err(decline) if decline.is_busy() && shared.freeing() => {
+                // Answered from a task of its own: the event loop must not wait.
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let accepted = accept_when_freed(&shared, peer, &signed).await;
+                    respond(responder, &assign_reply(&shared, peer, accepted));
+                });
+                return;
             }
+            accepted => assign_reply(shared, peer, accepted),
         },
         Ok(ToProvider::Abort(signed)) => {
             match check_abort(&signed, &shared.market.chain, &shared.market.authority) {
                 Ok(()) => {
-                    abort(shared, &signed.body.order_id, &signed.body.reason);
+                    let (order_id, reason) = (&signed.body.order_id, &signed.body.reason);
+                    if shared.halt_order(order_id, Halt::Aborted) {
+                        tracing::info!(order = %order_id.short(), reason, "market aborted a job");
+                    }
                     ProviderReply::Accepted
                 }
                 Err(decline) => ProviderReply::Declined {
@@ -546,9 +667,43 @@ fn handle_request(shared: &Arc<Shared>, request: InboundRequest) {
             return;
         }
     };
-    let bytes = agora_core::canonical::encode(&reply);
-    if let Err(e) = responder.respond(bytes) {
+    respond(responder, &reply);
+}
+
+fn respond(responder: agora_net::Responder, reply: &ProviderReply) {
+    if let Err(e) = responder.respond(agora_core::canonical::encode(reply)) {
         tracing::debug!(error = %e, "could not answer a request");
+    }
+}
+
+/// The answer to an assignment, counted.
+fn assign_reply(shared: &Shared, peer: PeerId, accepted: Result<(), Decline>) -> ProviderReply {
+    match accepted {
+        Ok(()) => ProviderReply::Accepted,
+        Err(decline) => {
+            shared.stats().declined += 1;
+            tracing::info!(%peer, reason = %decline, "declined an assignment");
+            ProviderReply::Declined {
+                reason: decline.to_string(),
+            }
+        }
+    }
+}
+
+/// [`accept`] again every few milliseconds while the only obstacle is a slot or memory
+/// that a halted run is giving back, for at most [`FREEING_WAIT`].
+async fn accept_when_freed(
+    shared: &Arc<Shared>,
+    market_peer: PeerId,
+    signed: &Signed<Assignment>,
+) -> Result<(), Decline> {
+    let give_up = Instant::now() + FREEING_WAIT;
+    loop {
+        tokio::time::sleep(FREEING_POLL).await;
+        match accept(shared, market_peer, signed) {
+            Err(decline) if decline.is_busy() && shared.freeing() && Instant::now() < give_up => {}
+            accepted => return accepted,
+        }
     }
 }
 
@@ -556,7 +711,7 @@ fn handle_request(shared: &Arc<Shared>, request: InboundRequest) {
 fn accept(
     shared: &Arc<Shared>,
     market_peer: PeerId,
-    signed: Signed<agora_proto::wire::Assignment>,
+    signed: &Signed<Assignment>,
 ) -> Result<(), Decline> {
     if shared.stopping.load(Ordering::SeqCst) {
         return Err(Decline::ShuttingDown);
@@ -569,7 +724,7 @@ fn accept(
         capacity: &shared.capacity,
         max_job: shared.max_job,
     };
-    let assignment = check_assignment(&signed, &rules, now_ms())?.clone();
+    let assignment = check_assignment(signed, &rules, now_ms())?.clone();
     let mut jobs = shared.jobs();
     if jobs.contains_key(&assignment.order_id) {
         // A retried Assign for an order already running: taking it again would run it
@@ -577,9 +732,11 @@ fn accept(
         return Ok(());
     }
     let reservation = reserve(shared, &assignment.order.body)?;
-    let (abort_tx, abort_rx) = watch::channel(false);
-    jobs.insert(assignment.order_id, abort_tx);
+    let (switch, run) = watch::channel(None);
+    jobs.insert(assignment.order_id, switch);
     let running = jobs.len() as u32;
+    // Counted before the lock is released, so shutdown never misses a starting run.
+    shared.live_runs.fetch_add(1, Ordering::SeqCst);
     drop(jobs);
     {
         let mut stats = shared.stats();
@@ -587,21 +744,51 @@ fn accept(
         stats.running = running;
     }
     tracing::info!(order = %assignment.order_id.short(), price = %assignment.price, "accepted an assignment");
+    let guard = RunGuard {
+        shared: shared.clone(),
+        order_id: assignment.order_id,
+        run: run.clone(),
+    };
     tokio::spawn(crate::job::run(
-        shared.clone(),
+        guard,
         market_peer,
         assignment,
         reservation,
-        abort_rx,
+        run,
     ));
     Ok(())
 }
 
-/// What a running job holds: a slot and its memory. Released on drop, which happens
-/// when the sandbox returns.
+/// Why a run was stopped before it delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Halt {
+    /// The market sent a signed `Abort` (reassigned or refunded the order).
+    Aborted,
+    /// The market refused a heartbeat: the order is no longer this provider's.
+    Disowned,
+    /// The agent is stopping and the shutdown grace is over.
+    ShuttingDown,
+}
+
+/// Held by a job task for its whole life: when the task ends, however it ends (a
+/// panic included), its run is forgotten and stops counting as live.
+pub(crate) struct RunGuard {
+    pub shared: Arc<Shared>,
+    order_id: Hash,
+    run: watch::Receiver<Option<Halt>>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.shared.finish(&self.order_id, &self.run);
+    }
+}
+
+/// What a running job holds: its memory and a slot. Released on drop, which happens
+/// when the sandbox returns (memory first, so that whoever gets the slot finds it).
 pub(crate) struct Reservation {
+    _memory: MemoryHold,
     _slot: OwnedSemaphorePermit,
-    _memory: OwnedSemaphorePermit,
 }
 
 /// Takes a slot and the order's memory, or says which is short.
@@ -613,36 +800,65 @@ fn reserve(shared: &Shared, order: &agora_proto::OrderRequest) -> Result<Reserva
         .map_err(|_| Decline::AtCapacity {
             slots: shared.capacity.slots,
         })?;
-    let needed = mib_ceil(order.demand.memory_bytes.max(order.job.memory_bytes));
-    let memory = u32::try_from(needed)
-        .ok()
-        .and_then(|n| shared.memory.clone().try_acquire_many_owned(n).ok())
-        .ok_or_else(|| Decline::MemoryBusy {
-            needed_mib: needed,
-            free_mib: shared.memory.available_permits() as u64,
-        })?;
+    // The market claims `demand.memory_bytes` of the ask; the sandbox may use up to the
+    // job's limit. Agora's buyers set both alike; a job that asks for a larger limit
+    // than it demands reserves the limit, which is what it may really use.
+    let needed = order.demand.memory_bytes.max(order.job.memory_bytes);
+    let memory = MemoryPool::take(&shared.memory, needed).map_err(|free| Decline::MemoryBusy {
+        needed_mib: needed.div_ceil(1 << 20),
+        free_mib: free >> 20,
+    })?;
     Ok(Reservation {
-        _slot: slot,
         _memory: memory,
+        _slot: slot,
     })
 }
 
-/// Bytes in whole MiB, rounded up.
-fn mib_ceil(bytes: u64) -> u64 {
-    bytes.div_ceil(1 << 20)
+/// The declared memory, reserved byte for byte: the market subtracts each order's claim
+/// from the ask's memory in bytes, so rounding here (to MiB, say) would make the agent
+/// decline orders the market rightly thinks fit.
+struct MemoryPool {
+    free: Mutex<u64>,
 }
 
-/// Tells a running job to stop waiting; its slot frees when the sandbox returns.
-fn abort(shared: &Shared, order_id: &Hash, reason: &str) {
-    if let Some(switch) = shared.jobs().remove(order_id) {
-        tracing::info!(order = %order_id.short(), reason, "market aborted a job");
-        // The job task may have just finished; then there is nobody to tell.
-        let _ = switch.send(true);
-        shared.stats().aborted += 1;
+impl MemoryPool {
+    fn new(bytes: u64) -> MemoryPool {
+        MemoryPool {
+            free: Mutex::new(bytes),
+        }
+    }
+
+    /// The free bytes, locked. A poisoned lock only means a panic between two plain
+    /// integer updates; the figure is still right.
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves `bytes`, or returns what is free.
+    fn take(pool: &Arc<MemoryPool>, bytes: u64) -> Result<MemoryHold, u64> {
+        let mut free = pool.lock();
+        *free = free.checked_sub(bytes).ok_or(*free)?;
+        Ok(MemoryHold {
+            pool: pool.clone(),
+            bytes,
+        })
     }
 }
 
-/// Re-prices and re-gossips the ask until stopped; re-dials the market when needed.
+/// Memory reserved by one job; given back on drop.
+struct MemoryHold {
+    pool: Arc<MemoryPool>,
+    bytes: u64,
+}
+
+impl Drop for MemoryHold {
+    fn drop(&mut self) {
+        let mut free = self.pool.lock();
+        *free = free.saturating_add(self.bytes);
+    }
+}
+
+/// Re-prices and re-gossips the ask until stopped.
 async fn ask_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(shared.ask_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -655,7 +871,6 @@ async fn ask_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if shared.stopping.load(Ordering::SeqCst) {
             continue;
         }
-        ensure_connected(&shared).await;
         let price = reprice(&shared).await;
         let offer = shared.ask_offer(price);
         match shared
@@ -670,27 +885,73 @@ async fn ask_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Dials the market again if it is not connected. With an HTTP link the market's
-/// addresses are re-read first: a restarted market may listen on new ports.
-async fn ensure_connected(shared: &Shared) {
-    match shared.net.peers().await {
-        Ok(peers) if peers.contains(&shared.market.peer) => return,
-        Ok(_) => {}
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot list peers");
+/// Keeps the market connected until stopped: as soon as the connection drops (and,
+/// in case that event was lost, at every ask interval) it redials until the market is
+/// back, then has the ask re-posted at once.
+async fn link_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = shared.market_lost.notified() => {}
+            _ = tokio::time::sleep(shared.ask_interval) => {}
+        }
+        if shared.stopping.load(Ordering::SeqCst) || market_connected(&shared).await {
+            continue;
+        }
+        if !redial(&shared, &mut stop).await {
             return;
         }
+        shared.publish_now.notify_one();
     }
-    let mut addrs = shared.market_addrs().clone();
+}
+
+/// Dials the market with capped exponential backoff ([`REDIAL_FIRST`] doubling up to
+/// [`REDIAL_MAX`]) until it is connected; `false` when stopped first.
+async fn redial(shared: &Shared, stop: &mut watch::Receiver<bool>) -> bool {
+    tracing::warn!("lost the connection to the market; redialling");
+    let lost = Instant::now();
+    let mut wait = REDIAL_FIRST;
+    loop {
+        dial_market(shared).await;
+        tokio::select! {
+            _ = stop.changed() => return false,
+            _ = shared.market_found.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if market_connected(shared).await {
+            let after_ms = lost.elapsed().as_millis() as u64;
+            tracing::info!(after_ms, "reconnected to the market");
+            return true;
+        }
+        wait = (wait * 2).min(REDIAL_MAX);
+    }
+}
+
+/// Whether the market peer is connected. A p2p node that cannot answer is stopping,
+/// which redialling would not help: that counts as connected.
+async fn market_connected(shared: &Shared) -> bool {
+    match shared.net.peers().await {
+        Ok(peers) => peers.contains(&shared.market.peer),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list peers");
+            true
+        }
+    }
+}
+
+/// Starts dials to every address of the market. With an HTTP link they are re-read
+/// first: a restarted market may listen on new ports (if it cannot be asked, the last
+/// known addresses are tried).
+async fn dial_market(shared: &Shared) {
     if let Some(api) = &shared.api
-        && let Ok(info) = api.info().await
+        && let Ok(Ok(info)) = tokio::time::timeout(REDIAL_INFO_TIMEOUT, api.info()).await
         && let Ok(fresh) = MarketEndpoint::from_info(&info)
         && fresh.peer == shared.market.peer
         && fresh.authority == shared.market.authority
     {
-        addrs = fresh.addrs;
-        *shared.market_addrs() = addrs.clone();
+        *shared.market_addrs() = fresh.addrs;
     }
+    let addrs = shared.market_addrs().clone();
     for addr in addrs {
         if let Err(e) = shared.net.dial(addr.clone()).await {
             tracing::debug!(%addr, error = %e, "dialling the market failed");

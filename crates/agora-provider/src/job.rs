@@ -7,19 +7,25 @@
 //! the outputs in the local blob store for the market to fetch, and sends a
 //! `Deliver` with the signed receipt — or a signed `JobFailure` saying whether the
 //! failure is the job's own (deterministic) or this host's.
+//!
+//! A run can be halted at any point before it delivers (see `agent`): while fetching it
+//! simply stops; while the sandbox runs, the job's cancel token stops it within an epoch
+//! tick and the run waits for the sandbox to return, so that when the run ends its slot
+//! and memory really are free. A halted run is never delivered; one cut off by shutdown
+//! tells the market it gave the order up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora_core::{Fuel, Hash, Receipt, Signed};
-use agora_exec::{ExecError, Executor, Input, Outcome, WasmModule};
+use agora_exec::{CancelToken, ExecError, Executor, Input, Outcome, WasmModule};
 use agora_net::{BlobStore, NetError, PeerId, StoreError};
 use agora_proto::wire::{
     Assignment, Delivery, Heartbeat, JobFailure, MarketReply, OutputRef, Stream, ToMarket,
 };
 use tokio::sync::watch;
 
-use crate::agent::{Reservation, Shared, now_ms};
+use crate::agent::{Halt, Reservation, RunGuard, Shared, now_ms};
 
 /// Heartbeat intervals are kept within these bounds whatever the market asks.
 const HEARTBEAT_MIN: Duration = Duration::from_millis(50);
@@ -29,6 +35,14 @@ const DELIVERY_PATIENCE: Duration = Duration::from_secs(60);
 /// The wait before the first retry; doubled each time up to the cap.
 const DELIVERY_BACKOFF: Duration = Duration::from_millis(200);
 const DELIVERY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a run cut off by shutdown tries to tell the market (shutdown waits no
+/// longer than this for it anyway).
+const GIVE_UP_PATIENCE: Duration = Duration::from_secs(1);
+/// What the market's heartbeat refusal says when the order is no longer this
+/// provider's (reassigned, refunded or settled: agora-node's `lifecycle::heartbeat`).
+/// The wire carries a refusal as text only, so the agent knows it by these words;
+/// other refusals (a bad signature, say) are not a reason to stop.
+const DISOWNED: &str = "stop running it";
 
 /// Why a job produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +63,9 @@ pub(crate) enum JobError {
     /// The sandbox thread panicked (a bug; never the job's fault).
     #[error("the sandbox thread failed: {0}")]
     Crashed(String),
+    /// The provider shut down before the job finished; another provider may run it.
+    #[error("the provider shut down before the job finished")]
+    ShutDown,
 }
 
 impl JobError {
@@ -80,15 +97,27 @@ impl JobError {
     }
 }
 
+/// How a run ended.
+// One value per run, returned once and matched at once: boxing the outcome would buy
+// nothing but an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Ended {
+    /// The sandbox returned (or a blob could not be had): report this.
+    Done(Result<Outcome, JobError>),
+    /// Halted first; nothing is delivered.
+    Halted(Halt),
+}
+
 /// Runs `assignment` to its end and reports to the market; `reservation` is the slot and
-/// memory it holds.
+/// memory it holds, `control` says when to halt, and `guard` forgets the run when it ends.
 pub(crate) async fn run(
-    shared: Arc<Shared>,
+    guard: RunGuard,
     market_peer: PeerId,
     assignment: Assignment,
     reservation: Reservation,
-    mut abort: watch::Receiver<bool>,
+    mut control: watch::Receiver<Option<Halt>>,
 ) {
+    let shared = &guard.shared;
     let order_id = assignment.order_id;
     let started = Instant::now();
     let heartbeats = tokio::spawn(heartbeat_loop(
@@ -97,51 +126,139 @@ pub(crate) async fn run(
         order_id,
         assignment.heartbeat_ms,
         started,
+        control.clone(),
     ));
-    let result = tokio::select! {
-        result = execute(&shared, market_peer, &assignment, reservation) => Some(result),
-        _ = abort.changed() => None,
-    };
+    let ended = execute(shared, market_peer, &assignment, reservation, &mut control).await;
     heartbeats.abort();
-    match result {
-        Some(Ok(outcome)) => deliver(&shared, market_peer, &assignment, outcome).await,
-        Some(Err(error)) => report_failure(&shared, market_peer, &assignment, error).await,
-        None => tracing::info!(order = %order_id.short(), "stopped waiting for an aborted job"),
+    let order = order_id.short();
+    match ended {
+        Ended::Done(result) => tokio::select! {
+            () = report(shared, market_peer, &assignment, result) => {}
+            // Aborted meanwhile (e.g. while retrying an unreachable market): the market
+            // would refuse the report, so stop retrying it.
+            halt = halted(&mut control) => tracing::info!(order, ?halt, "halted before the result was reported; dropping it"),
+        },
+        Ended::Halted(Halt::ShuttingDown) => {
+            // Said at once, the market reassigns now rather than after heartbeat silence.
+            let give_up = give_up_ms(&assignment, GIVE_UP_PATIENCE);
+            report_failure(
+                shared,
+                market_peer,
+                &assignment,
+                JobError::ShutDown,
+                give_up,
+            )
+            .await;
+        }
+        Ended::Halted(halt) => tracing::info!(order, ?halt, "stopped a halted job"),
     }
-    shared.finish(&order_id, &abort);
 }
 
-/// Fetches the blobs, then runs the job and stores its outputs on a blocking thread.
-/// The slot and memory are released only when the sandbox returns, even if the job was
-/// aborted meanwhile, so the agent never runs more than it declared.
+/// Delivers the outcome, or reports why there is none.
+async fn report(
+    shared: &Shared,
+    market_peer: PeerId,
+    assignment: &Assignment,
+    result: Result<Outcome, JobError>,
+) {
+    match result {
+        Ok(outcome) => deliver(shared, market_peer, assignment, outcome).await,
+        Err(error) => {
+            let give_up = give_up_ms(assignment, DELIVERY_PATIENCE);
+            report_failure(shared, market_peer, assignment, error, give_up).await;
+        }
+    }
+}
+
+/// Fetches the blobs, then runs the job and stores its outputs on a blocking thread,
+/// until done or halted. The slot and memory are released only when the sandbox
+/// returns, so the agent never runs more than it declared; a halt cancels the sandbox
+/// and waits for it.
 async fn execute(
     shared: &Shared,
     market_peer: PeerId,
     assignment: &Assignment,
     reservation: Reservation,
-) -> Result<Outcome, JobError> {
+    control: &mut watch::Receiver<Option<Halt>>,
+) -> Ended {
+    let fetched = tokio::select! {
+        fetched = fetch_blobs(shared, market_peer, assignment) => fetched,
+        halt = halted(control) => return Ended::Halted(halt),
+    };
+    let blobs = match fetched {
+        Ok(blobs) => blobs,
+        Err(error) => return Ended::Done(Err(error)),
+    };
+    let cancel = CancelToken::new();
+    let mut sandbox = spawn_sandbox(shared, assignment, blobs, reservation, cancel.clone());
+    tokio::select! {
+        joined = &mut sandbox => Ended::Done(joined.map_err(|e| JobError::Crashed(e.to_string())).and_then(|r| r)),
+        halt = halted(control) => {
+            cancel.cancel();
+            // Within an epoch tick, unless it is still compiling the module; either way
+            // the reservation is back when this returns.
+            if let Err(e) = sandbox.await {
+                tracing::warn!(error = %e, "a cancelled sandbox thread failed");
+            }
+            Ended::Halted(halt)
+        }
+    }
+}
+
+/// Resolves when the run is halted (at once if it already was).
+async fn halted(control: &mut watch::Receiver<Option<Halt>>) -> Halt {
+    match control.wait_for(Option::is_some).await {
+        Ok(halt) => (*halt).unwrap_or(Halt::ShuttingDown),
+        // The switch went without a word: only when the whole agent is dropped.
+        Err(_) => Halt::ShuttingDown,
+    }
+}
+
+/// Where the module and the named inputs are in the local store.
+struct Blobs {
+    module: std::path::PathBuf,
+    inputs: Vec<(String, std::path::PathBuf)>,
+}
+
+/// Fetches the module and the inputs from the market (skipping those already stored).
+async fn fetch_blobs(
+    shared: &Shared,
+    market_peer: PeerId,
+    assignment: &Assignment,
+) -> Result<Blobs, JobError> {
     let job = &assignment.order.body.job;
-    let module_path = fetch(shared, market_peer, "module", job.module).await?;
-    let mut input_paths = Vec::with_capacity(job.inputs.len());
+    let module = fetch(shared, market_peer, "module", job.module).await?;
+    let mut inputs = Vec::with_capacity(job.inputs.len());
     for input in &job.inputs {
         let path = fetch(shared, market_peer, "input", input.hash).await?;
-        input_paths.push((input.name.clone(), path));
+        inputs.push((input.name.clone(), path));
     }
+    Ok(Blobs { module, inputs })
+}
+
+/// Runs the order on the blocking pool, holding `reservation` until the sandbox returns.
+fn spawn_sandbox(
+    shared: &Shared,
+    assignment: &Assignment,
+    blobs: Blobs,
+    reservation: Reservation,
+    cancel: CancelToken,
+) -> tokio::task::JoinHandle<Result<Outcome, JobError>> {
     let executor = shared.executor.clone();
     let store = shared.net.store().clone();
     let order = assignment.order.body.clone();
     let order_id = assignment.order_id;
-    let task = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let _held = reservation;
-        let bytes = std::fs::read(&module_path).map_err(|e| StoreError::Io {
-            path: module_path.clone(),
+        let bytes = std::fs::read(&blobs.module).map_err(|e| StoreError::Io {
+            path: blobs.module.clone(),
             source: e,
         })?;
         let module = WasmModule::with_hash(bytes, order.job.module)?;
         let mut spec = executor.job(order_id, module);
         spec.args = order.job.args.clone();
         spec.env = order.job.env.clone();
-        for (name, path) in &input_paths {
+        for (name, path) in &blobs.inputs {
             spec.inputs.push(Input::from_file(name.clone(), path)?);
         }
         spec.limits.fuel = order.fuel_budget;
@@ -153,13 +270,11 @@ async fn execute(
             .wall_timeout
             .min(remaining)
             .max(Duration::from_secs(1));
+        spec.cancel = cancel;
         let outcome = executor.run(&spec)?;
         store_outputs(&store, &outcome)?;
         Ok(outcome)
-    });
-    task.await
-        .map_err(|e| JobError::Crashed(e.to_string()))
-        .and_then(|result| result)
+    })
 }
 
 /// The blob's path in the local store, fetched from the market first if missing.
@@ -193,12 +308,15 @@ fn store_outputs(store: &BlobStore, outcome: &Outcome) -> Result<(), StoreError>
 }
 
 /// Sends a signed heartbeat every `heartbeat_ms` (the first at once) until cancelled.
+/// If the market answers that the order is not this provider's any more, halts `run`:
+/// nobody would pay for finishing it.
 async fn heartbeat_loop(
     shared: Arc<Shared>,
     market_peer: PeerId,
     order_id: Hash,
     heartbeat_ms: u64,
     started: Instant,
+    run: watch::Receiver<Option<Halt>>,
 ) {
     let every = Duration::from_millis(heartbeat_ms).clamp(HEARTBEAT_MIN, HEARTBEAT_MAX);
     let mut ticker = tokio::time::interval(every);
@@ -213,12 +331,17 @@ async fn heartbeat_loop(
         let signed = Signed::sign(&shared.key, &shared.market.chain, shared.next_nonce(), beat);
         let request = agora_core::canonical::encode(&ToMarket::Heartbeat(signed));
         match shared.net.request(market_peer, request).await {
-            Ok(reply) => {
-                if let Ok(MarketReply::Rejected { reason }) = agora_core::canonical::decode(&reply)
-                {
+            Ok(reply) => match agora_core::canonical::decode(&reply) {
+                Ok(MarketReply::Rejected { reason }) if reason.contains(DISOWNED) => {
+                    tracing::warn!(order = %order_id.short(), reason, "the market disowned a running job; stopping it");
+                    shared.halt_run(&order_id, &run, Halt::Disowned);
+                    return;
+                }
+                Ok(MarketReply::Rejected { reason }) => {
                     tracing::warn!(order = %order_id.short(), reason, "market rejected a heartbeat");
                 }
-            }
+                _ => {}
+            },
             Err(e) => {
                 tracing::debug!(order = %order_id.short(), error = %e, "heartbeat not delivered")
             }
@@ -259,7 +382,8 @@ async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, 
     };
     let message = ToMarket::Deliver(Box::new(delivery));
     let order = assignment.order_id.short();
-    match send(shared, market_peer, &message, give_up_ms(assignment)).await {
+    let give_up = give_up_ms(assignment, DELIVERY_PATIENCE);
+    match send(shared, market_peer, &message, give_up).await {
         Ok(()) => {
             tracing::info!(order, fuel = outcome.fuel_used.0, "delivered");
             shared
@@ -281,12 +405,13 @@ fn stream(captured: agora_exec::Captured) -> Stream {
     }
 }
 
-/// Sends a signed `JobFailure`.
+/// Sends a signed `JobFailure`, retrying until `give_up_ms`.
 async fn report_failure(
     shared: &Shared,
     market_peer: PeerId,
     assignment: &Assignment,
     error: JobError,
+    give_up_ms: u64,
 ) {
     shared.stats().failed += 1;
     let failure = JobFailure {
@@ -308,14 +433,7 @@ async fn report_failure(
         shared.next_nonce(),
         failure,
     );
-    if let Err(reason) = send(
-        shared,
-        market_peer,
-        &ToMarket::Failed(signed),
-        give_up_ms(assignment),
-    )
-    .await
-    {
+    if let Err(reason) = send(shared, market_peer, &ToMarket::Failed(signed), give_up_ms).await {
         tracing::warn!(order = %assignment.order_id.short(), reason, "could not report the failure");
     }
 }
@@ -347,6 +465,8 @@ async fn send(
             Err(NetError::Remote { reason, .. }) => {
                 return Err(format!("the market refused it: {reason}"));
             }
+            // This agent's own p2p node is gone: retrying cannot help.
+            Err(NetError::Stopped) => return Err("the p2p node has stopped".into()),
             Err(e) => e,
         };
         if now_ms() + wait.as_millis() as u64 > give_up_ms {
@@ -361,9 +481,9 @@ async fn send(
 }
 
 /// Until when a report about `assignment` is worth retrying: the order's deadline, and
-/// at most [`DELIVERY_PATIENCE`] from now.
-fn give_up_ms(assignment: &Assignment) -> u64 {
-    let patience = now_ms() + DELIVERY_PATIENCE.as_millis() as u64;
+/// at most `patience` from now.
+fn give_up_ms(assignment: &Assignment, patience: Duration) -> u64 {
+    let patience = now_ms() + patience.as_millis() as u64;
     assignment.order.body.deadline_ms.min(patience)
 }
 
@@ -404,6 +524,8 @@ mod tests {
                 message: "oops".into(),
             }),
             JobError::Crashed("panic".into()),
+            JobError::ShutDown,
+            JobError::Exec(ExecError::Cancelled { fuel_used: Fuel(1) }),
             JobError::Store(StoreError::NotFound(Hash::of(b"x"))),
         ];
         for error in not_own {

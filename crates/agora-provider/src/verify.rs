@@ -72,6 +72,17 @@ pub enum Decline {
     ShuttingDown,
 }
 
+impl Decline {
+    /// Whether the refusal is only about what is busy right now (a slot or memory), so
+    /// the same assignment may be taken a moment later.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Decline::AtCapacity { .. } | Decline::MemoryBusy { .. }
+        )
+    }
+}
+
 /// Checks `signed` against `rules` at `now_ms`; returns the assignment when it may be run.
 pub fn check_assignment<'s>(
     signed: &'s Signed<Assignment>,

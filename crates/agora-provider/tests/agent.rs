@@ -1,6 +1,7 @@
 //! The provider agent against a stand-in market on loopback: asks, assignments, runs,
-//! heartbeats, deliveries with verifiable receipts, every way an assignment is refused —
-//! and the assignment → delivery latency benchmark (ignored by default).
+//! heartbeats, deliveries with verifiable receipts, every way an assignment is refused,
+//! every way a running job is halted (abort, a heartbeat refusal, shutdown) — and the
+//! assignment → delivery latency benchmark (ignored by default).
 
 mod support;
 
@@ -13,18 +14,33 @@ use agora_proto::wire::{ProviderReply, ToMarket, ToProvider};
 use agora_provider::{
     CapacityOverrides, JobStats, MarketLink, ProviderAgent, ProviderConfig, RunningProvider,
 };
-use support::{CAT_INPUT, FakeMarket, ack, cat_module, spin_module};
+use support::{CAT_INPUT, FakeMarket, FromProvider, ack, cat_module, refuse, spin_module};
 
 const PRICE: Price = Price(500);
 /// A spin job that outlasts a few round trips (about 0.5 s here).
 const SHORT_SPIN: Fuel = Fuel(300_000_000);
 /// A spin job that is still running after an abort and a re-assignment (about 1.5 s here).
 const LONG_SPIN: Fuel = Fuel::compute_units(1);
+/// A spin job that only a halt ends within a test's lifetime (its wall-clock limit is
+/// five minutes, its fuel far more).
+const ENDLESS_SPIN: Fuel = Fuel::compute_units(10_000);
+/// How soon a halted job's slot must be free again: its sandbox stops within an epoch
+/// tick (10 ms); the rest is slack for a loaded machine.
+const PROMPT: Duration = Duration::from_secs(1);
 
 async fn start_provider(
     market: &FakeMarket,
     seed: &str,
     slots: u32,
+) -> (RunningProvider, tempfile::TempDir) {
+    start_provider_with(market, seed, slots, |_| {}).await
+}
+
+async fn start_provider_with(
+    market: &FakeMarket,
+    seed: &str,
+    slots: u32,
+    configure: impl FnOnce(&mut ProviderConfig),
 ) -> (RunningProvider, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = ProviderConfig::new(
@@ -41,8 +57,43 @@ async fn start_provider(
         slots: Some(slots),
     };
     config.ask_interval = Duration::from_millis(300);
+    configure(&mut config);
     let provider = ProviderAgent::start(config).await.expect("provider starts");
     (provider, dir)
+}
+
+/// Acknowledges heartbeats until the job's first one, then gives its sandbox time to be
+/// well into the spin (fetching a cached blob takes milliseconds).
+async fn wait_until_spinning(market: &mut FakeMarket) {
+    let beat = market.next_message().await;
+    assert!(
+        matches!(beat.message, ToMarket::Heartbeat(_)),
+        "{:?}",
+        beat.message
+    );
+    ack(beat.responder);
+    let until = tokio::time::Instant::now() + Duration::from_millis(300);
+    while let Some(message) = market
+        .next_message_within(until.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        assert!(matches!(message.message, ToMarket::Heartbeat(_)));
+        ack(message.responder);
+    }
+}
+
+/// The next delivery or failure, acknowledging heartbeats; `None` if none comes in `wait`.
+async fn outcome_within(market: &mut FakeMarket, wait: Duration) -> Option<FromProvider> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let message = market.next_message_within(left).await?;
+        if matches!(message.message, ToMarket::Heartbeat(_)) {
+            ack(message.responder);
+            continue;
+        }
+        return Some(message);
+    }
 }
 
 /// The counters once no job is running any more (the agent counts a delivery when the
@@ -463,6 +514,205 @@ async fn an_order_aborted_then_assigned_here_again_runs_again_and_is_abortable()
     let stats = settled_stats(&provider).await;
     assert_eq!((stats.accepted, stats.aborted, stats.running), (2, 2, 0));
     provider.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_job_stops_and_its_slot_takes_the_next_assignment() {
+    let mut market = FakeMarket::start().await;
+    let (provider, _dir) = start_provider(&market, "provider nine", 1).await;
+    let me = provider.account();
+    let offer = market.wait_for_ask(&me).await;
+    // One slot on two cores: the ask offers one core, so the market's matching (one
+    // core per job) never assigns this agent a job it would have to decline.
+    assert_eq!(offer.body.ask.capacity.cpu_millis, 1000);
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let spin = spin_module();
+    market.put(&spin);
+    let cat = cat_module();
+    market.put(&cat);
+
+    let order = market.order(&buyer, &spin, vec![], ENDLESS_SPIN);
+    let assign = market.assignment(&key, order, me, PRICE);
+    let spin_id = assign.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(assign)).await,
+        ProviderReply::Accepted
+    );
+    wait_until_spinning(&mut market).await;
+
+    // The market counts the slot free as soon as it sent the abort, and may assign the
+    // next order at once: the agent takes it instead of declining "at capacity".
+    let abort = market.abort(&key, spin_id);
+    let aborted_at = Instant::now();
+    assert_eq!(market.send(&me, abort).await, ProviderReply::Accepted);
+    let next = market.assignment(
+        &key,
+        market.order(&buyer, &cat, vec![], Fuel(50_000_000)),
+        me,
+        PRICE,
+    );
+    let next_id = next.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(next)).await,
+        ProviderReply::Accepted
+    );
+    let taken_after = aborted_at.elapsed();
+    assert!(
+        taken_after < PROMPT,
+        "the slot came back {taken_after:?} after the abort"
+    );
+
+    // Only the new job reports; the aborted one is never delivered nor failed.
+    let outcome = outcome_within(&mut market, support::PATIENCE)
+        .await
+        .expect("the next job reports");
+    let ToMarket::Deliver(delivery) = outcome.message else {
+        panic!("expected a delivery, got {:?}", outcome.message);
+    };
+    assert_eq!(delivery.receipt.body.order_id, next_id);
+    ack(outcome.responder);
+    let stats = settled_stats(&provider).await;
+    assert_eq!(
+        (
+            stats.accepted,
+            stats.aborted,
+            stats.delivered,
+            stats.failed,
+            stats.declined
+        ),
+        (2, 1, 1, 0, 0)
+    );
+    eprintln!("an aborted job's slot took the next assignment {taken_after:?} after the abort");
+    provider.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_the_market_disowns_stops_the_job() {
+    let mut market = FakeMarket::start().await;
+    let (provider, _dir) = start_provider(&market, "provider ten", 1).await;
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let spin = spin_module();
+    market.put(&spin);
+    let order = market.order(&buyer, &spin, vec![], ENDLESS_SPIN);
+    let assign = market.assignment(&key, order, me, PRICE);
+    let order_id = assign.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(assign)).await,
+        ProviderReply::Accepted
+    );
+
+    // Another refusal is not a reason to stop: the heartbeats go on.
+    let first = market.next_message().await;
+    assert!(matches!(first.message, ToMarket::Heartbeat(_)));
+    refuse(
+        first.responder,
+        "heartbeat rejected: a made-up signature problem",
+    );
+    let second = market.next_message().await;
+    assert!(matches!(second.message, ToMarket::Heartbeat(_)));
+    // What agora-node answers once the order went to someone else.
+    refuse(
+        second.responder,
+        &format!("order {order_id} is not assigned to {me}; stop running it"),
+    );
+    let refused_at = Instant::now();
+    while provider.stats().running > 0 {
+        assert!(
+            refused_at.elapsed() < PROMPT,
+            "the disowned job still holds its slot after {PROMPT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let freed_after = refused_at.elapsed();
+
+    // Not delivered, not reported as failed; the slot takes the next job.
+    assert!(
+        outcome_within(&mut market, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a disowned job reported"
+    );
+    let next = market.assignment(
+        &key,
+        market.order(&buyer, &spin, vec![], SHORT_SPIN),
+        me,
+        PRICE,
+    );
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(next)).await,
+        ProviderReply::Accepted
+    );
+    let outcome = outcome_within(&mut market, support::PATIENCE)
+        .await
+        .expect("the next job reports");
+    assert!(matches!(outcome.message, ToMarket::Failed(_)));
+    ack(outcome.responder);
+    let stats = settled_stats(&provider).await;
+    assert_eq!(
+        (stats.accepted, stats.aborted, stats.failed, stats.delivered),
+        (2, 1, 1, 0)
+    );
+    eprintln!("a disowned job freed its slot {freed_after:?} after the refusal");
+    provider.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_a_job_past_the_grace_and_tells_the_market() {
+    let mut market = FakeMarket::start().await;
+    let grace = Duration::from_millis(300);
+    let (provider, dir) = start_provider_with(&market, "provider eleven", 1, |config| {
+        config.shutdown_grace = grace;
+    })
+    .await;
+    let me = provider.account();
+    market.wait_for_ask(&me).await;
+    let buyer = Keypair::from_seed("buyer");
+    let key = market.key.clone();
+    let spin = spin_module();
+    market.put(&spin);
+    let order = market.order(&buyer, &spin, vec![], ENDLESS_SPIN);
+    let assign = market.assignment(&key, order, me, PRICE);
+    let order_id = assign.body.order_id;
+    assert_eq!(
+        market.send(&me, ToProvider::Assign(assign)).await,
+        ProviderReply::Accepted
+    );
+    wait_until_spinning(&mut market).await;
+
+    let stopping = Instant::now();
+    let shutdown = tokio::spawn(provider.shutdown());
+    // Past the grace the job is cancelled and given up, so the market can reassign it
+    // at once rather than after its heartbeats fall silent.
+    let outcome = outcome_within(&mut market, support::PATIENCE)
+        .await
+        .expect("the cut-off job is reported");
+    let ToMarket::Failed(failure) = outcome.message else {
+        panic!("expected a failure, got {:?}", outcome.message);
+    };
+    ack(outcome.responder);
+    assert_eq!(failure.body.order_id, order_id);
+    assert!(!failure.body.deterministic, "not the job's fault");
+    assert!(
+        failure.body.reason.contains("shut down"),
+        "{}",
+        failure.body.reason
+    );
+    let stats = shutdown
+        .await
+        .expect("shutdown task")
+        .expect("clean shutdown");
+    let took = stopping.elapsed();
+    assert!(
+        took < grace + Duration::from_secs(2),
+        "shutdown took {took:?} with a {grace:?} grace"
+    );
+    assert_eq!((stats.failed, stats.aborted, stats.running), (1, 0, 0));
+    assert!(!dir.path().join("provider.json").exists());
+    eprintln!("shutdown with a running job took {took:?} (grace {grace:?})");
 }
 
 /// Warm runs in the latency benchmark.

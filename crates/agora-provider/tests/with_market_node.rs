@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agora_core::{Amount, Fuel, Hash, Price, Signed};
 use agora_ledger::{DevKeys, TxBody};
@@ -180,18 +180,31 @@ async fn the_agent_finds_a_restarted_market_on_its_new_p2p_port() {
         MarketLink::Http(url.clone()),
         Price(20_000_000),
     );
-    config.ask_interval = Duration::from_millis(100);
+    // Asks far apart: only the redial on disconnect (not the next ask) can bring the
+    // agent back quickly.
+    config.ask_interval = Duration::from_secs(5);
     let provider = ProviderAgent::start(config).await.expect("provider starts");
     let me = provider.account();
     wait_until_listed(&api, &me).await;
 
     market.shutdown().await;
+    // Down long enough for the redial backoff to reach its cap.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     // Same data and HTTP address, but the p2p port is picked afresh.
     let mut config = MarketConfig::dev(market_dir.path(), 2);
     config.http_listen = http_addr;
     let market = MarketNode::start(config).await.expect("market restarts");
+    let listening = Instant::now();
     assert_ne!(market.p2p_addrs(), old_p2p);
     wait_until_listed(&api, &me).await;
+    // At most one capped backoff (1 s) after the market listens, plus a dial and a
+    // gossip round; generous for a loaded machine.
+    let back_after = listening.elapsed();
+    assert!(
+        back_after < Duration::from_millis(1_500),
+        "the agent was listed again {back_after:?} after the market restarted"
+    );
+    eprintln!("reconnected and listed {back_after:?} after the market restarted");
 
     provider.shutdown().await.expect("provider stops");
     market.shutdown().await;

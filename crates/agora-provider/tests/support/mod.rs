@@ -340,6 +340,16 @@ pub fn ack(responder: Responder) {
         .expect("reply sent");
 }
 
+/// Answers `Rejected` with `reason`, as the market refuses a message.
+pub fn refuse(responder: Responder, reason: &str) {
+    let reply = MarketReply::Rejected {
+        reason: reason.into(),
+    };
+    responder
+        .respond(agora_core::canonical::encode(&reply))
+        .expect("reply sent");
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
