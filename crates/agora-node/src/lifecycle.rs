@@ -39,7 +39,8 @@ use agora_core::{AccountId, Amount, Fuel, Hash, Price, Signed};
 use agora_exec::{OutputFile, result_digest};
 use agora_ledger::{EscrowStatus, TxBody};
 use agora_market::{
-    MatchOutcome, NoMatchExplanation, Order, ReleaseReason, ReputationEvent, Winner,
+    AttributeConstraint, MatchOutcome, NoMatchExplanation, Order, ReleaseReason, ReputationEvent,
+    Winner,
 };
 use agora_proto::api::JobResult;
 use agora_proto::wire::{AbortJob, Assignment, Delivery, JobFailure, ProviderReply, ToProvider};
@@ -47,7 +48,7 @@ use agora_proto::{Heartbeat, OrderState};
 
 use crate::chain::{ChainError, LedgerOp};
 use crate::clock::now_ms;
-use crate::node::{Book, OrderEntry, Shared};
+use crate::node::{Book, OrderEntry, PROVIDER_ATTR, Shared};
 
 /// How a waiting order's event begins; the explanation follows.
 pub const WAITING_FOR_CAPACITY: &str = "waiting for capacity";
@@ -889,7 +890,8 @@ pub fn heartbeat(shared: &Shared, peer: AccountId, beat: &Signed<Heartbeat>) -> 
         ));
     }
     entry.last_beat_ms = now_ms();
-    if entry.resumed_from == Some(peer) {
+    let resumed = entry.resumed_from == Some(peer);
+    if resumed {
         // The provider held the order before a market restart and is still on it: keep
         // waiting for its delivery while it keeps beating.
         let silence = shared.settings.silence_limit_ms();
@@ -905,7 +907,49 @@ pub fn heartbeat(shared: &Shared, peer: AccountId, beat: &Signed<Heartbeat>) -> 
     if entry.rec.state == OrderState::Matched {
         shared.enter(entry, OrderState::Running, format!("{peer} is running it"));
     }
+    if resumed {
+        reclaim_capacity(&mut book, id, peer);
+    }
     Ok(())
+}
+
+/// A provider that held an order before a market restart is beating for it again. The
+/// restarted engine does not know that capacity is taken and would offer it to the next
+/// order (which the provider would then decline, costing that order an attempt), so the
+/// capacity is reserved again with an order only this provider's asks can fill, and the
+/// order becomes an ordinary running assignment, watched by heartbeats from now on. If the
+/// provider has not posted its ask again yet, the next heartbeat retries.
+fn reclaim_capacity(book: &mut Book, id: Hash, provider: AccountId) {
+    let Some(entry) = book.orders.get(&id) else {
+        return;
+    };
+    let mut order = entry.market_order();
+    order
+        .requirements
+        .attributes
+        .push(AttributeConstraint::equals(
+            PROVIDER_ATTR,
+            &provider.to_string(),
+        ));
+    let now = now_ms();
+    // `quote` first: a miss there costs no explanation, and misses are expected until the
+    // provider's ask is back.
+    if !book.market.quote(&order, now).is_ok_and(|w| !w.is_empty()) {
+        return;
+    }
+    let Ok(MatchOutcome::Filled(fill)) = book.market.submit_order(order, now) else {
+        return;
+    };
+    let Some(winner) = fill.winners.into_iter().next() else {
+        return;
+    };
+    book.providers.entry(provider).or_default().running += 1;
+    if let Some(entry) = book.orders.get_mut(&id) {
+        entry.match_id = Some(winner.match_id);
+        entry.resumed_from = None;
+        entry.resume_until_ms = 0;
+    }
+    tracing::info!(order = %id, %provider, "capacity reclaimed for an order resumed after a restart");
 }
 
 /// A provider could not run an order: a deterministic failure (the job's own fault) is
