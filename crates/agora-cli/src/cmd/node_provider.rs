@@ -2,12 +2,14 @@
 //!
 //! The agent itself lives in `agora-provider`; this module turns flags into a
 //! `ProviderConfig`, prints what the agent offers, waits for a signal, and shuts the agent
-//! down cleanly (running jobs get a grace period to deliver).
+//! down cleanly (running jobs get a grace period to deliver, then are cancelled). The
+//! process then exits even if a sandbox thread has not returned.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use agora_client::spec::parse_duration_ms;
 use agora_core::{Amount, Price};
 use agora_provider::hardware::parse_size;
 use agora_provider::{
@@ -18,6 +20,10 @@ use anyhow::Context;
 
 /// The price asked when neither `--price` nor `--follow-index` is given (the demo's).
 const DEFAULT_PRICE: Price = Price(20_000_000);
+/// How long the runtime waits, once the agent has stopped, for blocking threads still
+/// busy (a sandbox still compiling a module, say). Dropping the runtime would wait for
+/// them forever, and the process must not outlive its "stopped" line.
+const LEFTOVER_THREADS_WAIT: Duration = Duration::from_secs(1);
 
 /// Arguments of `agora node provider`.
 #[derive(clap::Args)]
@@ -65,6 +71,10 @@ pub struct Args {
     /// over the connection the agent opens).
     #[arg(long)]
     pub listen: Option<String>,
+    /// On SIGINT/SIGTERM, how long running jobs get to deliver before they are
+    /// cancelled and given back to the market (e.g. 10, 500ms, 1m).
+    #[arg(long, value_parser = parse_duration_ms, default_value = "10s")]
+    pub shutdown_grace: u64,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -75,7 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging();
     let config = config_from(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(serve(config, args.json))
+    let served = runtime.block_on(serve(config, args.json));
+    runtime.shutdown_timeout(LEFTOVER_THREADS_WAIT);
+    served
 }
 
 fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
@@ -100,6 +112,7 @@ fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
         disk_bytes: args.disk.as_deref().map(parse_size).transpose()?,
         slots: args.slots,
     };
+    config.shutdown_grace = Duration::from_millis(args.shutdown_grace);
     if let Some(listen) = &args.listen {
         config.listen = vec![
             listen
