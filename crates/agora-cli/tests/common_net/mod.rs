@@ -50,16 +50,11 @@ pub fn job(name: &str, args: &[String]) -> JobRequest {
     request
 }
 
-/// Makes every provider run one job at a time and say so: `--slots 1` bounds what the
-/// agent accepts, and `--cpus 1` makes its ask offer one core, which is what the
-/// market's matching counts (it never sees the slot count: with the machine's two cores
-/// in the ask, the market assigns a second order to a busy one-slot agent, which
-/// declines it and costs the order an attempt).
+/// Makes every provider run one job at a time: `--slots 1` bounds what the agent
+/// accepts, and its ask then offers one core, which is what the market's matching
+/// counts, so the market never assigns a busy agent a second order.
 pub fn one_job_per_provider(config: &mut LocalNetConfig) {
     config.provider_slots = Some(1);
-    config
-        .provider_args
-        .extend(["--cpus".to_string(), "1".to_string()]);
 }
 
 /// A running local network, its first buyer and a raw HTTP client. Dropping it stops
