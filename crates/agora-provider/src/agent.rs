@@ -457,8 +457,8 @@ impl Shared {
 }
 
 /// A started agent. Stop it with [`RunningProvider::shutdown`]. Merely dropping it stops
-/// the ask and event loops (their stop signal closes) but skips the grace period for
-/// running jobs and leaves `provider.json` behind.
+/// the event, ask and link loops (their stop signal closes) but leaves running jobs to
+/// finish on their own and `provider.json` behind.
 pub struct RunningProvider {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,

@@ -20,9 +20,10 @@ pub struct JobStats {
     pub running: u32,
     /// Results the market acknowledged.
     pub delivered: u64,
-    /// Jobs that failed (executor error, fetch failure, or delivery refused).
+    /// Jobs that failed (executor error, fetch failure, delivery refused, or cut off
+    /// by shutdown after its grace).
     pub failed: u64,
-    /// Jobs the market aborted.
+    /// Jobs the market aborted, or disowned by refusing their heartbeat.
     pub aborted: u64,
     /// Fuel of the delivered results.
     pub fuel_delivered: Fuel,
