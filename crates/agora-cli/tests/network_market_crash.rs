@@ -139,6 +139,13 @@ async fn orders_in_flight_survive_a_market_crash_and_none_is_paid_twice() {
             OrderState::Refunded => assert_eq!(view.refunded, view.escrow, "{view:#?}"),
             state => unreachable!("waited for a final state, got {state}"),
         }
+        // The restarted market knew which providers were still busy with resumed orders
+        // and never assigned them more than they can run.
+        assert!(
+            !view.events.iter().any(|e| e.detail.contains("at capacity")),
+            "a provider busy with a resumed order was assigned another: {:#?}",
+            view.events
+        );
     }
 
     // The market's own listing agrees: every order this buyer made is over.
