@@ -425,13 +425,11 @@ async fn assign(shared: Arc<Shared>, id: Hash, attempt: u32) {
                 if current && !entry.accepted && entry.rec.state == OrderState::Escrowed {
                     entry.accepted = true;
                     entry.last_beat_ms = entry.last_beat_ms.max(now_ms());
-                    let price = entry.rec.price.map(|p| p.0).unwrap_or(0);
+                    let price = entry.rec.price.unwrap_or(Price(0));
                     shared.enter(
                         entry,
                         OrderState::Matched,
-                        format!(
-                            "{provider} accepted at {price} base units per CU (attempt {attempt})"
-                        ),
+                        format!("{provider} accepted at {price} (attempt {attempt})"),
                     );
                 }
             }
