@@ -26,6 +26,23 @@ pub struct Receipt {
     pub fuel_used: Fuel,
     /// Wall-clock milliseconds the run took on the provider (informative only).
     pub wall_ms: u64,
+    /// For a job run under the checkpoint ABI (`docs/checkpoint-abi.md`): the Merkle root over
+    /// its step hashes and the number of steps, which a dispute bisects over. `None` for an
+    /// ordinary job.
+    #[serde(default)]
+    pub checkpoint: Option<StepCommitment>,
+}
+
+/// What a receipt of a checkpointed job commits to: the root of the Merkle tree over the
+/// job's step hashes (`agora_verify::checkpoint::StepTree::root`) and how many steps it has.
+/// A dispute over the result bisects over these commitments to the one step the referee
+/// re-executes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCommitment {
+    /// The Merkle root over the step hashes; it binds the number of steps.
+    pub root: Hash,
+    /// The number of steps the run took (calls of `agora_step`).
+    pub steps: u64,
 }
 
 impl Domain for Receipt {
@@ -56,6 +73,7 @@ mod tests {
             result_digest: Hash::of(b"result"),
             fuel_used: Fuel(42),
             wall_ms: 3,
+            checkpoint: None,
         }
     }
 
@@ -69,5 +87,26 @@ mod tests {
         let forged = Signed::sign(&other, &chain, 0, receipt(honest.account()));
         assert!(forged.verify(&chain).is_ok());
         assert!(!forged.signer_is_provider());
+    }
+
+    #[test]
+    fn the_checkpoint_commitment_is_signed() {
+        let chain = ChainId::new("test");
+        let key = Keypair::from_seed("p1");
+        let mut body = receipt(key.account());
+        body.checkpoint = Some(StepCommitment {
+            root: Hash::of(b"root"),
+            steps: 1_000,
+        });
+        let signed = Signed::sign(&key, &chain, 0, body.clone());
+        assert!(signed.verify(&chain).is_ok());
+        let mut tampered = signed.clone();
+        tampered.body.checkpoint = Some(StepCommitment {
+            root: Hash::of(b"root"),
+            steps: 999,
+        });
+        assert!(tampered.verify(&chain).is_err());
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(serde_json::from_str::<Receipt>(&json).unwrap(), body);
     }
 }

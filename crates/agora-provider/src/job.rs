@@ -358,6 +358,7 @@ async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, 
         result_digest: outcome.digest,
         fuel_used: outcome.fuel_used,
         wall_ms: outcome.wall_time.as_millis() as u64,
+        checkpoint: None,
     };
     let delivery = Delivery {
         receipt: Signed::sign(

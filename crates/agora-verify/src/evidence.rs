@@ -166,6 +166,7 @@ mod tests {
             result_digest: Hash::of(digest),
             fuel_used: Fuel(100),
             wall_ms: 1,
+            checkpoint: None,
         };
         Signed::sign(key, chain, 0, body)
     }

@@ -492,6 +492,7 @@ impl Job {
             result_digest: outcome.digest,
             fuel_used: outcome.fuel_used,
             wall_ms: outcome.wall_time.as_millis() as u64,
+            checkpoint: None,
         };
         let mut outputs = Vec::new();
         for file in &outcome.outputs {
