@@ -559,6 +559,7 @@ mod tests {
             market: Keypair::from_seed("m").account(),
             treasury: Keypair::from_seed("t").account(),
             fee_bps: 0,
+            allow_faulty_providers: false,
             height: 0,
             p2p_addrs: Vec::new(),
             peer_id: String::new(),

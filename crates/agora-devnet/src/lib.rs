@@ -15,6 +15,11 @@
 //! child exits, so start and restart a network from a thread that outlives it: the main
 //! thread, or a test's own thread — not a short-lived task thread.) Tests that need crashes use [`LocalNet::kill_provider`] and
 //! [`LocalNet::kill_market`] (SIGKILL), then [`LocalNet::restart_market`].
+//!
+//! Some providers can be started faulty on purpose, to test verification:
+//! [`LocalNetConfig::with_byzantine`] (the `k` cheapest) or [`LocalNetConfig::faulty`]
+//! (chosen indices), each with a [`FaultPlan`] (`agora node provider --faulty`). The dev
+//! chain allows them; [`LocalNet::faulty_providers`] says who they are.
 #![warn(unused_crate_dependencies, missing_docs)]
 
 use std::fs::File;
@@ -26,6 +31,7 @@ use agora_client::MarketClient;
 use agora_client::wallet::{WalletError, write_wallet};
 use agora_core::{AccountId, Amount, Keypair, Price};
 use agora_ledger::DevKeys;
+pub use agora_provider::{FaultMode, FaultPlan};
 use serde::Deserialize;
 
 /// How long a child may take to come up.
@@ -121,6 +127,10 @@ pub struct LocalNetConfig {
     pub market_args: Vec<String>,
     /// Extra flags for every `agora node provider` (e.g. `--cpus 16`).
     pub provider_args: Vec<String>,
+    /// Providers that misbehave on purpose: `(index, plan)`, the index into the
+    /// providers (0 is the cheapest). An index past `providers` is ignored; the last
+    /// entry for an index wins.
+    pub faulty: Vec<(usize, FaultPlan)>,
 }
 
 impl LocalNetConfig {
@@ -138,7 +148,26 @@ impl LocalNetConfig {
             http: "127.0.0.1:0".into(),
             market_args: Vec::new(),
             provider_args: Vec::new(),
+            faulty: Vec::new(),
         }
+    }
+
+    /// Makes the `k` cheapest providers (indices `0..k`) faulty with `plan`: a cheater
+    /// undercuts to win work, so these are the ones the market picks first.
+    pub fn with_byzantine(mut self, k: usize, plan: impl Into<FaultPlan>) -> Self {
+        let plan = plan.into();
+        self.faulty
+            .extend((0..k.min(self.providers)).map(|i| (i, plan)));
+        self
+    }
+
+    /// The fault plan of provider `index`, if it is faulty.
+    pub fn fault_of(&self, index: usize) -> Option<FaultPlan> {
+        self.faulty
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map(|(_, plan)| *plan)
     }
 }
 
@@ -168,6 +197,8 @@ pub struct ProviderProcess {
     pub log: PathBuf,
     /// Its process id.
     pub pid: u32,
+    /// How it misbehaves on purpose, if it does.
+    pub fault: Option<FaultPlan>,
     child: Option<Child>,
 }
 
@@ -177,6 +208,20 @@ impl ProviderProcess {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// How the process ended, if it has (not after [`LocalNet::kill_provider`] or
+    /// [`LocalNet::stop`], which reap it themselves).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok()?
+    }
+
+    /// Whether it is a `crash` provider that has exited as that mode does
+    /// ([`agora_provider::fault::CRASH_EXIT_CODE`]): an expected death, not a failure.
+    pub fn crashed_on_purpose(&mut self) -> bool {
+        self.fault.is_some_and(|plan| plan.mode == FaultMode::Crash)
+            && self.exit_status().and_then(|s| s.code())
+                == Some(agora_provider::fault::CRASH_EXIT_CODE)
     }
 }
 
@@ -231,6 +276,27 @@ impl LocalNet {
             net.providers.push(provider);
         }
         Ok(net)
+    }
+
+    /// Provider `index`'s account, if there is one.
+    pub fn provider_account(&self, index: usize) -> Option<AccountId> {
+        self.providers.get(index).map(|p| p.account)
+    }
+
+    /// The faulty providers: `(index, account, plan)`, by index.
+    pub fn faulty_providers(&self) -> Vec<(usize, AccountId, FaultPlan)> {
+        self.providers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.account, p.fault?)))
+            .collect()
+    }
+
+    /// Whether `account` is one of the faulty providers.
+    pub fn is_faulty(&self, account: &AccountId) -> bool {
+        self.providers
+            .iter()
+            .any(|p| p.account == *account && p.fault.is_some())
     }
 
     /// The directory everything lives in.
@@ -312,6 +378,10 @@ impl LocalNet {
         if let Some(slots) = self.config.provider_slots {
             args.extend(["--slots".into(), slots.to_string()]);
         }
+        let fault = self.config.fault_of(index);
+        if let Some(plan) = fault {
+            args.extend(["--faulty".into(), plan.to_string()]);
+        }
         args.extend(self.config.provider_args.iter().cloned());
         let log = self.config.dir.join(format!("provider-{index}.log"));
         let child = spawn_agora(&self.config.agora, &args, &log)?;
@@ -322,6 +392,7 @@ impl LocalNet {
             wallet,
             log,
             pid: child.id(),
+            fault,
             child: Some(child),
         })
     }
@@ -357,7 +428,8 @@ impl LocalNet {
     }
 
     /// Waits until every running provider is connected to the market and has an ask
-    /// posted; fails with the slow provider's log if one exits or takes too long.
+    /// posted; fails with the slow provider's log if one exits or takes too long (a
+    /// `crash` provider that crashed on purpose is not waited for).
     pub async fn wait_for_providers(&mut self) -> Result<(), DevnetError> {
         let client = self.client()?;
         let deadline = Instant::now() + START_TIMEOUT;
@@ -370,6 +442,9 @@ impl LocalNet {
             };
             let mut waiting = None;
             for provider in self.providers.iter_mut().filter(|p| p.child.is_some()) {
+                if provider.crashed_on_purpose() {
+                    continue;
+                }
                 if let Some(Ok(Some(status))) = provider.child.as_mut().map(Child::try_wait) {
                     return Err(DevnetError::Exited {
                         what: format!("provider {}", provider.account),
@@ -395,7 +470,8 @@ impl LocalNet {
         }
     }
 
-    /// The first child that has exited on its own, named with its log, if any.
+    /// The first child that has exited on its own, named with its log, if any (a
+    /// `crash` provider that crashed on purpose does not count).
     pub fn dead_child(&mut self) -> Option<String> {
         if let Some(child) = self.market.as_mut()
             && let Ok(Some(status)) = child.try_wait()
@@ -406,6 +482,9 @@ impl LocalNet {
             ));
         }
         self.providers.iter_mut().find_map(|p| {
+            if p.crashed_on_purpose() {
+                return None;
+            }
             let status = p.child.as_mut()?.try_wait().ok()??;
             Some(format!(
                 "provider {} ({status}, log {})",

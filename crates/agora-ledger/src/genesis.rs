@@ -12,7 +12,13 @@ use crate::state::{Account, State};
 pub const BPS_DENOMINATOR: u16 = 10_000;
 
 /// The rules' parameters, fixed at genesis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `allow_faulty_providers` was added after chains were already stored, so it is written
+/// only when set: a genesis without it encodes (and so hashes) exactly as before, and
+/// ledgers and genesis files written before it still read back (as `false`). That is also
+/// why `Params` must stay the last field of [`Genesis`]: in the canonical encoding an
+/// omitted flag is recognised by the end of the bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Params {
     /// The only account that may release escrow, refund before a deadline, or slash.
     pub market_authority: AccountId,
@@ -27,6 +33,95 @@ pub struct Params {
     pub slash_beneficiary_bps: u16,
     /// The only key whose signature seals blocks.
     pub block_producer: AccountId,
+    /// Whether provider agents may run with a fault mode (`agora node provider
+    /// --faulty`): deliberately wrong, skipped, withheld or crashed jobs, for testing
+    /// verification. **Test networks only.** Agents refuse to misbehave on a chain whose
+    /// genesis leaves this `false`, the default; `agora node market --dev` sets it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_faulty_providers: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !*flag
+}
+
+/// The field names, in encoding order.
+const PARAMS_FIELDS: &[&str] = &[
+    "market_authority",
+    "treasury",
+    "fee_bps",
+    "unbonding_period_blocks",
+    "slash_beneficiary_bps",
+    "block_producer",
+    "allow_faulty_providers",
+];
+
+/// `Params` as self-describing formats (JSON) read it: a missing flag is `false`.
+#[derive(Deserialize)]
+#[serde(rename = "Params")]
+struct ParamsByName {
+    market_authority: AccountId,
+    treasury: AccountId,
+    fee_bps: u16,
+    unbonding_period_blocks: u64,
+    slash_beneficiary_bps: u16,
+    block_producer: AccountId,
+    #[serde(default)]
+    allow_faulty_providers: bool,
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Params, D::Error> {
+        if deserializer.is_human_readable() {
+            let p = ParamsByName::deserialize(deserializer)?;
+            return Ok(Params {
+                market_authority: p.market_authority,
+                treasury: p.treasury,
+                fee_bps: p.fee_bps,
+                unbonding_period_blocks: p.unbonding_period_blocks,
+                slash_beneficiary_bps: p.slash_beneficiary_bps,
+                block_producer: p.block_producer,
+                allow_faulty_providers: p.allow_faulty_providers,
+            });
+        }
+        deserializer.deserialize_struct("Params", PARAMS_FIELDS, ParamsInOrder)
+    }
+}
+
+/// Reads the canonical (positional) encoding, where an unset flag is simply absent.
+struct ParamsInOrder;
+
+impl<'de> serde::de::Visitor<'de> for ParamsInOrder {
+    type Value = Params;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the genesis parameters")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Params, A::Error> {
+        use serde::de::Error;
+        fn next<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+            seq: &mut A,
+            index: usize,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| A::Error::invalid_length(index, &"6 or 7 genesis parameters"))
+        }
+        Ok(Params {
+            market_authority: next(&mut seq, 0)?,
+            treasury: next(&mut seq, 1)?,
+            fee_bps: next(&mut seq, 2)?,
+            unbonding_period_blocks: next(&mut seq, 3)?,
+            slash_beneficiary_bps: next(&mut seq, 4)?,
+            block_producer: next(&mut seq, 5)?,
+            // Absent (the bytes end here) when it was never set. A positional format
+            // cannot say "absent" other than by ending, so failing to read one more value
+            // is taken to mean exactly that. Stored genesis bytes are covered by the
+            // genesis hash every block chains from, so a damaged byte here is caught by
+            // the chain check, not by this decoder.
+            allow_faulty_providers: seq.next_element().ok().flatten().unwrap_or(false),
+        })
+    }
 }
 
 /// The chain's starting point.
@@ -146,6 +241,7 @@ impl Genesis {
                 unbonding_period_blocks: 10,
                 slash_beneficiary_bps: 5_000,
                 block_producer: keys.producer.account(),
+                allow_faulty_providers: false,
             },
         };
         (genesis, keys)
@@ -176,5 +272,77 @@ impl DevKeys {
                 .map(|i| Keypair::from_seed(&format!("agora-dev/user/{i}")))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Params` and `Genesis` as they were before `allow_faulty_providers`.
+    #[derive(Serialize)]
+    struct OldParams {
+        market_authority: AccountId,
+        treasury: AccountId,
+        fee_bps: u16,
+        unbonding_period_blocks: u64,
+        slash_beneficiary_bps: u16,
+        block_producer: AccountId,
+    }
+
+    #[derive(Serialize)]
+    struct OldGenesis {
+        chain_id: ChainId,
+        timestamp_ms: u64,
+        allocations: Vec<(AccountId, Amount)>,
+        params: OldParams,
+    }
+
+    fn old(genesis: &Genesis) -> OldGenesis {
+        let p = &genesis.params;
+        OldGenesis {
+            chain_id: genesis.chain_id.clone(),
+            timestamp_ms: genesis.timestamp_ms,
+            allocations: genesis.allocations.clone(),
+            params: OldParams {
+                market_authority: p.market_authority,
+                treasury: p.treasury,
+                fee_bps: p.fee_bps,
+                unbonding_period_blocks: p.unbonding_period_blocks,
+                slash_beneficiary_bps: p.slash_beneficiary_bps,
+                block_producer: p.block_producer,
+            },
+        }
+    }
+
+    #[test]
+    fn an_unset_fault_flag_keeps_the_old_encoding_and_hash() {
+        let (genesis, _) = Genesis::dev("old", 5, 2, Amount(9));
+        assert!(!genesis.params.allow_faulty_providers);
+        let before = canonical::encode(&old(&genesis));
+        assert_eq!(canonical::encode(&genesis), before);
+        let back: Genesis = canonical::decode(&before).unwrap();
+        assert_eq!(back, genesis);
+        let json = serde_json::to_string(&old(&genesis)).unwrap();
+        assert_eq!(serde_json::to_string(&genesis).unwrap(), json);
+        let back: Genesis = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, genesis);
+    }
+
+    #[test]
+    fn a_set_fault_flag_round_trips_and_changes_the_hash() {
+        let (mut genesis, _) = Genesis::dev("test", 5, 2, Amount(9));
+        let unset = genesis.hash();
+        genesis.params.allow_faulty_providers = true;
+        assert_ne!(genesis.hash(), unset);
+        let bytes = canonical::encode(&genesis);
+        assert_eq!(canonical::decode::<Genesis>(&bytes).unwrap(), genesis);
+        let json = serde_json::to_string_pretty(&genesis).unwrap();
+        assert!(json.contains("\"allow_faulty_providers\": true"), "{json}");
+        assert_eq!(serde_json::from_str::<Genesis>(&json).unwrap(), genesis);
+        // Anything after the flag is still trailing garbage.
+        let mut longer = bytes.clone();
+        longer.push(1);
+        assert!(canonical::decode::<Genesis>(&longer).is_err());
     }
 }

@@ -159,6 +159,7 @@ async fn info(State(shared): State<AppState>) -> Json<MarketInfo> {
         market: id.market_key.account(),
         treasury: id.treasury,
         fee_bps: u32::from(id.fee_bps),
+        allow_faulty_providers: id.allow_faulty_providers,
         height: shared.chain.progress().height,
         p2p_addrs: id.p2p_addrs.clone(),
         peer_id: id.peer_id.clone(),

@@ -210,6 +210,8 @@ pub struct Identity {
     pub treasury: AccountId,
     /// Market fee, basis points.
     pub fee_bps: u16,
+    /// Whether its genesis lets providers run with a fault mode (test networks only).
+    pub allow_faulty_providers: bool,
     /// The node's libp2p addresses with `/p2p/PEER`.
     pub p2p_addrs: Vec<String>,
     /// Its peer id.

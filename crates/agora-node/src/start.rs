@@ -119,6 +119,7 @@ impl MarketNode {
                 market_key,
                 treasury: params.treasury,
                 fee_bps: params.fee_bps,
+                allow_faulty_providers: params.allow_faulty_providers,
                 p2p_addrs,
                 peer_id: peer_id.to_string(),
             },
@@ -289,7 +290,10 @@ fn open_ledger(config: &MarketConfig) -> Result<(Ledger, Keypair, Keypair), Node
             let ledger = if exists {
                 Ledger::open(&config.data_dir)?
             } else {
-                let (genesis, _) = Genesis::dev(DEV_CHAIN_ID, now_ms(), *users, DEV_USER_FUNDS);
+                let (mut genesis, _) =
+                    Genesis::dev(DEV_CHAIN_ID, now_ms(), *users, DEV_USER_FUNDS);
+                // A dev chain is a test network: faulty providers may join it.
+                genesis.params.allow_faulty_providers = true;
                 Ledger::create(&config.data_dir, genesis)?
             };
             (ledger, keys.market, keys.producer)

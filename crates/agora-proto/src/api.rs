@@ -268,6 +268,11 @@ pub struct MarketInfo {
     pub treasury: AccountId,
     /// Market fee in basis points of each payout.
     pub fee_bps: u32,
+    /// Whether this chain's genesis lets provider agents run with a fault mode
+    /// (`agora node provider --faulty`, test networks only). Absent from markets that
+    /// predate the flag, which reads as `false`.
+    #[serde(default)]
+    pub allow_faulty_providers: bool,
     /// Ledger height now.
     pub height: u64,
     /// The node's libp2p addresses, for providers to dial.

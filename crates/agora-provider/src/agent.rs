@@ -85,6 +85,7 @@ impl ProviderAgent {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(ProviderError::io(&data_dir))?;
         let (api, info) = resolve_market(&config.market).await?;
+        check_fault_allowed(config.fault.as_ref(), &info)?;
         let endpoint = MarketEndpoint::from_info(&info)?;
         let hardware = Hardware::detect(&data_dir)?;
         let capacity = Capacity::from_hardware(&hardware, &config.overrides);
@@ -117,12 +118,34 @@ impl ProviderAgent {
             slots = shared.capacity.slots,
             "provider agent started"
         );
+        if let Some(fault) = &shared.fault {
+            tracing::warn!(
+                fault = %fault,
+                chain = %shared.market.chain.0,
+                "THIS PROVIDER IS FAULTY ON PURPOSE (--faulty): it will misbehave on {:.0}% of its jobs; test networks only",
+                fault.rate() * 100.0
+            );
+        }
         Ok(RunningProvider {
             shared,
             stop,
             tasks: vec![event_loop, ask_loop, link_loop],
             discovery,
         })
+    }
+}
+
+/// Refuses a fault mode unless the market's genesis allows faulty providers.
+fn check_fault_allowed(
+    fault: Option<&crate::fault::FaultPlan>,
+    info: &MarketInfo,
+) -> Result<(), ProviderError> {
+    match fault {
+        Some(plan) if !info.allow_faulty_providers => Err(ProviderError::FaultsNotAllowed {
+            mode: plan.to_string(),
+            chain_id: info.chain_id.clone(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -269,6 +292,8 @@ pub(crate) struct Shared {
     ask_ttl: Duration,
     ask_interval: Duration,
     shutdown_grace: Duration,
+    /// How this provider misbehaves on purpose, if it does (test networks only).
+    pub fault: Option<crate::fault::FaultPlan>,
     /// Running orders and the switch that halts each run.
     jobs: Mutex<HashMap<Hash, watch::Sender<Option<Halt>>>>,
     /// Runs halted (their entry in `jobs` removed) that have not ended yet: their slot
@@ -321,6 +346,7 @@ impl Shared {
             ask_ttl: config.ask_ttl,
             ask_interval: config.ask_interval,
             shutdown_grace: config.shutdown_grace,
+            fault: config.fault,
             jobs: Mutex::new(HashMap::new()),
             halted_runs: AtomicUsize::new(0),
             live_runs: AtomicUsize::new(0),
@@ -332,6 +358,14 @@ impl Shared {
             market_lost: Notify::new(),
             market_found: Notify::new(),
         }
+    }
+
+    /// How to misbehave on `order_id`, if at all: the fault plan's mode when its draw
+    /// strikes this order (always the same answer for the same order). Says so, loudly.
+    pub fn fault_for(&self, order_id: &Hash) -> Option<crate::fault::FaultMode> {
+        let mode = self.fault?.for_order(&self.key.account(), order_id)?;
+        tracing::warn!(order = %order_id.short(), fault = %mode, "misbehaving on purpose on this job (--faulty)");
+        Some(mode)
     }
 
     /// A fresh nonce for a non-ledger signed message.
@@ -1004,6 +1038,7 @@ mod tests {
             market: Keypair::from_seed("m").account(),
             treasury: Keypair::from_seed("t").account(),
             fee_bps: 0,
+            allow_faulty_providers: false,
             height: 0,
             p2p_addrs: addrs,
             peer_id: peer,

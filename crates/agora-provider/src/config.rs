@@ -8,6 +8,7 @@ use agora_core::{Amount, Fuel, Keypair, Price};
 use agora_net::Multiaddr;
 use agora_proto::api::MarketInfo;
 
+use crate::fault::FaultPlan;
 use crate::hardware::CapacityOverrides;
 use crate::pricing::PricingStrategy;
 
@@ -68,6 +69,10 @@ pub struct ProviderConfig {
     pub max_job: Fuel,
     /// How long a clean shutdown waits for running jobs.
     pub shutdown_grace: Duration,
+    /// Misbehave on purpose (see [`crate::fault`]): **test networks only**. The agent
+    /// refuses to start with one unless the market's genesis allows faulty providers.
+    /// `None` (the default) is an honest provider.
+    pub fault: Option<FaultPlan>,
 }
 
 impl ProviderConfig {
@@ -93,6 +98,7 @@ impl ProviderConfig {
             min_job: Fuel(1),
             max_job: DEFAULT_MAX_JOB,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            fault: None,
         }
     }
 }

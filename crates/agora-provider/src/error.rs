@@ -42,6 +42,16 @@ pub enum ProviderError {
     /// The market's `/v1/info` is unusable (e.g. no p2p address to dial).
     #[error("the market's info is unusable: {0}")]
     MarketInfo(String),
+    /// A fault mode was asked for on a network that does not allow faulty providers.
+    #[error(
+        "refusing to run as a faulty provider ({mode}): the market's chain {chain_id:?} does not allow faulty providers (its /v1/info does not say allow_faulty_providers: true); fault modes are for test networks only — drop --faulty, or use a test network whose genesis sets params.allow_faulty_providers (e.g. `agora node market --dev`)"
+    )]
+    FaultsNotAllowed {
+        /// The fault mode asked for.
+        mode: String,
+        /// The market's chain.
+        chain_id: String,
+    },
     /// Not enough balance to bond the requested stake.
     #[error(
         "bonding {needed} more stake needs that much balance, but the account holds {balance}; fund the provider's account or lower --stake"

@@ -26,6 +26,7 @@ use agora_proto::wire::{
 use tokio::sync::watch;
 
 use crate::agent::{Halt, Reservation, RunGuard, Shared, now_ms};
+use crate::fault::{self, FaultMode};
 
 /// Heartbeat intervals are kept within these bounds whatever the market asks.
 const HEARTBEAT_MIN: Duration = Duration::from_millis(50);
@@ -119,6 +120,7 @@ pub(crate) async fn run(
 ) {
     let shared = &guard.shared;
     let order_id = assignment.order_id;
+    let fault = shared.fault_for(&order_id);
     let started = Instant::now();
     let heartbeats = tokio::spawn(heartbeat_loop(
         shared.clone(),
@@ -128,7 +130,36 @@ pub(crate) async fn run(
         started,
         control.clone(),
     ));
-    let ended = execute(shared, market_peer, &assignment, reservation, &mut control).await;
+    let ended = match fault {
+        // Made up at once; the reservation goes back unused.
+        Some(FaultMode::SkipWork) => {
+            Ended::Done(Ok(fault::made_up(&assignment, &shared.key.account())))
+        }
+        Some(FaultMode::Crash) => {
+            let work = execute(
+                shared,
+                market_peer,
+                &assignment,
+                reservation,
+                &mut control,
+                fault,
+            );
+            let every =
+                Duration::from_millis(assignment.heartbeat_ms).clamp(HEARTBEAT_MIN, HEARTBEAT_MAX);
+            fault::crash_during(work, every, &order_id.short()).await
+        }
+        _ => {
+            execute(
+                shared,
+                market_peer,
+                &assignment,
+                reservation,
+                &mut control,
+                fault,
+            )
+            .await
+        }
+    };
     heartbeats.abort();
     let order = order_id.short();
     match ended {
@@ -180,6 +211,7 @@ async fn execute(
     assignment: &Assignment,
     reservation: Reservation,
     control: &mut watch::Receiver<Option<Halt>>,
+    fault: Option<FaultMode>,
 ) -> Ended {
     let fetched = tokio::select! {
         fetched = fetch_blobs(shared, market_peer, assignment) => fetched,
@@ -190,7 +222,14 @@ async fn execute(
         Err(error) => return Ended::Done(Err(error)),
     };
     let cancel = CancelToken::new();
-    let mut sandbox = spawn_sandbox(shared, assignment, blobs, reservation, cancel.clone());
+    let mut sandbox = spawn_sandbox(
+        shared,
+        assignment,
+        blobs,
+        reservation,
+        cancel.clone(),
+        fault,
+    );
     tokio::select! {
         joined = &mut sandbox => Ended::Done(joined.map_err(|e| JobError::Crashed(e.to_string())).and_then(|r| r)),
         halt = halted(control) => {
@@ -243,7 +282,9 @@ fn spawn_sandbox(
     blobs: Blobs,
     reservation: Reservation,
     cancel: CancelToken,
+    fault: Option<FaultMode>,
 ) -> tokio::task::JoinHandle<Result<Outcome, JobError>> {
+    let provider = shared.key.account();
     let executor = shared.executor.clone();
     let store = shared.net.store().clone();
     let order = assignment.order.body.clone();
@@ -271,7 +312,13 @@ fn spawn_sandbox(
             .min(remaining)
             .max(Duration::from_secs(1));
         spec.cancel = cancel;
-        let outcome = executor.run(&spec)?;
+        let mut outcome = executor.run(&spec)?;
+        match fault {
+            Some(FaultMode::WrongOutput) => fault::corrupt(&mut outcome, &provider, &order_id),
+            // Delivered, but never there for the market to fetch.
+            Some(FaultMode::Silent) => return Ok(outcome),
+            _ => {}
+        }
         store_outputs(&store, &outcome)?;
         Ok(outcome)
     })

@@ -22,6 +22,8 @@
 //! - [`pricing`]: fixed price or follow the index within a floor and ceiling.
 //! - [`verify`]: the pure checks every assignment must pass.
 //! - [`status`]: counters, the status snapshot, and the `provider.json` discovery file.
+//! - [`fault`]: deliberate misbehaviour for test networks ([`FaultPlan`]), refused
+//!   unless the market's genesis allows it.
 //!
 //! ```no_run
 //! use agora_core::{Keypair, Price};
@@ -45,6 +47,7 @@
 pub mod agent;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod hardware;
 pub mod http;
 mod job;
@@ -55,6 +58,7 @@ pub mod verify;
 pub use agent::{ProviderAgent, RunningProvider};
 pub use config::{MarketLink, ProviderConfig};
 pub use error::ProviderError;
+pub use fault::{FaultMode, FaultParseError, FaultPlan};
 pub use hardware::{Capacity, CapacityOverrides, Hardware};
 pub use http::MarketApi;
 pub use pricing::{IndexSignal, PricingStrategy};

@@ -13,8 +13,8 @@ use agora_client::spec::parse_duration_ms;
 use agora_core::{Amount, Price};
 use agora_provider::hardware::parse_size;
 use agora_provider::{
-    CapacityOverrides, MarketLink, PricingStrategy, ProviderAgent, ProviderConfig, ProviderStatus,
-    RunningProvider,
+    CapacityOverrides, FaultPlan, MarketLink, PricingStrategy, ProviderAgent, ProviderConfig,
+    ProviderStatus, RunningProvider,
 };
 use anyhow::Context;
 
@@ -75,6 +75,14 @@ pub struct Args {
     /// cancelled and given back to the market (e.g. 10, 500ms, 1m).
     #[arg(long, value_parser = parse_duration_ms, default_value = "10s")]
     pub shutdown_grace: u64,
+    /// TEST NETWORKS ONLY: misbehave on purpose, to test the market's verification.
+    /// MODE is wrong-output (run, then sign a corrupted result), skip-work (sign a
+    /// made-up result without running), silent (deliver the receipt, never serve the
+    /// outputs) or crash (exit mid-job); :RATE in (0, 1] misbehaves on that share of
+    /// jobs, chosen by the order id (e.g. silent:0.25). Refused unless the market's
+    /// genesis sets allow_faulty_providers (`agora node market --dev` does).
+    #[arg(long, env = "AGORA_PROVIDER_FAULTY", value_name = "MODE[:RATE]")]
+    pub faulty: Option<FaultPlan>,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -113,6 +121,7 @@ fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
         slots: args.slots,
     };
     config.shutdown_grace = Duration::from_millis(args.shutdown_grace);
+    config.fault = args.faulty;
     if let Some(listen) = &args.listen {
         config.listen = vec![
             listen
@@ -128,6 +137,7 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
         MarketLink::Http(url) => url.clone(),
         MarketLink::Direct(info) => info.peer_id.clone(),
     };
+    let fault = config.fault;
     let provider = ProviderAgent::start(config)
         .await
         .context("starting the provider agent")?;
@@ -135,10 +145,15 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!(
             "{}",
-            serde_json::json!({ "event": "started", "market": market, "status": status })
+            serde_json::json!({
+                "event": "started",
+                "market": market,
+                "status": status,
+                "faulty": fault.map(|f| f.to_string()),
+            })
         );
     } else {
-        print_started(&market, &status);
+        print_started(&market, &status, fault);
     }
     report_until_signal(&provider, json).await?;
     if !json {
@@ -159,7 +174,7 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_started(market: &str, status: &ProviderStatus) {
+fn print_started(market: &str, status: &ProviderStatus, fault: Option<FaultPlan>) {
     let cap = &status.capacity;
     println!("provider {} serving {market}", status.account);
     println!("peer     {}", status.peer_id);
@@ -180,6 +195,9 @@ fn print_started(market: &str, status: &ProviderStatus) {
         );
     }
     println!("price    {}", status.price);
+    if let Some(fault) = fault {
+        println!("FAULTY   {fault} (on purpose, test networks only)");
+    }
     if let Some(ledger) = &status.ledger {
         println!("stake    {}  balance {}", ledger.stake, ledger.balance);
     }

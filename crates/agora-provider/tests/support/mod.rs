@@ -104,6 +104,7 @@ impl FakeMarket {
             market: self.key.account(),
             treasury: Keypair::from_seed("treasury").account(),
             fee_bps: 100,
+            allow_faulty_providers: false,
             height: 1,
             p2p_addrs: vec![
                 self.net
