@@ -21,7 +21,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-JOBS=(pathtrace montecarlo logagg nn hashchain)
+JOBS=(pathtrace montecarlo logagg nn hashchain life)
 CC="${CC:-clang}"
 
 # Flags shared by both targets: the same optimisation and the same
@@ -36,6 +36,16 @@ if [[ -n "${WASI_SYSROOT:-}" ]]; then
     WASM_FLAGS+=(--sysroot="$WASI_SYSROOT")
 fi
 
+# Jobs under the checkpoint ABI (docs/checkpoint-abi.md) are reactors: the host
+# runs `_initialize`, then calls the exported `agora_step`; the one mutable
+# global, the shadow-stack pointer, must be exported so the host can hash it.
+CHECKPOINTED_FLAGS=(-mexec-model=reactor -mmutable-globals -Wl,--export=__stack_pointer)
+job_wasm_flags() { # NAME
+    case "$1" in
+    life) echo "${CHECKPOINTED_FLAGS[@]}" ;;
+    esac
+}
+
 die() { echo "build.sh: $*" >&2; exit 1; }
 
 need_tools() {
@@ -45,7 +55,8 @@ need_tools() {
 build_wasm() { # OUTDIR
     local out="$1" name
     for name in "${JOBS[@]}"; do
-        (cd "$HERE" && "$CC" "${COMMON[@]}" "${WASM_FLAGS[@]}" -o "$out/$name.wasm" "$name.c" -lm) ||
+        # shellcheck disable=SC2046
+        (cd "$HERE" && "$CC" "${COMMON[@]}" "${WASM_FLAGS[@]}" $(job_wasm_flags "$name") -o "$out/$name.wasm" "$name.c" -lm) ||
             die "building $name.wasm failed"
         chmod 644 "$out/$name.wasm" # a module, not a host executable
     done

@@ -42,6 +42,7 @@ EXAMPLES=(
     "logagg|log=inputs/access.log|log 5"
     "nn|batch=inputs/batch.f32|batch"
     "hashchain||1000000 7"
+    "life||1000 2 7"
 )
 
 # make_inputs DIR "NAME=FILE,..."
@@ -193,6 +194,10 @@ expect 1 nn "" missing
 expect 1 nn "batch=build.sh" batch
 expect 0 montecarlo "" 10 0xffffffffffffffff
 expect 0 hashchain "" 0
+expect 2 life "" 0
+expect 2 life "" 10 0
+expect 2 life "" 10 1 1 extra
+expect 0 life "" 1 1
 if [[ $WASM -eq 1 ]]; then
     RUNNER=run_wasm
     expect 2 pathtrace "" 64 48 0 49 8

@@ -16,6 +16,8 @@
 //! - [`ExecError`]: every failure typed (malformed module, missing `_start`, unsupported
 //!   import, trap, out of fuel, memory limit, output limit, timeout, stack overflow).
 //! - [`cache`]: compiled modules on disk and in memory, so repeat jobs skip compilation.
+//! - [`checkpoint`]: jobs under the checkpoint ABI (`agora_step`): a trace of state hashes
+//!   per step for the receipt, state snapshots, and the referee's one-step re-execution.
 //! - [`CancelToken`]: stops a running job from another thread within about one epoch
 //!   tick ([`ExecError::Cancelled`], never the job's fault).
 //!
@@ -36,6 +38,7 @@
 
 pub mod cache;
 pub mod cancel;
+pub mod checkpoint;
 pub mod error;
 pub mod job;
 pub mod outcome;

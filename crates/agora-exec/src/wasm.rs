@@ -50,12 +50,14 @@ impl Default for ExecConfig {
 /// Runs WASM jobs. One per process is enough: it is `Send + Sync`, shares compiled code
 /// between threads, and gives every job a fresh store and fresh directories.
 pub struct WasmExecutor {
-    engine: Engine,
-    linker: Arc<Linker<JobState>>,
-    trampoline: Module,
-    cache: ModuleCache,
-    config: ExecConfig,
-    reaper: Reaper,
+    // Crate-visible so the checkpoint driver (`crate::checkpoint`) runs jobs on the same
+    // engine, linker, trampoline, module cache and reaper as ordinary runs.
+    pub(crate) engine: Engine,
+    pub(crate) linker: Arc<Linker<JobState>>,
+    pub(crate) trampoline: Module,
+    pub(crate) cache: ModuleCache,
+    pub(crate) config: ExecConfig,
+    pub(crate) reaper: Reaper,
     // Declared last so it stops after the rest is dropped; it only holds an engine clone.
     _ticker: EpochTicker,
 }
@@ -212,7 +214,7 @@ fn start(
         .and_then(|entry| entry.call(&mut *store, ())))
 }
 
-fn fuel_used(store: &Store<JobState>, limit: Fuel) -> Fuel {
+pub(crate) fn fuel_used(store: &Store<JobState>, limit: Fuel) -> Fuel {
     // get_fuel only fails when fuel is off, which the caller has ruled out.
     let remaining = store.get_fuel().unwrap_or(limit.0);
     Fuel(limit.0.saturating_sub(remaining))
@@ -220,7 +222,7 @@ fn fuel_used(store: &Store<JobState>, limit: Fuel) -> Fuel {
 
 /// Turns how `_start` ended into an exit code, or the typed error it deserves. Limits the
 /// host recorded come first: their traps are only the means of stopping the job.
-fn exit_code(
+pub(crate) fn exit_code(
     result: wasmtime::Result<()>,
     store: &Store<JobState>,
     limits: &Limits,
