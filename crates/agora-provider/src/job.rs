@@ -296,6 +296,7 @@ fn spawn_sandbox(
             source: e,
         })?;
         let module = WasmModule::with_hash(bytes, order.job.module)?;
+        let checkpointed = agora_exec::checkpoint::is_checkpointed(module.bytes());
         let mut spec = executor.job(order_id, module);
         spec.args = order.job.args.clone();
         spec.env = order.job.env.clone();
@@ -312,7 +313,15 @@ fn spawn_sandbox(
             .min(remaining)
             .max(Duration::from_secs(1));
         spec.cancel = cancel;
-        let mut outcome = executor.run(&spec)?;
+        // A module exporting `agora_step` runs under the checkpoint ABI, so its receipt can
+        // commit to the step hashes a dispute bisects over.
+        let mut outcome = if checkpointed {
+            let run = executor.run_checkpointed(&spec).map_err(ExecError::from)?;
+            remember_checkpoint(provider, order_id, run.trace.commitment());
+            run.outcome
+        } else {
+            executor.run(&spec)?
+        };
         match fault {
             Some(FaultMode::WrongOutput) => fault::corrupt(&mut outcome, &provider, &order_id),
             // Delivered, but never there for the market to fetch.
@@ -405,7 +414,7 @@ async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, 
         result_digest: outcome.digest,
         fuel_used: outcome.fuel_used,
         wall_ms: outcome.wall_time.as_millis() as u64,
-        checkpoint: None,
+        checkpoint: take_checkpoint(shared.key.account(), assignment.order_id),
     };
     let delivery = Delivery {
         receipt: Signed::sign(
@@ -533,6 +542,29 @@ async fn send(
 fn give_up_ms(assignment: &Assignment, patience: Duration) -> u64 {
     let patience = now_ms() + patience.as_millis() as u64;
     assignment.order.body.deadline_ms.min(patience)
+}
+
+/// Step commitments of checkpointed runs, handed from the sandbox thread that ran the job to
+/// the delivery that signs its receipt, by (provider, order).
+static CHECKPOINTS: std::sync::Mutex<
+    std::collections::BTreeMap<(agora_core::AccountId, Hash), agora_core::StepCommitment>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn remember_checkpoint(
+    provider: agora_core::AccountId,
+    order_id: Hash,
+    commitment: agora_core::StepCommitment,
+) {
+    let mut map = CHECKPOINTS.lock().unwrap_or_else(|p| p.into_inner());
+    map.insert((provider, order_id), commitment);
+}
+
+fn take_checkpoint(
+    provider: agora_core::AccountId,
+    order_id: Hash,
+) -> Option<agora_core::StepCommitment> {
+    let mut map = CHECKPOINTS.lock().unwrap_or_else(|p| p.into_inner());
+    map.remove(&(provider, order_id))
 }
 
 #[cfg(test)]
