@@ -62,6 +62,9 @@ enum BenchCommand {
     /// The whole loop on a local network of processes: submit → settled latency,
     /// settled jobs/s with many buyers, large-blob transfer.
     E2e(cmd::bench_e2e::Args),
+    /// Dispute cost of a checkpointed job: the referee's one-step re-execution against the
+    /// whole job, and bisection rounds.
+    Dispute(cmd::bench_dispute::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Market(args)) => cmd::market::bench(args),
         Command::Bench(BenchCommand::Exec(args)) => cmd::exec::bench(args),
         Command::Bench(BenchCommand::E2e(args)) => cmd::bench_e2e::run(args),
+        Command::Bench(BenchCommand::Dispute(args)) => cmd::bench_dispute::run(args),
     };
     match result {
         Ok(code) => code,
