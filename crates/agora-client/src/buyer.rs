@@ -9,7 +9,8 @@ use agora_core::hash::Hasher;
 use agora_core::{AccountId, Amount, ChainId, Fuel, Hash, Keypair, Price, Signed};
 use agora_ledger::{Tx, TxBody};
 use agora_market::{AttributeConstraint, Demand, Requirements};
-use agora_proto::api::{JobResult, MarketInfo, Submitted};
+use agora_proto::VerifyPolicy;
+use agora_proto::api::{JobResult, MarketInfo, Submitted, VerificationView};
 use agora_proto::{
     CancelOrder, InputRef, JobSpec, OrderEvent, OrderRequest, OrderState, OrderView, SignedOrder,
     TaskRef, signed_order_id,
@@ -46,6 +47,8 @@ pub struct JobRequest {
     pub fuel_budget: Fuel,
     /// Distinct providers to run it on.
     pub replicas: u32,
+    /// How the result is checked ([`VerifyPolicy::DEFAULT`] unless set).
+    pub verify: VerifyPolicy,
     /// Only providers whose `region` attribute equals this.
     pub region: Option<String>,
     /// The job's memory limit in bytes.
@@ -74,6 +77,7 @@ impl JobRequest {
             max_price: DEFAULT_MAX_PRICE,
             fuel_budget: DEFAULT_FUEL_BUDGET,
             replicas: 1,
+            verify: VerifyPolicy::DEFAULT,
             region: None,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             deadline_in_ms: DEFAULT_DEADLINE_MS,
@@ -107,9 +111,10 @@ impl JobRequest {
             requirements,
             max_price: self.max_price,
             fuel_budget: self.fuel_budget,
-            deadline_ms: now_ms.saturating_add(self.deadline_in_ms),
+            deadline_ms: now_ms.saturating_add(self.deadline_in_ms + self.hold_ms()),
             escrow: Amount::ZERO,
             replicas: self.replicas,
+            verify: self.verify,
             label: self.label.clone(),
             task: self.task.clone(),
         };
@@ -117,7 +122,18 @@ impl JobRequest {
         body.check_shape()?;
         Ok(body)
     }
+
+    /// How much longer than the run the order must live: a challenge window (and the
+    /// market's settlement margin after it) holds the result before it settles.
+    fn hold_ms(&self) -> u64 {
+        self.verify
+            .challenge_window_ms()
+            .map_or(0, |window| window + CHALLENGE_SETTLE_MARGIN_MS)
+    }
 }
+
+/// Time an order under `challenge` keeps after its window for the market to settle it.
+pub const CHALLENGE_SETTLE_MARGIN_MS: u64 = 5_000;
 
 /// Tracks an account's next ledger nonce locally, so that a buyer submitting many orders
 /// does not ask the node before each one. The ledger accepts nonces only in sequence, so
@@ -188,6 +204,10 @@ pub struct JobSummary {
     pub refund_reason: Option<String>,
     /// Output files written locally.
     pub outputs: Vec<PathBuf>,
+    /// The accepted result's digest, when settled.
+    pub digest: Option<Hash>,
+    /// How the result was checked: policy, runs, audit draw, slashes.
+    pub verification: VerificationView,
 }
 
 impl JobSummary {
@@ -210,6 +230,8 @@ impl JobSummary {
             stderr: result.map(|r| r.stderr.clone()),
             refund_reason: view.refund_reason.clone(),
             outputs,
+            digest: result.map(|r| r.digest),
+            verification: view.verification.clone(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use agora_core::{AccountId, Amount};
 use agora_proto::OrderEvent;
+use agora_proto::api::VerificationView;
 
 use crate::buyer::JobSummary;
 
@@ -64,10 +65,32 @@ pub fn bill_lines(summary: &JobSummary) -> Vec<String> {
     if let Some(reason) = &summary.refund_reason {
         lines.push(format!("reason    {reason}"));
     }
+    if let Some(line) = verification_line(&summary.verification) {
+        lines.push(line);
+    }
     for output in &summary.outputs {
         lines.push(format!("output    {}", output.display()));
     }
     lines
+}
+
+/// How the result was checked, one line: policy, status, runs and agreement, slashes.
+pub fn verification_line(v: &VerificationView) -> Option<String> {
+    if v.policy.is_empty() {
+        return None;
+    }
+    let agreed = v.runs.iter().filter(|r| r.agreed == Some(true)).count();
+    let mut line = format!("verify    {} — {}", v.policy, v.status);
+    if v.runs.len() > 1 {
+        line.push_str(&format!(", {agreed} of {} runs agreed", v.runs.len()));
+    }
+    if v.audited == Some(false) {
+        line.push_str(", not drawn for audit");
+    }
+    if !v.slashes.is_empty() {
+        line.push_str(&format!(", {} provider(s) slashed", v.slashes.len()));
+    }
+    Some(line)
 }
 
 #[cfg(test)]
@@ -117,6 +140,8 @@ mod tests {
             stderr: None,
             refund_reason: Some("no provider offers region=mars".into()),
             outputs: Vec::new(),
+            digest: None,
+            verification: VerificationView::default(),
         };
         let lines = bill_lines(&summary);
         assert!(lines.iter().any(|l| l == "outcome   refunded"));

@@ -199,6 +199,7 @@ struct Fields {
     max_cu: Option<u64>,
     fuel: Option<u64>,
     replicas: Option<u32>,
+    verify: Option<agora_proto::VerifyPolicy>,
     region: Option<String>,
     memory: Option<SizeField>,
     deadline: Option<DurationField>,
@@ -297,6 +298,7 @@ fn merge(job: &Fields, task: &Fields) -> Fields {
         max_cu: task.max_cu.or(job.max_cu),
         fuel: task.fuel.or(job.fuel),
         replicas: task.replicas.or(job.replicas),
+        verify: task.verify.or(job.verify),
         region: task.region.clone().or_else(|| job.region.clone()),
         memory: task.memory.or(job.memory),
         deadline: task.deadline.or(job.deadline),
@@ -413,6 +415,9 @@ impl Context<'_> {
         };
         if let Some(replicas) = fields.replicas {
             request.replicas = replicas;
+        }
+        if let Some(verify) = fields.verify {
+            request.verify = verify;
         }
         request.region = fields.region.clone();
         if let Some(memory) = fields.memory {

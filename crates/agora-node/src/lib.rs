@@ -27,7 +27,9 @@ pub mod api;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod dashboard_api;
 pub mod error;
+pub mod explorer;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
@@ -36,6 +38,7 @@ pub mod orders;
 pub mod p2p;
 pub mod records;
 mod start;
+pub mod verification;
 
 pub use config::{ChainSetup, MarketConfig};
 pub use error::{ApiFailure, NodeError};

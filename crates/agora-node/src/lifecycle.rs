@@ -46,9 +46,12 @@ use agora_proto::api::JobResult;
 use agora_proto::wire::{AbortJob, Assignment, Delivery, JobFailure, ProviderReply, ToProvider};
 use agora_proto::{Heartbeat, OrderState};
 
-use crate::chain::{ChainError, LedgerOp};
+use crate::chain::LedgerOp;
 use crate::clock::now_ms;
 use crate::node::{Book, OrderEntry, PROVIDER_ATTR, Shared};
+use crate::verification;
+use agora_verify::Checked;
+use agora_verify::quorum::Accepted;
 
 /// How a waiting order's event begins; the explanation follows.
 pub const WAITING_FOR_CAPACITY: &str = "waiting for capacity";
@@ -70,6 +73,15 @@ pub enum Action {
         /// Why.
         reason: String,
     },
+    /// Commit the settlement of an accepted result (the entry is already marked busy).
+    Settle {
+        /// The order.
+        id: Hash,
+        /// The accepted result, who agreed and who is slashed.
+        accepted: Accepted,
+        /// How it was checked.
+        how: Checked,
+    },
     /// Tell a provider to stop running an order.
     Abort {
         /// The provider.
@@ -89,6 +101,9 @@ pub fn run(shared: &Arc<Shared>, actions: Vec<Action>) {
             match action {
                 Action::Assign { id, attempt } => assign(shared, id, attempt).await,
                 Action::Refund { id, reason } => refund(shared, id, reason).await,
+                Action::Settle { id, accepted, how } => {
+                    verification::settle(shared, id, accepted, how).await
+                }
                 Action::Abort {
                     provider,
                     id,
@@ -132,6 +147,9 @@ pub fn try_match(shared: &Shared, book: &mut Book, id: Hash, before: Option<&str
     if now < entry.resume_until_ms {
         return Vec::new();
     }
+    if let Some(actions) = verification::accept_without_more(shared, book, id, &why) {
+        return actions;
+    }
     shared.metrics.unmatched.inc();
     let reason = match before {
         Some(before) => format!("{before}; no other provider can run it: {why}"),
@@ -155,6 +173,7 @@ fn unassigned(entry: &OrderEntry) -> bool {
         && !entry.rec.state.is_final()
         && entry.match_id.is_none()
         && entry.resumed_from.is_none()
+        && !entry.rec.verification.holds_result()
 }
 
 /// Records the match of attempt `attempts + 1` and returns its assignment.
@@ -232,7 +251,7 @@ pub fn serve_queue(shared: &Shared, book: &mut Book) -> Vec<Action> {
             continue;
         };
         if now >= entry.rec.order.body.deadline_ms {
-            actions.extend(refund_unplaced(book, id, now));
+            actions.extend(refund_unplaced(shared, book, id, now));
             continue;
         }
         if !waits_for_capacity(entry) {
@@ -277,12 +296,15 @@ fn terms_of(order: &Order) -> Hash {
 }
 
 /// Refunds an unassigned order whose deadline passed, saying why no provider took it.
-fn refund_unplaced(book: &mut Book, id: Hash, now: u64) -> Vec<Action> {
+fn refund_unplaced(shared: &Shared, book: &mut Book, id: Hash, now: u64) -> Vec<Action> {
     let Some(entry) = book.orders.get(&id) else {
         return Vec::new();
     };
     let waited = waits_for_capacity(entry);
     let why = book.market.explain(&entry.market_order(), now);
+    if let Some(actions) = verification::accept_without_more(shared, book, id, &why.to_string()) {
+        return actions;
+    }
     let reason = if waited {
         format!("the deadline passed while {WAITING_FOR_CAPACITY}: {why}")
     } else {
@@ -348,7 +370,9 @@ pub fn fail_attempt(
     };
     entry.accepted = false;
     entry.rec.tried.push(provider);
-    let out_of_attempts = entry.rec.attempts >= shared.settings.max_attempts;
+    // Runs that delivered a result are not failures: each may need the next provider.
+    let runs = u32::try_from(entry.rec.verification.runs.len()).unwrap_or(u32::MAX);
+    let out_of_attempts = entry.rec.attempts >= shared.settings.max_attempts.saturating_add(runs);
     let past_deadline = now >= entry.rec.order.body.deadline_ms;
     if let Some(match_id) = match_id {
         let _ = book.market.release(&match_id, ReleaseReason::Failed);
@@ -598,12 +622,17 @@ pub fn finish_settled_without_result(
 }
 
 /// What a delivery is checked and billed against, taken under the lock.
-struct Billing {
-    attempt: u32,
-    provider: AccountId,
-    price: Price,
-    escrow: Amount,
-    fuel: Fuel,
+pub struct Billing {
+    /// The attempt that delivered.
+    pub attempt: u32,
+    /// Its provider.
+    pub provider: AccountId,
+    /// The price it was matched at.
+    pub price: Price,
+    /// The order's escrow.
+    pub escrow: Amount,
+    /// The fuel its receipt claims.
+    pub fuel: Fuel,
 }
 
 /// Checks a delivery's receipt against the order (signature, signer = delivering peer =
@@ -681,7 +710,9 @@ pub fn accept_delivery(
     Ok(())
 }
 
-/// Fetches the outputs, recomputes the digest, and settles (or fails the attempt).
+/// Fetches the outputs and recomputes the digest; a run that checks out goes to the
+/// order's verification (which settles, runs another provider or refunds), one that does
+/// not fails the attempt.
 async fn verify_and_settle(shared: Arc<Shared>, id: Hash, billing: Billing, delivery: Delivery) {
     if let Err(fault) = check_outputs(&shared, billing.provider, &delivery).await {
         let mut book = shared.book();
@@ -702,86 +733,7 @@ async fn verify_and_settle(shared: Arc<Shared>, id: Hash, billing: Billing, deli
         run(&shared, actions);
         return;
     }
-    let cost = billing
-        .price
-        .cost(billing.fuel)
-        .unwrap_or(billing.escrow)
-        .min(billing.escrow);
-    let mut ops = Vec::with_capacity(2);
-    if !cost.is_zero() {
-        ops.push(LedgerOp::Market(TxBody::ReleaseEscrow {
-            order_id: id,
-            payouts: vec![(billing.provider, cost)],
-        }));
-    }
-    if cost < billing.escrow {
-        ops.push(LedgerOp::Market(TxBody::RefundEscrow { order_id: id }));
-    }
-    let stdio = store_stdio(&shared, &delivery);
-    let (settled, stdio) = tokio::join!(shared.chain.submit(ops), stdio);
-    match settled {
-        Ok(_) => {
-            let result = job_result(&delivery, stdio);
-            let mut book = shared.book();
-            finish_settled(&shared, &mut book, id, &billing, cost, result);
-            // Its capacity is free again: the next waiting order may take it.
-            let actions = serve_queue(&shared, &mut book);
-            drop(book);
-            run(&shared, actions);
-        }
-        Err(err) => {
-            tracing::warn!(order = %id, "settlement not committed: {err}");
-            if matches!(err, ChainError::Refused(_) | ChainError::Store(_)) {
-                reconcile(&shared, id, None).await;
-            }
-        }
-    }
-}
-
-fn finish_settled(
-    shared: &Shared,
-    book: &mut Book,
-    id: Hash,
-    billing: &Billing,
-    cost: Amount,
-    result: JobResult,
-) {
-    let now = now_ms();
-    let Some(entry) = book.orders.get_mut(&id) else {
-        return;
-    };
-    entry.busy = false;
-    entry.rec.cost = cost;
-    entry.rec.refunded = billing.escrow.checked_sub(cost).unwrap_or(Amount::ZERO);
-    entry.rec.result = Some(result);
-    entry.rec.finished_ms = Some(now);
-    let latency = entry.submitted.elapsed();
-    let match_id = entry.match_id.take();
-    entry.resumed_from = None;
-    shared.enter(
-        entry,
-        OrderState::Settled,
-        format!(
-            "paid {} to {} for {:.6} CU; refunded {}",
-            cost.0,
-            billing.provider,
-            billing.fuel.as_compute_units_f64(),
-            entry.rec.refunded.0
-        ),
-    );
-    shared.metrics.settle_latency.observe(latency.as_secs_f64());
-    shared.metrics.job("settled");
-    book.active.remove(&id);
-    if let Some(match_id) = match_id {
-        let _ = book.market.complete(&match_id);
-    }
-    book.market
-        .record_event(billing.provider, ReputationEvent::VerifiedCompletion, now);
-    if let Some(p) = book.providers.get_mut(&billing.provider) {
-        p.running = p.running.saturating_sub(1);
-        p.completed += 1;
-        p.earned = p.earned.checked_add(cost).unwrap_or(p.earned);
-    }
+    verification::on_delivered(shared, id, billing, delivery).await;
 }
 
 /// Fetches every output blob from the provider (hash-checked by the transfer) and
@@ -825,7 +777,7 @@ async fn check_outputs(
 }
 
 /// Stores stdout and stderr as blobs so their exact bytes can be downloaded.
-async fn store_stdio(shared: &Shared, delivery: &Delivery) -> (Hash, Hash) {
+pub(crate) async fn store_stdio(shared: &Shared, delivery: &Delivery) -> (Hash, Hash) {
     let blobs = shared.blobs.clone();
     let out = delivery.stdout.data.clone();
     let err = delivery.stderr.data.clone();
@@ -849,7 +801,10 @@ async fn store_stdio(shared: &Shared, delivery: &Delivery) -> (Hash, Hash) {
     })
 }
 
-fn job_result(delivery: &Delivery, (stdout_hash, stderr_hash): (Hash, Hash)) -> JobResult {
+pub(crate) fn job_result(
+    delivery: &Delivery,
+    (stdout_hash, stderr_hash): (Hash, Hash),
+) -> JobResult {
     JobResult {
         exit_code: delivery.exit_code,
         stdout: String::from_utf8_lossy(&delivery.stdout.data).into_owned(),
@@ -1018,7 +973,7 @@ pub fn watchdog_pass(shared: &Arc<Shared>) {
         if let Some(reason) = entry.pending_refund.clone() {
             actions.extend(begin_refund(&mut book, id, reason));
         } else if now >= entry.rec.order.body.deadline_ms && unassigned(entry) {
-            actions.extend(refund_unplaced(&mut book, id, now));
+            actions.extend(refund_unplaced(shared, &mut book, id, now));
         } else if now >= entry.rec.order.body.deadline_ms {
             actions.extend(begin_refund(
                 &mut book,
@@ -1040,6 +995,7 @@ pub fn watchdog_pass(shared: &Arc<Shared>) {
             actions.extend(give_up_resumed(shared, &mut book, id));
         }
     }
+    actions.extend(verification::release_held(shared, &mut book, now));
     // Unassigned orders are matched oldest first, not in the set's order. This also
     // serves the queue after what the p2p loop changed (new asks, reconnects) and what
     // `expire` released.

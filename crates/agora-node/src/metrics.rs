@@ -48,6 +48,8 @@ pub struct Metrics {
     pub providers: Gauge,
     /// Gossip messages rejected (bad signature, wrong author, malformed).
     pub gossip_rejected: Counter,
+    /// Results a quorum proved wrong.
+    pub frauds: Counter,
 }
 
 impl Default for Metrics {
@@ -76,6 +78,7 @@ impl Metrics {
             peers: Gauge::default(),
             providers: Gauge::default(),
             gossip_rejected: Counter::default(),
+            frauds: Counter::default(),
         };
         registry.register("orders", "Orders now in each state", metrics.orders.clone());
         registry.register(
@@ -104,6 +107,11 @@ impl Metrics {
             metrics.waiting.clone(),
         );
         registry.register("jobs", "Jobs by outcome", metrics.jobs.clone());
+        registry.register(
+            "frauds_detected",
+            "Results a quorum of distinct providers proved wrong",
+            metrics.frauds.clone(),
+        );
         registry.register(
             "submit_to_settled_seconds",
             "Latency from order submission to settlement",

@@ -16,6 +16,7 @@ use agora_market::{Ask, AskId, AttributeConstraint, Market, MatchId, Order, Orde
 use agora_net::{BlobStore, NetHandle};
 use agora_proto::api::{OrderView, ProviderView};
 use agora_proto::{OrderEvent, OrderState};
+use agora_verify::ProviderHistory;
 use tokio::sync::broadcast;
 
 use crate::chain::Chain;
@@ -122,6 +123,7 @@ impl OrderEntry {
             refund_reason: rec.refund_reason.clone(),
             events: rec.events.clone(),
             result: rec.result.clone(),
+            verification: rec.verification.view(),
         }
     }
 
@@ -132,6 +134,11 @@ impl OrderEntry {
         let mut requirements = body.requirements.clone();
         requirements.features.insert("wasm".to_string());
         requirements.replicas = 1;
+        // The market refuses providers whose stake would not deter cheating on this
+        // order under its policy (S ≥ C/p − R).
+        requirements.min_stake = requirements
+            .min_stake
+            .max(crate::verification::required_stake(body));
         for provider in &self.rec.tried {
             requirements.attributes.push(AttributeConstraint::not(
                 PROVIDER_ATTR,
@@ -171,6 +178,10 @@ pub struct ProviderEntry {
     pub stake_read_ms: u64,
     /// Its stake as last read.
     pub stake: Amount,
+    /// What adaptive verification knows of it (results in a row accepted without fault).
+    pub history: ProviderHistory,
+    /// Times it was slashed for a wrong result.
+    pub slashed: u64,
 }
 
 /// Everything mutable.
@@ -301,6 +312,8 @@ impl Shared {
             failed: entry.failed,
             earned: entry.earned,
             last_seen_ms: entry.last_seen_ms,
+            consecutive_verified: entry.history.consecutive_verified,
+            slashed: entry.slashed,
             asks: entry.asks.values().cloned().collect(),
         })
     }

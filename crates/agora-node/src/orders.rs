@@ -22,6 +22,7 @@ use crate::error::ApiFailure;
 use crate::lifecycle::{self, begin_refund};
 use crate::node::{OrderEntry, Shared};
 use crate::records::OrderRecord;
+use crate::verification::VerificationRecord;
 
 /// A submission that passed every check that needs no state.
 #[derive(Debug)]
@@ -55,11 +56,7 @@ pub fn check_submission(
         .check_shape()
         .map_err(|e| ApiFailure::BadOrder(format!("{e}")))?;
     let body = &order.body;
-    if body.replicas != 1 || body.requirements.replicas > 1 {
-        return Err(ApiFailure::Unsupported(
-            "this market runs each order on one provider; submit replicas as separate orders (replicated verification comes with a later release)".into(),
-        ));
-    }
+    crate::verification::check_order_terms(body, now_ms).map_err(ApiFailure::BadOrder)?;
     if body.deadline_ms <= now_ms {
         return Err(ApiFailure::BadOrder(format!(
             "the deadline {} is already past (now {now_ms}); set a deadline in the future",
@@ -130,6 +127,7 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
     let checked = check_submission(&request, &shared.identity.chain_id, now)?;
     check_blobs(shared, &checked.order)?;
     let id = checked.id;
+    let policy = checked.order.body.verify;
     let record = OrderRecord {
         order: checked.order,
         state: OrderState::Escrowed,
@@ -145,6 +143,7 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
         refund_reason: None,
         events: Vec::new(),
         result: None,
+        verification: VerificationRecord::new(policy),
     };
     {
         let mut book = shared.book();
@@ -315,6 +314,7 @@ mod tests {
             deadline_ms: NOW + 60_000,
             escrow: Amount(escrow),
             replicas: 1,
+            verify: agora_proto::VerifyPolicy::None,
             label: String::new(),
             task: None,
         };

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::NodeError;
+use crate::verification::VerificationRecord;
 
 /// The records file in the data directory.
 pub const RECORDS_FILE: &str = "orders.redb";
@@ -56,6 +57,8 @@ pub struct OrderRecord {
     pub events: Vec<OrderEvent>,
     /// Its result, once settled.
     pub result: Option<JobResult>,
+    /// How its result is being checked: the policy's flow, every run, the slashes.
+    pub verification: VerificationRecord,
 }
 
 impl OrderRecord {

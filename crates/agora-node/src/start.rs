@@ -290,10 +290,15 @@ fn open_ledger(config: &MarketConfig) -> Result<(Ledger, Keypair, Keypair), Node
             let ledger = if exists {
                 Ledger::open(&config.data_dir)?
             } else {
-                let (mut genesis, _) =
-                    Genesis::dev(DEV_CHAIN_ID, now_ms(), *users, DEV_USER_FUNDS);
+                let (mut genesis, _) = Genesis::dev(DEV_CHAIN_ID, now_ms(), *users, DEV_USER_FUNDS);
                 // A dev chain is a test network: faulty providers may join it.
                 genesis.params.allow_faulty_providers = true;
+                // The market authority's balance is the verification fund that pays for
+                // audits and tie-breaking runs (see `verification`).
+                genesis.allocations.push((
+                    keys.market.account(),
+                    crate::verification::DEV_VERIFICATION_FUND,
+                ));
                 Ledger::create(&config.data_dir, genesis)?
             };
             (ledger, keys.market, keys.producer)

@@ -210,6 +210,78 @@ pub struct OrderView {
     pub events: Vec<OrderEvent>,
     /// The result, once settled.
     pub result: Option<JobResult>,
+    /// How the result is being or was checked.
+    pub verification: VerificationView,
+}
+
+/// How an order's result is checked: the policy, every run that delivered, the audit draw
+/// and the slashes it caused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerificationView {
+    /// The order's policy in its text form (`none`, `replicate:3:2`, `spot:0.2`, …).
+    pub policy: String,
+    /// `pending`, `unchecked` (accepted without a re-run: `none`, a spot-check not drawn,
+    /// a challenge window that closed unchallenged, or no independent provider), `verified`
+    /// (a quorum of distinct providers agreed), `challenged`, or `failed` (no result could
+    /// be accepted; refunded).
+    pub status: String,
+    /// Every run that delivered a result, in delivery order.
+    pub runs: Vec<RunView>,
+    /// For `spot` and `adaptive`: whether the first result was drawn for a re-run.
+    pub audited: Option<bool>,
+    /// The market's signature (hex) over the order and the first receipt, whose hash is the
+    /// audit draw's seed: anyone can check the draw with the market's key.
+    pub audit_seed_signature: Option<String>,
+    /// Providers slashed for a result proven wrong.
+    pub slashes: Vec<SlashView>,
+    /// Under `challenge`: until when (Unix ms) a challenge may be filed.
+    pub challenge_until_ms: Option<u64>,
+    /// Fuel every run claimed, summed: the work executed to check this order.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub fuel_executed: Fuel,
+}
+
+/// One run of an order that delivered a result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunView {
+    /// Who ran it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub provider: AccountId,
+    /// The result digest its receipt signs.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub digest: Hash,
+    /// The fuel its receipt claims.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub fuel: Fuel,
+    /// The price per CU it was matched at.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub price: Price,
+    /// Whether it agreed with the accepted result, once one is.
+    pub agreed: Option<bool>,
+    /// What it was paid (gross), from the escrow or the market's verification fund.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub paid: Amount,
+}
+
+/// A slash for a proven wrong result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SlashView {
+    /// Whose stake.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub provider: AccountId,
+    /// How much was taken.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub amount: Amount,
+    /// The evidence hash the ledger's slash transaction records.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub evidence: Hash,
+    /// The evidence record itself (hex of its canonical encoding), so anyone can re-check it.
+    pub evidence_record: String,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// `GET /v1/providers`: a provider as the market sees it.
@@ -239,6 +311,10 @@ pub struct ProviderView {
     pub earned: Amount,
     /// Unix ms of its last ask or heartbeat.
     pub last_seen_ms: u64,
+    /// Results in a row accepted without a fault (adaptive verification's trust count).
+    pub consecutive_verified: u32,
+    /// Times it was slashed for a wrong result.
+    pub slashed: u64,
     /// Its current asks.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub asks: Vec<agora_market::Ask>,

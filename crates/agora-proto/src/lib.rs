@@ -18,10 +18,12 @@
 #![warn(unused_crate_dependencies, missing_docs)]
 
 pub mod api;
+pub mod dashboard;
 pub mod hexed;
 pub mod order;
 pub mod wire;
 
+pub use agora_verify::VerifyPolicy;
 pub use api::{ApiError, OrderEvent, OrderState, OrderView};
 pub use order::{
     CancelOrder, InputRef, JobSpec, OrderRequest, SignedOrder, TaskRef, order_id, signed_order_id,

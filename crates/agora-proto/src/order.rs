@@ -8,6 +8,7 @@
 
 use agora_core::{AccountId, Amount, ChainId, Domain, Fuel, Hash, Price, Signed, canonical};
 use agora_market::{Demand, Requirements};
+use agora_verify::VerifyPolicy;
 use serde::{Deserialize, Serialize};
 
 /// Most inputs one job may name.
@@ -78,6 +79,9 @@ pub struct OrderRequest {
     pub escrow: Amount,
     /// Distinct providers to run it on (1 unless the buyer asks for replicas).
     pub replicas: u32,
+    /// How the result is checked before the provider is paid (see `agora_verify`); its
+    /// canonical text form (`adaptive`, `replicate:3:2`, …) is what the buyer signs.
+    pub verify: VerifyPolicy,
     /// A short human label shown in listings.
     pub label: String,
     /// Where the order sits within a multi-task job, if it does.
@@ -143,7 +147,7 @@ pub enum OrderShapeError {
     Zero(&'static str),
     /// The escrow cannot cover the worst-case bill.
     #[error(
-        "escrow {escrow} cannot cover {max_price} per CU for the whole fuel budget ({needed}); lock at least {needed}"
+        "escrow {escrow} cannot cover {max_price} per CU for the whole fuel budget on every run the buyer pays for ({needed}); lock at least {needed}"
     )]
     EscrowTooSmall {
         /// What the order locks.
@@ -153,17 +157,43 @@ pub enum OrderShapeError {
         /// What the worst case needs.
         needed: Amount,
     },
+    /// `replicas` says one number of runs and the verification policy another.
+    #[error(
+        "the order asks for {replicas} replicas but its verification policy is {policy}; replicas come from the policy: use `replicate:N:Q` with N = {replicas} (and leave replicas at 1 or N)"
+    )]
+    ReplicasDisagree {
+        /// The order's replicas field.
+        replicas: u32,
+        /// The policy, in its text form.
+        policy: String,
+    },
     /// The worst-case bill does not fit an amount.
     #[error("price cap × fuel budget overflows")]
     Overflow,
 }
 
 impl OrderRequest {
-    /// The worst-case bill: the cap for the whole fuel budget.
+    /// The worst-case bill: the cap for the whole fuel budget, once per run the buyer
+    /// pays for ([`OrderRequest::billed_runs`]).
     pub fn worst_case(&self) -> Result<Amount, OrderShapeError> {
-        self.max_price
+        let one = self
+            .max_price
             .max_cost(self.fuel_budget)
+            .ok_or(OrderShapeError::Overflow)?;
+        one.0
+            .checked_mul(u64::from(self.billed_runs()))
+            .map(Amount)
             .ok_or(OrderShapeError::Overflow)
+    }
+
+    /// How many runs the buyer pays for at most: `replicate:N:Q` pays every replica that
+    /// agrees with the accepted result (at most N); every other policy pays one run, and
+    /// the market pays for its own audits.
+    pub fn billed_runs(&self) -> u32 {
+        match self.verify {
+            VerifyPolicy::Replicate { n, .. } => n.max(1),
+            _ => 1,
+        }
     }
 
     /// Checks what can be checked without any state: sizes, names, positive amounts,
@@ -205,6 +235,12 @@ impl OrderRequest {
             if zero {
                 return Err(OrderShapeError::Zero(what));
             }
+        }
+        if self.replicas != 1 && self.replicas != self.billed_runs() {
+            return Err(OrderShapeError::ReplicasDisagree {
+                replicas: self.replicas,
+                policy: self.verify.to_string(),
+            });
         }
         let needed = self.worst_case()?;
         if self.escrow < needed {
@@ -249,6 +285,7 @@ mod tests {
             deadline_ms: 1_000_000,
             escrow: Amount(2_000),
             replicas: 1,
+            verify: VerifyPolicy::None,
             label: "tile 3".into(),
             task: None,
         }

@@ -224,6 +224,7 @@ mod tests {
             deadline_ms: 10_000,
             escrow: Amount(1000),
             replicas: 1,
+            verify: agora_proto::VerifyPolicy::None,
             label: "t".into(),
             task: None,
         }

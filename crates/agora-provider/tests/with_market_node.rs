@@ -262,6 +262,7 @@ impl Buyer {
             deadline_ms,
             escrow: max_price.max_cost(fuel).expect("fits"),
             replicas: 1,
+            verify: agora_proto::VerifyPolicy::None,
             label: "provider e2e".into(),
             task: None,
         };

@@ -9,6 +9,8 @@
 //!   providers to slash) or says whether to add providers or refund.
 //! - [`sampling`]: [`plan`] and [`should_audit`] — replicas up front and the spot-check draw
 //!   from a seed revealed after the receipt; adaptive trust; expected overhead.
+//! - [`flow`]: [`Flow`], one order's verification as a state machine the market node
+//!   drives run by run: run another provider, accept (and slash whom), or refund.
 //! - [`economics`]: the deterrence condition S ≥ C/p − R: [`required_stake`] and
 //!   [`check_bid_stake`]; the analytic detection rate for reports.
 //! - [`checkpoint`] and [`bisect`]: the Merkle tree over a job's step hashes and the
@@ -56,6 +58,7 @@ pub mod checkpoint;
 pub mod dispute;
 pub mod economics;
 pub mod evidence;
+pub mod flow;
 pub mod policy;
 pub mod quorum;
 pub mod sampling;
@@ -75,6 +78,7 @@ pub use economics::{
     StakeTooLow, check_bid_stake, detection_ppm, detection_probability, required_stake,
 };
 pub use evidence::{Evidence, EvidenceError, Proof};
+pub use flow::{Checked, Flow, FlowError, Step};
 pub use policy::{POLICY_HELP, PPM, PolicyError, VerifyPolicy};
 pub use quorum::{
     Accepted, Disagreement, NextStep, NoQuorum, QuorumDecision, QuorumError, QuorumRule,

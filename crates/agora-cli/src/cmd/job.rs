@@ -68,6 +68,25 @@ struct Conn {
     json: bool,
 }
 
+/// `--verify`'s long help: the policies and the stake rule, and the default.
+const VERIFY_LONG_HELP: &str = concat!(
+    "How the result is checked before the provider is paid [default: adaptive].\n\n",
+    "Verification policy: `none` accepts the provider's signed receipt (reputation only); ",
+    "`replicate:N:Q` runs the job on N distinct providers, one after another, and accepts the ",
+    "result Q of them agree on (Q > N/2; disagreeing providers are slashed; without a quorum ",
+    "more providers are added, then the buyer is refunded; the escrow covers N runs); ",
+    "`spot:P` runs once and has an independent provider re-run it with probability P (e.g. ",
+    "spot:0.2), drawn from the market's signature over the receipt, so nobody can predict it; ",
+    "`adaptive` (adaptive:FLOOR:FULL_UNTIL, default adaptive:0.05:10) re-runs every job of a ",
+    "provider with fewer than FULL_UNTIL consecutive verified results, then audits with ",
+    "probability max(1/count, FLOOR); `challenge:WINDOW` (e.g. challenge:30s) holds the result ",
+    "for WINDOW, in which anyone may challenge it with a bond. Under spot and adaptive you pay ",
+    "one run; the market pays its audits.\n\n",
+    "Stake rule: a provider is offered the order only if its stake S >= C/p - R, with R the ",
+    "job's worst-case pay, C its cost (taken as R) and p the audit probability, so cheating ",
+    "never pays."
+);
+
 /// What to run and the budget; every flag may also be set in a spec file.
 #[derive(clap::Args)]
 struct JobArgs {
@@ -85,9 +104,13 @@ struct JobArgs {
     /// Fuel budget in compute units (1 CU = 1e9 fuel); escrow = max price × this.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_CU))]
     max_cu: Option<u64>,
-    /// Distinct providers to run it on.
+    /// Distinct providers to run it on (replicate:N:Q sets N; leave this at 1 or N).
     #[arg(long)]
     replicas: Option<u32>,
+    /// How the result is checked before the provider is paid: none, replicate:N:Q,
+    /// spot:P, adaptive (default), challenge:WINDOW.
+    #[arg(long, value_name = "POLICY", long_help = VERIFY_LONG_HELP)]
+    verify: Option<agora_proto::VerifyPolicy>,
     /// Only providers whose region attribute equals this.
     #[arg(long)]
     region: Option<String>,
@@ -258,6 +281,9 @@ fn apply_overrides(args: &JobArgs, request: &mut JobRequest) {
     }
     if let Some(replicas) = args.replicas {
         request.replicas = replicas;
+    }
+    if let Some(verify) = args.verify {
+        request.verify = verify;
     }
     if let Some(region) = &args.region {
         request.region = Some(region.clone());
@@ -608,6 +634,8 @@ mod tests {
             stderr: None,
             refund_reason: None,
             outputs: Vec::new(),
+            digest: None,
+            verification: Default::default(),
         }
     }
 

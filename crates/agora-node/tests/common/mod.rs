@@ -214,7 +214,29 @@ pub fn order_for(
     nonce: u64,
     deadline_ms: u64,
 ) -> (SignedOrder, Tx) {
+    let policy = agora_proto::VerifyPolicy::None;
     let max_price = Price(2_000_000_000_000);
+    order_verified_by(
+        buyer,
+        chain,
+        module,
+        (salt, nonce),
+        deadline_ms,
+        policy,
+        max_price,
+    )
+}
+
+/// [`order_for`] under verification `policy` (the escrow covers the runs it bills).
+pub fn order_verified_by(
+    buyer: &Keypair,
+    chain: &ChainId,
+    module: &[u8],
+    (salt, nonce): (u64, u64),
+    deadline_ms: u64,
+    policy: agora_proto::VerifyPolicy,
+    max_price: Price,
+) -> (SignedOrder, Tx) {
     let fuel_budget = Fuel::compute_units(1);
     let body = OrderRequest {
         job: JobSpec {
@@ -237,9 +259,12 @@ pub fn order_for(
         deadline_ms,
         escrow: max_price.max_cost(fuel_budget).expect("fits"),
         replicas: 1,
+        verify: policy,
         label: format!("test {salt}"),
         task: None,
     };
+    let mut body = body;
+    body.escrow = body.worst_case().expect("fits");
     let order = Signed::sign(buyer, chain, salt, body);
     let escrow = escrow_for(buyer, &order, nonce);
     (order, escrow)
@@ -277,6 +302,9 @@ pub enum Behavior {
     JobFails,
     /// Honest, but waits this many ms after its first heartbeat before delivering.
     HonestAfter(u64),
+    /// Runs the job, then appends its own account to stdout and signs the digest of that:
+    /// a consistent delivery of a wrong result, unlike any other provider's.
+    WrongResult,
 }
 
 /// A provider agent made of real parts: its own agora-net node and key, the real
@@ -485,6 +513,19 @@ impl Job {
             Behavior::ForeignSigner => Keypair::from_seed("not the provider"),
             _ => self.key.clone(),
         };
+        let mut outcome = outcome;
+        if behavior == Behavior::WrongResult {
+            outcome
+                .stdout
+                .data
+                .extend_from_slice(self.key.account().to_string().as_bytes());
+            outcome.digest = agora_exec::result_digest(
+                outcome.exit_code,
+                &outcome.stdout.data,
+                &outcome.stderr.data,
+                &outcome.outputs,
+            );
+        }
         let receipt = Receipt {
             order_id,
             provider: signer.account(),
@@ -560,6 +601,26 @@ pub async fn upload(api: &Api, module: Vec<u8>) -> Vec<u8> {
         .await;
     assert_eq!(status, 201, "{body}");
     module
+}
+
+/// Bonds `amount` of `key`'s balance as stake, through the API.
+pub async fn bond(api: &Api, key: &Keypair, amount: Amount) {
+    let nonce = api.account(&key.account()).await.next_nonce;
+    let chain = ChainId::new(
+        api.get("/v1/info").await.1["chain_id"]
+            .as_str()
+            .expect("chain"),
+    );
+    let tx = Signed::sign(key, &chain, nonce, TxBody::Bond { amount });
+    let (status, body) = api
+        .post(
+            "/v1/txs",
+            &agora_proto::api::SubmitTx {
+                tx: hexed::encode(&tx),
+            },
+        )
+        .await;
+    assert!(status < 300, "bond refused: {body}");
 }
 
 pub fn amount(value: &Amount) -> u64 {

@@ -229,6 +229,7 @@ impl FakeMarket {
             deadline_ms: now_ms() + 600_000,
             escrow: max_price.max_cost(fuel).unwrap_or(Amount(u64::MAX)),
             replicas: 1,
+            verify: agora_proto::VerifyPolicy::None,
             label: "test".into(),
             task: None,
         };

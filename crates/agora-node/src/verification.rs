@@ -1,0 +1,709 @@
+//! The market node's side of verification: it drives each order's [`Flow`] run by run,
+//! pays and slashes by the flow's decisions, and holds challengeable results.
+//!
+//! Runs happen one after another on distinct providers: a delivered, output-checked run
+//! is recorded ([`on_delivered`]), its provider's capacity is freed and the provider is
+//! excluded from the order, and the flow says whether another provider runs it, whether a
+//! result is accepted (and who is slashed), or whether the buyer is refunded. One
+//! assignment per order at a time keeps every other part of the lifecycle (heartbeats,
+//! reassignment, restarts) exactly as it is for a single run.
+//!
+//! **Who pays.** The buyer pays for the accepted result: every agreeing replica under
+//! `replicate:N:Q` (its escrow covers N runs), one run at the price its order matched at
+//! under every other policy, even when that run's provider was caught and an auditor's
+//! result is delivered instead. Audits and tie-breakers of the other policies are paid
+//! from the market's verification fund (the market authority's balance), which the
+//! beneficiary share of quorum slashes refills. A slash takes
+//! `max(required stake, MIN_SLASH)` — the deterrent stake of
+//! [`agora_verify::economics::required_stake`] — capped at what the provider has.
+//!
+//! **Audit seed.** A spot-check draw is seeded by the market's Ed25519 signature over the
+//! order id and the first receipt's id ([`agora_verify::flow::audit_seed`]): it does not
+//! exist before the receipt, the provider cannot compute it, and the signature is
+//! published in the order's verification view so anyone can re-check the draw.
+
+use std::sync::Arc;
+
+use agora_core::{AccountId, Amount, Fuel, Hash, Price, SignedReceipt};
+use agora_ledger::TxBody;
+use agora_market::ReputationEvent;
+use agora_proto::OrderRequest;
+use agora_proto::OrderState;
+use agora_proto::api::{JobResult, RunView, SlashView, VerificationView};
+use agora_proto::wire::Delivery;
+use agora_verify::flow::{audit_seed, audit_seed_message};
+use agora_verify::quorum::{Accepted, ReplicaReceipt, RunResult};
+use agora_verify::{Checked, Evidence, Flow, Proof, ProviderHistory, Step, VerifyPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::LedgerOp;
+use crate::clock::now_ms;
+use crate::lifecycle::{self, Action, Billing};
+use crate::node::{Book, Shared};
+
+/// The verification fund a `--dev` chain gives the market authority at genesis.
+pub const DEV_VERIFICATION_FUND: Amount = Amount::agr(100_000);
+
+/// The least a proven wrong result costs its provider, when the deterrence rule asks for
+/// less (replication needs no deterrent stake: a lone cheater always meets a quorum).
+pub const MIN_SLASH: Amount = Amount::agr(1);
+
+/// How long before the order's deadline a challenge window closes at the latest, so the
+/// settlement lands before anyone may refund the escrow.
+pub const SETTLE_MARGIN_MS: u64 = 5_000;
+
+/// The least time an order under `challenge` must leave beyond its window for the run.
+pub const MIN_RUN_MS: u64 = 10_000;
+
+/// Where an order's check stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Runs or the challenge window are still open.
+    Pending,
+    /// Accepted without a re-run.
+    Unchecked,
+    /// A quorum of distinct providers agreed.
+    Verified,
+    /// A challenge was filed; the referee decides.
+    Challenged,
+    /// No result could be accepted; refunded.
+    Failed,
+}
+
+impl Status {
+    fn name(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Unchecked => "unchecked",
+            Status::Verified => "verified",
+            Status::Challenged => "challenged",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One run that delivered a result whose outputs checked out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Its signed receipt (the evidence, should it be proven wrong).
+    pub receipt: SignedReceipt,
+    /// The price per CU it was matched at.
+    pub price: Price,
+    /// What it delivered.
+    pub result: JobResult,
+    /// Whether it agreed with the accepted result, once one is.
+    pub agreed: Option<bool>,
+    /// What it was paid, gross.
+    pub paid: Amount,
+}
+
+impl RunRecord {
+    fn provider(&self) -> AccountId {
+        self.receipt.body.provider
+    }
+
+    fn vote(&self) -> ReplicaReceipt {
+        ReplicaReceipt {
+            provider: self.provider(),
+            result: RunResult {
+                digest: self.receipt.body.result_digest,
+                fuel: self.receipt.body.fuel_used,
+            },
+        }
+    }
+}
+
+/// How an order's result is checked; persisted with the order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationRecord {
+    /// The policy's state machine.
+    pub flow: Flow,
+    /// Every run that delivered, in order.
+    pub runs: Vec<RunRecord>,
+    /// The first run's provider's history when its result came in (adaptive's input).
+    pub first_history: ProviderHistory,
+    /// The market's signature whose hash seeded the audit draw.
+    pub seed_signature: Option<Vec<u8>>,
+    /// Where the check stands.
+    pub status: Status,
+    /// Slashes it caused.
+    pub slashes: Vec<SlashView>,
+    /// Under `challenge`: the held result's window end (Unix ms).
+    pub challenge_until_ms: Option<u64>,
+}
+
+impl VerificationRecord {
+    /// A new order's record under `policy`.
+    pub fn new(policy: VerifyPolicy) -> VerificationRecord {
+        VerificationRecord {
+            flow: Flow::new(policy),
+            runs: Vec::new(),
+            first_history: ProviderHistory::default(),
+            seed_signature: None,
+            status: Status::Pending,
+            slashes: Vec::new(),
+            challenge_until_ms: None,
+        }
+    }
+
+    /// Whether a result is held open for challenges (the order must not be re-matched).
+    pub fn holds_result(&self) -> bool {
+        self.challenge_until_ms.is_some()
+            && matches!(self.status, Status::Pending | Status::Challenged)
+    }
+
+    /// Fuel every run claimed, summed.
+    pub fn fuel_executed(&self) -> Fuel {
+        Fuel(self.runs.iter().map(|r| r.receipt.body.fuel_used.0).sum())
+    }
+
+    /// The API view.
+    pub fn view(&self) -> VerificationView {
+        VerificationView {
+            policy: self.flow.policy.to_string(),
+            status: self.status.name().to_string(),
+            runs: self
+                .runs
+                .iter()
+                .map(|run| RunView {
+                    provider: run.provider(),
+                    digest: run.receipt.body.result_digest,
+                    fuel: run.receipt.body.fuel_used,
+                    price: run.price,
+                    agreed: run.agreed,
+                    paid: run.paid,
+                })
+                .collect(),
+            audited: self.flow.audited,
+            audit_seed_signature: self.seed_signature.as_ref().map(hex::encode),
+            slashes: self.slashes.clone(),
+            challenge_until_ms: self.challenge_until_ms,
+            fuel_executed: self.fuel_executed(),
+        }
+    }
+
+    fn votes(&self) -> Vec<ReplicaReceipt> {
+        self.runs.iter().map(RunRecord::vote).collect()
+    }
+}
+
+/// Checks the order's terms that depend on its policy; `Err` says what to change.
+pub fn check_order_terms(body: &OrderRequest, now_ms: u64) -> Result<(), String> {
+    if let Some(window) = body.verify.challenge_window_ms() {
+        let room = body.deadline_ms.saturating_sub(now_ms);
+        let needed = window + SETTLE_MARGIN_MS + MIN_RUN_MS;
+        if room < needed {
+            return Err(format!(
+                "under {} the result is held for {} ms before it settles, so the deadline must be at least {} ms away (it is {room} ms away); set a later deadline or a shorter window",
+                body.verify, window, needed
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The stake a provider must have bonded to be offered this order: the deterrent stake
+/// S ≥ C/p − R for the order's policy, with the reward R one run's worst-case bill and the
+/// cost C taken as R (a cheater saves at most what honest work would have cost it).
+pub fn required_stake(body: &OrderRequest) -> Amount {
+    let per_run = body
+        .max_price
+        .max_cost(body.fuel_budget)
+        .unwrap_or(Amount(u64::MAX));
+    agora_verify::economics::required_stake(per_run, per_run, &body.verify)
+}
+
+/// A delivery whose outputs checked out: records the run and takes the flow's next step.
+pub async fn on_delivered(shared: Arc<Shared>, id: Hash, billing: Billing, delivery: Delivery) {
+    let stdio = lifecycle::store_stdio(&shared, &delivery).await;
+    let result = lifecycle::job_result(&delivery, stdio);
+    let run = RunRecord {
+        receipt: delivery.receipt,
+        price: billing.price,
+        result,
+        agreed: None,
+        paid: Amount::ZERO,
+    };
+    let mut book = shared.book();
+    let actions = record_run(&shared, &mut book, id, &billing, run);
+    drop(book);
+    lifecycle::run(&shared, actions);
+}
+
+/// Records `run` for attempt `billing.attempt`, frees its provider, and asks the flow.
+fn record_run(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    billing: &Billing,
+    run: RunRecord,
+) -> Vec<Action> {
+    let provider = billing.provider;
+    let history = book
+        .providers
+        .get(&provider)
+        .map(|p| p.history)
+        .unwrap_or_default();
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return Vec::new();
+    };
+    if entry.rec.attempts != billing.attempt || entry.rec.state.is_final() {
+        return Vec::new();
+    }
+    entry.busy = false;
+    let match_id = entry.match_id.take();
+    entry.resumed_from = None;
+    entry.rec.tried.push(provider);
+    let receipt_id = run.receipt.id();
+    let v = &mut entry.rec.verification;
+    v.runs.push(run);
+    if v.runs.len() == 1 {
+        v.first_history = history;
+    }
+    let seed = if v.flow.needs_seed(v.runs.len()) {
+        let message = audit_seed_message(id, receipt_id);
+        let signature = shared.identity.market_key.sign(&message).0.to_vec();
+        let seed = audit_seed(&signature);
+        v.seed_signature = Some(signature);
+        Some(seed)
+    } else {
+        None
+    };
+    let votes = v.votes();
+    let first = v.first_history;
+    let step = v.flow.on_result(&votes, &first, seed, id);
+    if let Some(match_id) = match_id {
+        let _ = book.market.complete(&match_id);
+    }
+    if let Some(p) = book.providers.get_mut(&provider) {
+        p.running = p.running.saturating_sub(1);
+    }
+    match step {
+        Ok(Step::RunAnother { why }) => run_another(shared, book, id, why),
+        Ok(Step::Accept { accepted, how }) => accept(shared, book, id, accepted, how),
+        Ok(Step::Refund { why }) => {
+            if let Some(entry) = book.orders.get_mut(&id) {
+                entry.rec.verification.status = Status::Failed;
+            }
+            shared.metrics.job("verification-failed");
+            lifecycle::begin_refund(book, id, why)
+        }
+        Err(err) => {
+            tracing::error!(order = %id, "verification step failed: {err}");
+            lifecycle::begin_refund(book, id, format!("verification could not proceed: {err}"))
+        }
+    }
+}
+
+/// Puts the order back in the queue for one more distinct provider.
+fn run_another(shared: &Shared, book: &mut Book, id: Hash, why: String) -> Vec<Action> {
+    if let Some(entry) = book.orders.get_mut(&id) {
+        shared.enter(entry, OrderState::Escrowed, why.clone());
+    }
+    lifecycle::try_match(shared, book, id, Some(&why))
+}
+
+/// What to do instead of refunding when no further provider can run an order that
+/// already has a result: sampling policies accept it unchecked (and say so); `None` means
+/// refund as usual.
+pub fn accept_without_more(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    why: &str,
+) -> Option<Vec<Action>> {
+    let entry = book.orders.get_mut(&id)?;
+    let v = &entry.rec.verification;
+    let accepted = v.flow.without_more_providers(&v.votes())?;
+    let detail =
+        format!("no independent provider can re-run it ({why}); accepting the result unchecked");
+    shared.enter(entry, OrderState::Verifying, detail);
+    Some(accept(shared, book, id, accepted, Checked::Unchecked))
+}
+
+/// Settles on `accepted`, or holds it open for challenges first.
+fn accept(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    accepted: Accepted,
+    how: Checked,
+) -> Vec<Action> {
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return Vec::new();
+    };
+    let now = now_ms();
+    let v = &mut entry.rec.verification;
+    if let Some(window) = v.flow.policy.challenge_window_ms() {
+        if v.challenge_until_ms.is_none() {
+            let deadline = entry.rec.order.body.deadline_ms;
+            let until = (now + window).min(deadline.saturating_sub(SETTLE_MARGIN_MS));
+            v.challenge_until_ms = Some(until);
+            shared.enter(
+                entry,
+                OrderState::Verifying,
+                format!("result held for challenges until {until} (Unix ms); it settles then if nobody challenges it"),
+            );
+            return Vec::new();
+        }
+    }
+    for run in &mut v.runs {
+        let agreed = accepted.agreeing.contains(&run.provider());
+        run.agreed = Some(agreed);
+    }
+    v.status = match how {
+        Checked::Quorum { .. } => Status::Verified,
+        Checked::Unchecked => Status::Unchecked,
+    };
+    entry.busy = true;
+    vec![Action::Settle { id, accepted, how }]
+}
+
+/// Watchdog: settles held results whose challenge window closed unchallenged.
+pub fn release_held(shared: &Shared, book: &mut Book, now: u64) -> Vec<Action> {
+    let due: Vec<Hash> = book
+        .active
+        .iter()
+        .filter_map(|id| book.orders.get(id))
+        .filter(|e| {
+            !e.busy
+                && e.rec.verification.status == Status::Pending
+                && e.rec
+                    .verification
+                    .challenge_until_ms
+                    .is_some_and(|until| now >= until)
+        })
+        .map(|e| e.id())
+        .collect();
+    let mut actions = Vec::new();
+    for id in due {
+        let Some(entry) = book.orders.get(&id) else {
+            continue;
+        };
+        let Some(head) = entry.rec.verification.runs.first() else {
+            continue;
+        };
+        let accepted = Accepted {
+            result: head.vote().result,
+            agreeing: vec![head.provider()],
+            disagreeing: Vec::new(),
+        };
+        actions.extend(accept(shared, book, id, accepted, Checked::Unchecked));
+    }
+    actions
+}
+
+/// Who is paid what, and who is slashed, for an accepted result.
+struct Payments {
+    /// From the buyer's escrow, gross.
+    from_escrow: Vec<(AccountId, Amount)>,
+    /// From the verification fund.
+    from_fund: Vec<(AccountId, Amount)>,
+    /// What the buyer locked.
+    escrow: Amount,
+    /// Slashes to try: provider, evidence, reason.
+    slashes: Vec<(AccountId, Evidence, String)>,
+    /// The result to deliver.
+    result: Option<JobResult>,
+    /// How much to slash each.
+    slash_amount: Amount,
+}
+
+fn payments(shared: &Shared, book: &Book, id: Hash, accepted: &Accepted) -> Option<Payments> {
+    let entry = book.orders.get(&id)?;
+    let body = &entry.rec.order.body;
+    let v = &entry.rec.verification;
+    let fuel = accepted.billed_fuel();
+    let agreeing: Vec<&RunRecord> = v
+        .runs
+        .iter()
+        .filter(|r| accepted.agreeing.contains(&r.provider()))
+        .collect();
+    let mut remaining = body.escrow;
+    let mut from_escrow = Vec::new();
+    let mut from_fund = Vec::new();
+    let mut take = |who: AccountId, wanted: Amount, remaining: &mut Amount| {
+        let paid = wanted.min(*remaining);
+        *remaining = remaining.checked_sub(paid).unwrap_or(Amount::ZERO);
+        if !paid.is_zero() {
+            from_escrow.push((who, paid));
+        }
+        paid
+    };
+    let cost_at = |price: Price| price.cost(fuel).unwrap_or(Amount(u64::MAX));
+    match v.flow.policy {
+        VerifyPolicy::Replicate { .. } => {
+            for run in &agreeing {
+                take(run.provider(), cost_at(run.price), &mut remaining);
+            }
+        }
+        _ => {
+            // The buyer pays one run at the price its order first matched at.
+            let buyer_price = v.runs.first().map(|r| r.price).unwrap_or(Price(0));
+            for (i, run) in agreeing.iter().enumerate() {
+                let own = cost_at(run.price);
+                let paid = if i == 0 {
+                    take(
+                        run.provider(),
+                        own.min(cost_at(buyer_price)),
+                        &mut remaining,
+                    )
+                } else {
+                    Amount::ZERO
+                };
+                let rest = own.checked_sub(paid).unwrap_or(Amount::ZERO);
+                if !rest.is_zero() {
+                    from_fund.push((run.provider(), rest));
+                }
+            }
+        }
+    }
+    let proof = Proof::Quorum {
+        accepted: accepted.result,
+        agreeing: accepted.agreeing.clone(),
+    };
+    let chain = &shared.identity.chain_id;
+    let slashes = v
+        .runs
+        .iter()
+        .filter(|r| accepted.disagreeing.iter().any(|d| d.provider == r.provider()))
+        .filter_map(|run| {
+            let evidence =
+                Evidence::from_receipt(&run.receipt, chain, proof.clone(), v.flow.policy);
+            match evidence {
+                Ok(evidence) => Some((
+                    run.provider(),
+                    evidence,
+                    format!(
+                        "order {id}: {} of {} distinct providers agreed on another result than the one it signed",
+                        accepted.agreeing.len(),
+                        v.runs.len()
+                    ),
+                )),
+                Err(err) => {
+                    tracing::warn!(order = %id, provider = %run.provider(), "no evidence: {err}");
+                    None
+                }
+            }
+        })
+        .collect();
+    Some(Payments {
+        from_escrow,
+        from_fund,
+        escrow: body.escrow,
+        slashes,
+        result: agreeing.first().map(|r| r.result.clone()),
+        slash_amount: required_stake(body).max(MIN_SLASH),
+    })
+}
+
+/// Commits the settlement of an accepted result, then the slashes and the fund's
+/// payments, then records it all.
+pub async fn settle(shared: Arc<Shared>, id: Hash, accepted: Accepted, how: Checked) {
+    let plan = {
+        let book = shared.book();
+        payments(&shared, &book, id, &accepted)
+    };
+    let Some(plan) = plan else { return };
+    let cost = Amount::sum(plan.from_escrow.iter().map(|(_, a)| *a)).unwrap_or(plan.escrow);
+    let mut ops = Vec::with_capacity(2);
+    if !plan.from_escrow.is_empty() {
+        ops.push(LedgerOp::Market(TxBody::ReleaseEscrow {
+            order_id: id,
+            payouts: plan.from_escrow.clone(),
+        }));
+    }
+    if cost < plan.escrow {
+        ops.push(LedgerOp::Market(TxBody::RefundEscrow { order_id: id }));
+    }
+    if let Err(err) = shared.chain.submit(ops).await {
+        tracing::warn!(order = %id, "settlement not committed: {err}");
+        if matches!(
+            err,
+            crate::chain::ChainError::Refused(_) | crate::chain::ChainError::Store(_)
+        ) {
+            lifecycle::reconcile(&shared, id, None).await;
+        }
+        return;
+    }
+    let slashed = slash_all(&shared, &plan).await;
+    let fund_paid = pay_from_fund(&shared, id, &plan.from_fund).await;
+    let mut book = shared.book();
+    finish(
+        &shared, &mut book, id, &accepted, how, &plan, cost, slashed, fund_paid,
+    );
+    let actions = lifecycle::serve_queue(&shared, &mut book);
+    drop(book);
+    lifecycle::run(&shared, actions);
+}
+
+/// Slashes every provider the quorum proved wrong, as far as its stake goes.
+async fn slash_all(shared: &Shared, plan: &Payments) -> Vec<SlashView> {
+    let mut done = Vec::new();
+    for (provider, evidence, reason) in &plan.slashes {
+        let who = *provider;
+        let stake = shared
+            .chain
+            .query(move |ledger| {
+                ledger.state().stake(&who).map(|s| {
+                    let unbonding = s.unbonding.iter().map(|u| u.amount.0).sum::<u64>();
+                    Amount(s.bonded.0.saturating_add(unbonding))
+                })
+            })
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Amount::ZERO);
+        let amount = plan.slash_amount.min(stake);
+        let evidence_hash = evidence.hash();
+        if amount.is_zero() {
+            tracing::warn!(%provider, "proven wrong but has no stake to slash");
+        } else {
+            let op = LedgerOp::Market(TxBody::Slash {
+                provider: who,
+                amount,
+                evidence: evidence_hash,
+                reason: truncate(reason, agora_ledger::tx::MAX_REASON_BYTES),
+                beneficiary: shared.identity.market_key.account(),
+            });
+            if let Err(err) = shared.chain.submit(vec![op]).await {
+                tracing::warn!(%provider, "slash not committed: {err}");
+                continue;
+            }
+        }
+        done.push(SlashView {
+            provider: who,
+            amount,
+            evidence: evidence_hash,
+            evidence_record: hex::encode(agora_core::canonical::encode(evidence)),
+            reason: reason.clone(),
+        });
+    }
+    done
+}
+
+/// Pays audits and tie-breakers from the verification fund; returns who was paid.
+async fn pay_from_fund(
+    shared: &Shared,
+    id: Hash,
+    payments: &[(AccountId, Amount)],
+) -> Vec<(AccountId, Amount)> {
+    let mut paid = Vec::new();
+    for (to, amount) in payments {
+        let op = LedgerOp::Market(TxBody::Transfer {
+            to: *to,
+            amount: *amount,
+        });
+        match shared.chain.submit(vec![op]).await {
+            Ok(_) => paid.push((*to, *amount)),
+            Err(err) => {
+                shared.metrics.job("audit-unpaid");
+                tracing::warn!(order = %id, provider = %to, "the verification fund could not pay an audit: {err}");
+            }
+        }
+    }
+    paid
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// Records a committed settlement: the result, the bill, every run's pay, the slashes,
+/// and the reputation and trust each run earned.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    accepted: &Accepted,
+    how: Checked,
+    plan: &Payments,
+    cost: Amount,
+    slashed: Vec<SlashView>,
+    fund_paid: Vec<(AccountId, Amount)>,
+) {
+    let now = now_ms();
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return;
+    };
+    entry.busy = false;
+    entry.rec.cost = cost;
+    entry.rec.refunded = plan.escrow.checked_sub(cost).unwrap_or(Amount::ZERO);
+    entry.rec.result = plan.result.clone();
+    entry.rec.finished_ms = Some(now);
+    if let Some(result) = &plan.result {
+        entry.rec.provider = Some(result.provider);
+    }
+    let v = &mut entry.rec.verification;
+    for run in &mut v.runs {
+        let who = run.provider();
+        let escrow = plan
+            .from_escrow
+            .iter()
+            .find(|(p, _)| *p == who)
+            .map(|(_, a)| a.0);
+        let fund = fund_paid.iter().find(|(p, _)| *p == who).map(|(_, a)| a.0);
+        run.paid = Amount(escrow.unwrap_or(0).saturating_add(fund.unwrap_or(0)));
+    }
+    v.slashes = slashed.clone();
+    let checked = match how {
+        Checked::Quorum { votes, runs } => format!("verified: {votes} of {runs} runs agreed"),
+        Checked::Unchecked => "accepted unchecked".to_string(),
+    };
+    let detail = format!(
+        "{checked}; paid {} for {:.6} CU; refunded {}{}",
+        cost.0,
+        accepted.billed_fuel().as_compute_units_f64(),
+        entry.rec.refunded.0,
+        if slashed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; slashed {} provider(s) with quorum evidence",
+                slashed.len()
+            )
+        }
+    );
+    let latency = entry.submitted.elapsed();
+    shared.enter(entry, OrderState::Settled, detail);
+    shared.metrics.settle_latency.observe(latency.as_secs_f64());
+    shared.metrics.job("settled");
+    book.active.remove(&id);
+    for who in &accepted.agreeing {
+        book.market
+            .record_event(*who, ReputationEvent::VerifiedCompletion, now);
+        let p = book.providers.entry(*who).or_default();
+        p.history.consecutive_verified = p.history.consecutive_verified.saturating_add(1);
+        p.completed += 1;
+        let earned = plan
+            .from_escrow
+            .iter()
+            .chain(fund_paid.iter())
+            .filter(|(to, _)| to == who)
+            .fold(Amount::ZERO, |sum, (_, a)| {
+                sum.checked_add(*a).unwrap_or(sum)
+            });
+        p.earned = p.earned.checked_add(earned).unwrap_or(p.earned);
+    }
+    for wrong in accepted.to_slash() {
+        book.market
+            .record_event(wrong, ReputationEvent::ProvenFault, now);
+        let p = book.providers.entry(wrong).or_default();
+        p.history = ProviderHistory::default();
+        p.failed += 1;
+        p.slashed += u64::from(
+            slashed
+                .iter()
+                .any(|s| s.provider == wrong && !s.amount.is_zero()),
+        );
+    }
+    let frauds = accepted.disagreeing.len();
+    if frauds > 0 {
+        shared.metrics.frauds.inc_by(frauds as u64);
+    }
+}
