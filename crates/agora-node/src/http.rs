@@ -61,7 +61,8 @@ const AUDIT_CHUNK: u64 = 256;
         (name = "orders", description = "Submitting and following orders"),
         (name = "blobs", description = "Content-addressed modules, inputs and outputs"),
         (name = "ledger", description = "Transactions, accounts, blocks and the audit"),
-        (name = "ops", description = "Health and metrics")
+        (name = "ops", description = "Health and metrics"),
+        (name = "dashboard", description = "What the web dashboard at / reads: pages of orders, figures, live events, browser signing")
     )
 )]
 struct ApiDoc;
@@ -77,7 +78,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_result))
         .routes(routes!(order_events))
         .routes(routes!(cancel_order))
-        .routes(routes!(submit_tx))
+        .routes(routes!(submit_tx, crate::explorer::list_txs))
         .routes(routes!(get_account))
         .routes(routes!(list_providers))
         .routes(routes!(get_provider))
@@ -88,6 +89,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verify_ledger))
         .routes(routes!(health))
         .routes(routes!(metrics))
+        .merge(crate::dashboard_api::routes())
 }
 
 /// The OpenAPI document the node serves at `/openapi.json`; `docs/http-api.md` is
@@ -111,6 +113,7 @@ pub fn router(shared: AppState, max_json_bytes: usize) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_json_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(shared)
+        .merge(agora_dashboard::router())
 }
 
 /// A JSON body whose rejections are [`ApiFailure`]s.
@@ -135,12 +138,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-fn parse_hash(text: &str) -> ApiResult<Hash> {
+pub(crate) fn parse_hash(text: &str) -> ApiResult<Hash> {
     text.parse()
         .map_err(|e| ApiFailure::BadRequest(format!("{text:?} is not a hash: {e}")))
 }
 
-fn parse_account(text: &str) -> ApiResult<AccountId> {
+pub(crate) fn parse_account(text: &str) -> ApiResult<AccountId> {
     text.parse()
         .map_err(|e| ApiFailure::BadRequest(format!("{text:?} is not an account id: {e}")))
 }
@@ -710,7 +713,7 @@ async fn get_block(
 /// conservation) while the node keeps running.
 #[utoipa::path(get, path = "/v1/ledger/verify", tag = "ledger",
     responses((status = 200, description = "The audit", body = LedgerCheck)))]
-async fn verify_ledger(State(shared): State<AppState>) -> ApiResult<Json<LedgerCheck>> {
+pub(crate) async fn verify_ledger(State(shared): State<AppState>) -> ApiResult<Json<LedgerCheck>> {
     let (genesis, height) = shared
         .chain
         .query(|ledger| (ledger.genesis().clone(), ledger.height()))
