@@ -964,7 +964,7 @@ impl<'e> StepSession<'e> {
         const PAGE: usize = 65_536;
         let len = preimage.memory.len();
         let current = self.memory.data_size(&self.store);
-        if len % PAGE != 0 || len < current {
+        if !len.is_multiple_of(PAGE) || len < current {
             return Err(bad(format!(
                 "its memory is {len} bytes; it must be whole pages and at least the {current} \
                  bytes the module starts with"
