@@ -176,11 +176,7 @@ fn tampered(executor: &WasmExecutor, job: &JobSpec, honest: &Trace, k: u64) -> T
 }
 
 fn commitment(trace: &Trace) -> Commitment {
-    let c = trace.commitment();
-    Commitment {
-        root: c.root,
-        steps: c.steps,
-    }
+    Commitment::from(trace.commitment())
 }
 
 struct Played {
@@ -434,9 +430,15 @@ fn hostile_preimages_get_typed_errors() {
     let mut ragged = good.clone();
     ragged.memory.pop();
     bad(ragged, 4);
+    // Over the job's memory limit (checked before anything grows).
     let mut huge = good.clone();
-    huge.memory.resize(512 << 20, 0);
-    bad(huge, 4);
+    huge.memory.resize(2 << 20, 0);
+    let mut small = job.clone();
+    small.limits.memory_bytes = 1 << 20;
+    let err = executor
+        .referee_step(&small, 4, agreed, Some(&huge))
+        .unwrap_err();
+    assert!(matches!(err, CheckpointError::BadPreimage(_)), "{err}");
     let mut globals = good.clone();
     globals.globals.clear();
     bad(globals, 4);
@@ -531,8 +533,23 @@ fn clock_random_stdout_and_outputs_are_part_of_the_state_and_survive_a_restore()
     }
     let done = session.snapshot().unwrap();
     assert_eq!(done.wasi.outputs.len(), 1);
-    assert!(done.wasi.clock_ns > 0, "{:?}", (done.wasi.clock_ns, done.wasi.secure_random_drawn, done.wasi.insecure_random_drawn));
-    assert!(done.wasi.secure_random_drawn + done.wasi.insecure_random_drawn >= 40 * 8, "{:?}", (done.wasi.secure_random_drawn, done.wasi.insecure_random_drawn));
+    assert!(
+        done.wasi.clock_ns > 0,
+        "{:?}",
+        (
+            done.wasi.clock_ns,
+            done.wasi.secure_random_drawn,
+            done.wasi.insecure_random_drawn
+        )
+    );
+    assert!(
+        done.wasi.secure_random_drawn + done.wasi.insecure_random_drawn >= 40 * 8,
+        "{:?}",
+        (
+            done.wasi.secure_random_drawn,
+            done.wasi.insecure_random_drawn
+        )
+    );
     // The restored outputs are what the job wrote, and a Done state has no next step.
     assert_eq!(
         executor

@@ -44,6 +44,16 @@ pub struct Commitment {
     pub steps: u64,
 }
 
+impl From<agora_core::StepCommitment> for Commitment {
+    /// What a checkpointed receipt signed (`Receipt::checkpoint`) is what the party committed to.
+    fn from(signed: agora_core::StepCommitment) -> Commitment {
+        Commitment {
+            root: signed.root,
+            steps: signed.steps,
+        }
+    }
+}
+
 /// A state hash with its proof against the answering party's root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {

@@ -222,10 +222,7 @@ fn dispute(
         })
         .collect();
     let liar = Trace::new(honest.initial_state, corrupted);
-    let commitment = |t: &Trace| Commitment {
-        root: t.commitment().root,
-        steps: t.steps(),
-    };
+    let commitment = |t: &Trace| Commitment::from(t.commitment());
     let end = honest.steps();
     let opening = Opening {
         initial_state: executor.checkpoint_initial_state(job)?,
