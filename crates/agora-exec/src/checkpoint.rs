@@ -238,12 +238,20 @@ impl Trace {
         &self.tree
     }
 
-    /// What the receipt commits to.
+    /// The root and step count of this trace.
     pub fn commitment(&self) -> StepCommitment {
         StepCommitment {
             root: self.tree.root(),
             steps: self.steps(),
         }
+    }
+
+    /// What a receipt commits to: the [`commitment`](Trace::commitment), or `None` when the
+    /// job ended before its first step (it exited in `_initialize`). There is nothing to
+    /// bisect then, and an empty trace would lose any bisection, so such a result is
+    /// disputed by re-running it, which costs no more than the initialisation.
+    pub fn receipt_commitment(&self) -> Option<StepCommitment> {
+        (self.steps() > 0).then(|| self.commitment())
     }
 
     /// The state hash at `step` (0: the initial state), or `None` past the end.

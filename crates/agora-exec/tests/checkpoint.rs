@@ -687,4 +687,19 @@ fn proc_exit_in_a_step_ends_the_job_with_its_code() {
     assert_eq!((run.outcome.exit_code, ordinary.exit_code), (3, 3));
     assert_eq!(run.outcome.digest, ordinary.digest);
     assert_eq!(run.trace.steps(), 5);
+    assert_eq!(run.trace.receipt_commitment(), Some(run.trace.commitment()));
+}
+
+#[test]
+fn a_job_that_exits_in_initialize_has_no_steps_and_commits_to_none() {
+    let executor = common::executor();
+    let mut job = life_job();
+    job.args = vec!["0".into()];
+    let ordinary = executor.run(&job).unwrap();
+    let run = executor.run_checkpointed(&job).unwrap();
+    assert_eq!((ordinary.exit_code, run.outcome.exit_code), (2, 2));
+    assert!(run.outcome.stderr.text().starts_with("usage: life"));
+    assert_eq!(run.outcome.digest, ordinary.digest);
+    assert_eq!(run.trace.steps(), 0);
+    assert_eq!(run.trace.receipt_commitment(), None);
 }

@@ -317,7 +317,9 @@ fn spawn_sandbox(
         // commit to the step hashes a dispute bisects over.
         let mut outcome = if checkpointed {
             let run = executor.run_checkpointed(&spec).map_err(ExecError::from)?;
-            remember_checkpoint(provider, order_id, run.trace.commitment());
+            if let Some(commitment) = run.trace.receipt_commitment() {
+                remember_checkpoint(provider, order_id, commitment);
+            }
             run.outcome
         } else {
             executor.run(&spec)?
