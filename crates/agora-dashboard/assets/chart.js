@@ -36,7 +36,7 @@ export function lineChart(title, series, format) {
     svg.append(s("text", { x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)));
   }
   for (const t of ticks(t0, t1, 3)) {
-    const label = new Date(t).toISOString().slice(11, 16);
+    const label = new Date(t).toISOString().slice(11, t1 - t0 < 600_000 ? 19 : 16);
     svg.append(s("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, label));
   }
   svg.append(s("line", { class: "axis", x1: PAD.l, x2: PAD.l, y1: PAD.t, y2: H - PAD.b }));

@@ -46,7 +46,7 @@ export async function jobs(main, { params }) {
         { label: "Buyer" }, { label: "Winner" }, { label: "Cap", num: true }, { label: "Price", num: true },
         { label: "Compute", num: true }, { label: "Cost", num: true }, { label: "Latency", num: true }, { label: "Created" },
       ], page.orders.map((o) => [
-        orderLink(o.order_id), o.label, badge(o.state), o.verify, accountLink(o.buyer), providerLink(o.provider),
+        orderLink(o.order_id), o.label, badge(o.state), `${o.verify}: ${o.verification}`, accountLink(o.buyer), providerLink(o.provider),
         price(o.max_price), price(o.price), cu(o.fuel_used), agr(o.cost), ms(o.latency_ms), when(o.created_ms),
       ]), "No orders match."),
       h("nav", { class: "pager", "aria-label": "Pages" },

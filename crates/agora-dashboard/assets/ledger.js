@@ -92,10 +92,14 @@ async function stakes() {
 
 async function slashes(params) {
   const page = await get(`/v1/slashes${query({ before: params.get("before"), limit: 50 })}`);
-  return [table("Slashes with their evidence", [{ label: "Block" }, { label: "Provider" }, { label: "Amount", num: true }, { label: "Evidence" }, { label: "Reason" }, { label: "Beneficiary" }, { label: "Time" }],
-    page.txs.map((e) => {
+  return [table("Slashes with their evidence", [{ label: "Block" }, { label: "Provider" }, { label: "Amount", num: true }, { label: "Evidence (hash; record)" }, { label: "Order" }, { label: "Reason" }, { label: "Beneficiary" }, { label: "Time" }],
+    page.slashes.map((x) => {
+      const e = x.entry;
       const s = e.tx.body.Slash || {};
-      return [blockLink(e.height), accountLink(s.provider), agr(s.amount), h("a", { href: `#/ledger/search?q=${s.evidence}`, class: "mono", title: s.evidence }, short(s.evidence)), s.reason, accountLink(s.beneficiary), when(e.timestamp_ms)];
+      const evidence = x.evidence_record
+        ? h("details", null, h("summary", { class: "mono", title: s.evidence }, short(s.evidence)), h("pre", null, x.evidence_record))
+        : h("span", { class: "mono", title: s.evidence }, short(s.evidence));
+      return [blockLink(e.height), accountLink(s.provider), agr(s.amount), evidence, x.order_id ? orderLink(x.order_id) : "—", s.reason, accountLink(s.beneficiary), when(e.timestamp_ms)];
     }), "No provider has been slashed.")];
 }
 
@@ -121,7 +125,7 @@ async function verify() {
 
 async function search(q) {
   const hit = await get(`/v1/search${query({ q })}`);
-  const go = { order: `#/job/${hit.id}`, account: `#/ledger/account/${hit.id}`, block: `#/ledger/block/${hit.height}`, tx: `#/ledger/block/${hit.height}` }[hit.kind];
+  const go = { order: `#/job/${hit.id}`, account: `#/ledger/account/${hit.id}`, block: `#/ledger/block/${hit.height}`, tx: `#/ledger/block/${hit.height}`, evidence: `#/job/${hit.id}` }[hit.kind];
   if (go) { location.replace(go); return [h("p", null, "Opening…")]; }
   if (hit.kind === "blob") return [h("p", null, "A stored blob: ", h("a", { href: `/v1/blobs/${hit.id}` }, "download it"))];
   return [h("p", { class: "muted", id: "search-none" }, "Nothing on this node has that id: ", h("code", null, q))];

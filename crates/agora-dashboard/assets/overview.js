@@ -9,7 +9,7 @@ import { h, replace, card, table, agr, price, cu, pct, when, badge, orderLink, p
 
 function verifyText(v) {
   if (!v) return "not checked yet";
-  return v.verified ? `verified to #${v.height} (${v.txs} txs, ${when(v.at_ms)})` : `FAILED at #${v.height}: ${v.error || "conservation"}`;
+  return v.verified ? `verified to #${v.height} (${v.txs} txs, ${v.took_ms} ms)` : `FAILED at #${v.height}: ${v.error || "conservation"}`;
 }
 
 function cards(stats) {
@@ -42,7 +42,7 @@ function chartSeries(history, samples) {
     if (!byClass.has(name)) byClass.set(name, []);
     byClass.get(name).push([t, v / 1e9]);
   };
-  for (const p of history) add(`${p.class} paid (VWAP per minute)`, p.minute_ms + 30000, p.vwap);
+  for (const p of history) add(`${p.class} paid (VWAP per minute)`, Math.min(p.minute_ms + 30000, Date.now()), p.vwap);
   for (const [t, index] of samples) {
     for (const i of index) if (i.best_ask !== null && i.best_ask !== undefined) add(`${i.class} best ask`, t, i.best_ask);
   }

@@ -134,6 +134,7 @@ fn summary(entry: &OrderEntry) -> OrderSummary {
         cost: rec.cost,
         replicas: body.replicas,
         verify: body.verify.to_string(),
+        verification: rec.verification.view().status,
         attempts: rec.attempts,
         created_ms: rec.created_ms,
         latency_ms: rec.finished_ms.map(|f| f.saturating_sub(rec.created_ms)),

@@ -115,6 +115,7 @@ async fn scan(
     let mut txs = Vec::new();
     while next > floor && txs.len() < limit {
         let from = next.saturating_sub(CHUNK).max(floor);
+        let mut full = false;
         for block in blocks_desc(shared, from, next - 1).await? {
             let view = crate::api::BlockView::from(&block);
             for tx in view.txs.into_iter().rev().filter(|t| keep(t)) {
@@ -126,10 +127,13 @@ async fn scan(
             }
             next = view.height;
             if txs.len() >= limit {
+                full = true;
                 break;
             }
         }
-        next = next.min(from);
+        if !full {
+            next = from;
+        }
     }
     // Whole blocks: a page may run over `limit` rather than cut a block in two.
     Ok(TxPage {
@@ -293,26 +297,83 @@ pub async fn list_stakes(State(shared): State<AppState>) -> ApiResult<Json<Vec<S
     Ok(Json(stakes))
 }
 
-/// Slash transactions, newest first (their bodies carry the evidence hash and reason;
-/// the evidence record itself is on the slashed order's `verification.slashes`).
+/// A slash on the ledger with the order whose check proved the fault.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SlashEntry {
+    /// The slash transaction and its block.
+    pub entry: TxEntry,
+    /// The order whose verification produced the evidence, if this node carries it.
+    #[schema(value_type = Option<String>)]
+    pub order_id: Option<Hash>,
+    /// Hex of the canonical evidence record (anyone can re-check it), if known.
+    pub evidence_record: Option<String>,
+}
+
+/// `GET /v1/slashes`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SlashPage {
+    /// Slashes, newest first.
+    pub slashes: Vec<SlashEntry>,
+    /// Pass as `before` for older ones.
+    pub next_before: Option<u64>,
+}
+
+/// The order and evidence record behind each evidence hash, from the orders' checks.
+fn evidence_index(shared: &Shared) -> HashMap<Hash, (Hash, String)> {
+    let book = shared.book();
+    book.orders
+        .values()
+        .flat_map(|e| {
+            let id = e.id();
+            e.rec
+                .verification
+                .slashes
+                .iter()
+                .map(move |s| (s.evidence, (id, s.evidence_record.clone())))
+        })
+        .collect()
+}
+
+/// Slashes, newest first, each with its evidence: the hash and reason the ledger records,
+/// and the evidence record itself from the order whose check proved the fault.
 #[utoipa::path(get, path = "/v1/slashes", tag = "ledger", params(TxQuery),
-    responses((status = 200, description = "TxPage of slash transactions", body = TxPage)))]
+    responses((status = 200, description = "SlashPage", body = SlashPage)))]
 pub async fn list_slashes(
     State(shared): State<AppState>,
     Query(query): Query<TxQuery>,
-) -> ApiResult<Json<TxPage>> {
+) -> ApiResult<Json<SlashPage>> {
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let page = scan(&shared, query.before, limit, u64::MAX, |tx| {
         tx.kind == "slash"
     })
     .await?;
-    Ok(Json(page))
+    let evidence = evidence_index(&shared);
+    let slashes = page
+        .txs
+        .into_iter()
+        .map(|entry| {
+            let known = match &entry.tx.body {
+                TxBody::Slash { evidence: e, .. } => evidence.get(e).cloned(),
+                _ => None,
+            };
+            SlashEntry {
+                order_id: known.as_ref().map(|k| k.0),
+                evidence_record: known.map(|k| k.1),
+                entry,
+            }
+        })
+        .collect();
+    Ok(Json(SlashPage {
+        slashes,
+        next_before: page.next_before,
+    }))
 }
 
 /// What a search term names.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct SearchHit {
-    /// `order`, `account`, `block`, `tx`, `blob` or `none`.
+    /// `order`, `account`, `block`, `tx`, `blob`, `evidence` (`id` is the slashed order)
+    /// or `none`.
     pub kind: String,
     /// The id, normalised.
     pub id: String,
@@ -356,6 +417,9 @@ pub async fn search(
     };
     if shared.book().orders.contains_key(&hash) {
         return hit("order", hash.to_string(), None);
+    }
+    if let Some((order, _)) = evidence_index(&shared).get(&hash) {
+        return hit("evidence", order.to_string(), None);
     }
     let page = scan(&shared, None, 1, u64::MAX, |tx| tx.id == hash).await?;
     if let Some(found) = page.txs.first() {

@@ -51,6 +51,8 @@ pub struct OrderSummary {
     pub replicas: u32,
     /// The verification policy, in its text form.
     pub verify: String,
+    /// Where its check stands (`pending`, `unchecked`, `verified`, `challenged`, `failed`).
+    pub verification: String,
     /// Times it was (re)assigned.
     pub attempts: u32,
     /// Unix ms it was accepted.

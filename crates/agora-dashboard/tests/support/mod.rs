@@ -500,6 +500,7 @@ impl Browser {
 
     /// Saves a PNG of the window as `name.png` in [`screenshot_dir`].
     pub async fn screenshot(&self, name: &str) {
+        self.js("window.scrollTo(0, 0); return true").await;
         let png = self.client.screenshot().await.expect("screenshot");
         std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write PNG");
     }
