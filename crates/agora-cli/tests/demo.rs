@@ -9,19 +9,16 @@ use std::process::Command;
 use serde_json::Value;
 
 fn demo(out_dir: &Path, extra: &[&str]) -> (bool, Value) {
+    // Two providers unless the test asks for another number.
+    let providers = if extra.contains(&"--providers") {
+        &[][..]
+    } else {
+        &["--providers", "2"][..]
+    };
     let output = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args([
-            "demo",
-            "--json",
-            "--providers",
-            "2",
-            "--jobs",
-            "2",
-            "--width",
-            "48",
-            "--height",
-            "32",
-        ])
+        .args(["demo", "--json"])
+        .args(providers)
+        .args(["--jobs", "2", "--width", "48", "--height", "32"])
         .args(["--samples", "2", "--mc-samples", "20000", "--out-dir"])
         .arg(out_dir)
         .args(extra)
@@ -76,6 +73,12 @@ fn every_job_settles_and_the_ledger_verifies() {
     assert_eq!(report["jobs"]["refunded"], 0);
     assert_eq!(report["ledger"]["verified"], true);
     assert_eq!(report["ledger"]["conservation"], true);
+    assert_eq!(report["verification"]["policy"], "adaptive");
+    assert_eq!(report["verification"]["wrong_results_accepted"], 0);
+    assert_eq!(report["verification"]["honest_slashed"], 0);
+    // Two new providers: adaptive re-runs every job once, so two runs per billed run.
+    let overhead = report["verification"]["overhead"].as_f64().unwrap();
+    assert!((overhead - 2.0).abs() < 1e-9, "{overhead}");
     assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
     assert!(
         report["latency_ms"]["p95"].as_f64().unwrap()
@@ -127,6 +130,64 @@ fn every_job_settles_and_the_ledger_verifies() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+#[test]
+fn byzantine_providers_are_caught_and_slashed_under_replication() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, report) = demo(
+        dir.path(),
+        &[
+            "--providers",
+            "3",
+            "--byzantine",
+            "1",
+            "--verify",
+            "replicate:3:2",
+        ],
+    );
+    assert!(ok, "demo failed: {report:#}");
+    let v = &report["verification"];
+    assert_eq!(v["policy"], "replicate:3:2");
+    assert_eq!(v["byzantine_providers"], 1);
+    assert_eq!(v["wrong_results_accepted"], 0, "{v}");
+    assert_eq!(v["honest_slashed"], 0, "{v}");
+    let settled = report["jobs"]["settled"].as_u64().unwrap();
+    assert_eq!(v["checked_against_local_runs"].as_u64(), Some(settled));
+    // The cheapest provider is the byzantine one and every job runs on all three, so
+    // every job catches it once.
+    assert_eq!(v["frauds_detected"].as_u64(), Some(settled), "{v}");
+    assert_eq!(v["frauds_slashed"], v["frauds_detected"]);
+    let overhead = v["overhead"].as_f64().unwrap();
+    assert!(
+        (overhead - 3.0).abs() < 1e-9,
+        "three runs per billed run: {overhead}"
+    );
+    assert!(
+        report["image"].is_string(),
+        "the frame is made of correct tiles only"
+    );
+}
+
+#[test]
+fn a_policy_the_network_is_too_small_for_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "demo",
+            "--providers",
+            "2",
+            "--verify",
+            "replicate:3:2",
+            "--out-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--providers 3"), "{stderr}");
+    assert!(!dir.path().join("net").exists(), "nothing started");
 }
 
 #[test]

@@ -14,6 +14,7 @@
 mod image;
 mod plan;
 mod report;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +59,18 @@ pub struct Args {
     /// under the system temp dir].
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// How every job's result is checked: none, replicate:N:Q, spot:P, adaptive,
+    /// challenge:WINDOW (see `agora job run --help`).
+    #[arg(long, default_value = "adaptive", value_name = "POLICY")]
+    pub verify: agora_proto::VerifyPolicy,
+    /// Providers that misbehave on purpose (the K cheapest, so they win work first), to
+    /// show what verification catches.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub byzantine: u32,
+    /// How the byzantine providers misbehave: wrong-output, skip-work, silent or crash,
+    /// optionally on a share of jobs (`wrong-output:0.5`).
+    #[arg(long, default_value = "wrong-output", value_name = "MODE[:RATE]")]
+    pub fault: agora_provider::FaultPlan,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -68,6 +81,7 @@ const BASE_PROVIDER_PRICE: Price = Price(20_000_000);
 
 /// Runs `agora demo`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    check_verification_args(&args)?;
     let out_dir = output_dir(args.out_dir.clone())?;
     let frame = Frame {
         width: args.width,
@@ -75,13 +89,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         samples: args.samples,
         tiles: args.tiles.unwrap_or(args.providers * 2),
     };
-    let tasks = plan::tasks(
+    let mut tasks = plan::tasks(
         &out_dir.join("jobs"),
         frame,
         args.jobs,
         args.mc_samples,
         args.max_price,
     )?;
+    for task in &mut tasks {
+        task.request.verify = args.verify;
+    }
     progress(format!(
         "agora demo: a market and {} providers as processes on loopback, {} jobs, data in {}",
         args.providers,
@@ -96,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.base_price = BASE_PROVIDER_PRICE;
     // One job at a time per provider, so the frame's bands spread over all of them.
     config.provider_slots = Some(1);
+    let config = config.with_byzantine(args.byzantine as usize, args.fault);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut net = LocalNet::start(&config)?;
     let outcome = runtime.block_on(async {
@@ -113,6 +131,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     net.stop();
     let audit = agora_ledger::verify(net.ledger_dir());
     let image = assemble_image(&out_dir, &tasks, &lines)?;
+    let byzantine = net
+        .faulty_providers()
+        .into_iter()
+        .map(|(_, a, _)| a)
+        .collect();
+    let checked = check_against_local_runs(&tasks, &lines)?;
+    let summary = verify::Summary::new(args.verify.to_string(), byzantine, &checked);
     let report = Report::new(
         lines.into_iter().map(|(line, _)| line).collect(),
         balances,
@@ -121,6 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         image,
         net.ledger_dir().to_path_buf(),
         elapsed,
+        summary,
     );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
@@ -132,6 +158,52 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Refuses a policy the network is too small for, and more byzantine providers than
+/// providers, before anything starts.
+fn check_verification_args(args: &Args) -> anyhow::Result<()> {
+    if args.byzantine > args.providers {
+        anyhow::bail!(
+            "--byzantine {} is more than --providers {}; at most every provider can be faulty",
+            args.byzantine,
+            args.providers
+        );
+    }
+    if let agora_proto::VerifyPolicy::Replicate { n, .. } = args.verify {
+        if n > args.providers {
+            anyhow::bail!(
+                "--verify {} runs every job on {n} distinct providers but the demo starts {}; pass --providers {n} or more",
+                args.verify,
+                args.providers
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs every settled job again locally and pairs its digest with the accepted one.
+fn check_against_local_runs(
+    tasks: &[Task],
+    finished: &[Finished],
+) -> anyhow::Result<Vec<verify::Checked>> {
+    let executor = verify::executor()?;
+    let mut checked = Vec::new();
+    for (task, (line, _)) in tasks.iter().zip(finished) {
+        let (Some(order), Some(accepted), Some(v)) =
+            (line.order, line.digest, line.verification.clone())
+        else {
+            continue;
+        };
+        let truth = verify::local_digest(&executor, task, order)?;
+        checked.push(verify::Checked {
+            accepted,
+            truth,
+            verification: v,
+            billed_fuel: line.billed_fuel,
+        });
+    }
+    Ok(checked)
 }
 
 /// A finished task: its report line and its local output files.
@@ -203,6 +275,8 @@ async fn balances(buyer: &Buyer, net: &LocalNet) -> anyhow::Result<Vec<Balance>>
         who.push((format!("provider {}", i + 1), provider.account));
     }
     who.push(("treasury".into(), buyer.info().treasury));
+    // The market authority's balance pays for audits (see docs/verification.md).
+    who.push(("audit fund".into(), buyer.info().market));
     let mut out = Vec::with_capacity(who.len());
     for (role, account) in who {
         let view = buyer.client().account(&account).await?;
@@ -232,7 +306,18 @@ fn assemble_image(
             return Ok(None);
         };
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        tiles.push(image::parse_ppm(&bytes).with_context(|| format!("{} output", task.label))?);
+        match image::parse_ppm(&bytes) {
+            Ok(tile) => tiles.push(tile),
+            // A wrong result accepted (under `none`, or a spot-check not drawn) can be
+            // any bytes: report it, and the frame is not assembled.
+            Err(err) => {
+                progress(format!(
+                    "{} output is not a valid image: {err:#}",
+                    task.label
+                ));
+                return Ok(None);
+            }
+        }
     }
     if tiles.is_empty() {
         return Ok(None);

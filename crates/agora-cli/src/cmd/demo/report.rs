@@ -9,6 +9,8 @@ use agora_ledger::{VerifyError, VerifyReport};
 use agora_proto::OrderState;
 use serde_json::json;
 
+use super::verify::Summary;
+
 /// One job's result.
 pub struct JobLine {
     /// The task's label.
@@ -29,6 +31,12 @@ pub struct JobLine {
     pub attempts: u32,
     /// `settled` or why not.
     pub outcome: String,
+    /// The accepted result's digest, when settled.
+    pub digest: Option<agora_core::Hash>,
+    /// How the market checked it, when settled.
+    pub verification: Option<agora_proto::api::VerificationView>,
+    /// Fuel billed for it.
+    pub billed_fuel: u64,
 }
 
 impl JobLine {
@@ -56,6 +64,12 @@ impl JobLine {
             latency_ms: summary.latency_ms.unwrap_or(0) as f64,
             attempts: summary.attempts,
             outcome,
+            digest: summary.digest,
+            verification: (summary.state == OrderState::Settled)
+                .then(|| summary.verification.clone()),
+            billed_fuel: summary
+                .compute_units
+                .map_or(0, |cu| (cu * 1e9).round() as u64),
         }
     }
 
@@ -71,6 +85,9 @@ impl JobLine {
             latency_ms: 0.0,
             attempts: 0,
             outcome: format!("not submitted: {error:#}"),
+            digest: None,
+            verification: None,
+            billed_fuel: 0,
         }
     }
 
@@ -116,6 +133,7 @@ pub struct Report {
     image: Option<PathBuf>,
     data_dir: PathBuf,
     elapsed: Duration,
+    verification: Summary,
 }
 
 impl Report {
@@ -128,6 +146,7 @@ impl Report {
         image: Option<PathBuf>,
         data_dir: PathBuf,
         elapsed: Duration,
+        verification: Summary,
     ) -> Report {
         Report {
             jobs,
@@ -137,6 +156,7 @@ impl Report {
             image,
             data_dir,
             elapsed,
+            verification,
         }
     }
 
@@ -152,9 +172,14 @@ impl Report {
         })
     }
 
-    /// Every job settled, the replay verified and conservation held.
+    /// Every job settled, the replay verified, conservation held and no honest provider
+    /// was slashed. (A wrong result accepted is reported, not failed: under `none` or an
+    /// undrawn spot-check that is the policy's trade, priced by stake.)
     pub fn all_good(&self) -> bool {
-        self.settled() == self.jobs.len() && self.audit.is_ok() && self.conservation()
+        self.settled() == self.jobs.len()
+            && self.audit.is_ok()
+            && self.conservation()
+            && self.verification.honest_slashed == 0
     }
 
     fn latency_percentile(&self, p: f64) -> f64 {
@@ -216,6 +241,7 @@ impl Report {
                 "audit": audit,
             },
             "image": self.image,
+            "verification": self.verification.to_json(),
             "ok": self.all_good(),
         })
     }
@@ -283,6 +309,7 @@ impl Report {
             "market data: {} (try `agora ledger verify --data-dir {0}`)",
             self.data_dir.display()
         );
+        self.verification.print();
         match &self.image {
             Some(path) => println!("image: {}", path.display()),
             None => println!("image: none (a tile did not settle)"),
