@@ -59,6 +59,9 @@ export const live = {
     if (this.source) return;
     const src = new EventSource("/v1/dashboard/events");
     this.source = src;
+    // Close the stream when the page goes away: a browser may otherwise keep its socket
+    // busy for a while, and HTTP/1.1 allows only six per host.
+    window.addEventListener("pagehide", () => src.close());
     src.addEventListener("open", () => onState("live"));
     src.addEventListener("error", () => onState("reconnecting…"));
     for (const name of Object.keys(this.listeners)) {

@@ -126,6 +126,7 @@ export async function job(main, { args, current }) {
   ready(main);
   if (detail.view.state === "settled" || detail.view.state === "refunded") return null;
   const events = new EventSource(`/v1/orders/${id}/events`);
+  window.addEventListener("pagehide", () => events.close(), { once: true });
   let timer = null;
   const refresh = () => {
     clearTimeout(timer);
