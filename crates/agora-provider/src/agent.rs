@@ -364,6 +364,7 @@ impl Shared {
     /// strikes this order (always the same answer for the same order). Says so, loudly.
     pub fn fault_for(&self, order_id: &Hash) -> Option<crate::fault::FaultMode> {
         let mode = self.fault?.for_order(&self.key.account(), order_id)?;
+        self.stats().misbehaved += 1;
         tracing::warn!(order = %order_id.short(), fault = %mode, "misbehaving on purpose on this job (--faulty)");
         Some(mode)
     }

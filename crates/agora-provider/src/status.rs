@@ -30,6 +30,10 @@ pub struct JobStats {
     /// What the delivered results bill at the assigned prices, before the market's fee
     /// (what the agent expects to be paid; the ledger is the authority).
     pub billed: Amount,
+    /// Jobs it misbehaved on on purpose (`--faulty`, test networks only); always 0 for an
+    /// honest agent.
+    #[serde(default)]
+    pub misbehaved: u64,
 }
 
 impl JobStats {

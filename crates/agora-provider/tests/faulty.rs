@@ -215,7 +215,7 @@ async fn wrong_output_signs_a_consistent_result_no_one_else_produces() {
     assert_ne!(digests[0].1, digests[1].1, "two cheaters never agree");
     for provider in [a, b] {
         let stats = provider.shutdown().await.expect("clean shutdown");
-        assert_eq!(stats.delivered, 1);
+        assert_eq!((stats.delivered, stats.misbehaved), (1, 1));
     }
 }
 
@@ -327,5 +327,6 @@ async fn a_rate_misbehaves_on_exactly_the_orders_its_draw_picks() {
         let wrong = delivery.receipt.body.result_digest != truth.digest;
         assert_eq!(wrong, cheats, "order {order_id}");
     }
+    assert_eq!(provider.stats().misbehaved, 3);
     provider.shutdown().await.expect("clean shutdown");
 }
