@@ -92,6 +92,13 @@ pub enum Event {
         /// How much.
         amount: Amount,
     },
+    /// Part of an escrow was burnt.
+    EscrowBurned {
+        /// The escrow.
+        order_id: Hash,
+        /// How much.
+        amount: Amount,
+    },
     /// Balance moved into bonded stake.
     Bonded {
         /// The provider.
@@ -378,6 +385,9 @@ pub fn apply_verified(
             release_escrow(state, ctx, signer, *order_id, payouts)?
         }
         TxBody::RefundEscrow { order_id } => refund_escrow(state, ctx, signer, *order_id)?,
+        TxBody::BurnEscrow { order_id, amount } => {
+            burn_escrow(state, ctx, signer, *order_id, *amount)?
+        }
         TxBody::Bond { amount } => bond(state, signer, *amount)?,
         TxBody::Unbond { amount } => unbond(state, ctx, signer, *amount)?,
         TxBody::Withdraw => withdraw(state, ctx, signer)?,
@@ -687,6 +697,46 @@ fn refund_escrow(
         buyer: escrow.buyer,
         amount,
     }])
+}
+
+fn burn_escrow(
+    state: &mut State,
+    ctx: &BlockContext,
+    signer: AccountId,
+    order_id: Hash,
+    amount: Amount,
+) -> Result<Vec<Event>, LedgerError> {
+    require_authority(ctx, signer, "burn escrow")?;
+    require_positive(amount, "a burn amount")?;
+    let escrow = open_escrow_of(state, order_id)?;
+    let remaining =
+        escrow
+            .remaining
+            .checked_sub(amount)
+            .map_err(|_| LedgerError::ReleaseExceedsEscrow {
+                order_id,
+                remaining: escrow.remaining,
+                requested: amount,
+            })?;
+    let burned = state
+        .burned()
+        .checked_add(amount)
+        .map_err(|_| LedgerError::Overflow("the burnt total"))?;
+    let status = if remaining.is_zero() {
+        EscrowStatus::Released
+    } else {
+        EscrowStatus::Open
+    };
+    state.set_escrow(
+        order_id,
+        Escrow {
+            remaining,
+            status,
+            ..escrow
+        },
+    );
+    state.set_burned(burned);
+    Ok(vec![Event::EscrowBurned { order_id, amount }])
 }
 
 fn bond(state: &mut State, account: AccountId, amount: Amount) -> Result<Vec<Event>, LedgerError> {

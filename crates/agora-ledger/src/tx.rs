@@ -52,6 +52,15 @@ pub enum TxBody {
         /// The escrow to refund.
         order_id: Hash,
     },
+    /// Burns `amount` of an open escrow; market authority only. For a forfeited
+    /// challenge bond: the share nobody earned is destroyed, so a provider cannot profit
+    /// from provoking challenges with a sock puppet.
+    BurnEscrow {
+        /// The escrow to burn from.
+        order_id: Hash,
+        /// How much; positive and at most what remains locked.
+        amount: Amount,
+    },
     /// Moves `amount` of the signer's balance into its bonded stake.
     Bond {
         /// How much to bond; must be positive.
@@ -93,6 +102,7 @@ impl TxBody {
             TxBody::OpenEscrow { .. } => "open-escrow",
             TxBody::ReleaseEscrow { .. } => "release-escrow",
             TxBody::RefundEscrow { .. } => "refund-escrow",
+            TxBody::BurnEscrow { .. } => "burn-escrow",
             TxBody::Bond { .. } => "bond",
             TxBody::Unbond { .. } => "unbond",
             TxBody::Withdraw => "withdraw",

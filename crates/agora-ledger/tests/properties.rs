@@ -57,6 +57,11 @@ enum Action {
     Withdraw {
         who: usize,
     },
+    Burn {
+        signer: usize,
+        order: u8,
+        amount: u64,
+    },
     Slash {
         signer: usize,
         provider: usize,
@@ -93,6 +98,7 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (0..USERS, amount()).prop_map(|(who, amount)| Action::Bond { who, amount }),
         2 => (0..USERS, amount()).prop_map(|(who, amount)| Action::Unbond { who, amount }),
         1 => (0..USERS).prop_map(|who| Action::Withdraw { who }),
+        1 => (authority(), 0u8..6, small_amount()).prop_map(|(signer, order, amount)| Action::Burn { signer, order, amount }),
         1 => (authority(), 0..USERS, small_amount(), 0u8..4, 0..USERS + 2).prop_map(|(signer, provider, amount, evidence, beneficiary)| Action::Slash { signer, provider, amount, evidence, beneficiary }),
     ]
 }
@@ -197,6 +203,17 @@ impl World {
                 },
             ),
             Action::Withdraw { who } => (who, TxBody::Withdraw),
+            Action::Burn {
+                signer,
+                order,
+                amount,
+            } => (
+                signer,
+                TxBody::BurnEscrow {
+                    order_id: self.order(order),
+                    amount: Amount(amount),
+                },
+            ),
             Action::Slash {
                 signer,
                 provider,

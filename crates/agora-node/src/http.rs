@@ -78,6 +78,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_result))
         .routes(routes!(order_events))
         .routes(routes!(cancel_order))
+        .routes(routes!(challenge_order))
         .routes(routes!(submit_tx, crate::explorer::list_txs))
         .routes(routes!(get_account))
         .routes(routes!(list_providers))
@@ -508,6 +509,25 @@ async fn cancel_order(
 ) -> ApiResult<Json<OrderView>> {
     let id = parse_hash(&id)?;
     Ok(Json(orders::cancel(&shared, id, request).await?))
+}
+
+/// Challenges a result held under `challenge:WINDOW`: the challenger's signed result
+/// and the escrow that bonds it. The market commits the bond and re-executes the job as
+/// referee; the loser's bond or stake is slashed (see docs/verification.md).
+#[utoipa::path(post, path = "/v1/orders/{id}/challenge", tag = "orders",
+    params(("id" = String, Path, description = "The order id, hex")),
+    request_body = agora_proto::api::ChallengeRequest,
+    responses(
+        (status = 200, description = "The order, challenged; follow it for the ruling", body = agora_proto::api::OrderView),
+        (status = 400, description = "bad_signature, escrow_mismatch or bad_request", body = agora_proto::ApiError),
+        (status = 409, description = "no result is held open for challenges, the window closed, the bond is too low, or the result is the provider's", body = agora_proto::ApiError)))]
+async fn challenge_order(
+    State(shared): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<agora_proto::api::ChallengeRequest>,
+) -> ApiResult<Json<OrderView>> {
+    let id = parse_hash(&id)?;
+    Ok(Json(crate::dispute::file_challenge(&shared, id, request).await?))
 }
 
 /// Submits any signed ledger transaction and waits for the block that holds it.

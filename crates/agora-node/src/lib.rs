@@ -28,6 +28,7 @@ pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod dashboard_api;
+pub mod dispute;
 pub mod error;
 pub mod explorer;
 pub mod http;

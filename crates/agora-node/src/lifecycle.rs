@@ -82,6 +82,12 @@ pub enum Action {
         /// How it was checked.
         how: Checked,
     },
+    /// Re-run the order on the market itself and settle by that run (the entry is
+    /// already marked busy).
+    Referee {
+        /// The order.
+        id: Hash,
+    },
     /// Tell a provider to stop running an order.
     Abort {
         /// The provider.
@@ -104,6 +110,7 @@ pub fn run(shared: &Arc<Shared>, actions: Vec<Action>) {
                 Action::Settle { id, accepted, how } => {
                     verification::settle(shared, id, accepted, how).await
                 }
+                Action::Referee { id } => crate::dispute::referee_decides(shared, id).await,
                 Action::Abort {
                     provider,
                     id,

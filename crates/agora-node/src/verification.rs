@@ -130,6 +130,10 @@ pub struct VerificationRecord {
     pub slashes: Vec<SlashView>,
     /// Under `challenge`: the held result's window end (Unix ms).
     pub challenge_until_ms: Option<u64>,
+    /// Under `challenge`: when the result was recorded and its window opened (Unix ms).
+    pub held_since_ms: Option<u64>,
+    /// A challenge filed against the held result, and its ruling once decided.
+    pub challenge: Option<crate::dispute::ChallengeRecord>,
 }
 
 impl VerificationRecord {
@@ -143,6 +147,8 @@ impl VerificationRecord {
             status: Status::Pending,
             slashes: Vec::new(),
             challenge_until_ms: None,
+            held_since_ms: None,
+            challenge: None,
         }
     }
 
@@ -178,11 +184,14 @@ impl VerificationRecord {
             audit_seed_signature: self.seed_signature.as_ref().map(hex::encode),
             slashes: self.slashes.clone(),
             challenge_until_ms: self.challenge_until_ms,
+            challenger: self.challenge.as_ref().map(|c| c.challenger),
+            ruling: self.challenge.as_ref().and_then(|c| c.ruling.clone()),
             fuel_executed: self.fuel_executed(),
         }
     }
 
-    fn votes(&self) -> Vec<ReplicaReceipt> {
+    /// Every run's vote, in delivery order.
+    pub fn votes(&self) -> Vec<ReplicaReceipt> {
         self.runs.iter().map(RunRecord::vote).collect()
     }
 }
@@ -282,11 +291,18 @@ fn record_run(
         Ok(Step::RunAnother { why }) => run_another(shared, book, id, why),
         Ok(Step::Accept { accepted, how }) => accept(shared, book, id, accepted, how),
         Ok(Step::Refund { why }) => {
-            if let Some(entry) = book.orders.get_mut(&id) {
-                entry.rec.verification.status = Status::Failed;
-            }
-            shared.metrics.job("verification-failed");
-            lifecycle::begin_refund(book, id, why)
+            // The results contradict each other and no quorum is left to find: the market
+            // re-runs the job itself, and its run decides who is right.
+            let Some(entry) = book.orders.get_mut(&id) else {
+                return Vec::new();
+            };
+            entry.busy = true;
+            shared.enter(
+                entry,
+                OrderState::Verifying,
+                format!("{why}; the market re-runs the job itself as referee"),
+            );
+            vec![Action::Referee { id }]
         }
         Err(err) => {
             tracing::error!(order = %id, "verification step failed: {err}");
@@ -322,7 +338,7 @@ pub fn accept_without_more(
 }
 
 /// Settles on `accepted`, or holds it open for challenges first.
-fn accept(
+pub(crate) fn accept(
     shared: &Shared,
     book: &mut Book,
     id: Hash,
@@ -339,6 +355,7 @@ fn accept(
             let deadline = entry.rec.order.body.deadline_ms;
             let until = (now + window).min(deadline.saturating_sub(SETTLE_MARGIN_MS));
             v.challenge_until_ms = Some(until);
+            v.held_since_ms = Some(now);
             shared.enter(
                 entry,
                 OrderState::Verifying,
@@ -352,7 +369,7 @@ fn accept(
         run.agreed = Some(agreed);
     }
     v.status = match how {
-        Checked::Quorum { .. } => Status::Verified,
+        Checked::Quorum { .. } | Checked::Referee => Status::Verified,
         Checked::Unchecked => Status::Unchecked,
     };
     entry.busy = true;
@@ -409,7 +426,13 @@ struct Payments {
     slash_amount: Amount,
 }
 
-fn payments(shared: &Shared, book: &Book, id: Hash, accepted: &Accepted) -> Option<Payments> {
+fn payments(
+    shared: &Shared,
+    book: &Book,
+    id: Hash,
+    accepted: &Accepted,
+    how: Checked,
+) -> Option<Payments> {
     let entry = book.orders.get(&id)?;
     let body = &entry.rec.order.body;
     let v = &entry.rec.verification;
@@ -458,9 +481,14 @@ fn payments(shared: &Shared, book: &Book, id: Hash, accepted: &Accepted) -> Opti
             }
         }
     }
-    let proof = Proof::Quorum {
-        accepted: accepted.result,
-        agreeing: accepted.agreeing.clone(),
+    let proof = match how {
+        Checked::Referee => Proof::Referee {
+            result: accepted.result,
+        },
+        _ => Proof::Quorum {
+            accepted: accepted.result,
+            agreeing: accepted.agreeing.clone(),
+        },
     };
     let chain = &shared.identity.chain_id;
     let slashes = v
@@ -474,11 +502,16 @@ fn payments(shared: &Shared, book: &Book, id: Hash, accepted: &Accepted) -> Opti
                 Ok(evidence) => Some((
                     run.provider(),
                     evidence,
-                    format!(
-                        "order {id}: {} of {} distinct providers agreed on another result than the one it signed",
-                        accepted.agreeing.len(),
-                        v.runs.len()
-                    ),
+                    match how {
+                        Checked::Referee => format!(
+                            "order {id}: the market's re-execution got another result than the one it signed"
+                        ),
+                        _ => format!(
+                            "order {id}: {} of {} distinct providers agreed on another result than the one it signed",
+                            accepted.agreeing.len(),
+                            v.runs.len()
+                        ),
+                    },
                 )),
                 Err(err) => {
                     tracing::warn!(order = %id, provider = %run.provider(), "no evidence: {err}");
@@ -502,7 +535,7 @@ fn payments(shared: &Shared, book: &Book, id: Hash, accepted: &Accepted) -> Opti
 pub async fn settle(shared: Arc<Shared>, id: Hash, accepted: Accepted, how: Checked) {
     let plan = {
         let book = shared.book();
-        payments(&shared, &book, id, &accepted)
+        payments(&shared, &book, id, &accepted, how)
     };
     let Some(plan) = plan else { return };
     let cost = Amount::sum(plan.from_escrow.iter().map(|(_, a)| *a)).unwrap_or(plan.escrow);
@@ -632,27 +665,30 @@ fn finish(
         return;
     };
     entry.busy = false;
-    entry.rec.cost = cost;
-    entry.rec.refunded = plan.escrow.checked_sub(cost).unwrap_or(Amount::ZERO);
-    entry.rec.result = plan.result.clone();
     entry.rec.finished_ms = Some(now);
-    if let Some(result) = &plan.result {
-        entry.rec.provider = Some(result.provider);
-    }
     let v = &mut entry.rec.verification;
     for run in &mut v.runs {
         let who = run.provider();
-        let escrow = plan
+        let paid = plan
             .from_escrow
             .iter()
-            .find(|(p, _)| *p == who)
-            .map(|(_, a)| a.0);
-        let fund = fund_paid.iter().find(|(p, _)| *p == who).map(|(_, a)| a.0);
-        run.paid = Amount(escrow.unwrap_or(0).saturating_add(fund.unwrap_or(0)));
+            .chain(fund_paid.iter())
+            .filter(|(to, _)| *to == who)
+            .fold(0u64, |sum, (_, a)| sum.saturating_add(a.0));
+        run.paid = Amount(paid);
     }
     v.slashes = slashed.clone();
+    let Some(result) = plan.result.clone() else {
+        record_all_wrong(shared, book, id, accepted, &slashed, now);
+        return;
+    };
+    entry.rec.cost = cost;
+    entry.rec.refunded = plan.escrow.checked_sub(cost).unwrap_or(Amount::ZERO);
+    entry.rec.provider = Some(result.provider);
+    entry.rec.result = Some(result);
     let checked = match how {
         Checked::Quorum { votes, runs } => format!("verified: {votes} of {runs} runs agreed"),
+        Checked::Referee => "verified by the market's own re-execution".to_string(),
         Checked::Unchecked => "accepted unchecked".to_string(),
     };
     let detail = format!(
@@ -663,10 +699,7 @@ fn finish(
         if slashed.is_empty() {
             String::new()
         } else {
-            format!(
-                "; slashed {} provider(s) with quorum evidence",
-                slashed.len()
-            )
+            format!("; slashed {} provider(s) with evidence", slashed.len())
         }
     );
     let latency = entry.submitted.elapsed();
@@ -690,6 +723,46 @@ fn finish(
             });
         p.earned = p.earned.checked_add(earned).unwrap_or(p.earned);
     }
+    record_faults(shared, book, accepted, &slashed, now);
+}
+
+/// Every run was proven wrong by the referee: the buyer is refunded in full (the
+/// settlement refunded the escrow), and the providers are slashed.
+fn record_all_wrong(
+    shared: &Shared,
+    book: &mut Book,
+    id: Hash,
+    accepted: &Accepted,
+    slashed: &[SlashView],
+    now: u64,
+) {
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return;
+    };
+    entry.rec.cost = Amount::ZERO;
+    entry.rec.refunded = entry.rec.order.body.escrow;
+    let v = &mut entry.rec.verification;
+    v.status = Status::Failed;
+    let reason = format!(
+        "the market's re-execution matched none of the {} results; refunded in full, {} provider(s) slashed",
+        v.runs.len(),
+        slashed.len()
+    );
+    entry.rec.refund_reason = Some(reason.clone());
+    shared.enter(entry, OrderState::Refunded, reason);
+    shared.metrics.job("refunded");
+    book.active.remove(&id);
+    record_faults(shared, book, accepted, slashed, now);
+}
+
+/// Reputation and trust for the providers a quorum or the referee proved wrong.
+fn record_faults(
+    shared: &Shared,
+    book: &mut Book,
+    accepted: &Accepted,
+    slashed: &[SlashView],
+    now: u64,
+) {
     for wrong in accepted.to_slash() {
         book.market
             .record_event(wrong, ReputationEvent::ProvenFault, now);
@@ -706,4 +779,64 @@ fn finish(
     if frauds > 0 {
         shared.metrics.frauds.inc_by(frauds as u64);
     }
+}
+
+/// The executor the market uses as referee, started on first use.
+fn referee_executor() -> Result<Arc<agora_exec::WasmExecutor>, String> {
+    static EXECUTOR: std::sync::OnceLock<Arc<agora_exec::WasmExecutor>> =
+        std::sync::OnceLock::new();
+    if let Some(executor) = EXECUTOR.get() {
+        return Ok(executor.clone());
+    }
+    let executor = agora_exec::WasmExecutor::new(agora_exec::ExecConfig::default())
+        .map_err(|e| format!("the referee's executor did not start: {e}"))?;
+    Ok(EXECUTOR.get_or_init(|| Arc::new(executor)).clone())
+}
+
+/// Re-executes order `id` on the market itself, from the module and inputs the buyer
+/// uploaded here, exactly as a provider runs it (checkpointed if the module is): the
+/// referee's result. The executor is deterministic, so this is the truth a dispute needs.
+pub async fn referee_run(
+    shared: &Shared,
+    id: Hash,
+    body: &OrderRequest,
+) -> Result<RunResult, String> {
+    let blobs = shared.blobs.clone();
+    let job = body.job.clone();
+    let (fuel, memory) = (body.fuel_budget, body.job.memory_bytes);
+    let run = tokio::task::spawn_blocking(move || -> Result<RunResult, String> {
+        use agora_exec::Executor;
+        let executor = referee_executor()?;
+        let bytes = std::fs::read(blobs.path_of(&job.module))
+            .map_err(|e| format!("the module is not on this market: {e}"))?;
+        let checkpointed = agora_exec::checkpoint::is_checkpointed(&bytes);
+        let module =
+            agora_exec::WasmModule::with_hash(bytes, job.module).map_err(|e| e.to_string())?;
+        let mut spec = executor.job(id, module);
+        spec.args = job.args.clone();
+        spec.env = job.env.clone();
+        for input in &job.inputs {
+            let input =
+                agora_exec::Input::from_file(input.name.clone(), &blobs.path_of(&input.hash))
+                    .map_err(|e| format!("input {} is not on this market: {e}", input.name))?;
+            spec.inputs.push(input);
+        }
+        spec.limits.fuel = fuel;
+        spec.limits.memory_bytes = memory;
+        let outcome = if checkpointed {
+            executor
+                .run_checkpointed(&spec)
+                .map(|r| r.outcome)
+                .map_err(|e| e.to_string())?
+        } else {
+            executor.run(&spec).map_err(|e| e.to_string())?
+        };
+        Ok(RunResult {
+            digest: outcome.digest,
+            fuel: outcome.fuel_used,
+        })
+    })
+    .await
+    .map_err(|e| format!("the referee's run was lost: {e}"))?;
+    run
 }

@@ -246,3 +246,201 @@ async fn a_challenge_window_holds_the_result_then_settles_it() {
     assert!(view.verification.challenge_until_ms.is_some());
     assert_eq!(view.verification.status, "unchecked");
 }
+
+/// What an honest run of the hello module gives for order `id` (off the async runtime:
+/// the executor blocks).
+async fn truth(id: Hash, budget: agora_core::Fuel) -> agora_verify::quorum::RunResult {
+    tokio::task::spawn_blocking(move || truth_now(id, budget))
+        .await
+        .unwrap()
+}
+
+fn truth_now(id: Hash, budget: agora_core::Fuel) -> agora_verify::quorum::RunResult {
+    use agora_exec::{ExecConfig, Executor, WasmExecutor, WasmModule};
+    let executor = WasmExecutor::new(ExecConfig::default()).unwrap();
+    let mut spec = executor.job(id, WasmModule::new(hello_module()));
+    spec.limits.fuel = budget;
+    spec.limits.memory_bytes = 64 << 20;
+    let outcome = executor.run(&spec).unwrap();
+    agora_verify::quorum::RunResult {
+        digest: outcome.digest,
+        fuel: outcome.fuel_used,
+    }
+}
+
+impl Net {
+    /// Submits a `challenge:WINDOW` order and waits until its result is held.
+    async fn held(&self, window: &str, salt: u64) -> (Hash, OrderView) {
+        let module = upload_hello(&self.api).await;
+        let buyer = &self.keys.users[0];
+        let nonce = self.api.account(&buyer.account()).await.next_nonce;
+        let (order, escrow) = order_verified_by(
+            buyer,
+            &self.chain,
+            &module,
+            (salt, nonce),
+            now_ms() + 60_000,
+            window.parse().unwrap(),
+            CAP,
+        );
+        let (status, body) = self.api.submit(&order, &escrow).await;
+        assert_eq!(status, 201, "{body}");
+        let id: Hash = body["order_id"].as_str().unwrap().parse().unwrap();
+        for _ in 0..400 {
+            let view = self.api.order(&id).await;
+            if view.verification.challenge_until_ms.is_some() {
+                return (id, view);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the result was never held");
+    }
+
+    /// Files a challenge by dev user `who` claiming `result`, bonded with `bond`.
+    async fn challenge(
+        &self,
+        who: &agora_core::Keypair,
+        id: Hash,
+        result: agora_verify::quorum::RunResult,
+        bond: Amount,
+    ) -> (u16, serde_json::Value) {
+        let challenge = agora_core::Signed::sign(
+            who,
+            &self.chain,
+            0,
+            agora_proto::ChallengeResult {
+                order_id: id,
+                result_digest: result.digest,
+                fuel_used: result.fuel,
+            },
+        );
+        let nonce = self.api.account(&who.account()).await.next_nonce;
+        let bond_tx = agora_core::Signed::sign(
+            who,
+            &self.chain,
+            nonce,
+            agora_ledger::TxBody::OpenEscrow {
+                order_id: agora_proto::challenge_bond_id(&id, &who.account()),
+                amount: bond,
+                deadline_ms: now_ms() + 120_000,
+            },
+        );
+        let request = agora_proto::api::ChallengeRequest {
+            challenge: agora_proto::hexed::encode(&challenge),
+            bond_tx: agora_proto::hexed::encode(&bond_tx),
+        };
+        self.api
+            .post(&format!("/v1/orders/{id}/challenge"), &request)
+            .await
+    }
+}
+
+const BOND: Amount = Amount::agr(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_challenge_against_an_honest_result_loses_the_bond() {
+    let net = network(&[(Behavior::Honest, PRICE)]).await;
+    let challenger = net.keys.users[1].clone();
+    let before = net.api.account(&challenger.account()).await.balance;
+    let (id, held) = net.held("challenge:5s", 10).await;
+    assert_eq!(held.state, OrderState::Verifying);
+    let honest = truth(id, held_budget()).await;
+    let bogus = agora_verify::quorum::RunResult {
+        digest: Hash::of(b"my own result"),
+        fuel: honest.fuel,
+    };
+    let (status, body) = net.challenge(&challenger, id, bogus, BOND).await;
+    assert_eq!(status, 200, "{body}");
+    let view = net.api.wait_final(&id, Duration::from_secs(20)).await;
+    assert_eq!(view.state, OrderState::Settled, "{view:#?}");
+    let v = &view.verification;
+    assert_eq!(v.ruling.as_deref(), Some("provider right"), "{v:#?}");
+    assert_eq!(v.challenger, Some(challenger.account()));
+    assert!(v.slashes.is_empty());
+    assert_eq!(
+        net.stake(0).await,
+        STAKE,
+        "the honest provider keeps its stake"
+    );
+    let after = net.api.account(&challenger.account()).await.balance;
+    assert_eq!(
+        after.0,
+        before.0 - BOND.0,
+        "the challenger lost its whole bond"
+    );
+    assert_eq!(view.result.as_ref().unwrap().digest, honest.digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_challenge_against_a_wrong_result_wins_and_slashes() {
+    let net = network(&[(Behavior::WrongResult, PRICE)]).await;
+    let challenger = net.keys.users[1].clone();
+    let buyer = net.keys.users[0].account();
+    let before = net.api.account(&challenger.account()).await.balance;
+    let buyer_before = net.api.account(&buyer).await.balance;
+    let (id, _) = net.held("challenge:5s", 11).await;
+    let honest = truth(id, held_budget()).await;
+    // A second challenge by the provider itself, or a late one, is refused: see below.
+    let (status, body) = net.challenge(&challenger, id, honest, BOND).await;
+    assert_eq!(status, 200, "{body}");
+    let view = net.api.wait_final(&id, Duration::from_secs(20)).await;
+    assert_eq!(view.state, OrderState::Refunded, "{view:#?}");
+    let v = &view.verification;
+    assert_eq!(v.ruling.as_deref(), Some("challenger right"), "{v:#?}");
+    assert_eq!(v.slashes.len(), 1);
+    let slashed = v.slashes[0].amount;
+    assert_eq!(net.stake(0).await, STAKE.checked_sub(slashed).unwrap());
+    let after = net.api.account(&challenger.account()).await.balance;
+    assert_eq!(
+        after.0,
+        before.0 + slashed.0 / 2,
+        "bond back, plus the beneficiary's half of the slash"
+    );
+    assert_eq!(
+        net.api.account(&buyer).await.balance,
+        buyer_before,
+        "the buyer paid nothing for a wrong result"
+    );
+    let record = hex::decode(&v.slashes[0].evidence_record).unwrap();
+    let evidence: agora_verify::Evidence = agora_core::canonical::decode(&record).unwrap();
+    assert_eq!(evidence.hash(), v.slashes[0].evidence);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_challenges_are_refused_and_change_nothing() {
+    let net = network(&[(Behavior::Honest, PRICE)]).await;
+    let (id, _) = net.held("challenge:5s", 12).await;
+    let honest = truth(id, held_budget()).await;
+    let challenger = net.keys.users[1].clone();
+    let before = net.api.account(&challenger.account()).await;
+    // The provider's own result: nothing to dispute.
+    let (status, body) = net.challenge(&challenger, id, honest, BOND).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("equals"),
+        "{body}"
+    );
+    // A bond below the minimum.
+    let other = agora_verify::quorum::RunResult {
+        digest: Hash::of(b"x"),
+        fuel: honest.fuel,
+    };
+    let (status, body) = net.challenge(&challenger, id, other, Amount(1)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("bond"), "{body}");
+    // The provider challenging itself.
+    let provider = net.keys.users[2].clone();
+    let (status, body) = net.challenge(&provider, id, other, BOND).await;
+    assert_eq!(status, 409, "{body}");
+    // Nothing moved, and the order settles when the window closes.
+    assert_eq!(net.api.account(&challenger.account()).await, before);
+    let view = net.api.wait_final(&id, Duration::from_secs(20)).await;
+    assert_eq!(view.state, OrderState::Settled);
+    // After the window: nothing is held any more.
+    let (status, _) = net.challenge(&challenger, id, other, BOND).await;
+    assert_eq!(status, 409);
+}
+
+fn held_budget() -> agora_core::Fuel {
+    agora_core::Fuel::compute_units(1)
+}

@@ -110,6 +110,17 @@ pub struct CancelRequest {
     pub cancel: String,
 }
 
+/// `POST /v1/orders/{id}/challenge`: a signed challenge and the escrow that bonds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChallengeRequest {
+    /// Hex of the canonical `Signed<ChallengeResult>`.
+    pub challenge: String,
+    /// Hex of the challenger's `OpenEscrow` transaction for the bond, under
+    /// `challenge_bond_id(order, challenger)`.
+    pub bond_tx: String,
+}
+
 /// `POST /v1/txs`: hex of any signed ledger transaction (a transfer, a provider's bond...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -237,6 +248,12 @@ pub struct VerificationView {
     pub slashes: Vec<SlashView>,
     /// Under `challenge`: until when (Unix ms) a challenge may be filed.
     pub challenge_until_ms: Option<u64>,
+    /// Who challenged the held result, if anyone did.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub challenger: Option<AccountId>,
+    /// The referee's ruling on that challenge: `provider right`, `challenger right`,
+    /// `both wrong`, or why it could not be decided.
+    pub ruling: Option<String>,
     /// Fuel every run claimed, summed: the work executed to check this order.
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub fuel_executed: Fuel,

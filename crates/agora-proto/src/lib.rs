@@ -26,7 +26,8 @@ pub mod wire;
 pub use agora_verify::VerifyPolicy;
 pub use api::{ApiError, OrderEvent, OrderState, OrderView};
 pub use order::{
-    CancelOrder, InputRef, JobSpec, OrderRequest, SignedOrder, TaskRef, order_id, signed_order_id,
+    CancelOrder, ChallengeResult, InputRef, JobSpec, OrderRequest, SignedOrder, TaskRef,
+    challenge_bond_id, order_id, signed_order_id,
 };
 pub use wire::{
     AskOffer, Assignment, Delivery, Heartbeat, MarketReply, ProviderReply, ToMarket, ToProvider,

@@ -95,6 +95,30 @@ impl Domain for OrderRequest {
 /// An order signed by its buyer.
 pub type SignedOrder = Signed<OrderRequest>;
 
+/// A challenge to a result held under `challenge:WINDOW`: the challenger's own result,
+/// signed. Its bond is an escrow the challenger opens under [`challenge_bond_id`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeResult {
+    /// The order whose result is challenged.
+    pub order_id: Hash,
+    /// The result digest the challenger computed.
+    pub result_digest: Hash,
+    /// The fuel its run used.
+    pub fuel_used: Fuel,
+}
+
+impl Domain for ChallengeResult {
+    const TAG: &'static str = "agora/challenge/v1";
+}
+
+/// The escrow id under which `challenger` posts its bond against `order_id`'s result.
+pub fn challenge_bond_id(order_id: &Hash, challenger: &AccountId) -> Hash {
+    Hash::tagged(
+        "agora/challenge-bond/v1",
+        &[order_id.as_bytes(), &canonical::encode(challenger)],
+    )
+}
+
 /// A buyer's request to cancel an order that has not been matched yet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelOrder {

@@ -72,6 +72,9 @@ pub enum Checked {
         /// Runs that delivered a result.
         runs: u32,
     },
+    /// The market re-executed the job itself (a challenge, or replicas that reached no
+    /// quorum) and the result matched its run.
+    Referee,
 }
 
 impl Flow {
