@@ -118,6 +118,12 @@ async fn first_paint_with_ten_thousand_jobs() {
                 .await
                 .as_f64()
                 .expect("readyMs");
+            if ms > 1_000.0 {
+                let slow = browser
+                    .js("const n = performance.getEntriesByType('navigation')[0]; return [n && n.toJSON(), performance.getEntriesByType('resource').map(e => e.name + ' ' + Math.round(e.startTime) + '+' + Math.round(e.duration))]")
+                    .await;
+                eprintln!("{name}: slow run {ms:.0} ms: {slow}");
+            }
             times.push(ms);
         }
         let (lo, hi) = (
