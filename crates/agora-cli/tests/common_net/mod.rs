@@ -47,6 +47,9 @@ pub fn sample(name: &str) -> PathBuf {
 pub fn job(name: &str, args: &[String]) -> JobRequest {
     let mut request = JobRequest::new(sample(name));
     request.args = args.to_vec();
+    // One run per order: these suites test the lifecycle (placement, reassignment,
+    // restarts, payment). What each policy adds is tested in network_verification.rs.
+    request.verify = agora_proto::VerifyPolicy::None;
     request
 }
 
