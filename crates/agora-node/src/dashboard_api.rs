@@ -536,23 +536,41 @@ pub async fn upload_blob(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<BlobStored>)> {
     let limit = shared.settings.max_blob_bytes;
-    let mut bytes = Vec::new();
+    let writer = shared.blobs.writer().map_err(internal)?;
+    let (chunks, mut inbox) = mpsc::channel::<axum::body::Bytes>(8);
+    // Disk writes and hashing run on a blocking thread; the body streams to it. Dropping
+    // the writer without committing (a broken or oversized upload) deletes the partial file.
+    let disk = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        while let Some(chunk) = inbox.blocking_recv() {
+            writer.write(&chunk)?;
+        }
+        Ok::<_, agora_net::StoreError>(writer)
+    });
     let mut stream = body.into_data_stream();
+    let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| ApiFailure::BadRequest(format!("the upload broke off: {e}")))?;
-        if (bytes.len() + chunk.len()) as u64 > limit {
+        size += chunk.len() as u64;
+        if size > limit {
             return Err(ApiFailure::BlobTooLarge { limit });
         }
-        bytes.extend_from_slice(&chunk);
+        if chunks.send(chunk).await.is_err() {
+            break;
+        }
     }
-    let size = bytes.len() as u64;
-    let store = shared.clone();
-    let hash = tokio::task::spawn_blocking(move || store.blobs.put_bytes(&bytes))
+    drop(chunks);
+    let writer = disk.await.map_err(internal)?.map_err(internal)?;
+    let hash = tokio::task::spawn_blocking(move || writer.commit(None))
         .await
-        .map_err(|e| ApiFailure::Internal(e.to_string()))?
-        .map_err(|e| ApiFailure::Internal(e.to_string()))?;
+        .map_err(internal)?
+        .map_err(internal)?;
     Ok((StatusCode::CREATED, Json(BlobStored { hash, size })))
+}
+
+fn internal(err: impl std::fmt::Display) -> ApiFailure {
+    ApiFailure::Internal(err.to_string())
 }
 
 fn public_key(text: &str) -> ApiResult<AccountId> {

@@ -404,10 +404,10 @@ pub async fn search(
             height,
         }))
     };
-    if let Ok(height) = q.parse::<u64>() {
-        if height >= 1 && height <= shared.chain.progress().height {
-            return hit("block", height.to_string(), Some(height));
-        }
+    if let Ok(height) = q.parse::<u64>()
+        && (1..=shared.chain.progress().height).contains(&height)
+    {
+        return hit("block", height.to_string(), Some(height));
     }
     if let Ok(account) = q.parse::<AccountId>() {
         return hit("account", account.to_string(), None);

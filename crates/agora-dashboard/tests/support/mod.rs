@@ -470,13 +470,13 @@ impl Browser {
         let deadline = Instant::now() + PATIENCE;
         let mut last = String::new();
         loop {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await {
-                if let Ok(text) = el.text().await {
-                    if check(&text) {
-                        return text;
-                    }
-                    last = text;
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = el.text().await
+            {
+                if check(&text) {
+                    return text;
                 }
+                last = text;
             }
             assert!(Instant::now() < deadline, "{css}: last text {last:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
