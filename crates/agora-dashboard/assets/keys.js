@@ -25,6 +25,19 @@ function fromBase64Url(text) {
   return Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)), (c) => c.charCodeAt(0));
 }
 
+const B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/** The account id text for a public key (hex): `ag` + base58 (an encoding, not crypto). */
+export function accountOf(publicKeyHex) {
+  const bytes = fromHex(publicKeyHex);
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  let out = "";
+  while (n > 0n) { out = B58[Number(n % 58n)] + out; n /= 58n; }
+  for (const b of bytes) { if (b !== 0) break; out = `1${out}`; }
+  return `ag${out}`;
+}
+
 export function supported() {
   return Boolean(globalThis.crypto && crypto.subtle);
 }

@@ -29,9 +29,16 @@ export async function submit(main) {
 
   async function drawKey() {
     try { key = keys.supported() ? await keys.load() : null; } catch { key = null; }
+    if (key) {
+      get(`/v1/accounts/${keys.accountOf(key.publicKey)}`).then((a) => {
+        const el = document.getElementById("key-balance");
+        if (el) el.textContent = ` (balance ${agr(a.balance)}${a.balance ? "" : ": fund it before submitting"})`;
+      }).catch(() => {});
+    }
     const seed = h("input", { id: "seed", type: "password", autocomplete: "off", placeholder: "64 hex digits or wallet JSON" });
     replace(keyBox,
-      key ? h("p", null, "Signing as ", h("span", { class: "mono", id: "key-public" }, key.publicKey), " (kept in this browser only).")
+      key ? h("p", null, "Signing as account ", accountLink(keys.accountOf(key.publicKey)), h("span", { id: "key-balance" }, ""),
+        " — public key ", h("span", { class: "mono", id: "key-public" }, key.publicKey), " (the key is kept in this browser only).")
         : h("p", { class: "warn" }, "No key yet: create one (then fund its account) or import an agora wallet's seed."),
       h("div", { class: "toolbar" },
         h("button", { type: "button", id: "key-create", class: "secondary", onclick: async () => { key = await keys.create(); drawKey(); } }, "Create a key"),

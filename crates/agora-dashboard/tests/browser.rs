@@ -115,6 +115,14 @@ async fn dashboard_end_to_end_in_chromium() {
         .unwrap();
     let public = browser.wait_text("#key-public", |t| t.len() == 64).await;
     assert_eq!(public, hex_of(buyer.account().as_bytes()));
+    let account = browser
+        .js("return document.querySelector('#key-box a[aria-label^=\"account \"]').getAttribute('title')")
+        .await;
+    assert_eq!(
+        account,
+        buyer.account().to_string(),
+        "the page derives the account id"
+    );
     let module = repo_root().join("examples/jobs/montecarlo.wasm");
     let module = module.canonicalize().expect("the sample module");
     let file = browser.client.find(Locator::Id("module")).await.unwrap();
