@@ -65,6 +65,9 @@ enum BenchCommand {
     /// Dispute cost of a checkpointed job: the referee's one-step re-execution against the
     /// whole job, and bisection rounds.
     Dispute(cmd::bench_dispute::Args),
+    /// What each verification policy costs and catches on the same workload with a share
+    /// of faulty providers: overhead, wrong results accepted, detection, slashes.
+    Verify(cmd::bench_verify::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +89,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Exec(args)) => cmd::exec::bench(args),
         Command::Bench(BenchCommand::E2e(args)) => cmd::bench_e2e::run(args),
         Command::Bench(BenchCommand::Dispute(args)) => cmd::bench_dispute::run(args),
+        Command::Bench(BenchCommand::Verify(args)) => cmd::bench_verify::run(args),
     };
     match result {
         Ok(code) => code,

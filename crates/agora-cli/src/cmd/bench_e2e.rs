@@ -56,6 +56,10 @@ pub struct Args {
     /// Size of the input blob of the transfer phase, in MiB (0 skips it).
     #[arg(long, default_value_t = 64)]
     pub blob_mib: u32,
+    /// The verification policy of every order. `none` (the default) measures the market
+    /// loop itself; `agora bench verify` measures what each policy costs.
+    #[arg(long, default_value = "none", value_name = "POLICY")]
+    pub verify: agora_proto::VerifyPolicy,
     /// Where the network's data goes [default: a temporary directory, removed after].
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
@@ -133,6 +137,7 @@ async fn measure(
     let mut request = JobRequest::new(module);
     request.fuel_budget = Fuel(10_000_000);
     request.memory_bytes = 16 << 20;
+    request.verify = args.verify;
     let job = buyers[0].upload_job(&request).await?;
     let bench = Arc::new(Bench { request, job });
 
