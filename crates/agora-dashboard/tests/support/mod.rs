@@ -370,7 +370,7 @@ pub struct Browser {
 
 fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(env) {
-        return Some(PathBuf::from(path));
+        return Some(PathBuf::from(path)).filter(|p| p.exists());
     }
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
