@@ -28,7 +28,7 @@ const TX_COLS = [{ label: "Block" }, { label: "Tx" }, { label: "Kind" }, { label
 
 async function txs(params, extra = {}) {
   const page = await get(`/v1/txs${query({ before: params.get("before"), kind: params.get("kind"), ...extra, limit: 50 })}`);
-  const kinds = ["", "transfer", "open-escrow", "release-escrow", "refund-escrow", "bond", "unbond", "withdraw", "slash"];
+  const kinds = ["", "transfer", "open-escrow", "release-escrow", "refund-escrow", "burn-escrow", "bond", "unbond", "withdraw", "slash"];
   const kind = h("select", { id: "tx-kind", onchange: () => { location.hash = `#/ledger/txs${query({ kind: kind.value })}`; } },
     kinds.map((k) => h("option", { value: k, selected: k === (params.get("kind") || "") }, k || "any kind")));
   return [
