@@ -484,3 +484,56 @@ fn genesis_round_trips_through_json_and_validates() {
     dup.allocations.push(dup.allocations[0]);
     assert!(dup.validate().is_err());
 }
+
+#[test]
+fn burning_escrow_is_the_markets_bounded_and_counted_as_burnt() {
+    let mut c = Chain::new();
+    let (bonder, stranger) = (c.user(0), c.user(1));
+    let market = c.keys.market.clone();
+    c.submit(
+        &bonder,
+        TxBody::OpenEscrow {
+            order_id: order(9),
+            amount: Amount(1_000),
+            deadline_ms: 5_000,
+        },
+    )
+    .unwrap();
+    let burn = |amount| TxBody::BurnEscrow {
+        order_id: order(9),
+        amount: Amount(amount),
+    };
+    assert!(matches!(
+        c.submit(&stranger, burn(10)),
+        Err(LedgerError::Unauthorized { .. })
+    ));
+    assert!(matches!(
+        c.submit(&market, burn(0)),
+        Err(LedgerError::ZeroAmount { .. })
+    ));
+    assert!(matches!(
+        c.submit(&market, burn(1_001)),
+        Err(LedgerError::ReleaseExceedsEscrow { .. })
+    ));
+    // A forfeited bond: half to the provider, the rest burnt.
+    c.submit(
+        &market,
+        TxBody::ReleaseEscrow {
+            order_id: order(9),
+            payouts: vec![(stranger.account(), Amount(500))],
+        },
+    )
+    .unwrap();
+    let effects = c.submit(&market, burn(500)).unwrap();
+    assert_eq!(
+        effects.events,
+        vec![Event::EscrowBurned {
+            order_id: order(9),
+            amount: Amount(500)
+        }]
+    );
+    assert_eq!(c.state.burned(), Amount(500));
+    let escrow = c.state.escrow(&order(9)).unwrap();
+    assert_eq!(escrow.status, EscrowStatus::Released);
+    assert!(c.submit(&market, burn(1)).is_err(), "nothing left to burn");
+}

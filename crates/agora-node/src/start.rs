@@ -395,6 +395,21 @@ fn load_into_book(
                     entry.rec.state,
                     OrderState::Matched | OrderState::Running | OrderState::Verifying
                 );
+                // A result held for challenges stays held: the watchdog settles it when
+                // its window closes. (A challenge whose ruling was in flight is dropped; its
+                // bond escrow is the challenger's to refund at its own deadline.)
+                let held = entry.rec.verification.challenge_until_ms.is_some();
+                if held {
+                    entry.rec.verification.status = crate::verification::Status::Pending;
+                    shared.enter(
+                        &mut entry,
+                        OrderState::Verifying,
+                        "resumed after a market restart; the result is still held for challenges",
+                    );
+                    book.active.insert(id);
+                    book.orders.insert(id, entry);
+                    continue;
+                }
                 let detail = match entry.rec.provider.filter(|_| was_taken) {
                     // Its provider may still be running it and deliver to the new process.
                     Some(provider) => {
