@@ -350,19 +350,19 @@ pub(crate) fn accept(
     };
     let now = now_ms();
     let v = &mut entry.rec.verification;
-    if let Some(window) = v.flow.policy.challenge_window_ms() {
-        if v.challenge_until_ms.is_none() {
-            let deadline = entry.rec.order.body.deadline_ms;
-            let until = (now + window).min(deadline.saturating_sub(SETTLE_MARGIN_MS));
-            v.challenge_until_ms = Some(until);
-            v.held_since_ms = Some(now);
-            shared.enter(
+    if let Some(window) = v.flow.policy.challenge_window_ms()
+        && v.challenge_until_ms.is_none()
+    {
+        let deadline = entry.rec.order.body.deadline_ms;
+        let until = (now + window).min(deadline.saturating_sub(SETTLE_MARGIN_MS));
+        v.challenge_until_ms = Some(until);
+        v.held_since_ms = Some(now);
+        shared.enter(
                 entry,
                 OrderState::Verifying,
                 format!("result held for challenges until {until} (Unix ms); it settles then if nobody challenges it"),
             );
-            return Vec::new();
-        }
+        return Vec::new();
     }
     for run in &mut v.runs {
         let agreed = accepted.agreeing.contains(&run.provider());
@@ -804,7 +804,7 @@ pub async fn referee_run(
     let blobs = shared.blobs.clone();
     let job = body.job.clone();
     let (fuel, memory) = (body.fuel_budget, body.job.memory_bytes);
-    let run = tokio::task::spawn_blocking(move || -> Result<RunResult, String> {
+    tokio::task::spawn_blocking(move || -> Result<RunResult, String> {
         use agora_exec::Executor;
         let executor = referee_executor()?;
         let bytes = std::fs::read(blobs.path_of(&job.module))
@@ -837,6 +837,5 @@ pub async fn referee_run(
         })
     })
     .await
-    .map_err(|e| format!("the referee's run was lost: {e}"))?;
-    run
+    .map_err(|e| format!("the referee's run was lost: {e}"))?
 }

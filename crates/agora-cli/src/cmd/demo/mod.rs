@@ -170,14 +170,14 @@ fn check_verification_args(args: &Args) -> anyhow::Result<()> {
             args.providers
         );
     }
-    if let agora_proto::VerifyPolicy::Replicate { n, .. } = args.verify {
-        if n > args.providers {
-            anyhow::bail!(
-                "--verify {} runs every job on {n} distinct providers but the demo starts {}; pass --providers {n} or more",
-                args.verify,
-                args.providers
-            );
-        }
+    if let agora_proto::VerifyPolicy::Replicate { n, .. } = args.verify
+        && n > args.providers
+    {
+        anyhow::bail!(
+            "--verify {} runs every job on {n} distinct providers but the demo starts {}; pass --providers {n} or more",
+            args.verify,
+            args.providers
+        );
     }
     Ok(())
 }

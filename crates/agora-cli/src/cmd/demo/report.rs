@@ -138,6 +138,7 @@ pub struct Report {
 
 impl Report {
     /// Assembles the report.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         jobs: Vec<JobLine>,
         balances: Vec<Balance>,
