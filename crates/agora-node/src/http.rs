@@ -527,7 +527,9 @@ async fn challenge_order(
     ApiJson(request): ApiJson<agora_proto::api::ChallengeRequest>,
 ) -> ApiResult<Json<OrderView>> {
     let id = parse_hash(&id)?;
-    Ok(Json(crate::dispute::file_challenge(&shared, id, request).await?))
+    Ok(Json(
+        crate::dispute::file_challenge(&shared, id, request).await?,
+    ))
 }
 
 /// Submits any signed ledger transaction and waits for the block that holds it.
