@@ -207,6 +207,30 @@ impl MarketClient {
         if self.has_blob(hash).await? {
             return Ok(BlobStored { hash: *hash, size });
         }
+        match self.put_file(file, size, hash).await {
+            // Another upload of the same content may have landed meanwhile, and a node
+            // that already has the blob may answer without reading the body, which breaks
+            // the connection under ours. A blob is named by its hash, so an upload is
+            // idempotent: look again, and send it once more if it is still missing.
+            Err(ClientError::Transport { .. }) if self.has_blob(hash).await? => {
+                Ok(BlobStored { hash: *hash, size })
+            }
+            Err(ClientError::Transport { .. }) => {
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| ClientError::io(path, e))?;
+                self.put_file(file, size, hash).await
+            }
+            other => other,
+        }
+    }
+
+    async fn put_file(
+        &self,
+        file: tokio::fs::File,
+        size: u64,
+        hash: &Hash,
+    ) -> Result<BlobStored, ClientError> {
         let route = format!("/v1/blobs/{hash}");
         let (url, request) = self.request(Method::PUT, &route);
         let request = request
