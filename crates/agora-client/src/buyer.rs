@@ -551,11 +551,21 @@ mod tests {
         let mut request = JobRequest::new("x/pathtrace.wasm");
         request.region = Some("eu".into());
         request.replicas = 2;
+        // Two replicas are the policy's N; the escrow covers both runs.
+        request.verify = "replicate:2:2".parse().unwrap();
         let body = request.order_request(job(), 1_000).unwrap();
         assert_eq!(body.label, "pathtrace");
         assert_eq!(body.deadline_ms, 1_000 + DEFAULT_DEADLINE_MS);
         assert_eq!(body.escrow, body.worst_case().unwrap());
+        let one_run = body.max_price.max_cost(body.fuel_budget).unwrap();
+        assert_eq!(body.escrow.0, 2 * one_run.0);
         assert_eq!(body.requirements.replicas, 2);
+        // Replicas the policy does not ask for are refused before anything is sent.
+        request.verify = VerifyPolicy::DEFAULT;
+        assert!(matches!(
+            request.order_request(job(), 1_000),
+            Err(ClientError::BadOrder(_))
+        ));
         assert_eq!(
             body.requirements.attributes,
             vec![AttributeConstraint::equals("region", "eu")]
