@@ -72,7 +72,15 @@ impl AccountId {
     }
 
     fn verifying_key(&self) -> Result<VerifyingKey, SignatureError> {
-        VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::BadPublicKey)
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::BadPublicKey)?;
+        // A small-order key (the identity point, say) has no secret that matters: batch
+        // verification, which has no cofactor check, accepts signatures for it that anyone
+        // can make. `verify_strict` refuses it anyway; refusing it here keeps the batch
+        // paths (the ledger's block checks) from accepting what a strict check refuses.
+        if key.is_weak() {
+            return Err(SignatureError::BadPublicKey);
+        }
+        Ok(key)
     }
 
     /// The raw public key bytes.
@@ -287,6 +295,37 @@ mod tests {
         );
         let other = Keypair::from_seed("bob");
         assert!(other.account().verify(b"hello", &sig).is_err());
+    }
+
+    /// Found by the `envelope` fuzz target: for the identity point as public key, `R` = the
+    /// base point and `s` = 1 satisfy the batch equation for any message, so a batch
+    /// check accepted a "signature" that anyone can make for that account.
+    #[test]
+    fn small_order_keys_are_refused_by_batch_verification_too() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let signer = AccountId::from_bytes(identity);
+        let mut forged = [0u8; 64];
+        forged[0] = 0x58;
+        forged[1..32].fill(0x66);
+        forged[32] = 1;
+        let forged = Signature(forged);
+        let message: &[u8] = b"transfer everything";
+        // The ed25519 batch equation on its own accepts it.
+        let raw = VerifyingKey::from_bytes(&identity).unwrap();
+        let sig = ed25519_dalek::Signature::from_bytes(&forged.0);
+        assert!(ed25519_dalek::verify_batch(&[message], &[sig], &[raw]).is_ok());
+        assert_eq!(
+            signer.verify(message, &forged),
+            Err(SignatureError::BadPublicKey)
+        );
+        assert_eq!(
+            verify_batch(&[message], &[forged], &[signer]),
+            Err(SignatureError::BadPublicKey)
+        );
+        assert_eq!(signer.prepare(), Err(SignatureError::BadPublicKey));
+        // The all-zero account (a point of order 4) is no key either.
+        assert!(AccountId::from_bytes([0; 32]).prepare().is_err());
     }
 
     #[test]
