@@ -68,7 +68,7 @@ pub use handle::{
     GossipMessage, InboundRequest, MsgId, NetEvent, NetHandle, Network, Responder, Verdict,
 };
 pub use identity::{IdentityError, account_of, libp2p_keypair, peer_id_of};
-pub use store::{BlobStore, BlobWriter, StoreError};
+pub use store::{BlobStore, BlobWriter, StoreError, TempSweep};
 pub use topic::Topic;
 
 /// Re-exported so that callers name addresses and peers without depending on libp2p.

@@ -7,6 +7,12 @@
 //! crash leaves at most a stray temp file. Both directories are on the same file system,
 //! which keeps the rename atomic.
 //!
+//! A writer holds an exclusive advisory lock (`flock`) on its temp file for as long as it
+//! lives, so [`BlobStore::open`] can tell a stray temp file (left by a crash or a killed
+//! upload in an earlier process) from one a live writer, in this process or another, is
+//! still filling: it removes every temp file it can lock. Locks die with their process, so
+//! a restart always reclaims what the previous run left, whatever its process id was.
+//!
 //! Content is streamed through a fixed buffer; no operation holds a whole blob in memory.
 
 use std::fs::{self, File};
@@ -75,14 +81,73 @@ pub struct BlobStore {
 /// Distinguishes temp files made by concurrent writers in one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// What [`BlobStore::open`] removed from the temp directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TempSweep {
+    /// Stray temp files removed.
+    pub files: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+}
+
 impl BlobStore {
-    /// Opens (creating if needed) the store under `root`.
+    /// Opens (creating if needed) the store under `root`, and removes the partial
+    /// uploads an earlier run left in its temp directory (see the module docs); temp
+    /// files of live writers stay.
     pub fn open(root: impl Into<PathBuf>) -> Result<BlobStore, StoreError> {
         let store = BlobStore { root: root.into() };
         for dir in [store.blobs_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
+        let swept = store.sweep_temp()?;
+        if swept.files > 0 {
+            tracing::info!(
+                files = swept.files,
+                bytes = swept.bytes,
+                dir = %store.tmp_dir().display(),
+                "removed partial blobs left by an earlier run"
+            );
+        }
         Ok(store)
+    }
+
+    /// Removes every regular file in the temp directory that no live writer holds
+    /// locked: partial blobs whose writer died with its process.
+    pub fn sweep_temp(&self) -> Result<TempSweep, StoreError> {
+        let tmp = self.tmp_dir();
+        let mut swept = TempSweep::default();
+        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+            let entry = entry.map_err(io_err(&tmp))?;
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if !kind.is_file() {
+                continue;
+            }
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                // Committed or abandoned meanwhile by its writer.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            match file.try_lock() {
+                Ok(()) => {}
+                // A live writer is filling it.
+                Err(fs::TryLockError::WouldBlock) => continue,
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+            }
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    swept.files += 1;
+                    swept.bytes += size;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        Ok(swept)
     }
 
     /// The store's root directory.
@@ -191,6 +256,17 @@ impl BlobStore {
             .tmp_dir()
             .join(format!("{}-{n}.part", std::process::id()));
         let file = File::create(&path).map_err(io_err(&path))?;
+        // Marks the temp file as live for `sweep_temp`, here and in other processes. A
+        // fresh file cannot be locked by anyone else yet; if the file system has no
+        // locks at all, refuse rather than let a sweep delete a live upload.
+        file.try_lock().map_err(|e| {
+            let source = match e {
+                fs::TryLockError::Error(e) => e,
+                fs::TryLockError::WouldBlock => io::Error::other("temp file locked by another"),
+            };
+            let _ = fs::remove_file(&path);
+            io_err(&path)(source)
+        })?;
         Ok(BlobWriter {
             store: self.clone(),
             file: Some(file),
@@ -244,7 +320,10 @@ impl BlobWriter {
             // Drop deletes the temp file.
             return Err(StoreError::HashMismatch { expected, actual });
         }
-        if let Some(file) = self.file.take() {
+        // The file (and with it the lock that keeps a sweep away) stays open until the
+        // rename is done.
+        let file = self.file.take();
+        if let Some(file) = &file {
             file.sync_all().map_err(io_err(&self.path))?;
         }
         let dest = self.store.path_of(&actual);
@@ -252,6 +331,7 @@ impl BlobWriter {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         fs::rename(&self.path, &dest).map_err(io_err(&dest))?;
+        drop(file);
         Ok(actual)
     }
 }
@@ -330,6 +410,63 @@ mod tests {
             store.read_range(&hash, 0, 1),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn reopening_removes_partial_blobs_and_keeps_committed_ones() {
+        let (dir, store) = temp_store();
+        let kept = store.put_bytes(b"committed before the crash").unwrap();
+        // What a killed upload leaves: temp files nobody holds, of an earlier process id
+        // and of this one (a restart in a container often gets the same pid).
+        let tmp = store.tmp_dir();
+        fs::write(tmp.join("4242-0.part"), vec![7u8; 4096]).unwrap();
+        fs::write(
+            tmp.join(format!("{}-999.part", std::process::id())),
+            b"partial",
+        )
+        .unwrap();
+        fs::write(tmp.join("stray"), b"x").unwrap();
+        // A live upload of this process, opened before the restart-like reopen.
+        let mut live = store.writer().unwrap();
+        live.write(b"still uploading").unwrap();
+        drop(store);
+
+        let store = BlobStore::open(dir.path()).unwrap();
+        let left: Vec<PathBuf> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(
+            left,
+            vec![live.path.clone()],
+            "only the live writer's file stays"
+        );
+        assert!(store.contains(&kept));
+        assert_eq!(
+            fs::read(store.path_of(&kept)).unwrap(),
+            b"committed before the crash"
+        );
+        // The live upload still commits, and nothing is left behind afterwards.
+        let hash = live.commit(None).unwrap();
+        assert_eq!(fs::read(store.path_of(&hash)).unwrap(), b"still uploading");
+        assert!(tmp_is_empty(&store));
+        assert_eq!(store.sweep_temp().unwrap(), TempSweep::default());
+    }
+
+    #[test]
+    fn sweep_reports_what_it_removed() {
+        let (_dir, store) = temp_store();
+        fs::write(store.tmp_dir().join("1-0.part"), vec![0u8; 1000]).unwrap();
+        fs::write(store.tmp_dir().join("1-1.part"), vec![0u8; 24]).unwrap();
+        let swept = store.sweep_temp().unwrap();
+        assert_eq!(
+            swept,
+            TempSweep {
+                files: 2,
+                bytes: 1024
+            }
+        );
+        assert!(tmp_is_empty(&store));
     }
 
     #[test]
