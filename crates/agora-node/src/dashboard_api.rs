@@ -589,6 +589,12 @@ fn salt(text: &str) -> ApiResult<u64> {
         .map_err(|_| ApiFailure::BadRequest("salt must be a decimal u64".into()))
 }
 
+/// A prepared order's deadline when the page names none, ms from now.
+const DEFAULT_DEADLINE_IN_MS: u64 = 120_000;
+/// The nearest deadline a prepared order may have, ms from now: the buyer still has to
+/// sign it in the browser and send it back (the page's own minimum is 5 s).
+pub const MIN_PREPARED_DEADLINE_MS: u64 = 5_000;
+
 /// The order body the prepared fields make, deadline from `now`.
 fn order_body(shared: &Shared, req: &PrepareOrder, now: u64) -> ApiResult<OrderRequest> {
     let module_size = shared
@@ -601,6 +607,14 @@ fn order_body(shared: &Shared, req: &PrepareOrder, now: u64) -> ApiResult<OrderR
             .map_err(|e| ApiFailure::BadRequest(format!("verification policy {text:?}: {e}")))?,
         None => agora_verify::VerifyPolicy::DEFAULT,
     };
+    let deadline_in_ms = req.deadline_in_ms.unwrap_or(DEFAULT_DEADLINE_IN_MS);
+    let deadline_ms = now.saturating_add(deadline_in_ms);
+    crate::orders::check_deadline(
+        deadline_ms,
+        now,
+        MIN_PREPARED_DEADLINE_MS,
+        shared.settings.max_deadline_ms,
+    )?;
     let replicas = req.replicas.unwrap_or(1).max(1);
     let memory_bytes = req.memory_bytes.unwrap_or(128 << 20);
     let mut body = OrderRequest {
@@ -631,7 +645,7 @@ fn order_body(shared: &Shared, req: &PrepareOrder, now: u64) -> ApiResult<OrderR
         },
         max_price: req.max_price,
         fuel_budget: Fuel::compute_units(req.max_cu),
-        deadline_ms: now.saturating_add(req.deadline_in_ms.unwrap_or(120_000)),
+        deadline_ms,
         escrow: Amount::ZERO,
         replicas,
         verify,
@@ -717,7 +731,9 @@ fn command(market: &str, req: &PrepareOrder, body: &OrderRequest, module_name: &
         ),
         format!(
             "--deadline {}s",
-            req.deadline_in_ms.unwrap_or(120_000).div_ceil(1_000)
+            req.deadline_in_ms
+                .unwrap_or(DEFAULT_DEADLINE_IN_MS)
+                .div_ceil(1_000)
         ),
     ];
     if body.replicas > 1 {
@@ -765,7 +781,7 @@ pub struct PrepareQuery {
     params(PrepareQuery), request_body = PrepareOrder,
     responses(
         (status = 200, description = "PreparedOrder", body = PreparedOrder),
-        (status = 400, description = "bad_request, bad_order, missing_blob", body = agora_proto::ApiError)))]
+        (status = 400, description = "bad_request, bad_order, deadline_out_of_range, missing_blob", body = agora_proto::ApiError)))]
 pub async fn prepare_order(
     State(shared): State<AppState>,
     Query(query): Query<PrepareQuery>,
@@ -820,7 +836,7 @@ fn signature(text: &str, what: &str) -> ApiResult<Signature> {
     request_body = SignedSubmission,
     responses(
         (status = 201, description = "Submitted", body = agora_proto::api::Submitted),
-        (status = 400, description = "bad_request, bad_signature, bad_order, escrow_mismatch, missing_blob, escrow_refused", body = agora_proto::ApiError),
+        (status = 400, description = "bad_request, bad_signature, bad_order, deadline_out_of_range, escrow_mismatch, missing_blob, escrow_refused", body = agora_proto::ApiError),
         (status = 409, description = "duplicate_order", body = agora_proto::ApiError)))]
 pub async fn submit_signed(
     State(shared): State<AppState>,

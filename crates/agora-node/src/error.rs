@@ -1,13 +1,20 @@
 //! The node's typed errors: [`NodeError`] for starting and running the node, and
 //! [`ApiFailure`] for everything an HTTP request can be refused for, each with a stable
 //! code, a status and a message that says what to do.
+//!
+//! Every refusal leaves as an [`ApiError`] JSON body, including the ones no handler
+//! writes: axum's own extractor rejections (a path or query that does not parse, a body
+//! over the limit), an unknown route and a wrong method. [`json_errors`] is the
+//! middleware that turns those into [`ApiFailure`]s on their way out.
 
 use std::path::PathBuf;
 
 use agora_core::Hash;
 use agora_proto::ApiError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// Why the node could not start or stopped working.
@@ -56,6 +63,9 @@ pub enum NodeError {
     /// The block producer thread stopped.
     #[error("the block producer stopped; restart the node (the ledger on disk is intact)")]
     ProducerStopped,
+    /// The configuration cannot be run with.
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Why an HTTP request was refused. Each maps to a status and an [`ApiError`] body whose
@@ -142,6 +152,44 @@ pub enum ApiFailure {
     /// Something the node does not support yet.
     #[error("{0}")]
     Unsupported(String),
+    /// The order's deadline is outside the range this market accepts.
+    #[error(
+        "the order's deadline is {away_ms} ms from now; this market accepts deadlines from {min_ms} ms to {max_ms} ms ({max}) from now; set one within that range"
+    , max = Millis::of(.max_ms))]
+    DeadlineOutOfRange {
+        /// How far ahead the deadline was (negative: already past).
+        away_ms: i64,
+        /// The nearest deadline accepted, ms from now.
+        min_ms: u64,
+        /// The furthest deadline accepted, ms from now.
+        max_ms: u64,
+    },
+    /// No route has this path.
+    #[error(
+        "there is no {path} on this market (asked with {method}); GET /openapi.json lists every route"
+    )]
+    NoRoute {
+        /// The method asked with.
+        method: Method,
+        /// The path asked for.
+        path: String,
+    },
+    /// The route exists but not with this method.
+    #[error("{path} does not answer {method}; the `Allow` header lists the methods it answers")]
+    MethodNotAllowed {
+        /// The method asked with.
+        method: Method,
+        /// The path asked for.
+        path: String,
+    },
+    /// Another refusal from the HTTP layer (an extractor's rejection), with its status.
+    #[error("{message}")]
+    Http {
+        /// The status it was refused with (4xx or 5xx).
+        status: StatusCode,
+        /// What the HTTP layer said.
+        message: String,
+    },
     /// The node failed internally; nothing the caller did.
     #[error("internal error: {0}; the request may be retried")]
     Internal(String),
@@ -170,6 +218,10 @@ impl ApiFailure {
             DuplicateOrder(_) => (StatusCode::CONFLICT, "duplicate_order"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
+            DeadlineOutOfRange { .. } => (StatusCode::BAD_REQUEST, "deadline_out_of_range"),
+            NoRoute { .. } => (StatusCode::NOT_FOUND, "no_route"),
+            MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Http { status, .. } => (*status, http_code(*status)),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -192,5 +244,160 @@ impl IntoResponse for ApiFailure {
             tracing::debug!(code, "refused: {self}");
         }
         (status, Json(self.body())).into_response()
+    }
+}
+
+/// The stable code of a refusal that only has an HTTP status.
+fn http_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::LENGTH_REQUIRED => "length_required",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    }
+}
+
+/// A duration in ms, shown in the largest whole unit (`7 days`, `90 s`).
+struct Millis(u64);
+
+impl Millis {
+    fn of(ms: &u64) -> Millis {
+        Millis(*ms)
+    }
+}
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [(u64, &str); 4] = [
+            (86_400_000, "days"),
+            (3_600_000, "h"),
+            (60_000, "min"),
+            (1_000, "s"),
+        ];
+        match UNITS
+            .iter()
+            .find(|(unit, _)| self.0 >= *unit && self.0.is_multiple_of(*unit))
+        {
+            Some((unit, name)) => write!(f, "{} {name}", self.0 / unit),
+            None => write!(f, "{} ms", self.0),
+        }
+    }
+}
+
+/// How much of a non-JSON refusal's body [`json_errors`] reads to quote it.
+const MAX_QUOTED_BODY: usize = 16 << 10;
+
+/// Middleware: every answer outside 2xx/3xx that is not JSON yet (axum's extractor
+/// rejections, the unknown-route 404, the 405, a 413 from the body limit) becomes an
+/// [`ApiFailure`] with an [`ApiError`] body. The state is the JSON body limit, named in
+/// the 413's message. JSON answers and every success pass untouched (event streams are
+/// not buffered).
+pub async fn json_errors(
+    State(max_json_bytes): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_QUOTED_BODY)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let failure = match status {
+        StatusCode::NOT_FOUND if text.is_empty() => ApiFailure::NoRoute { method, path },
+        StatusCode::METHOD_NOT_ALLOWED => ApiFailure::MethodNotAllowed { method, path },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiFailure::BodyTooLarge {
+            limit: max_json_bytes,
+        },
+        _ => ApiFailure::Http {
+            status,
+            message: if text.is_empty() {
+                status
+                    .canonical_reason()
+                    .unwrap_or("refused")
+                    .to_lowercase()
+            } else {
+                text
+            },
+        },
+    };
+    let fresh = failure.into_response();
+    // Keep what the refusal said in its headers (`Allow`, `Connection: close`), with
+    // the new body's type and length.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    let (new_parts, new_body) = fresh.into_parts();
+    parts.status = new_parts.status;
+    for (name, value) in &new_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, new_body)
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_their_largest_whole_unit() {
+        assert_eq!(Millis(7 * 86_400_000).to_string(), "7 days");
+        assert_eq!(Millis(90_000).to_string(), "90 s");
+        assert_eq!(Millis(3_600_000).to_string(), "1 h");
+        assert_eq!(Millis(1_500).to_string(), "1500 ms");
+    }
+
+    #[test]
+    fn the_deadline_refusal_states_the_range() {
+        let failure = ApiFailure::DeadlineOutOfRange {
+            away_ms: 0,
+            min_ms: 1,
+            max_ms: 604_800_000,
+        };
+        assert_eq!(
+            failure.status_and_code(),
+            (StatusCode::BAD_REQUEST, "deadline_out_of_range")
+        );
+        let message = failure.to_string();
+        assert!(
+            message.contains("from 1 ms to 604800000 ms (7 days)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn http_refusals_keep_their_status_and_get_a_code() {
+        let failure = ApiFailure::Http {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "Expected request with `Content-Type: application/json`".into(),
+        };
+        assert_eq!(
+            failure.status_and_code(),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
+        assert_eq!(failure.body().error, "unsupported_media_type");
     }
 }

@@ -290,7 +290,7 @@ async fn get_blob(State(shared): State<AppState>, Path(hash): Path<String>) -> A
     request_body = agora_proto::api::SubmitOrder,
     responses(
         (status = 201, description = "Submitted", body = agora_proto::api::Submitted),
-        (status = 400, description = "bad_request, bad_signature, bad_order, unsupported, escrow_mismatch, missing_blob, blob_size_mismatch, escrow_refused", body = agora_proto::ApiError),
+        (status = 400, description = "bad_request, bad_signature, bad_order, deadline_out_of_range, unsupported, escrow_mismatch, missing_blob, blob_size_mismatch, escrow_refused", body = agora_proto::ApiError),
         (status = 409, description = "duplicate_order", body = agora_proto::ApiError),
         (status = 413, description = "body_too_large", body = agora_proto::ApiError)))]
 async fn submit_order(

@@ -15,6 +15,7 @@
 //! - [`lifecycle`] and [`orders`]: the order state machine and the submission checks.
 //! - [`p2p`]: asks, heartbeats, deliveries and failure reports from providers.
 //! - [`http`]: the axum API with its generated OpenAPI document, and [`metrics`].
+//! - [`server`]: the HTTP accept loop with the connection cap, header and idle timeouts.
 //!
 //! Entry point: [`MarketNode::start`] with a [`MarketConfig`], which returns a
 //! [`RunningMarket`] (its addresses, and [`RunningMarket::shutdown`]).
@@ -38,10 +39,11 @@ pub mod node;
 pub mod orders;
 pub mod p2p;
 pub mod records;
+pub mod server;
 mod start;
 pub mod verification;
 
-pub use config::{ChainSetup, MarketConfig};
+pub use config::{ChainSetup, ConfigError, MarketConfig};
 pub use error::{ApiFailure, NodeError};
 pub use start::{MarketNode, NODE_FILE, NodeFile, RunningMarket};
 

@@ -40,6 +40,8 @@ pub struct Settings {
     pub max_json_bytes: usize,
     /// How long resumed orders wait for providers after a restart, ms.
     pub resume_grace_ms: u64,
+    /// The furthest order deadline accepted, ms from the submission.
+    pub max_deadline_ms: u64,
 }
 
 impl Settings {

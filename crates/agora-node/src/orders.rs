@@ -35,11 +35,13 @@ pub struct CheckedSubmission {
     pub id: Hash,
 }
 
-/// Decodes and checks a submission against `chain_id` at `now_ms` (no state needed).
+/// Decodes and checks a submission against `chain_id` at `now_ms` (no state needed);
+/// its deadline must be in the future and at most `max_deadline_ms` away.
 pub fn check_submission(
     request: &SubmitOrder,
     chain_id: &agora_core::ChainId,
     now_ms: u64,
+    max_deadline_ms: u64,
 ) -> Result<CheckedSubmission, ApiFailure> {
     let order: SignedOrder = hexed::decode(&request.order, "signed order")
         .map_err(|e| ApiFailure::BadRequest(format!("field `order`: {e}")))?;
@@ -56,13 +58,8 @@ pub fn check_submission(
         .check_shape()
         .map_err(|e| ApiFailure::BadOrder(format!("{e}")))?;
     let body = &order.body;
+    check_deadline(body.deadline_ms, now_ms, MIN_DEADLINE_MS, max_deadline_ms)?;
     crate::verification::check_order_terms(body, now_ms).map_err(ApiFailure::BadOrder)?;
-    if body.deadline_ms <= now_ms {
-        return Err(ApiFailure::BadOrder(format!(
-            "the deadline {} is already past (now {now_ms}); set a deadline in the future",
-            body.deadline_ms
-        )));
-    }
     let id = signed_order_id(&order);
     if escrow_tx.signer != order.signer {
         return Err(ApiFailure::EscrowMismatch(format!(
@@ -100,6 +97,30 @@ pub fn check_submission(
     })
 }
 
+/// The nearest deadline a signed order may have, ms from its submission: any time in
+/// the future (the buyer's clock set it; an order that cannot finish in time is refunded).
+pub const MIN_DEADLINE_MS: u64 = 1;
+
+/// Refuses a `deadline_ms` (Unix ms) that is not between `min_ms` and `max_ms` from
+/// `now_ms`: a past one could never run, and an absurdly far one would lock its escrow and
+/// its place in the books for ever.
+pub fn check_deadline(
+    deadline_ms: u64,
+    now_ms: u64,
+    min_ms: u64,
+    max_ms: u64,
+) -> Result<(), ApiFailure> {
+    let away = i128::from(deadline_ms) - i128::from(now_ms);
+    if away < i128::from(min_ms) || away > i128::from(max_ms) {
+        return Err(ApiFailure::DeadlineOutOfRange {
+            away_ms: i64::try_from(away).unwrap_or(if away < 0 { i64::MIN } else { i64::MAX }),
+            min_ms,
+            max_ms,
+        });
+    }
+    Ok(())
+}
+
 /// Every blob the job names must be stored with its declared size.
 fn check_blobs(shared: &Shared, order: &SignedOrder) -> Result<(), ApiFailure> {
     let job = &order.body.job;
@@ -124,7 +145,12 @@ fn check_blobs(shared: &Shared, order: &SignedOrder) -> Result<(), ApiFailure> {
 /// `POST /v1/orders`.
 pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submitted, ApiFailure> {
     let now = now_ms();
-    let checked = check_submission(&request, &shared.identity.chain_id, now)?;
+    let checked = check_submission(
+        &request,
+        &shared.identity.chain_id,
+        now,
+        shared.settings.max_deadline_ms,
+    )?;
     check_blobs(shared, &checked.order)?;
     let id = checked.id;
     let policy = checked.order.body.verify;
@@ -291,6 +317,7 @@ mod tests {
     use proptest::prelude::*;
 
     const NOW: u64 = 1_000_000;
+    const MAX_DEADLINE: u64 = 7 * 24 * 3_600_000;
 
     fn order(buyer: &Keypair, chain: &ChainId, salt: u64, escrow: u64) -> SignedOrder {
         let body = OrderRequest {
@@ -375,7 +402,7 @@ mod tests {
                     (forged, escrow_tx(&buyer, &chain, id, escrow, deadline), Some("bad_signature"))
                 }
             };
-            let outcome = check_submission(&request(&order, &tx), &chain, NOW);
+            let outcome = check_submission(&request(&order, &tx), &chain, NOW, MAX_DEADLINE);
             match code {
                 None => prop_assert_eq!(outcome.map(|c| c.id).ok(), Some(id)),
                 Some(code) => {
@@ -394,10 +421,22 @@ mod tests {
         let id = signed_order_id(&signed);
         let tx = escrow_tx(&buyer, &chain, id, 10, signed.body.deadline_ms);
         let other = ChainId::new("elsewhere");
-        let err = check_submission(&request(&signed, &tx), &other, NOW).unwrap_err();
+        let err = check_submission(&request(&signed, &tx), &other, NOW, MAX_DEADLINE).unwrap_err();
         assert_eq!(err.status_and_code().1, "bad_signature");
-        let late = check_submission(&request(&signed, &tx), &chain, NOW + 120_000).unwrap_err();
-        assert_eq!(late.status_and_code().1, "bad_order");
+        let late = check_submission(&request(&signed, &tx), &chain, NOW + 120_000, MAX_DEADLINE)
+            .unwrap_err();
+        assert_eq!(late.status_and_code().1, "deadline_out_of_range");
+        // Exactly now is not in the future either.
+        let at_deadline = signed.body.deadline_ms;
+        let now = check_submission(&request(&signed, &tx), &chain, at_deadline, MAX_DEADLINE);
+        assert!(matches!(
+            now,
+            Err(ApiFailure::DeadlineOutOfRange {
+                away_ms: 0,
+                min_ms: MIN_DEADLINE_MS,
+                ..
+            })
+        ));
         let small = order(&buyer, &chain, 2, 9);
         let tx = escrow_tx(
             &buyer,
@@ -406,11 +445,46 @@ mod tests {
             9,
             small.body.deadline_ms,
         );
-        let err = check_submission(&request(&small, &tx), &chain, NOW).unwrap_err();
+        let err = check_submission(&request(&small, &tx), &chain, NOW, MAX_DEADLINE).unwrap_err();
         assert_eq!(
             err.status_and_code().1,
             "bad_order",
             "escrow below the worst case"
         );
+    }
+
+    #[test]
+    fn a_deadline_beyond_the_limit_is_refused_with_the_range() {
+        let chain = ChainId::new("orders-test");
+        let buyer = Keypair::from_seed("buyer");
+        let signed = order(&buyer, &chain, 3, 10);
+        let tx = escrow_tx(
+            &buyer,
+            &chain,
+            signed_order_id(&signed),
+            10,
+            signed.body.deadline_ms,
+        );
+        // The order's deadline is 60 s away: within 60 s it passes, beyond it is refused.
+        assert!(check_submission(&request(&signed, &tx), &chain, NOW, 60_000).is_ok());
+        let err = check_submission(&request(&signed, &tx), &chain, NOW, 59_999).unwrap_err();
+        assert!(matches!(
+            err,
+            ApiFailure::DeadlineOutOfRange {
+                away_ms: 60_000,
+                min_ms: MIN_DEADLINE_MS,
+                max_ms: 59_999
+            }
+        ));
+        assert!(err.to_string().contains("from 1 ms to 59999 ms"), "{err}");
+    }
+
+    #[test]
+    fn deadline_bounds_hold_at_the_extremes() {
+        assert!(check_deadline(u64::MAX, 0, 1, MAX_DEADLINE).is_err());
+        assert!(check_deadline(0, u64::MAX, 1, MAX_DEADLINE).is_err());
+        assert!(check_deadline(NOW + MAX_DEADLINE, NOW, 1, MAX_DEADLINE).is_ok());
+        assert!(check_deadline(NOW + MAX_DEADLINE + 1, NOW, 1, MAX_DEADLINE).is_err());
+        assert!(check_deadline(NOW + 1, NOW, 1, MAX_DEADLINE).is_ok());
     }
 }

@@ -33,6 +33,7 @@ use crate::lifecycle;
 use crate::metrics::Metrics;
 use crate::node::{Book, Identity, OrderEntry, Settings, Shared};
 use crate::records::{OrderRecord, RecordStore};
+use crate::server::ConnLimits;
 
 /// The discovery file written into the data directory once the node listens.
 pub const NODE_FILE: &str = "node.json";
@@ -73,6 +74,7 @@ impl MarketNode {
     /// Starts (or restarts) a market node as configured and returns once it listens on
     /// both HTTP and p2p and has written `node.json`.
     pub async fn start(config: MarketConfig) -> Result<RunningMarket, NodeError> {
+        config.validate()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::Io {
             action: "create",
             path: config.data_dir.clone(),
@@ -129,6 +131,7 @@ impl MarketNode {
                 max_blob_bytes: config.max_blob_bytes,
                 max_json_bytes: config.max_json_bytes,
                 resume_grace_ms: config.resume_grace.as_millis() as u64,
+                max_deadline_ms: config.max_deadline_ms(),
             },
             chain,
             records,
@@ -159,22 +162,18 @@ impl MarketNode {
             source,
         })?;
         let (stop_http, stopped) = oneshot::channel::<()>();
-        let app = crate::http::router(shared.clone(), config.max_json_bytes);
-        // Small JSON answers and SSE events must leave at once, not wait for Nagle's
-        // algorithm to meet the client's delayed ACK (a 40 ms stall per exchange).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY not set: {e}");
-            }
-        });
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("HTTP server stopped: {e}");
-            }
-        });
+        // Every refusal leaves as JSON, including the HTTP layer's own (see `json_errors`).
+        let app = crate::http::router(shared.clone(), config.max_json_bytes).layer(
+            axum::middleware::from_fn_with_state(config.max_json_bytes, crate::error::json_errors),
+        );
+        let limits = ConnLimits {
+            max_connections: config.max_connections,
+            idle_timeout: config.idle_timeout,
+            header_timeout: config.header_timeout,
+        };
+        let server = tokio::spawn(crate::server::serve(listener, app, limits, async move {
+            let _ = stopped.await;
+        }));
         let p2p = tokio::spawn(crate::p2p::event_loop(shared.clone(), net_events));
         let watchdog = tokio::spawn(watchdog(shared.clone()));
         let running = RunningMarket {

@@ -41,7 +41,14 @@ The Rust client in `crates/agora-client` (`MarketClient`, `Buyer`) wraps every e
   base units per compute unit (CU), and 1 CU = 10^9 units of wasmtime fuel.
 - Every answer outside 2xx has an [ApiError](#apierror) body: `error` is a stable code
   (`bad_signature`, `escrow_mismatch`, `missing_blob`, `unknown_order`, ...) and
-  `message` says what was wrong and what to do. A refused request changes nothing.
+  `message` says what was wrong and what to do. A refused request changes nothing. The
+  HTTP layer's own refusals have the same shape: `no_route` (404, no such path),
+  `method_not_allowed` (405, with an `Allow` header), `body_too_large` (413) and
+  `bad_request` (400, a path or query parameter that does not parse).
+- Connections are limited (see the operator guide): a request head must arrive within
+  10 s, a connection with no request in flight is closed after 60 s of silence, and at
+  most 1024 connections are served at once by default. Event streams stay open while
+  their client reads them.
 - Reads need no authentication, and no request is authenticated by its connection:
   every request that changes state carries its own signatures, checked as described
   below. Answers are not signed (a result's receipt is, by its provider), so put the
@@ -71,7 +78,9 @@ the escrow that names the order before the node has seen either. For `POST /v1/o
 the node checks, in order, before anything changes: both fields decode (`bad_request`);
 both signatures verify for this chain (`bad_signature`); the order's shape: sizes, input
 names, positive budget and price, escrow at least price cap × fuel budget (`bad_order`);
-one replica (`unsupported`); a deadline in the future (`bad_order`); the escrow is
+one replica (`unsupported`); a deadline in the future and at most the market's maximum
+away, 7 days unless its operator set another (`deadline_out_of_range`, whose message
+states the range); the escrow is
 signed by the order's signer and opens exactly this order id with exactly the order's
 escrow amount and deadline (`escrow_mismatch`); the module and every input are stored
 with their declared sizes (`missing_blob`, `blob_size_mismatch`); the id is new
