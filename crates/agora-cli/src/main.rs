@@ -3,6 +3,10 @@
 //! A thin binary: it parses arguments and wires the library crates together. Each
 //! subcommand lives in its own module under [`cmd`]; deciding logic lives in the crates.
 
+// `output` comes first: its macros are used by every command module.
+#[macro_use]
+mod output;
+
 mod cmd;
 
 use clap::{Parser, Subcommand};
@@ -71,7 +75,6 @@ enum BenchCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    restore_default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
@@ -115,15 +118,4 @@ fn error_chain(err: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
-}
-
-/// Rust ignores SIGPIPE, so `agora ledger show | head` would panic on the closed pipe
-/// instead of ending quietly like every other Unix tool. Restore the default action.
-fn restore_default_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
-    // disposition for SIGPIPE.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
 }

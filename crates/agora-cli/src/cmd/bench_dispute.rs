@@ -181,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         disputes,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
@@ -289,40 +289,51 @@ fn median_ms(times: &mut [Duration]) -> f64 {
 }
 
 fn print_report(r: &Report) {
-    println!(
+    outln!(
         "dispute cost for a checkpointed job (median of {} runs)",
         r.runs
     );
-    println!(
+    outln!(
         "  job        {} {}  ({} steps)",
         r.module,
         r.args.join(" "),
         r.steps
     );
-    println!(
+    outln!(
         "  whole job  {} fuel, {:.1} ms ordinary, {:.1} ms checkpointed",
-        r.job_fuel, r.job_ms, r.checkpointed_ms
+        r.job_fuel,
+        r.job_ms,
+        r.checkpointed_ms
     );
-    println!(
+    outln!(
         "  referee    {} fuel, {:.2} ms (restore + one step)",
-        r.referee_fuel, r.referee_ms
+        r.referee_fuel,
+        r.referee_ms
     );
-    println!(
+    outln!(
         "  fraction   {:.3} % of the fuel, {:.3} % of the wall time (target <= 1 %)",
-        r.fuel_fraction_pct, r.wall_fraction_pct
+        r.fuel_fraction_pct,
+        r.wall_fraction_pct
     );
-    println!(
+    outln!(
         "  rounds     at most {} (bound ceil(log2 {}) = {}); every corrupted trace convicted: {}",
-        r.rounds_max, r.steps, r.rounds_bound, r.all_convicted
+        r.rounds_max,
+        r.steps,
+        r.rounds_bound,
+        r.all_convicted
     );
-    println!(
+    outln!(
         "  parties    {:.1} ms to produce the preimage (re-run to the step before)",
         r.preimage_ms
     );
     for d in &r.disputes {
-        println!(
+        outln!(
             "    step {:>5}: {} rounds, referee {} fuel {:.2} ms, preimage {} bytes",
-            d.step, d.rounds, d.referee_fuel, d.referee_ms, d.preimage_bytes
+            d.step,
+            d.rounds,
+            d.referee_fuel,
+            d.referee_ms,
+            d.preimage_bytes
         );
     }
 }

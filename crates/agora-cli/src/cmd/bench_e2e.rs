@@ -106,7 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) => json!({ "verified": false, "error": e.to_string() }),
     };
     if args.json {
-        println!("{report}");
+        outln!("{report}");
     } else {
         print_human(&report);
     }
@@ -326,12 +326,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 fn print_human(r: &serde_json::Value) {
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-    println!(
+    outln!(
         "market + {} providers as processes on loopback; trivial job",
         r["providers"]
     );
     let lone = &r["lone_buyer"];
-    println!(
+    outln!(
         "lone buyer:  {} jobs, submit → settled p50 {:.2} ms, p95 {:.2} ms, {:.1} jobs/s",
         lone["jobs"],
         f(&lone["latency_p50_ms"]),
@@ -339,7 +339,7 @@ fn print_human(r: &serde_json::Value) {
         f(&lone["jobs_per_s"])
     );
     let c = &r["concurrent"];
-    println!(
+    outln!(
         "{} buyers:  {} jobs in {:.2} s = {:.1} jobs/s ({:.2}× the lone buyer), p50 {:.1} ms, p95 {:.1} ms, {} blocks",
         c["buyers"],
         c["jobs"],
@@ -352,7 +352,7 @@ fn print_human(r: &serde_json::Value) {
     );
     let b = &r["blob"];
     if !b.is_null() {
-        println!(
+        outln!(
             "{:.0} MiB input: HTTP upload {:.0} MiB/s, download {:.0} MiB/s; job submit → settled {:.0} ms (provider fetch ≈ {:.0} MiB/s)",
             f(&b["mib"]),
             f(&b["http_upload_mib_s"]),
@@ -361,7 +361,7 @@ fn print_human(r: &serde_json::Value) {
             f(&b["provider_fetch_mib_s"])
         );
     }
-    println!(
+    outln!(
         "ledger: {}",
         if r["ledger"]["verified"] == true {
             format!(

@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rows.push(row);
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({ "providers": args.providers, "faulty": args.faulty, "jobs": args.jobs, "policies": rows })
         );
@@ -289,7 +289,7 @@ impl Tally {
 }
 
 fn print_row(row: &serde_json::Value) {
-    println!(
+    outln!(
         "{:<14} settled {}/{}  wrong accepted {} ({} after warm-up)  cheats {} caught {} (rate {:.3}, p {:.3})  slashed {}  honest slashed {}  overhead {:.2} ({:.2} over the {} jobs after warm-up)",
         row["policy"].as_str().unwrap_or(""),
         row["settled"],

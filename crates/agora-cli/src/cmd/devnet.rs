@@ -44,6 +44,7 @@ pub struct Args {
 
 /// Runs `agora devnet` until a signal.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::output::keep_running_without_stdout();
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => tempfile::Builder::new()
@@ -113,20 +114,20 @@ fn announce(net: &LocalNet, json: bool) {
             "buyer_wallets": net.buyer_wallets,
             "try": try_line,
         });
-        println!("{out}");
+        outln!("{out}");
         return;
     }
-    println!("Agora devnet is up.");
-    println!("  API          {}", net.http_url);
-    println!("  OpenAPI      {}/openapi.json", net.http_url);
-    println!("  metrics      {}/metrics", net.http_url);
-    println!(
+    outln!("Agora devnet is up.");
+    outln!("  API          {}", net.http_url);
+    outln!("  OpenAPI      {}/openapi.json", net.http_url);
+    outln!("  metrics      {}/metrics", net.http_url);
+    outln!(
         "  market       pid {}, log {}",
         net.market_pid,
         net.market_log().display()
     );
     for (i, p) in net.providers.iter().enumerate() {
-        println!(
+        outln!(
             "  provider {i}   {} at {}, pid {}, log {}",
             agora_client::progress::short_account(&p.account),
             p.price,
@@ -135,14 +136,14 @@ fn announce(net: &LocalNet, json: bool) {
         );
     }
     for wallet in &net.buyer_wallets {
-        println!("  buyer wallet {}", wallet.display());
+        outln!("  buyer wallet {}", wallet.display());
     }
-    println!();
-    println!("Try:");
-    println!("  {try_line}");
-    println!("  agora market providers --market {}", net.http_url);
-    println!();
-    println!("Ctrl-C stops every process.");
+    outln!();
+    outln!("Try:");
+    outln!("  {try_line}");
+    outln!("  agora market providers --market {}", net.http_url);
+    outln!();
+    outln!("Ctrl-C stops every process.");
 }
 
 /// Waits for SIGINT/SIGTERM, or for a child to die (then says which and exits non-zero).

@@ -89,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(err) if err.is_job_fault() => {
             if args.json {
                 let record = serde_json::json!({ "error": { "kind": err.kind(), "message": err.to_string() } });
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                outln!("{}", serde_json::to_string_pretty(&record)?);
             }
             eprintln!("error: job failed: {err}");
             Ok(ExitCode::from(EXIT_JOB_FAILED))
@@ -207,43 +207,45 @@ fn print_json(outcome: &Outcome, dir: Option<&Path>) -> anyhow::Result<()> {
             serde_json::json!(dir.map(|d| d.display().to_string())),
         );
     }
-    println!("{}", serde_json::to_string_pretty(&record)?);
+    outln!("{}", serde_json::to_string_pretty(&record)?);
     Ok(())
 }
 
 fn print_human(outcome: &Outcome, dir: Option<&Path>) {
-    println!("exit code    {}", outcome.exit_code);
-    println!("digest       {}", outcome.digest);
-    println!(
+    outln!("exit code    {}", outcome.exit_code);
+    outln!("digest       {}", outcome.digest);
+    outln!(
         "fuel         {} ({:.6} compute units)",
-        outcome.fuel_used.0, outcome.compute_units
+        outcome.fuel_used.0,
+        outcome.compute_units
     );
-    println!(
+    outln!(
         "wall time    {:.3} ms",
         outcome.wall_time.as_secs_f64() * 1e3
     );
-    println!(
+    outln!(
         "peak memory  {}",
         size::format_size(outcome.peak_memory_bytes)
     );
-    println!(
+    outln!(
         "module       {} ({:?})",
-        outcome.module_hash, outcome.module_source
+        outcome.module_hash,
+        outcome.module_source
     );
     for (name, captured) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
         if captured.total_bytes > 0 {
-            println!("--- {name} ({} bytes) ---", captured.total_bytes);
-            print!("{}", captured.text());
+            outln!("--- {name} ({} bytes) ---", captured.total_bytes);
+            out!("{}", captured.text());
             if !captured.data.ends_with(b"\n") {
-                println!();
+                outln!();
             }
         }
     }
     if let Some(dir) = dir {
-        println!("--- outputs in {} ---", dir.display());
+        outln!("--- outputs in {} ---", dir.display());
     }
     for file in &outcome.outputs {
-        println!("{:>10}  {}  {}", file.size, file.hash, file.name);
+        outln!("{:>10}  {}  {}", file.size, file.hash, file.name);
     }
 }
 

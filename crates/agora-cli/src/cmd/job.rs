@@ -419,23 +419,23 @@ fn print_run(
                 "refund": refunded,
             })
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     if single {
         let summary = &summaries[0];
         if let Some(stdout) = summary.stdout.as_deref().filter(|s| !s.is_empty()) {
-            print!("{stdout}");
+            out!("{stdout}");
             if !stdout.ends_with('\n') {
-                println!();
+                outln!();
             }
         }
         for line in bill_lines(summary) {
-            println!("{line}");
+            outln!("{line}");
         }
         return Ok(());
     }
-    println!("job {name}: {settled}/{} tasks settled", summaries.len());
+    outln!("job {name}: {settled}/{} tasks settled", summaries.len());
     for s in summaries {
         let index = s.task.as_ref().map_or(0, |t| t.index);
         let who = s.provider.as_ref().map(short_account).unwrap_or_default();
@@ -448,9 +448,9 @@ fn print_run(
                 s.latency_ms.unwrap_or(0)
             ),
         };
-        println!("  task-{index:04}  {:<8}  {who:<14}  {detail}", s.state);
+        outln!("  task-{index:04}  {:<8}  {who:<14}  {detail}", s.state);
     }
-    println!(
+    outln!(
         "cost {}   refunded {}",
         agora_core::Amount(cost),
         agora_core::Amount(refunded)
@@ -468,12 +468,12 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("submitting {}", request.label))?;
         if !args.conn.json {
-            println!("{}", answer.order_id);
+            outln!("{}", answer.order_id);
         }
         submitted.push(answer);
     }
     if args.conn.json {
-        println!("{}", serde_json::to_string_pretty(&submitted)?);
+        outln!("{}", serde_json::to_string_pretty(&submitted)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -482,24 +482,24 @@ async fn status(args: IdArgs) -> anyhow::Result<ExitCode> {
     let id = parse_id(&args.id)?;
     let view = args.conn.client()?.order(&id).await?;
     if args.conn.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(ExitCode::SUCCESS);
     }
     let summary = JobSummary::from_view(&view, Vec::new());
     for line in bill_lines(&summary) {
-        println!("{line}");
+        outln!("{line}");
     }
     if !view.label.is_empty() {
-        println!("label     {}", view.label);
+        outln!("label     {}", view.label);
     }
-    println!(
+    outln!(
         "escrow    {}   max price {} per CU",
         view.escrow,
         agora_core::Amount(view.max_price.0)
     );
-    println!("history");
+    outln!("history");
     for event in &view.events {
-        println!("  {}", event_line(event, view.created_ms));
+        outln!("  {}", event_line(event, view.created_ms));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -519,27 +519,29 @@ async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
         paths = buyer.download_outputs(&result, dir).await?;
     }
     if args.conn.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({ "result": result, "downloaded": paths }))?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", result.stdout);
-    println!(
+    out!("{}", result.stdout);
+    outln!(
         "exit code {}   {:.6} CU   provider {}",
         result.exit_code,
         result.fuel_used.as_compute_units_f64(),
         result.provider
     );
     for output in &result.outputs {
-        println!(
+        outln!(
             "output    {}  {} bytes  {}",
-            output.name, output.size, output.hash
+            output.name,
+            output.size,
+            output.hash
         );
     }
     for path in &paths {
-        println!("saved     {}", path.display());
+        outln!("saved     {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -569,11 +571,11 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     };
     let views = args.conn.client()?.orders(&filter).await?;
     if args.conn.json {
-        println!("{}", serde_json::to_string_pretty(&views)?);
+        outln!("{}", serde_json::to_string_pretty(&views)?);
         return Ok(ExitCode::SUCCESS);
     }
     if views.is_empty() {
-        println!("no orders");
+        outln!("no orders");
     }
     for view in &views {
         let who = view
@@ -585,7 +587,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             .latency_ms
             .map(|l| format!("{l} ms"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{}  {:<9}  {:<14}  {:>14}  {:>8}  {}",
             view.order_id,
             view.state,
@@ -602,11 +604,13 @@ async fn cancel(args: IdArgs) -> anyhow::Result<ExitCode> {
     let id = parse_id(&args.id)?;
     let view = args.conn.buyer().await?.cancel(&id).await?;
     if args.conn.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?);
     } else {
-        println!(
+        outln!(
             "order {} {}; refunded {}",
-            view.order_id, view.state, view.refunded
+            view.order_id,
+            view.state,
+            view.refunded
         );
     }
     Ok(ExitCode::SUCCESS)

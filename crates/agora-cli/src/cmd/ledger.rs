@@ -148,9 +148,9 @@ fn init(
             "dev_keys": dev,
             "genesis": genesis,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "created ledger {} in {}: {} accounts, supply {supply}, genesis {}",
             genesis.chain_id,
             data_dir.display(),
@@ -158,7 +158,7 @@ fn init(
             genesis.hash().short()
         );
         if dev {
-            println!(
+            outln!(
                 "dev chain: keys derive from the public seeds agora-dev/{{market,treasury,producer,user/N}}; never hold real value"
             );
         }
@@ -178,10 +178,10 @@ fn run_verify(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             };
             if json {
                 let out = json!({ "ok": true, "report": report, "elapsed_ms": secs * 1e3, "tx_per_s": tx_per_s.round() });
-                println!("{out}");
+                outln!("{out}");
             } else {
                 let s = report.supply;
-                println!(
+                outln!(
                     "ok: chain {} height {} state root {} supply {} (balances {}, escrow {}, stake {}, burned {}); replayed {} txs in {:.2}s ({:.0} tx/s)",
                     report.chain_id,
                     report.height,
@@ -205,7 +205,7 @@ fn run_verify(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 VerifyError::Store(_) => 0,
             };
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({ "ok": false, "bad_height": height, "error": err.to_string() })
                 );
@@ -246,7 +246,7 @@ fn show(
     }
     let out = serde_json::Value::Object(out);
     if json {
-        println!("{out}");
+        outln!("{out}");
     } else {
         print_human(&out);
     }
@@ -303,7 +303,7 @@ fn print_human(value: &serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
                 if !key.is_empty() {
-                    println!("{pad}{key}:");
+                    outln!("{pad}{key}:");
                 }
                 let next = if key.is_empty() { indent } else { indent + 2 };
                 for (k, v) in map {
@@ -313,13 +313,13 @@ fn print_human(value: &serde_json::Value) {
             serde_json::Value::Array(items)
                 if items.iter().any(|i| i.is_object() || i.is_array()) =>
             {
-                println!("{pad}{key}: ({} items)", items.len());
+                outln!("{pad}{key}: ({} items)", items.len());
                 for (i, item) in items.iter().enumerate() {
                     walk(item, indent + 2, &format!("[{i}]"));
                 }
             }
-            serde_json::Value::String(text) => println!("{pad}{key}: {text}"),
-            other => println!("{pad}{key}: {other}"),
+            serde_json::Value::String(text) => outln!("{pad}{key}: {text}"),
+            other => outln!("{pad}{key}: {other}"),
         }
     }
     walk(value, 0, "");
@@ -355,7 +355,7 @@ fn stress_write(
         let outcome = ledger.produce_block(txs, timestamp_ms, &keys.producer)?;
         written += 1;
         if json {
-            println!(
+            outln!(
                 "{}",
                 json!({ "height": outcome.header.height, "included": outcome.included.len(), "rejected": outcome.rejected.len() })
             );

@@ -117,7 +117,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         },
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_human(&report);
     }
@@ -172,11 +172,13 @@ fn progress(args: &BenchArgs, line: &str) {
 
 fn print_human(r: &Report) {
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
-    println!(
+    outln!(
         "market benchmark: {} asks, {} providers (seed {})",
-        r.asks, r.providers, r.seed
+        r.asks,
+        r.providers,
+        r.seed
     );
-    println!(
+    outln!(
         "  instant: {:.0} orders/s [{} ≥ {:.0}], p50 {:.2} µs [{} ≤ {} µs], p99 {:.2} µs",
         r.orders_per_s,
         mark(r.orders_per_s >= r.targets.orders_per_s),
@@ -186,21 +188,24 @@ fn print_human(r: &Report) {
         r.targets.match_p50_us,
         r.match_p99_us
     );
-    println!(
+    outln!(
         "           {} orders: {} filled, {} no match, {} releases",
-        r.orders, r.filled, r.no_match, r.releases
+        r.orders,
+        r.filled,
+        r.no_match,
+        r.releases
     );
-    println!(
+    outln!(
         "  explain an impossible order over the whole book: {:.0} µs",
         r.explain_us
     );
     if let Some(line) = r.explanation.lines().next() {
-        println!("           {line}");
+        outln!("           {line}");
     }
     if let Some(us) = r.no_match_explain_p50_us {
-        println!("           a no-match with its explanation: p50 {us:.0} µs");
+        outln!("           a no-match with its explanation: p50 {us:.0} µs");
     }
-    println!(
+    outln!(
         "  auction: close with {} bids p50 {:.1} µs [{} ≤ {} µs] (max {:.1} µs), bid submit p50 {:.2} µs",
         r.auction_bids,
         r.auction_close_p50_us,
@@ -209,7 +214,7 @@ fn print_human(r: &Report) {
         r.auction_close_max_us,
         r.bid_submit_p50_us
     );
-    println!(
+    outln!(
         "  brute force {:.1} µs/order vs indexed {:.2} µs/order: {:.0}x ({} orders, {} disagreements)",
         r.reference.brute_force_us_per_order,
         r.reference.indexed_us_per_order,

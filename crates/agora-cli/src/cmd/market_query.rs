@@ -45,9 +45,9 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
         Query::Asks => {
             let asks = client.asks().await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&asks)?);
+                outln!("{}", serde_json::to_string_pretty(&asks)?);
             } else if asks.is_empty() {
-                println!("no asks");
+                outln!("no asks");
             }
             for ask in asks.iter().filter(|_| !args.json) {
                 let prices: Vec<String> = ask
@@ -60,7 +60,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                println!(
+                outln!(
                     "{}  {:>6} mCPU  {:>6} MiB  {}  {}",
                     short_account(&ask.provider),
                     ask.capacity.cpu_millis,
@@ -73,9 +73,9 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
         Query::Index => {
             let index = client.index().await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&index)?);
+                outln!("{}", serde_json::to_string_pretty(&index)?);
             } else if index.is_empty() {
-                println!("no price index yet (no asks or trades)");
+                outln!("no price index yet (no asks or trades)");
             }
             for entry in index.iter().filter(|_| !args.json) {
                 let best = entry
@@ -89,7 +89,7 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
                         format!("{}s vwap {vwap} ({} trades)", w.window_ms / 1_000, w.trades)
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}  best {best}  depth {}  {}",
                     entry.class,
                     entry.depth_asks,
@@ -100,12 +100,12 @@ async fn query(args: Args) -> anyhow::Result<ExitCode> {
         Query::Providers => {
             let providers = client.providers().await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&providers)?);
+                outln!("{}", serde_json::to_string_pretty(&providers)?);
             } else if providers.is_empty() {
-                println!("no providers");
+                outln!("no providers");
             }
             for p in providers.iter().filter(|_| !args.json) {
-                println!(
+                outln!(
                     "{}  stake {}  reputation {:.3} ({:.0}% confidence)  running {}  done {}  failed {}  earned {}",
                     p.account,
                     p.stake,

@@ -60,6 +60,7 @@ pub struct Args {
 
 /// Runs the node until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::output::keep_running_without_stdout();
     init_logging();
     let config = config_from(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -106,13 +107,13 @@ async fn serve(config: MarketConfig, json: bool) -> anyhow::Result<ExitCode> {
     announce(&node, &data_dir, json)?;
     wait_for_signal().await?;
     if !json {
-        println!("stopping...");
+        outln!("stopping...");
     }
     node.shutdown().await;
     if json {
-        println!("{}", serde_json::json!({ "event": "stopped" }));
+        outln!("{}", serde_json::json!({ "event": "stopped" }));
     } else {
-        println!("stopped");
+        outln!("stopped");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -124,22 +125,22 @@ fn announce(node: &RunningMarket, data_dir: &std::path::Path, json: bool) -> any
             .with_context(|| format!("reading {}", file.display()))?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not JSON", file.display()))?;
-        println!("{value}");
+        outln!("{value}");
         return Ok(());
     }
-    println!(
+    outln!(
         "market node for chain {} (market {})",
         node.chain_id(),
         node.market_account()
     );
-    println!("  HTTP API  {}", node.http_url());
+    outln!("  HTTP API  {}", node.http_url());
     for addr in node.p2p_addrs() {
-        println!("  p2p       {addr}");
+        outln!("  p2p       {addr}");
     }
-    println!("  OpenAPI   {}/openapi.json", node.http_url());
-    println!("  metrics   {}/metrics", node.http_url());
-    println!("  written   {}", file.display());
-    println!("press Ctrl-C to stop");
+    outln!("  OpenAPI   {}/openapi.json", node.http_url());
+    outln!("  metrics   {}/metrics", node.http_url());
+    outln!("  written   {}", file.display());
+    outln!("press Ctrl-C to stop");
     Ok(())
 }
 

@@ -90,6 +90,7 @@ pub struct Args {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::output::keep_running_without_stdout();
     init_logging();
     let config = config_from(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -143,7 +144,7 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
         .context("starting the provider agent")?;
     let status = provider.status().await;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "event": "started",
@@ -157,18 +158,22 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
     }
     report_until_signal(&provider, json).await?;
     if !json {
-        println!("stopping: waiting for running jobs to deliver...");
+        outln!("stopping: waiting for running jobs to deliver...");
     }
     let stats = provider.shutdown().await.context("shutting down")?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "event": "stopped", "jobs": stats })
         );
     } else {
-        println!(
+        outln!(
             "stopped: {} accepted, {} delivered, {} failed, {} declined; billed {}",
-            stats.accepted, stats.delivered, stats.failed, stats.declined, stats.billed
+            stats.accepted,
+            stats.delivered,
+            stats.failed,
+            stats.declined,
+            stats.billed
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -176,9 +181,9 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
 
 fn print_started(market: &str, status: &ProviderStatus, fault: Option<FaultPlan>) {
     let cap = &status.capacity;
-    println!("provider {} serving {market}", status.account);
-    println!("peer     {}", status.peer_id);
-    println!(
+    outln!("provider {} serving {market}", status.account);
+    outln!("peer     {}", status.peer_id);
+    outln!(
         "offering {} cores, {} MiB memory, {} MiB disk, {} slots ({})",
         cap.cpus,
         cap.memory_bytes >> 20,
@@ -187,21 +192,21 @@ fn print_started(market: &str, status: &ProviderStatus, fault: Option<FaultPlan>
         cap.arch
     );
     for gpu in &cap.gpus {
-        println!(
+        outln!(
             "gpu      {} x {} ({} MiB each; detected, not offered: jobs run on CPUs)",
             gpu.count,
             gpu.model,
             gpu.vram_bytes >> 20
         );
     }
-    println!("price    {}", status.price);
+    outln!("price    {}", status.price);
     if let Some(fault) = fault {
-        println!("FAULTY   {fault} (on purpose, test networks only)");
+        outln!("FAULTY   {fault} (on purpose, test networks only)");
     }
     if let Some(ledger) = &status.ledger {
-        println!("stake    {}  balance {}", ledger.stake, ledger.balance);
+        outln!("stake    {}  balance {}", ledger.stake, ledger.balance);
     }
-    println!("running; Ctrl-C to stop");
+    outln!("running; Ctrl-C to stop");
 }
 
 /// How often the work counters are printed (only when they changed).
@@ -224,11 +229,15 @@ async fn report_until_signal(provider: &RunningProvider, json: bool) -> anyhow::
             continue;
         }
         if json {
-            println!("{}", serde_json::json!({ "event": "stats", "jobs": stats }));
+            outln!("{}", serde_json::json!({ "event": "stats", "jobs": stats }));
         } else {
-            println!(
+            outln!(
                 "jobs: {} running, {} delivered, {} failed, {} declined; billed {}",
-                stats.running, stats.delivered, stats.failed, stats.declined, stats.billed
+                stats.running,
+                stats.delivered,
+                stats.failed,
+                stats.declined,
+                stats.billed
             );
         }
         last = stats;

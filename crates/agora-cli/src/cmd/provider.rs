@@ -58,28 +58,31 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             "ledger": ledger,
             "provider": view,
         });
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        outln!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("provider   {account}");
-    println!("market     {}", api.base_url());
-    println!("balance    {}", ledger.balance);
-    println!("stake      {}", ledger.stake);
+    outln!("provider   {account}");
+    outln!("market     {}", api.base_url());
+    outln!("balance    {}", ledger.balance);
+    outln!("stake      {}", ledger.stake);
     if !ledger.unbonding.is_zero() {
-        println!("unbonding  {}", ledger.unbonding);
+        outln!("unbonding  {}", ledger.unbonding);
     }
     match view {
         Some(view) => {
-            println!(
+            outln!(
                 "jobs       {} completed, {} failed, {} running",
-                view.completed, view.failed, view.running
+                view.completed,
+                view.failed,
+                view.running
             );
-            println!("earned     {}", view.earned);
-            println!(
+            outln!("earned     {}", view.earned);
+            outln!(
                 "reputation {:.3} (confidence {:.2})",
-                view.reputation, view.confidence
+                view.reputation,
+                view.confidence
             );
-            println!(
+            outln!(
                 "asks       {}  {}",
                 view.asks.len(),
                 if view.peer.is_some() {
@@ -89,7 +92,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 }
             );
         }
-        None => println!("the market has not seen this provider yet (no ask received)"),
+        None => outln!("the market has not seen this provider yet (no ask received)"),
     }
     Ok(ExitCode::SUCCESS)
 }

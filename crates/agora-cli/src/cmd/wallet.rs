@@ -79,9 +79,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 fn report(path: &Path, account: &AccountId, json: bool, verb: &str) -> anyhow::Result<ExitCode> {
     if json {
         let out = serde_json::json!({ "account": account, "path": path });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!("{verb} {}\naccount {account}", path.display());
+        outln!("{verb} {}\naccount {account}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

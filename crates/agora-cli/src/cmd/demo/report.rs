@@ -249,9 +249,14 @@ impl Report {
 
     /// The report for people.
     pub fn print(&self) {
-        println!(
+        outln!(
             "\n{:<14} {:<12} {:>14} {:>10} {:>16} {:>10}  outcome",
-            "job", "provider", "price/CU", "CU", "cost", "latency"
+            "job",
+            "provider",
+            "price/CU",
+            "CU",
+            "cost",
+            "latency"
         );
         for j in &self.jobs {
             let provider = j.provider.map(|p| short(&p)).unwrap_or_else(|| "-".into());
@@ -259,7 +264,7 @@ impl Report {
                 .price
                 .map(|p| Amount(p.0).to_string())
                 .unwrap_or_else(|| "-".into());
-            println!(
+            outln!(
                 "{:<14} {:<12} {:>14} {:>10.4} {:>16} {:>8.1}ms  {}",
                 j.label,
                 provider,
@@ -270,7 +275,7 @@ impl Report {
                 j.outcome
             );
         }
-        println!(
+        outln!(
             "\n{} of {} jobs settled in {:.2} s; latency p50 {:.1} ms, p95 {:.1} ms",
             self.settled(),
             self.jobs.len(),
@@ -278,12 +283,15 @@ impl Report {
             self.latency_percentile(0.5),
             self.latency_percentile(0.95)
         );
-        println!(
+        outln!(
             "\n{:<12} {:<50} {:>20} {:>12}",
-            "account", "id", "balance", "stake"
+            "account",
+            "id",
+            "balance",
+            "stake"
         );
         for b in &self.balances {
-            println!(
+            outln!(
                 "{:<12} {:<50} {:>20} {:>12}",
                 b.role,
                 b.account.to_string(),
@@ -292,7 +300,7 @@ impl Report {
             );
         }
         match &self.audit {
-            Ok(r) => println!(
+            Ok(r) => outln!(
                 "\nledger: {} blocks, {} txs replayed from genesis and verified; state root {}; supply {}; conservation {}",
                 r.height,
                 r.txs,
@@ -304,16 +312,16 @@ impl Report {
                     "VIOLATED"
                 }
             ),
-            Err(e) => println!("\nledger: verification FAILED: {e}"),
+            Err(e) => outln!("\nledger: verification FAILED: {e}"),
         }
-        println!(
+        outln!(
             "market data: {} (try `agora ledger verify --data-dir {0}`)",
             self.data_dir.display()
         );
         self.verification.print();
         match &self.image {
-            Some(path) => println!("image: {}", path.display()),
-            None => println!("image: none (a tile did not settle)"),
+            Some(path) => outln!("image: {}", path.display()),
+            None => outln!("image: none (a tile did not settle)"),
         }
     }
 }

@@ -128,7 +128,7 @@ impl Summary {
 
     /// One paragraph for people.
     pub fn print(&self) {
-        println!(
+        outln!(
             "\nverification: {} with {} byzantine provider(s): {} wrong result(s) accepted of {} checked against a local run; {} fraud(s) detected, {} slashed; honest providers slashed: {}; overhead {:.2}× (CU executed ÷ CU billed)",
             self.policy,
             self.byzantine.len(),

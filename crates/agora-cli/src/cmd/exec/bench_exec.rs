@@ -161,7 +161,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         soak,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
@@ -452,61 +452,67 @@ fn median_ms(times: &mut [Duration]) -> f64 {
 }
 
 fn print_report(report: &Report) {
-    println!(
+    outln!(
         "metering overhead (median of {} runs; wasm = instantiate + run, module cached)",
         report.runs
     );
     for o in &report.overhead {
-        println!("  {} {}", o.job, o.args.join(" "));
+        outln!("  {} {}", o.job, o.args.join(" "));
         match (o.native_ms, &o.native_skipped) {
-            (Some(ms), _) => println!("    native              {ms:9.2} ms"),
-            (None, Some(why)) => println!("    native              skipped: {why}"),
+            (Some(ms), _) => outln!("    native              {ms:9.2} ms"),
+            (None, Some(why)) => outln!("    native              skipped: {why}"),
             (None, None) => {}
         }
-        println!(
+        outln!(
             "    wasm, fuel on       {:9.2} ms   ({} fuel)",
-            o.fuel_on_ms, o.fuel_used
+            o.fuel_on_ms,
+            o.fuel_used
         );
-        println!("    wasm, fuel off      {:9.2} ms", o.fuel_off_ms);
-        println!("    wasm, NaN canon off {:9.2} ms", o.nan_canon_off_ms);
+        outln!("    wasm, fuel off      {:9.2} ms", o.fuel_off_ms);
+        outln!("    wasm, NaN canon off {:9.2} ms", o.nan_canon_off_ms);
         if let Some(r) = o.ratio_fuel_vs_native {
-            println!("    fuel on / native    {r:9.2}x   (target <= 1.5x)");
+            outln!("    fuel on / native    {r:9.2}x   (target <= 1.5x)");
         }
-        println!("    fuel on / off       {:9.2}x", o.ratio_fuel_on_vs_off);
-        println!("    NaN canon on / off  {:9.2}x", o.ratio_nan_on_vs_off);
+        outln!("    fuel on / off       {:9.2}x", o.ratio_fuel_on_vs_off);
+        outln!("    NaN canon on / off  {:9.2}x", o.ratio_nan_on_vs_off);
     }
     let s = &report.start_latency;
-    println!(
+    outln!(
         "start latency of an empty job from the module cache ({} runs)",
         s.runs
     );
-    println!(
+    outln!(
         "  executor.run median {:8.1} us   p99 {:8.1} us   (target median <= 1000 us)",
-        s.median_run_us, s.p99_run_us
+        s.median_run_us,
+        s.p99_run_us
     );
-    println!(
+    outln!(
         "  instantiate + run   {:8.1} us",
         s.median_instantiate_and_run_us
     );
-    println!("cold compile (median of {} runs)", report.runs);
+    outln!("cold compile (median of {} runs)", report.runs);
     for c in &report.compile {
-        println!(
+        outln!(
             "  {:<11} {:>8} bytes  {:8.1} ms",
-            c.job, c.module_bytes, c.cold_compile_ms
+            c.job,
+            c.module_bytes,
+            c.cold_compile_ms
         );
     }
     let k = &report.soak;
     let kib = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| format!("{v} KiB"));
-    println!(
+    outln!(
         "soak: {} mixed jobs in {:.1} s, endings {:?}",
-        k.jobs, k.seconds, k.endings
+        k.jobs,
+        k.seconds,
+        k.endings
     );
-    println!(
+    outln!(
         "  RSS       start {:>12}   end {:>12}",
         kib(k.rss_start_kib),
         kib(k.rss_end_kib)
     );
-    println!(
+    outln!(
         "  peak RSS  start {:>12}   end {:>12}",
         kib(k.peak_rss_start_kib),
         kib(k.peak_rss_end_kib)

@@ -120,7 +120,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let pct = |p: f64| block_ms[((block_ms.len() - 1) as f64 * p).round() as usize];
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "tx_per_s": tx_per_s.round(),
@@ -140,7 +140,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             })
         );
     } else {
-        println!(
+        outln!(
             "produce: {tx_per_s:.0} tx/s ({} blocks × {} transfers, {} accounts, fsync per block; block interval median {:.1} ms, p99 {:.1} ms)",
             args.blocks,
             args.txs_per_block,
@@ -148,11 +148,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             pct(0.5),
             pct(0.99)
         );
-        println!(
+        outln!(
             "verify:  {verify_tx_per_s:.0} tx/s replay from genesis ({:.2}s)",
             verify_secs
         );
-        println!(
+        outln!(
             "signatures: {batch_per_s:.0}/s batched on {threads} threads vs {single_per_s:.0}/s one by one ({:.1}×)",
             batch_per_s / single_per_s
         );
