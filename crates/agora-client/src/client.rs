@@ -1,6 +1,7 @@
 //! [`MarketClient`]: one typed method per endpoint of the market node's HTTP API.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use agora_core::hash::Hasher;
 use agora_core::{AccountId, Hash, Signed};
@@ -15,6 +16,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OnceCell;
 
 use crate::error::ClientError;
 use crate::sse::SseParser;
@@ -73,6 +75,8 @@ impl OrderFilter {
 pub struct MarketClient {
     base: String,
     http: reqwest::Client,
+    /// The node's blob limit, once asked (`None` inside: the node does not say).
+    blob_limit: Arc<OnceCell<Option<u64>>>,
 }
 
 impl MarketClient {
@@ -87,7 +91,11 @@ impl MarketClient {
                 url: base.clone(),
                 source,
             })?;
-        Ok(MarketClient { base, http })
+        Ok(MarketClient {
+            base,
+            http,
+            blob_limit: Arc::default(),
+        })
     }
 
     /// The node's base URL.
@@ -207,11 +215,11 @@ impl MarketClient {
         if self.has_blob(hash).await? {
             return Ok(BlobStored { hash: *hash, size });
         }
+        self.check_blob_size(path, hash, size).await?;
         match self.put_file(file, size, hash).await {
-            // Another upload of the same content may have landed meanwhile, and a node
-            // that already has the blob may answer without reading the body, which breaks
-            // the connection under ours. A blob is named by its hash, so an upload is
-            // idempotent: look again, and send it once more if it is still missing.
+            // A connection broken mid-upload (a node restarting, a proxy) may still have
+            // delivered the blob. A blob is named by its hash, so an upload is idempotent:
+            // look again, and send it once more if it is still missing.
             Err(ClientError::Transport { .. }) if self.has_blob(hash).await? => {
                 Ok(BlobStored { hash: *hash, size })
             }
@@ -222,6 +230,37 @@ impl MarketClient {
                 self.put_file(file, size, hash).await
             }
             other => other,
+        }
+    }
+
+    /// Refuses, before a byte is sent, a blob larger than the node's limit (from
+    /// `GET /v1/info`, asked once per client): the node would refuse it with 413 halfway
+    /// through, and a refusal read from a connection closed under a writing client can be
+    /// lost to the reset.
+    async fn check_blob_size(
+        &self,
+        path: &Path,
+        hash: &Hash,
+        size: u64,
+    ) -> Result<(), ClientError> {
+        let limit = self
+            .blob_limit
+            .get_or_try_init(|| async { Ok::<_, ClientError>(self.info().await?.max_blob_bytes) })
+            .await?;
+        match limit {
+            Some(limit) if size > *limit => Err(ClientError::Api {
+                what: format!("PUT /v1/blobs/{hash}"),
+                status: StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
+                error: ApiError {
+                    error: "blob_too_large".into(),
+                    message: format!(
+                        "{} is {size} bytes, larger than this market's limit of {limit} bytes; \
+                         split the data into several inputs",
+                        path.display()
+                    ),
+                },
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -168,6 +168,7 @@ async fn info(State(shared): State<AppState>) -> Json<MarketInfo> {
         p2p_addrs: id.p2p_addrs.clone(),
         peer_id: id.peer_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        max_blob_bytes: Some(shared.settings.max_blob_bytes),
     })
 }
 
@@ -177,38 +178,140 @@ async fn info(State(shared): State<AppState>) -> Json<MarketInfo> {
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "Stored", body = BlobStored),
-        (status = 200, description = "Already stored", body = BlobStored),
+        (status = 200, description = "Already stored (the body is read and discarded)", body = BlobStored),
         (status = 400, description = "hash_mismatch: the content hashes to something else", body = agora_proto::ApiError),
-        (status = 413, description = "blob_too_large", body = agora_proto::ApiError)))]
+        (status = 413, description = "blob_too_large (with `Connection: close` when the body was not read)", body = agora_proto::ApiError)))]
 async fn put_blob(
     State(shared): State<AppState>,
     Path(hash): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<BlobStored>)> {
-    let expected = parse_hash(&hash)?;
-    let limit = shared.settings.max_blob_bytes;
+) -> Response {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    match receive_blob(&shared, &hash, declared, body).await {
+        Ok((status, stored)) => (status, Json(stored)).into_response(),
+        Err(Refused {
+            failure,
+            body_unread: false,
+        }) => failure.into_response(),
+        // The client may still be writing a body nobody will read; the connection closes
+        // after this answer, and the header says so instead of leaving the client to find
+        // out from a reset.
+        Err(Refused {
+            failure,
+            body_unread: true,
+        }) => ([(header::CONNECTION, "close")], failure).into_response(),
+    }
+}
+
+/// An upload refused, and whether its body was left unread.
+struct Refused {
+    failure: ApiFailure,
+    body_unread: bool,
+}
+
+impl Refused {
+    fn read(failure: ApiFailure) -> Refused {
+        Refused {
+            failure,
+            body_unread: false,
+        }
+    }
+
+    fn unread(failure: ApiFailure) -> Refused {
+        Refused {
+            failure,
+            body_unread: true,
+        }
+    }
+}
+
+/// Bodies at most this large are read to their end before a refusal, so the client gets
+/// the answer on an intact connection; larger ones are refused at once.
+const DRAIN_BEFORE_REFUSAL: u64 = 64 << 10;
+
+async fn receive_blob(
+    shared: &Shared,
+    hash: &str,
+    declared: Option<u64>,
+    body: Body,
+) -> Result<(StatusCode, BlobStored), Refused> {
+    let limit = shared.settings.max_blob_bytes;
+    let expected = match parse_hash(hash) {
+        Ok(expected) => expected,
+        Err(failure) => return Err(refuse_before_reading(failure, declared, body).await),
+    };
     if declared.is_some_and(|len| len > limit) {
-        return Err(ApiFailure::BlobTooLarge { limit });
+        let failure = ApiFailure::BlobTooLarge { limit };
+        return Err(refuse_before_reading(failure, declared, body).await);
     }
     if let Ok(size) = shared.blobs.size(&expected) {
-        return Ok((
-            StatusCode::OK,
-            Json(BlobStored {
-                hash: expected,
-                size,
-            }),
-        ));
+        // Already stored (a concurrent upload of the same module, typically). Read the body
+        // anyway: answering first would close the connection under a client that is still
+        // writing, and break an upload that should simply succeed. Its declared length is
+        // within the limit, and an undeclared one is cut at the limit.
+        drain(body, limit).await?;
+        let stored = BlobStored {
+            hash: expected,
+            size,
+        };
+        return Ok((StatusCode::OK, stored));
     }
-    let writer = shared.blobs.writer().map_err(internal)?;
+    let (stored, total) = stream_to_store(shared, expected, body, limit).await?;
+    Ok((
+        StatusCode::CREATED,
+        BlobStored {
+            hash: stored,
+            size: total,
+        },
+    ))
+}
+
+/// The answer to an upload refused before its body was read: small bodies are drained
+/// first, so the client reads the refusal instead of a reset.
+async fn refuse_before_reading(failure: ApiFailure, declared: Option<u64>, body: Body) -> Refused {
+    if declared.is_some_and(|len| len <= DRAIN_BEFORE_REFUSAL)
+        && drain(body, DRAIN_BEFORE_REFUSAL).await.is_ok()
+    {
+        return Refused::read(failure);
+    }
+    Refused::unread(failure)
+}
+
+/// Reads and discards `body`, up to `limit` bytes; returns how many were read.
+async fn drain(body: Body, limit: u64) -> Result<u64, Refused> {
+    let mut stream = body.into_data_stream();
+    let mut total: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Refused::read(ApiFailure::BadRequest(format!("the upload broke off: {e}")))
+        })?;
+        total += chunk.len() as u64;
+        if total > limit {
+            return Err(Refused::unread(ApiFailure::BlobTooLarge { limit }));
+        }
+    }
+    Ok(total)
+}
+
+/// Streams `body` through the blob store's writer (hashing and disk writes on a blocking
+/// thread) and commits it under `expected`; returns the hash and the size stored.
+async fn stream_to_store(
+    shared: &Shared,
+    expected: Hash,
+    body: Body,
+    limit: u64,
+) -> Result<(Hash, u64), Refused> {
+    let writer = shared
+        .blobs
+        .writer()
+        .map_err(|e| Refused::unread(internal(e)))?;
     let (chunks, mut inbox) = mpsc::channel::<Bytes>(8);
     let aborted = Arc::new(AtomicBool::new(false));
     let abort_seen = aborted.clone();
-    // Disk writes and hashing run on a blocking thread; the body streams to it.
     let disk = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
         while let Some(chunk) = inbox.blocking_recv() {
@@ -223,20 +326,24 @@ async fn put_blob(
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     let mut failure = None;
+    let mut body_unread = false;
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(e) => {
-                failure = Some(ApiFailure::BadRequest(format!("the upload broke off: {e}")));
+                let broke = ApiFailure::BadRequest(format!("the upload broke off: {e}"));
+                failure = Some(Refused::read(broke));
                 break;
             }
         };
         total += chunk.len() as u64;
         if total > limit {
-            failure = Some(ApiFailure::BlobTooLarge { limit });
+            failure = Some(Refused::unread(ApiFailure::BlobTooLarge { limit }));
             break;
         }
         if chunks.send(chunk).await.is_err() {
+            // The disk writer stopped; its error is the answer.
+            body_unread = true;
             break;
         }
     }
@@ -244,17 +351,21 @@ async fn put_blob(
         aborted.store(true, Ordering::Relaxed);
     }
     drop(chunks);
-    let stored = disk.await.map_err(internal)?;
+    let stored = disk.await.map_err(|e| Refused::unread(internal(e)))?;
     if let Some(failure) = failure {
         return Err(failure);
     }
+    let refused = |failure| Refused {
+        failure,
+        body_unread,
+    };
     match stored {
-        Ok(Some(hash)) => Ok((StatusCode::CREATED, Json(BlobStored { hash, size: total }))),
-        Ok(None) => Err(ApiFailure::Internal("the upload was abandoned".into())),
+        Ok(Some(hash)) => Ok((hash, total)),
+        Ok(None) => Err(refused(internal("the upload was abandoned"))),
         Err(agora_net::StoreError::HashMismatch { expected, actual }) => {
-            Err(ApiFailure::HashMismatch { expected, actual })
+            Err(refused(ApiFailure::HashMismatch { expected, actual }))
         }
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(refused(internal(e))),
     }
 }
 

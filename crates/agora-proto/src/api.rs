@@ -374,6 +374,11 @@ pub struct MarketInfo {
     pub peer_id: String,
     /// The node's version.
     pub version: String,
+    /// The largest blob (module, input or output) the node accepts, in bytes, so a client
+    /// can refuse an oversized upload before sending it. Absent from markets that predate
+    /// the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_blob_bytes: Option<u64>,
 }
 
 /// `GET /v1/accounts/{id}`: an account on the ledger.

@@ -1044,6 +1044,7 @@ mod tests {
             p2p_addrs: addrs,
             peer_id: peer,
             version: "0".into(),
+            max_blob_bytes: None,
         }
     }
 
