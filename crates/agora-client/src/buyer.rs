@@ -2,8 +2,10 @@
 //! local files and a budget into a signed, escrowed order and to see it through.
 
 use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agora_core::hash::Hasher;
 use agora_core::{AccountId, Amount, ChainId, Fuel, Hash, Keypair, Price, Signed};
@@ -171,6 +173,103 @@ impl NonceTracker {
     }
 }
 
+/// Most times one order is sent when the ledger refuses its escrow's nonce (another
+/// process signing with the same key took it): each retry fetches the next nonce again
+/// and signs a new escrow.
+pub const NONCE_ATTEMPTS: u32 = 10;
+
+/// The backoff before retry `retry` (1-based) after a refused nonce: none for the first
+/// (the locally tracked nonce was merely stale), then a random wait in
+/// `[cap/2, cap]` with `cap` = 25 ms doubling up to 800 ms, so racing submitters spread
+/// out instead of colliding again.
+pub fn nonce_backoff(retry: u32) -> Duration {
+    if retry <= 1 {
+        return Duration::ZERO;
+    }
+    let cap_ms = 25u64 << (retry - 2).min(5);
+    Duration::from_millis(rand::random_range(cap_ms / 2..=cap_ms))
+}
+
+/// How long following an order keeps trying to reach a market that went away (a crash,
+/// a restart) before giving up, unless [`Buyer::set_reconnect_window`] says otherwise.
+pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long a submission waits for another process's submission with the same key
+/// before going ahead without the lock (the nonce retries still keep it correct).
+pub const SUBMIT_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// The backoff between attempts to reach a market that went away: 100 ms doubling to
+/// 2 s, each with up to a quarter added at random so that many followers do not return
+/// in step.
+fn reconnect_backoff(failures: u32) -> Duration {
+    let base_ms = (100u64 << failures.min(5)).min(2_000);
+    Duration::from_millis(base_ms + rand::random_range(0..=base_ms / 4))
+}
+
+/// Where the progress notices of a [`Buyer`] go (reconnecting to the market, …).
+#[derive(Clone)]
+struct Notices(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Notices {
+    fn stderr() -> Notices {
+        Notices(Arc::new(|line| eprintln!("{line}")))
+    }
+
+    fn say(&self, line: &str) {
+        (self.0)(line);
+    }
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notices")
+    }
+}
+
+/// An advisory lock (`flock`) on a file shared by every process that signs with one key
+/// on this machine, held while one submission picks its ledger nonce and commits its
+/// escrow, so that concurrent `agora job run`s from one wallet take turns instead of
+/// colliding. The kernel releases it when the file is closed, including when the process
+/// dies, so a crash never leaves it held.
+struct SubmitLock {
+    _file: File,
+}
+
+impl SubmitLock {
+    /// Takes the lock at `path`, waiting at most `wait`. `None` when the file cannot be
+    /// opened or locked (an unsupported file system, another user's file) or the wait
+    /// ran out: the submission then goes ahead unlocked and relies on its nonce retries.
+    async fn acquire(path: &Path, wait: Duration) -> Option<SubmitLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .or_else(|_| File::open(path))
+            .ok()?;
+        let until = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Some(SubmitLock { _file: file }),
+                Err(TryLockError::WouldBlock) if Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(10..=40))).await;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// The default lock file of `account` at the market at `url` on `chain`: in the
+/// temporary directory, named by a hash of the three, so that every wallet file holding
+/// the key shares it and separate local networks (test nets with the same dev keys) do
+/// not wait on each other.
+fn default_submit_lock(chain: &ChainId, account: &AccountId, url: &str) -> PathBuf {
+    let key = Hash::of(format!("{}\n{account}\n{url}", chain.0).as_bytes());
+    std::env::temp_dir().join(format!("agora-submit-{}.lock", key.short()))
+}
+
 /// How an order ended, with its bill: what `agora job run` prints.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct JobSummary {
@@ -244,7 +343,11 @@ impl JobSummary {
 /// A buyer: signs orders, escrows and cancellations with its key and submits them.
 ///
 /// Submissions from one `Buyer` are serialized (each escrow takes the next ledger nonce
-/// of the account); different `Buyer`s — different keys — submit concurrently.
+/// of the account); different `Buyer`s — different keys — submit concurrently. Across
+/// processes that sign with the same key, submissions take turns on an advisory lock
+/// file ([`Buyer::set_submit_lock`]), and an escrow whose nonce another process took
+/// anyway (another machine, a lock that could not be had) is signed again with the next
+/// nonce, up to [`NONCE_ATTEMPTS`] times.
 #[derive(Debug)]
 pub struct Buyer {
     key: Keypair,
@@ -252,6 +355,9 @@ pub struct Buyer {
     info: MarketInfo,
     chain: ChainId,
     nonces: Mutex<NonceTracker>,
+    submit_lock: Option<PathBuf>,
+    reconnect_window: Duration,
+    notices: Notices,
 }
 
 impl Buyer {
@@ -265,13 +371,45 @@ impl Buyer {
     /// A buyer from parts already at hand.
     pub fn new(key: Keypair, client: MarketClient, info: MarketInfo) -> Buyer {
         let chain = ChainId::new(info.chain_id.clone());
+        let submit_lock = Some(default_submit_lock(
+            &chain,
+            &key.account(),
+            client.base_url(),
+        ));
         Buyer {
             key,
             client,
             info,
             chain,
             nonces: Mutex::new(NonceTracker::new()),
+            submit_lock,
+            reconnect_window: DEFAULT_RECONNECT_WINDOW,
+            notices: Notices::stderr(),
         }
+    }
+
+    /// Sets the lock file that submissions from every process signing with this key take
+    /// turns on (`None`: no lock, nonce retries only). The default lives in the temporary
+    /// directory (`$TMPDIR`), named by the chain, the account and the market's URL.
+    pub fn set_submit_lock(&mut self, path: Option<PathBuf>) {
+        self.submit_lock = path;
+    }
+
+    /// The lock file submissions take turns on, if any.
+    pub fn submit_lock(&self) -> Option<&Path> {
+        self.submit_lock.as_deref()
+    }
+
+    /// Sets how long [`Buyer::wait`] keeps trying to reach a market that went away
+    /// (default [`DEFAULT_RECONNECT_WINDOW`]); zero gives up on the first failure.
+    pub fn set_reconnect_window(&mut self, window: Duration) {
+        self.reconnect_window = window;
+    }
+
+    /// Sends the buyer's progress notices (the market went away, reconnected) to
+    /// `notice` instead of stderr.
+    pub fn set_notices(&mut self, notice: impl Fn(&str) + Send + Sync + 'static) {
+        self.notices = Notices(Arc::new(notice));
     }
 
     /// The buyer's account.
@@ -347,11 +485,20 @@ impl Buyer {
     }
 
     /// Signs and submits `body` with its escrow, using and advancing the tracked ledger
-    /// nonce (fetched when unknown, re-fetched once if the ledger refuses it).
+    /// nonce (fetched when unknown). Other processes signing with the same key take turns
+    /// on the submit lock; if the ledger still refuses the nonce (taken by a submission
+    /// that did not take the lock, or a stale tracked one), the next nonce is fetched and
+    /// the escrow signed again, after a short random backoff, up to [`NONCE_ATTEMPTS`]
+    /// sends in all. The order itself is signed once: its id does not depend on the
+    /// escrow's nonce, and a refused escrow leaves no trace of the order at the market.
     pub async fn submit(&self, body: OrderRequest) -> Result<Submitted, ClientError> {
         let order = self.sign_order(body);
         let mut nonces = self.nonces.lock().await;
-        let mut retried = false;
+        let _turn = match &self.submit_lock {
+            Some(path) => SubmitLock::acquire(path, SUBMIT_LOCK_WAIT).await,
+            None => None,
+        };
+        let mut sent = 0u32;
         loop {
             let nonce = match nonces.next() {
                 Some(nonce) => nonce,
@@ -362,19 +509,21 @@ impl Buyer {
                 }
             };
             let escrow = self.escrow_for(&order, nonce);
+            sent += 1;
             match self.client.submit_order(&order, &escrow).await {
                 Ok(submitted) => {
                     nonces.consumed(nonce);
                     return Ok(submitted);
                 }
-                Err(e) if e.is_nonce_error() && !retried => {
-                    retried = true;
+                Err(e) if e.is_nonce_error() && sent < NONCE_ATTEMPTS => {
                     nonces.forget();
+                    tokio::time::sleep(nonce_backoff(sent)).await;
                 }
                 Err(e) => {
-                    // A refusal (4xx) left the ledger untouched; anything else may not have.
-                    if !matches!(&e, ClientError::Api { status, .. } if (400..500).contains(status))
-                    {
+                    // A refusal (4xx) left the ledger untouched; anything else may not
+                    // have, and a refused nonce is stale.
+                    let refused = matches!(&e, ClientError::Api { status, .. } if (400..500).contains(status));
+                    if !refused || e.is_nonce_error() {
                         nonces.forget();
                     }
                     return Err(e);
@@ -401,37 +550,108 @@ impl Buyer {
         self.client.cancel(&cancel).await
     }
 
-    /// Follows order `id` until it is final, calling `on_event` for each event, and
-    /// returns its final view. Falls back to polling if the event stream breaks.
+    /// Follows order `id` until it is final, calling `on_event` once for each event, and
+    /// returns its final view.
+    ///
+    /// It follows the order's event stream. When the stream breaks it re-reads the order
+    /// (delivering the events it missed) and follows the stream again; when the market
+    /// cannot be reached (it crashed or is restarting) it says so through the notices
+    /// (stderr by default) and keeps trying with backoff for the reconnect window
+    /// ([`Buyer::set_reconnect_window`]), then fails with [`ClientError::MarketLost`]. A
+    /// stream that keeps breaking while the market answers is given up for polling.
     pub async fn wait(
         &self,
         id: &Hash,
         mut on_event: impl FnMut(&OrderEvent),
     ) -> Result<OrderView, ClientError> {
+        /// Stream breaks while the market answers before polling takes over.
+        const STREAM_BREAKS: u32 = 3;
         let mut seen = 0usize;
-        if let Ok(mut events) = self.client.follow(id).await {
-            loop {
-                match events.next().await {
-                    Ok(Some(event)) => {
-                        seen += 1;
-                        on_event(&event);
+        let mut outage: Option<Outage> = None;
+        let mut streaming = true;
+        let mut breaks = 0u32;
+        loop {
+            // After an outage the order is read first: it says where the order stands.
+            if streaming && outage.is_none() {
+                match self.client.follow(id).await {
+                    Ok(mut events) => {
+                        let before = seen;
+                        // The stream starts with the order's whole history.
+                        let mut replayed = 0usize;
+                        let ended = loop {
+                            match events.next().await {
+                                Ok(Some(event)) => {
+                                    replayed += 1;
+                                    if replayed > seen {
+                                        seen = replayed;
+                                        on_event(&event);
+                                    }
+                                }
+                                Ok(None) => break None,
+                                Err(e) => break Some(e),
+                            }
+                        };
+                        match ended {
+                            None => breaks = 0,
+                            Some(e) if e.is_unavailable() && seen > before => breaks = 0,
+                            Some(e) if e.is_unavailable() => breaks += 1,
+                            // An answer this client cannot read: the stream will not get
+                            // better, the order's record may.
+                            Some(_) => streaming = false,
+                        }
+                        if breaks >= STREAM_BREAKS {
+                            streaming = false;
+                        }
                     }
-                    Ok(None) => return self.client.order(id).await,
-                    // A broken stream is not a failed order: poll the order instead.
-                    Err(_) => break,
+                    Err(e) if e.is_unavailable() => {}
+                    // Refused (an unknown order) or unreadable: polling says which.
+                    Err(_) => streaming = false,
                 }
             }
+            match self.client.order(id).await {
+                Ok(view) => {
+                    self.back_online(&mut outage, id, Some(view.state));
+                    for event in view.events.iter().skip(seen) {
+                        on_event(event);
+                    }
+                    seen = seen.max(view.events.len());
+                    if view.state.is_final() {
+                        return Ok(view);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) if e.is_unavailable() => {
+                    let window = self.reconnect_window;
+                    let down = outage.get_or_insert_with(|| {
+                        self.notices.say(&format!(
+                            "lost the market while following order {id}; reconnecting for up to {:.0} s ({e})",
+                            window.as_secs_f64()
+                        ));
+                        Outage::new()
+                    });
+                    if down.since.elapsed() >= window {
+                        return Err(ClientError::MarketLost {
+                            order: *id,
+                            waited_s: down.since.elapsed().as_secs(),
+                            source: Box::new(e),
+                        });
+                    }
+                    down.failures += 1;
+                    tokio::time::sleep(reconnect_backoff(down.failures)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        loop {
-            let view = self.client.order(id).await?;
-            for event in view.events.iter().skip(seen) {
-                on_event(event);
-            }
-            seen = seen.max(view.events.len());
-            if view.state.is_final() {
-                return Ok(view);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    /// Ends an outage, if there was one, saying so.
+    fn back_online(&self, outage: &mut Option<Outage>, id: &Hash, state: Option<OrderState>) {
+        if let Some(down) = outage.take() {
+            let state = state.map_or(String::new(), |s| format!("; order {id} is {s}"));
+            self.notices.say(&format!(
+                "reconnected to the market after {:.1} s{state}",
+                down.since.elapsed().as_secs_f64()
+            ));
         }
     }
 
@@ -475,6 +695,21 @@ impl Buyer {
             _ => Vec::new(),
         };
         Ok(JobSummary::from_view(&view, outputs))
+    }
+}
+
+/// A time the market could not be reached while following an order.
+struct Outage {
+    since: Instant,
+    failures: u32,
+}
+
+impl Outage {
+    fn new() -> Outage {
+        Outage {
+            since: Instant::now(),
+            failures: 0,
+        }
     }
 }
 
@@ -584,9 +819,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn escrow_names_the_order() {
-        let info = MarketInfo {
+    fn market_info() -> MarketInfo {
+        MarketInfo {
             chain_id: "test".into(),
             market: Keypair::from_seed("m").account(),
             treasury: Keypair::from_seed("t").account(),
@@ -596,9 +830,14 @@ mod tests {
             p2p_addrs: Vec::new(),
             peer_id: String::new(),
             version: String::new(),
-        };
+            max_blob_bytes: None,
+        }
+    }
+
+    #[test]
+    fn escrow_names_the_order() {
         let client = MarketClient::new("http://127.0.0.1:1").unwrap();
-        let buyer = Buyer::new(Keypair::from_seed("b"), client, info);
+        let buyer = Buyer::new(Keypair::from_seed("b"), client, market_info());
         let body = JobRequest::new("m.wasm").order_request(job(), 0).unwrap();
         let (order, escrow) = buyer.prepare(body, 9);
         assert!(order.verify(&ChainId::new("test")).is_ok());
@@ -611,6 +850,268 @@ mod tests {
                 deadline_ms: order.body.deadline_ms,
             }
         );
+    }
+
+    /// A fake market for the submit and follow paths: another signer takes the account's
+    /// next nonce before each of the first `stolen` submissions; the order endpoint is
+    /// down (503) for its first `down` reads, then reports `final_state`.
+    #[derive(Default)]
+    struct Fake {
+        next_nonce: u64,
+        stolen: u32,
+        posts: Vec<u64>,
+        down: u32,
+        reads: u32,
+        final_state: Option<OrderState>,
+    }
+
+    type FakeState = Arc<std::sync::Mutex<Fake>>;
+
+    fn refusal(status: u16, code: &str, message: String) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let status = axum::http::StatusCode::from_u16(status).unwrap();
+        let body = agora_proto::ApiError {
+            error: code.to_string(),
+            message,
+        };
+        (status, axum::Json(body)).into_response()
+    }
+
+    async fn fake_account(
+        axum::extract::State(fake): axum::extract::State<FakeState>,
+    ) -> axum::Json<agora_proto::api::AccountView> {
+        let next_nonce = fake.lock().unwrap().next_nonce;
+        axum::Json(agora_proto::api::AccountView {
+            account: Keypair::from_seed("b").account(),
+            balance: Amount(1 << 40),
+            stake: Amount::ZERO,
+            unbonding: Amount::ZERO,
+            next_nonce,
+        })
+    }
+
+    async fn fake_submit(
+        axum::extract::State(fake): axum::extract::State<FakeState>,
+        axum::Json(body): axum::Json<agora_proto::api::SubmitOrder>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let order: SignedOrder = agora_proto::hexed::decode(&body.order, "order").unwrap();
+        let escrow: Tx = agora_proto::hexed::decode(&body.escrow_tx, "escrow").unwrap();
+        let mut fake = fake.lock().unwrap();
+        fake.posts.push(escrow.nonce);
+        if fake.stolen > 0 {
+            fake.stolen -= 1;
+            fake.next_nonce += 1;
+        }
+        if escrow.nonce != fake.next_nonce {
+            let message = format!(
+                "the ledger refused the escrow: nonce {} of {} was already used; the next nonce is {}",
+                escrow.nonce, escrow.signer, fake.next_nonce
+            );
+            return refusal(400, "escrow_refused", message);
+        }
+        assert_eq!(
+            escrow.body,
+            TxBody::OpenEscrow {
+                order_id: signed_order_id(&order),
+                amount: order.body.escrow,
+                deadline_ms: order.body.deadline_ms,
+            },
+            "every escrow opens the order it is sent with"
+        );
+        fake.next_nonce += 1;
+        let submitted = Submitted {
+            order_id: signed_order_id(&order),
+            state: OrderState::Escrowed,
+            escrow_height: 1,
+        };
+        (axum::http::StatusCode::CREATED, axum::Json(submitted)).into_response()
+    }
+
+    fn event(state: OrderState, at_ms: u64) -> OrderEvent {
+        OrderEvent {
+            order_id: Hash::of(b"o"),
+            state,
+            at_ms,
+            provider: None,
+            detail: String::new(),
+        }
+    }
+
+    async fn fake_order(
+        axum::extract::State(fake): axum::extract::State<FakeState>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let mut fake = fake.lock().unwrap();
+        fake.reads += 1;
+        if fake.reads <= fake.down {
+            return refusal(503, "internal", "restarting".into());
+        }
+        let state = fake.final_state.unwrap_or(OrderState::Running);
+        let mut events = vec![
+            event(OrderState::Escrowed, 1),
+            event(OrderState::Running, 2),
+        ];
+        if state.is_final() {
+            events.push(event(state, 3));
+        }
+        let view = OrderView {
+            order_id: Hash::of(b"o"),
+            buyer: Keypair::from_seed("b").account(),
+            label: String::new(),
+            task: None,
+            state,
+            max_price: Price(1),
+            escrow: Amount(1),
+            provider: None,
+            price: None,
+            cost: Amount::ZERO,
+            refunded: Amount(1),
+            attempts: 1,
+            created_ms: 0,
+            latency_ms: None,
+            refund_reason: None,
+            events,
+            result: None,
+            verification: VerificationView::default(),
+        };
+        axum::Json(view).into_response()
+    }
+
+    type Notes = Arc<std::sync::Mutex<Vec<String>>>;
+
+    /// Serves `fake` on a free port; returns a buyer whose notices are collected (and
+    /// the directory of its submit lock).
+    async fn fake_market(fake: Fake) -> (Buyer, FakeState, Notes, tempfile::TempDir) {
+        use axum::routing::{get, post};
+        let state: FakeState = Arc::new(std::sync::Mutex::new(fake));
+        let app = axum::Router::new()
+            .route("/v1/accounts/{id}", get(fake_account))
+            .route("/v1/orders", post(fake_submit))
+            .route("/v1/orders/{id}", get(fake_order))
+            // No event stream: the follower must do with the order's record.
+            .route(
+                "/v1/orders/{id}/events",
+                get(|| async { refusal(503, "internal", "restarting".into()) }),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = MarketClient::new(&url).unwrap();
+        let mut buyer = Buyer::new(Keypair::from_seed("b"), client, market_info());
+        let dir = tempfile::tempdir().unwrap();
+        buyer.set_submit_lock(Some(dir.path().join("submit.lock")));
+        let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = notices.clone();
+        buyer.set_notices(move |line| sink.lock().unwrap().push(line.to_string()));
+        (buyer, state, notices, dir)
+    }
+
+    #[tokio::test]
+    async fn a_nonce_taken_by_another_process_is_retried_with_the_next_one() {
+        let fake = Fake {
+            next_nonce: 5,
+            stolen: 3,
+            ..Fake::default()
+        };
+        let (buyer, state, _, _dir) = fake_market(fake).await;
+        let body = JobRequest::new("m.wasm")
+            .order_request(job(), now_ms())
+            .unwrap();
+        let submitted = buyer.submit(body).await.unwrap();
+        assert_eq!(submitted.state, OrderState::Escrowed);
+        // Nonce 5 was taken before the first send, 6 and 7 before the next two; the
+        // fourth escrow, signed after fetching again, carries 8.
+        assert_eq!(state.lock().unwrap().posts, vec![5, 6, 7, 8]);
+        // The tracker continues from the escrow that landed, without asking again.
+        let body = JobRequest::new("m.wasm")
+            .order_request(job(), now_ms())
+            .unwrap();
+        buyer.submit(body).await.unwrap();
+        assert_eq!(state.lock().unwrap().posts, vec![5, 6, 7, 8, 9]);
+    }
+
+    #[tokio::test]
+    async fn nonce_retries_are_bounded() {
+        let fake = Fake {
+            next_nonce: 0,
+            stolen: u32::MAX,
+            ..Fake::default()
+        };
+        let (buyer, state, _, _dir) = fake_market(fake).await;
+        let body = JobRequest::new("m.wasm")
+            .order_request(job(), now_ms())
+            .unwrap();
+        let err = buyer.submit(body).await.unwrap_err();
+        assert!(err.is_nonce_error(), "{err}");
+        assert_eq!(state.lock().unwrap().posts.len(), NONCE_ATTEMPTS as usize);
+    }
+
+    #[test]
+    fn nonce_backoff_grows_and_stays_small() {
+        assert_eq!(nonce_backoff(1), Duration::ZERO);
+        for retry in 2..20 {
+            let cap = Duration::from_millis(25 << (retry - 2).min(5));
+            let wait = nonce_backoff(retry);
+            assert!(wait >= cap / 2 && wait <= cap, "{retry}: {wait:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn following_rides_out_a_market_restart_and_says_so() {
+        let fake = Fake {
+            down: 3,
+            final_state: Some(OrderState::Settled),
+            ..Fake::default()
+        };
+        let (buyer, _, notices, _dir) = fake_market(fake).await;
+        let mut states = Vec::new();
+        let view = buyer
+            .wait(&Hash::of(b"o"), |e| states.push(e.state))
+            .await
+            .unwrap();
+        assert_eq!(view.state, OrderState::Settled);
+        // Each event once, in order, although the stream never worked.
+        assert_eq!(
+            states,
+            vec![
+                OrderState::Escrowed,
+                OrderState::Running,
+                OrderState::Settled
+            ]
+        );
+        let notices = notices.lock().unwrap().clone();
+        assert_eq!(notices.len(), 2, "{notices:?}");
+        assert!(
+            notices[0].contains("reconnecting for up to 60 s"),
+            "{notices:?}"
+        );
+        assert!(
+            notices[1].starts_with("reconnected to the market after"),
+            "{notices:?}"
+        );
+        assert!(notices[1].ends_with("is settled"), "{notices:?}");
+    }
+
+    #[tokio::test]
+    async fn following_gives_up_after_the_reconnect_window() {
+        let fake = Fake {
+            down: u32::MAX,
+            ..Fake::default()
+        };
+        let (mut buyer, state, notices, _dir) = fake_market(fake).await;
+        buyer.set_reconnect_window(Duration::from_millis(600));
+        let started = Instant::now();
+        let err = buyer.wait(&Hash::of(b"o"), |_| {}).await.unwrap_err();
+        assert!(matches!(err, ClientError::MarketLost { .. }), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // It kept trying, with backoff rather than a hot loop.
+        let reads = state.lock().unwrap().reads;
+        assert!((2..20).contains(&reads), "{reads} reads");
+        assert_eq!(notices.lock().unwrap().len(), 1);
+        assert!(err.to_string().contains("agora job status"), "{err}");
     }
 
     #[test]

@@ -70,6 +70,22 @@ pub enum ClientError {
         /// The order being followed.
         order: Hash,
     },
+    /// The market went away while an order was being followed and did not come back
+    /// within the reconnect window.
+    #[error(
+        "lost the market while following order {order} and could not reach it again within \
+         {waited_s} s ({source}); the order lives on in the market: check it later with \
+         `agora job status {order}`"
+    )]
+    MarketLost {
+        /// The order being followed.
+        order: Hash,
+        /// How long the client kept trying, in seconds.
+        waited_s: u64,
+        /// The last failure.
+        #[source]
+        source: Box<ClientError>,
+    },
     /// The order would be refused before it is sent (shape, size or budget).
     #[error("the order is malformed: {0}")]
     BadOrder(#[from] agora_proto::order::OrderShapeError),
@@ -84,11 +100,29 @@ impl ClientError {
         }
     }
 
-    /// Whether this is the node saying the ledger refused a transaction's nonce, after
-    /// which the signer's next nonce must be fetched again.
+    /// Whether this is the node saying the ledger refused a transaction's nonce as one
+    /// already used or one that skips ahead (code `escrow_refused` or `tx_refused`):
+    /// the signer's next nonce must be fetched again and the transaction signed anew. An
+    /// account that has used every nonce is not such a refusal: no retry can help it.
     pub fn is_nonce_error(&self) -> bool {
         match self {
-            ClientError::Api { error, .. } => error.message.to_ascii_lowercase().contains("nonce"),
+            ClientError::Api { error, .. } => {
+                let message = error.message.to_ascii_lowercase();
+                matches!(error.error.as_str(), "escrow_refused" | "tx_refused")
+                    && message.contains("nonce")
+                    && (message.contains("already used") || message.contains("skips ahead"))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the market could not be reached or failed on its side (a broken
+    /// connection, a 5xx answer): what a market that is restarting looks like, worth
+    /// trying again later. A refusal (4xx) or an answer this client cannot read is not.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } | ClientError::StreamEnded { .. } => true,
+            ClientError::Api { status, .. } => *status >= 500,
             _ => false,
         }
     }
