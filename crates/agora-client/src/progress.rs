@@ -1,8 +1,8 @@
 //! One-line renderings of order events and bills, for terminals and logs (pure).
 
 use agora_core::{AccountId, Amount};
-use agora_proto::OrderEvent;
 use agora_proto::api::VerificationView;
+use agora_proto::{OrderEvent, OrderState};
 
 use crate::buyer::JobSummary;
 
@@ -65,7 +65,7 @@ pub fn bill_lines(summary: &JobSummary) -> Vec<String> {
     if let Some(reason) = &summary.refund_reason {
         lines.push(format!("reason    {reason}"));
     }
-    if let Some(line) = verification_line(&summary.verification) {
+    if let Some(line) = verification_line(&summary.verification, summary.state) {
         lines.push(line);
     }
     for output in &summary.outputs {
@@ -74,13 +74,22 @@ pub fn bill_lines(summary: &JobSummary) -> Vec<String> {
     lines
 }
 
-/// How the result was checked, one line: policy, status, runs and agreement, slashes.
-pub fn verification_line(v: &VerificationView) -> Option<String> {
+/// How the result of an order now in `state` was checked, one line: policy, status, runs
+/// and agreement, slashes. A refunded order's check is over: with no run delivered it
+/// never ran (older markets left such a check `pending`).
+pub fn verification_line(v: &VerificationView, state: OrderState) -> Option<String> {
     if v.policy.is_empty() {
         return None;
     }
+    let status = match v.status.as_str() {
+        "pending" | "failed" if state == OrderState::Refunded && v.runs.is_empty() => {
+            "not run (refunded)"
+        }
+        "pending" if state == OrderState::Refunded => "failed",
+        status => status,
+    };
     let agreed = v.runs.iter().filter(|r| r.agreed == Some(true)).count();
-    let mut line = format!("verify    {} — {}", v.policy, v.status);
+    let mut line = format!("verify    {} — {status}", v.policy);
     if v.runs.len() > 1 {
         line.push_str(&format!(", {agreed} of {} runs agreed", v.runs.len()));
     }
@@ -148,5 +157,48 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("region=mars")));
         assert!(lines.iter().any(|l| l.contains("0 attempts")));
         assert!(!lines.iter().any(|l| l.starts_with("exit code")));
+    }
+
+    #[test]
+    fn a_refunded_orders_check_is_not_pending() {
+        let mut v = VerificationView {
+            policy: "adaptive".into(),
+            status: "failed".into(),
+            ..VerificationView::default()
+        };
+        let line = |v: &VerificationView, state| verification_line(v, state).unwrap();
+        assert_eq!(
+            line(&v, OrderState::Refunded),
+            "verify    adaptive — not run (refunded)"
+        );
+        // What a market that left the check open reports reads the same.
+        v.status = "pending".into();
+        assert_eq!(
+            line(&v, OrderState::Refunded),
+            "verify    adaptive — not run (refunded)"
+        );
+        // Still open while the order is.
+        assert_eq!(
+            line(&v, OrderState::Running),
+            "verify    adaptive — pending"
+        );
+        // Runs delivered but none accepted: the check failed.
+        v.runs.push(agora_proto::api::RunView {
+            provider: Keypair::from_seed("p").account(),
+            digest: Hash::of(b"r"),
+            fuel: agora_core::Fuel(1),
+            price: Price(1),
+            agreed: None,
+            paid: Amount::ZERO,
+        });
+        assert_eq!(
+            line(&v, OrderState::Refunded),
+            "verify    adaptive — failed"
+        );
+        v.status = "verified".into();
+        assert_eq!(
+            line(&v, OrderState::Settled),
+            "verify    adaptive — verified"
+        );
     }
 }

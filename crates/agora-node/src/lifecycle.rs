@@ -561,6 +561,7 @@ fn finish_refunded(shared: &Shared, book: &mut Book, id: Hash, reason: String) {
         .unwrap_or(Amount::ZERO);
     entry.rec.refund_reason = Some(reason.clone());
     entry.rec.finished_ms = Some(now_ms());
+    entry.rec.verification.close_refunded();
     shared.enter(entry, OrderState::Refunded, reason);
     shared.metrics.job("refunded");
     book.active.remove(&id);
@@ -719,28 +720,60 @@ pub fn accept_delivery(
 
 /// Fetches the outputs and recomputes the digest; a run that checks out goes to the
 /// order's verification (which settles, runs another provider or refunds), one that does
-/// not fails the attempt.
+/// not fails the attempt. An output over the market's blob limit refunds the order at
+/// once: every honest provider computes the same output, so no other run can deliver it.
 async fn verify_and_settle(shared: Arc<Shared>, id: Hash, billing: Billing, delivery: Delivery) {
-    if let Err(fault) = check_outputs(&shared, billing.provider, &delivery).await {
-        let mut book = shared.book();
-        if let Some(entry) = book.orders.get_mut(&id) {
-            entry.busy = false;
+    let fault = match check_outputs(&shared, billing.provider, &delivery).await {
+        Ok(()) => return verification::on_delivered(shared, id, billing, delivery).await,
+        Err(fault) => fault,
+    };
+    let mut book = shared.book();
+    let current = book.orders.get_mut(&id).is_some_and(|entry| {
+        entry.busy = false;
+        entry.rec.attempts == billing.attempt
+    });
+    shared.metrics.job("rejected");
+    let ended = match fault {
+        OutputFault::TooLarge { .. } if current => {
+            let reason = fault.to_string();
+            tracing::info!(order = %id, provider = %billing.provider, "refunding: {reason}");
+            begin_refund(&mut book, id, reason)
         }
-        shared.metrics.job("rejected");
-        let failed = fail_attempt(
+        _ => fail_attempt(
             &shared,
             &mut book,
             id,
             billing.attempt,
-            &fault,
+            &fault.to_string(),
             ReputationEvent::Failure,
-        );
-        let actions = then_serve(&shared, &mut book, failed);
-        drop(book);
-        run(&shared, actions);
-        return;
-    }
-    verification::on_delivered(shared, id, billing, delivery).await;
+        ),
+    };
+    let actions = then_serve(&shared, &mut book, ended);
+    drop(book);
+    run(&shared, actions);
+}
+
+/// Why a delivery's outputs were not accepted.
+#[derive(Debug, thiserror::Error)]
+enum OutputFault {
+    /// An output the market cannot store: the job's own outcome, the same on every
+    /// provider.
+    #[error(
+        "output {name} is {size} bytes, larger than the market's blob limit of {limit} bytes; \
+         every provider would produce the same output, so the order is refunded instead of \
+         run again (write smaller outputs, or use a market with a larger limit)"
+    )]
+    TooLarge {
+        /// The output's name.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// The market's limit.
+        limit: u64,
+    },
+    /// The provider's fault: an output that could not be fetched, or a digest mismatch.
+    #[error("{0}")]
+    Provider(String),
 }
 
 /// Fetches every output blob from the provider (hash-checked by the transfer) and
@@ -749,21 +782,26 @@ async fn check_outputs(
     shared: &Shared,
     provider: AccountId,
     delivery: &Delivery,
-) -> Result<(), String> {
-    let peer = agora_net::peer_id_of(&provider).map_err(|e| e.to_string())?;
+) -> Result<(), OutputFault> {
+    let limit = shared.settings.max_blob_bytes;
+    if let Some(output) = delivery.outputs.iter().find(|o| o.size > limit) {
+        return Err(OutputFault::TooLarge {
+            name: output.name.clone(),
+            size: output.size,
+            limit,
+        });
+    }
+    let peer =
+        agora_net::peer_id_of(&provider).map_err(|e| OutputFault::Provider(e.to_string()))?;
     let mut files = Vec::with_capacity(delivery.outputs.len());
     for output in &delivery.outputs {
-        if output.size > shared.settings.max_blob_bytes {
-            return Err(format!(
-                "output {} is {} bytes, over this market's blob limit",
-                output.name, output.size
-            ));
-        }
         shared
             .net
             .fetch_blob(peer, output.hash)
             .await
-            .map_err(|e| format!("output {} could not be fetched: {e}", output.name))?;
+            .map_err(|e| {
+                OutputFault::Provider(format!("output {} could not be fetched: {e}", output.name))
+            })?;
         files.push(OutputFile {
             name: output.name.clone(),
             size: output.size,
@@ -778,7 +816,9 @@ async fn check_outputs(
         &files,
     );
     if digest != delivery.receipt.body.result_digest {
-        return Err("the delivered outputs do not match the receipt's digest".to_string());
+        return Err(OutputFault::Provider(
+            "the delivered outputs do not match the receipt's digest".to_string(),
+        ));
     }
     Ok(())
 }

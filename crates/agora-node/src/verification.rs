@@ -158,6 +158,14 @@ impl VerificationRecord {
             && matches!(self.status, Status::Pending | Status::Challenged)
     }
 
+    /// The order was refunded: a check still open is over, with no result accepted
+    /// (`failed`, whether or not any run delivered); a decided one stays as it was.
+    pub fn close_refunded(&mut self) {
+        if matches!(self.status, Status::Pending | Status::Challenged) {
+            self.status = Status::Failed;
+        }
+    }
+
     /// Fuel every run claimed, summed.
     pub fn fuel_executed(&self) -> Fuel {
         Fuel(self.runs.iter().map(|r| r.receipt.body.fuel_used.0).sum())
@@ -838,4 +846,28 @@ pub async fn referee_run(
     })
     .await
     .map_err(|e| format!("the referee's run was lost: {e}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refund_closes_an_open_check_and_keeps_a_decided_one() {
+        let policy: VerifyPolicy = "adaptive".parse().unwrap();
+        let mut open = VerificationRecord::new(policy);
+        open.close_refunded();
+        assert_eq!(open.status, Status::Failed);
+        assert_eq!(open.view().status, "failed");
+        let mut challenged = VerificationRecord::new(policy);
+        challenged.status = Status::Challenged;
+        challenged.close_refunded();
+        assert_eq!(challenged.status, Status::Failed);
+        for decided in [Status::Unchecked, Status::Verified, Status::Failed] {
+            let mut record = VerificationRecord::new(policy);
+            record.status = decided;
+            record.close_refunded();
+            assert_eq!(record.status, decided);
+        }
+    }
 }
