@@ -506,6 +506,31 @@ impl LocalNet {
         Ok(())
     }
 
+    /// Starts provider `index` again with its key, price, data directory and fault plan
+    /// (after [`LocalNet::kill_provider`], a crash of its own, or while it still runs, which
+    /// is stopped first). Its log goes on in the same file.
+    pub fn restart_provider(&mut self, index: usize) -> Result<(), DevnetError> {
+        let provider = self
+            .providers
+            .get_mut(index)
+            .ok_or(DevnetError::NoProvider(index))?;
+        if let Some(child) = provider.child.take() {
+            stop_children(vec![child]);
+        }
+        let price = provider.price;
+        let keys = DevKeys::new(self.config.buyers + self.config.providers);
+        let key = &keys.users[self.config.buyers + index];
+        self.providers[index] = self.spawn_provider(index, key, price)?;
+        Ok(())
+    }
+
+    /// Whether the market node has a running process.
+    pub fn market_running(&mut self) -> bool {
+        self.market
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// Kills the market node with SIGKILL, as a crash or power cut would.
     pub fn kill_market(&mut self) {
         if let Some(child) = self.market.take() {
@@ -587,7 +612,12 @@ fn kill_now(mut child: Child) {
 /// a terminal's Ctrl-C reaches only the parent, which stops the children in order), dying
 /// with the parent.
 fn spawn_agora(agora: &Path, args: &[String], log: &Path) -> Result<Child, DevnetError> {
-    let out = File::create(log).map_err(|e| DevnetError::io(log, e))?;
+    // Appended to: a restarted provider's log goes on after its previous life's.
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| DevnetError::io(log, e))?;
     let err = out.try_clone().map_err(|e| DevnetError::io(log, e))?;
     let mut command = Command::new(agora);
     command
