@@ -223,3 +223,44 @@ fn refuses_to_reuse_a_demo_directory() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a demo network"));
 }
+
+/// Issue 13: this demo died of SIGPIPE (status 141) in 2 of 3 runs once, when concurrent
+/// uploads of one module met a node that answered a duplicate without reading its body.
+/// Run back to back, every run must finish on its own terms: a report, status 0, no
+/// signal, no wrong result accepted.
+#[test]
+fn the_ten_provider_replicated_demo_survives_repeated_runs() {
+    use std::os::unix::process::ExitStatusExt;
+
+    for run in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["demo", "--json", "--providers", "10", "--byzantine", "3"])
+            .args(["--verify", "replicate:3:2", "--jobs", "6", "--tiles", "6"])
+            .args(["--width", "48", "--height", "32", "--samples", "2"])
+            .args(["--mc-samples", "20000", "--out-dir"])
+            .arg(dir.path())
+            .output()
+            .expect("the agora binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.signal(),
+            None,
+            "run {run}: killed by a signal; stderr:\n{stderr}"
+        );
+        assert!(
+            output.status.success(),
+            "run {run}: {:?}; stderr:\n{stderr}",
+            output.status
+        );
+        let report: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("run {run}: no JSON report ({e}); stderr:\n{stderr}"));
+        let v = &report["verification"];
+        assert_eq!(v["wrong_results_accepted"], 0, "run {run}: {v}");
+        assert_eq!(v["honest_slashed"], 0, "run {run}: {v}");
+        assert!(
+            processes_mentioning(dir.path()).is_empty(),
+            "run {run}: children outlived the demo"
+        );
+    }
+}

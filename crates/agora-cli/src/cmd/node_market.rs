@@ -53,6 +53,20 @@ pub struct Args {
     /// provider) to come back before they are reassigned or refunded, in ms.
     #[arg(long, env = "AGORA_MARKET_RESUME_GRACE_MS", default_value_t = agora_node::config::DEFAULT_RESUME_GRACE.as_millis() as u64)]
     pub resume_grace_ms: u64,
+    /// Most HTTP connections served at once; more wait in the listen backlog
+    /// (default 1024).
+    #[arg(long, env = agora_node::config::ENV_MAX_CONNECTIONS)]
+    pub max_connections: Option<usize>,
+    /// Close a connection with nothing in flight after this much silence, in ms; also how
+    /// long a client may stall reading an answer or sending a body (default 60000).
+    #[arg(long, env = agora_node::config::ENV_IDLE_TIMEOUT_MS)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Time a client has to send a whole request head, in ms (default 10000).
+    #[arg(long, env = agora_node::config::ENV_HEADER_TIMEOUT_MS)]
+    pub header_timeout_ms: Option<u64>,
+    /// The furthest an order's deadline may lie ahead, in ms (default 7 days).
+    #[arg(long, env = agora_node::config::ENV_MAX_DEADLINE_MS)]
+    pub max_deadline_ms: Option<u64>,
     /// Print one JSON line (the contents of node.json) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -96,6 +110,18 @@ fn config_from(args: &Args) -> anyhow::Result<MarketConfig> {
     config.max_attempts = args.max_attempts.max(1);
     config.block_interval = Duration::from_millis(args.block_interval_ms);
     config.resume_grace = Duration::from_millis(args.resume_grace_ms);
+    if let Some(max) = args.max_connections {
+        config.max_connections = max;
+    }
+    if let Some(ms) = args.idle_timeout_ms {
+        config.idle_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.header_timeout_ms {
+        config.header_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.max_deadline_ms {
+        config.max_deadline = Duration::from_millis(ms);
+    }
     Ok(config)
 }
 
