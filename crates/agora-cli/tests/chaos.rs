@@ -37,7 +37,7 @@ const RESUME_GRACE_MS: u64 = 2_000;
 /// Beyond an order's deadline, the time its refund may take to be committed.
 const REFUND_SLACK: Duration = Duration::from_secs(15);
 /// The seed when `AGORA_CHAOS_SEED` does not name one.
-const DEFAULT_SEED: u64 = 0xA60_2A;
+const DEFAULT_SEED: u64 = 0x000A_602A;
 
 /// One chaos run's shape.
 struct Plan {
