@@ -260,6 +260,47 @@ impl TestNet {
         check
     }
 
+    /// The audit of a test whose orders are all final: each order escrowed once on the
+    /// chain, paid at most once and exactly its reported cost or refunded once
+    /// ([`assert_paid_once`]); no escrow on the chain for an order not in `orders`; the
+    /// buyer's balance its `funds` less the sum of the costs; the running market's own
+    /// audit sound with nothing in escrow. Then the market is stopped and the real binary
+    /// audits its ledger from disk, again with nothing in escrow.
+    pub async fn assert_orders_accounted(
+        &mut self,
+        orders: &[&OrderView],
+        buyer: &AccountId,
+        funds: Amount,
+    ) {
+        let blocks = self.blocks().await;
+        let txs = escrow_txs(&blocks);
+        let logs = self.logs();
+        for view in orders {
+            assert_paid_once(view, txs.get(&view.order_id), &logs);
+        }
+        assert_eq!(
+            txs.len(),
+            orders.len(),
+            "escrows on the chain for orders never made\n{logs}"
+        );
+        let total_cost: u64 = orders.iter().map(|v| v.cost.0).sum();
+        let balance = self.account(buyer).await.balance;
+        assert_eq!(
+            balance.0,
+            funds.0 - total_cost,
+            "buyer balance = funds - Σ costs\n{logs}"
+        );
+        self.assert_ledger_sound().await;
+
+        self.net.stop_market();
+        let report = verify_with_cli(self.net.ledger_dir(), &self.logs());
+        assert_eq!(
+            report["report"]["supply"]["escrow"],
+            Amount::ZERO.0,
+            "nothing left in escrow: {report:#}"
+        );
+    }
+
     /// Stops the market cleanly, then replays its ledger from disk with the library's
     /// verifier (the market's store is locked while it runs) and checks conservation.
     pub fn stop_and_verify(&mut self) -> agora_ledger::VerifyReport {
