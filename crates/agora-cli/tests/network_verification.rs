@@ -46,7 +46,10 @@ async fn byzantine_net() -> TestNet {
     TestNet::start(PROVIDERS, |c: &mut LocalNetConfig| {
         c.provider_stake = STAKE;
         c.provider_slots = Some(2);
-        c.market_args = vec!["--heartbeat-ms".into(), "300".into()];
+        // The default heartbeat (1 s; three missed fail an attempt): no provider here
+        // stops on purpose, and under a 300 ms heartbeat a loaded 2-core machine running
+        // 20 provider processes once stalled one for 0.99 s three times, refunding an
+        // order that had nothing wrong with it.
         // The three cheapest are faulty: a cheater undercuts to win the first run.
         c.faulty = (0..FAULTY)
             .map(|i| (i, FaultPlan::always(FaultMode::WrongOutput)))
