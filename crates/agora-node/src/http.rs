@@ -281,8 +281,8 @@ async fn refuse_before_reading(failure: ApiFailure, declared: Option<u64>, body:
     Refused::unread(failure)
 }
 
-/// Reads and discards `body`, up to `limit` bytes; returns how many were read.
-async fn drain(body: Body, limit: u64) -> Result<u64, Refused> {
+/// Reads and discards `body`, refusing it beyond `limit` bytes.
+async fn drain(body: Body, limit: u64) -> Result<(), Refused> {
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     while let Some(chunk) = stream.next().await {
@@ -294,7 +294,7 @@ async fn drain(body: Body, limit: u64) -> Result<u64, Refused> {
             return Err(Refused::unread(ApiFailure::BlobTooLarge { limit }));
         }
     }
-    Ok(total)
+    Ok(())
 }
 
 /// Streams `body` through the blob store's writer (hashing and disk writes on a blocking
