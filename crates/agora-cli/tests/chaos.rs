@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use agora_client::{Buyer, JobRequest, OrderFilter};
 use agora_core::Fuel;
 use agora_proto::{OrderState, OrderView};
-use common_net::{TestNet, job, one_job_per_provider};
+use common_net::{TestNet, fast_crash_recovery, job, one_job_per_provider};
 use rand::rngs::StdRng;
 use rand::{Rng as _, RngCore, SeedableRng};
 use serde_json::json;
@@ -142,12 +142,7 @@ async fn run(plan: Plan) -> Tally {
     let mut rng = Dice::from_seed(seed);
     let mut t = TestNet::start(PROVIDERS, |c| {
         one_job_per_provider(c);
-        c.market_args = vec![
-            "--heartbeat-ms".into(),
-            "200".into(),
-            "--resume-grace-ms".into(),
-            RESUME_GRACE_MS.to_string(),
-        ];
+        fast_crash_recovery(c, RESUME_GRACE_MS);
     })
     .await;
     let buyer = t.buyer.account();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use agora_client::OrderFilter;
 use agora_proto::OrderState;
-use common_net::{AGORA, TestNet, sample};
+use common_net::{AGORA, TestNet, fast_crash_recovery, sample};
 use serde_json::Value;
 
 /// After the restart, how long a resumed order waits for its provider to come back.
@@ -25,12 +25,7 @@ const DOWN_FOR: Duration = Duration::from_millis(1_500);
 async fn a_follower_reconnects_after_a_market_crash_and_reports_the_final_state() {
     let started = Instant::now();
     let mut t = TestNet::start(1, |c| {
-        c.market_args = vec![
-            "--heartbeat-ms".into(),
-            "200".into(),
-            "--resume-grace-ms".into(),
-            RESUME_GRACE_MS.to_string(),
-        ];
+        fast_crash_recovery(c, RESUME_GRACE_MS);
     })
     .await;
     let buyer = t.buyer.account();

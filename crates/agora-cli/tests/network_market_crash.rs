@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use agora_client::{JobRequest, OrderFilter};
 use agora_core::{Fuel, Hash};
 use agora_proto::{OrderState, OrderView};
-use common_net::{TestNet, job, one_job_per_provider};
+use common_net::{TestNet, fast_crash_recovery, job, one_job_per_provider};
 
 /// Providers, one slot each: at most this many orders in flight.
 const PROVIDERS: usize = 3;
@@ -38,12 +38,7 @@ async fn orders_in_flight_survive_a_market_crash_and_none_is_paid_twice() {
     let started = Instant::now();
     let mut t = TestNet::start(PROVIDERS, |c| {
         one_job_per_provider(c);
-        c.market_args = vec![
-            "--heartbeat-ms".into(),
-            "200".into(),
-            "--resume-grace-ms".into(),
-            RESUME_GRACE_MS.to_string(),
-        ];
+        fast_crash_recovery(c, RESUME_GRACE_MS);
     })
     .await;
     let buyer = t.buyer.account();
