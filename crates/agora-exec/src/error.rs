@@ -102,6 +102,35 @@ pub enum ExecError {
         /// The file-count limit.
         max_files: u64,
     },
+    /// The job wrote more to its scratch root (`/`, `/tmp`, the working tree) than its disk
+    /// limit allows.
+    #[error(
+        "disk limit exceeded: the job wrote {written} bytes to its scratch tree (/, /tmp); the limit is \
+         {limit} bytes; raise the disk limit (--disk-limit) or make the job write less"
+    )]
+    DiskLimit {
+        /// Bytes counted when the limit was hit (the seeded tree, writes, 4 KiB per created entry).
+        written: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A directory input or working tree is an unsafe or oversized archive.
+    #[error("{what} refused: {source}")]
+    BadTree {
+        /// Which tree (`input NAME` or `workdir`).
+        what: String,
+        /// What was wrong with it.
+        #[source]
+        source: crate::tree::TreeError,
+    },
+    /// The job left a symbolic link in `/output`; outputs are regular files only.
+    #[error(
+        "output {name:?} is a symlink; outputs must be regular files: copy the file instead of linking it"
+    )]
+    OutputSymlink {
+        /// The link's path under `/output`.
+        name: String,
+    },
     /// The job ran past its wall-clock timeout (the safety net behind the fuel limit).
     #[error(
         "timeout: the job ran longer than {limit:?} of wall-clock time; raise the timeout or give it less work"
@@ -169,6 +198,9 @@ impl ExecError {
             ExecError::OutOfFuel { .. } => "out_of_fuel",
             ExecError::MemoryLimit { .. } => "memory_limit",
             ExecError::OutputLimit { .. } => "output_limit",
+            ExecError::DiskLimit { .. } => "disk_limit",
+            ExecError::BadTree { .. } => "bad_tree",
+            ExecError::OutputSymlink { .. } => "output_symlink",
             ExecError::Timeout { .. } => "timeout",
             ExecError::StackOverflow { .. } => "stack_overflow",
             ExecError::Cancelled { .. } => "cancelled",

@@ -103,11 +103,22 @@ pub struct Limits {
     pub stderr_bytes: u64,
     /// Wall-clock safety net; fuel is the real limit.
     pub wall_timeout: Duration,
+    /// Largest total of bytes in the job's scratch tree (`/`, `/tmp`, the seeded working
+    /// tree): the seed's file bytes, every byte written there, and 4 KiB per created entry.
+    #[serde(default = "default_disk_bytes")]
+    pub disk_bytes: u64,
+}
+
+/// The default disk limit: 256 MiB.
+pub const DEFAULT_DISK_BYTES: u64 = 256 << 20;
+
+fn default_disk_bytes() -> u64 {
+    DEFAULT_DISK_BYTES
 }
 
 impl Default for Limits {
     /// 10 compute units, 256 MiB memory, 64 MiB of outputs in at most 1024 files, 1 MiB of
-    /// stdout and of stderr, and a 5-minute wall-clock safety net.
+    /// stdout and of stderr, a 5-minute wall-clock safety net and 256 MiB of scratch disk.
     fn default() -> Self {
         Limits {
             fuel: Fuel::compute_units(10),
@@ -118,6 +129,7 @@ impl Default for Limits {
             stdout_bytes: 1 << 20,
             stderr_bytes: 1 << 20,
             wall_timeout: Duration::from_secs(300),
+            disk_bytes: DEFAULT_DISK_BYTES,
         }
     }
 }
@@ -135,6 +147,14 @@ pub struct JobSpec {
     pub env: Vec<(String, String)>,
     /// Input blobs, visible under `/input`.
     pub inputs: Vec<Input>,
+    /// Directory inputs: each a tar archive (see [`crate::tree`]) unpacked read-only at
+    /// `/input/<name>`. Names share one namespace with [`JobSpec::inputs`].
+    pub trees: Vec<Input>,
+    /// A tar archive seeding the job's writable scratch root `/` (which always holds an
+    /// empty `/tmp`); `None` starts from an empty root.
+    pub workdir: Option<Arc<[u8]>>,
+    /// The bytes the job reads on stdin; `None` is an empty stdin.
+    pub stdin: Option<Arc<[u8]>>,
     /// Resource limits.
     pub limits: Limits,
     /// Stops the run from another thread (see [`CancelToken`]); never cancelled unless
@@ -151,6 +171,9 @@ impl JobSpec {
             args: Vec::new(),
             env: Vec::new(),
             inputs: Vec::new(),
+            trees: Vec::new(),
+            workdir: None,
+            stdin: None,
             limits: Limits::default(),
             cancel: CancelToken::new(),
         }
@@ -159,7 +182,7 @@ impl JobSpec {
     /// Checks what can be checked without running: input names and limits.
     pub fn validate(&self) -> Result<(), ExecError> {
         let mut names: Vec<&str> = Vec::with_capacity(self.inputs.len());
-        for input in &self.inputs {
+        for input in self.inputs.iter().chain(&self.trees) {
             validate_input_name(&input.name)?;
             if names.contains(&input.name.as_str()) {
                 return Err(ExecError::InvalidJob(format!(

@@ -45,6 +45,7 @@ pub mod outcome;
 pub mod profile;
 pub mod sandbox;
 pub mod ticker;
+pub mod tree;
 pub mod wasm;
 
 pub use cancel::CancelToken;

@@ -125,7 +125,7 @@ impl WasmExecutor {
         if job.cancel.is_cancelled() {
             return Err(ExecError::Cancelled { fuel_used: Fuel(0) });
         }
-        let dirs = JobDirs::create(self.config.work_dir.as_deref(), &job.inputs)?;
+        let dirs = JobDirs::for_job(self.config.work_dir.as_deref(), job)?;
         let result = self.execute(job, module, &lookup, &dirs);
         // Removing directories is slow on some filesystems; do it off the job's path.
         self.reaper.dispose(dirs);
@@ -253,6 +253,12 @@ pub(crate) fn exit_code(
                 requested,
                 limit,
             },
+        });
+    }
+    if state.output.disk_breached {
+        return Err(ExecError::DiskLimit {
+            written: state.output.disk_used,
+            limit: state.output.disk_limit,
         });
     }
     if state.output.breached {

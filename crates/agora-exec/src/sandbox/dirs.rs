@@ -1,5 +1,7 @@
-//! The job's private directories: a fresh `/input` holding its blobs (preopened read-only)
-//! and a fresh, empty `/output`, both removed when the job ends.
+//! The job's private directories: a fresh `/input` holding its blobs and unpacked directory
+//! inputs (preopened read-only), a fresh, empty `/output`, and the writable scratch root
+//! `/` (seeded from the job's working tree, always holding `/tmp`), all removed when the
+//! job ends.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,13 +13,16 @@ use agora_core::Hash;
 use tempfile::TempDir;
 
 use crate::error::ExecError;
-use crate::job::{Input, Limits};
+use crate::job::{Input, JobSpec, Limits};
 use crate::outcome::OutputFile;
+use crate::tree::{self, TreeLimits};
 
 /// A job's temporary input and output directories. Dropping it deletes both.
 #[derive(Debug)]
 pub struct JobDirs {
     root: TempDir,
+    /// Bytes the working tree put in the scratch root.
+    seeded: u64,
 }
 
 impl JobDirs {
@@ -39,8 +44,8 @@ impl JobDirs {
             None => builder.tempdir(),
         }
         .map_err(|e| ExecError::host("creating the job's temporary directory", e))?;
-        let dirs = JobDirs { root };
-        for dir in [dirs.input(), dirs.output()] {
+        let dirs = JobDirs { root, seeded: 0 };
+        for dir in [dirs.input(), dirs.output(), dirs.scratch()] {
             fs::create_dir(&dir)
                 .map_err(|e| ExecError::host(format!("creating {}", dir.display()), e))?;
         }
@@ -50,6 +55,63 @@ impl JobDirs {
                 .map_err(|e| ExecError::host(format!("writing input {}", path.display()), e))?;
         }
         Ok(dirs)
+    }
+
+    /// Creates the directories of `job`: its file inputs, its directory inputs unpacked
+    /// under `/input`, and its scratch root seeded from its working tree, with `/tmp`.
+    pub fn for_job(parent: Option<&Path>, job: &JobSpec) -> Result<Self, ExecError> {
+        let mut dirs = JobDirs::create(parent, &job.inputs)?;
+        for tree_input in &job.trees {
+            let dest = dirs.input().join(&tree_input.name);
+            fs::create_dir(&dest)
+                .map_err(|e| ExecError::host(format!("creating {}", dest.display()), e))?;
+            tree::unpack(&tree_input.bytes, &dest, &TreeLimits::default()).map_err(|source| {
+                ExecError::BadTree {
+                    what: format!("directory input `{}`", tree_input.name),
+                    source,
+                }
+            })?;
+        }
+        if let Some(workdir) = &job.workdir {
+            let limits = TreeLimits {
+                max_bytes: job.limits.disk_bytes,
+                ..TreeLimits::default()
+            };
+            let stats = tree::unpack(workdir, &dirs.scratch(), &limits).map_err(|source| {
+                ExecError::BadTree {
+                    what: "working tree".into(),
+                    source,
+                }
+            })?;
+            dirs.seeded = stats.bytes;
+        }
+        let tmp = dirs.scratch().join("tmp");
+        match fs::symlink_metadata(&tmp) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(ExecError::BadTree {
+                    what: "working tree".into(),
+                    source: tree::TreeError::Unsupported {
+                        path: "tmp".into(),
+                        kind: "non-directory at /tmp (the job's /tmp must be a directory)",
+                    },
+                });
+            }
+            Err(_) => fs::create_dir(&tmp)
+                .map_err(|e| ExecError::host(format!("creating {}", tmp.display()), e))?,
+        }
+        Ok(dirs)
+    }
+
+    /// Bytes of file content the working tree put in the scratch root; they count against
+    /// the disk limit.
+    pub fn seeded_bytes(&self) -> u64 {
+        self.seeded
+    }
+
+    /// The host directory shown to the job as its writable root `/`.
+    pub fn scratch(&self) -> PathBuf {
+        self.root.path().join("scratch")
     }
 
     /// The host directory shown to the job as `/input`.
@@ -139,8 +201,10 @@ impl Drop for Reaper {
     }
 }
 
-/// Collects `(name, path, size)` of regular files under `dir`, skipping symlinks and other
-/// special files (they are not outputs), and enforcing the output limits on the way.
+/// Collects `(name, path, size)` of regular files under `dir`, enforcing the output limits
+/// on the way. A symlink is refused ([`ExecError::OutputSymlink`]): exporting it would
+/// make the result depend on what it points to, and dropping it silently loses what the
+/// job meant to return. Other special files cannot be made through WASI and are skipped.
 fn walk(
     dir: &Path,
     prefix: &str,
@@ -155,6 +219,9 @@ fn walk(
         let meta = entry
             .metadata()
             .map_err(|e| ExecError::host(format!("inspecting output {name}"), e))?;
+        if meta.file_type().is_symlink() {
+            return Err(ExecError::OutputSymlink { name });
+        }
         if meta.is_dir() {
             walk(&entry.path(), &format!("{name}/"), found, limits)?;
         } else if meta.is_file() {
@@ -167,6 +234,7 @@ fn walk(
                     files,
                     limit: limits.output_bytes,
                     max_files: limits.output_files,
+                    partial: None,
                 });
             }
         }

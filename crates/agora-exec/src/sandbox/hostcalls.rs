@@ -8,7 +8,9 @@
 //! - `fd_write` / `fd_pwrite` to files, and calls that create entries (`path_open` with
 //!   `O_CREAT`, `path_create_directory`, `path_symlink`, `path_link`) are wrapped: they are
 //!   counted against the job's output limits *before* the original runs, so a job cannot
-//!   fill the provider's disk. The originals stay reachable under [`ORIGINALS`], a module
+//!   fill the provider's disk. Descriptors opened under the scratch root `/` are tracked
+//!   (through `path_open`, `fd_close` and `fd_renumber`), and their writes and creations
+//!   count against the job's disk limit instead. The originals stay reachable under [`ORIGINALS`], a module
 //!   name jobs may not import (imports are checked before instantiation), and are called
 //!   through a per-job trampoline instance (see [`attach`]); the few fuel units the
 //!   trampoline burns are refunded, so a job's fuel is exactly wasmtime's count for its own
@@ -52,7 +54,12 @@ pub struct Originals {
     fd_renumber: TypedFunc<(i32, i32), i32>,
 }
 
-/// Bytes and entries the job has written to `/output` so far, and its limits.
+/// What one created entry (file, directory, link) costs against the disk limit: one block,
+/// so that a job cannot fill a disk with empty files.
+pub const ENTRY_DISK_BYTES: u64 = 4096;
+
+/// Bytes and entries the job has written to `/output` and to its scratch root so far, and
+/// their limits.
 #[derive(Debug, Default)]
 pub struct OutputBudget {
     /// Bytes written to files (not stdout/stderr).
@@ -65,6 +72,15 @@ pub struct OutputBudget {
     pub limit_files: u64,
     /// Set when a limit was hit, so the trap can be classified.
     pub breached: bool,
+    /// Bytes counted against the disk limit: the seeded tree, writes under the scratch
+    /// root and [`ENTRY_DISK_BYTES`] per created entry there.
+    pub disk_used: u64,
+    /// The disk limit in bytes.
+    pub disk_limit: u64,
+    /// Set when the disk limit was hit.
+    pub disk_breached: bool,
+    /// Descriptors that refer to the scratch root or to something opened under it.
+    pub(crate) scratch_fds: std::collections::BTreeSet<u32>,
 }
 
 /// The trap raised when a write or creation would exceed the output limits.
@@ -79,7 +95,86 @@ impl std::fmt::Display for OutputBreach {
 
 impl std::error::Error for OutputBreach {}
 
+/// The trap raised when a write or creation would exceed the disk limit.
+#[derive(Debug)]
+pub struct DiskBreach;
+
+impl std::fmt::Display for DiskBreach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the job exceeded its disk limit")
+    }
+}
+
+impl std::error::Error for DiskBreach {}
+
 impl OutputBudget {
+    /// Tracks `root_fd` as the scratch root, with `seeded` bytes already used of `limit`.
+    pub fn with_scratch(mut self, root_fd: u32, seeded: u64, limit: u64) -> Self {
+        self.scratch_fds.insert(root_fd);
+        self.disk_used = seeded;
+        self.disk_limit = limit;
+        self
+    }
+
+    fn is_scratch(&self, fd: i32) -> bool {
+        u32::try_from(fd).is_ok_and(|fd| self.scratch_fds.contains(&fd))
+    }
+
+    fn charge_disk(&mut self, bytes: u64) -> wasmtime::Result<()> {
+        self.disk_used = self.disk_used.saturating_add(bytes);
+        if self.disk_used > self.disk_limit {
+            self.disk_breached = true;
+            return Err(wasmtime::Error::new(DiskBreach));
+        }
+        Ok(())
+    }
+
+    /// Charges a write of `bytes` to `fd`: the disk limit for scratch descriptors, the
+    /// output limit for the others.
+    fn charge_write(&mut self, fd: i32, bytes: u64) -> wasmtime::Result<()> {
+        if self.is_scratch(fd) {
+            self.charge_disk(bytes)
+        } else {
+            self.charge_bytes(bytes)
+        }
+    }
+
+    /// Charges the creation of an entry relative to directory `dir_fd`.
+    fn charge_create(&mut self, dir_fd: i32) -> wasmtime::Result<()> {
+        if self.is_scratch(dir_fd) {
+            self.charge_disk(ENTRY_DISK_BYTES)
+        } else {
+            self.charge_entry()
+        }
+    }
+
+    /// Records that `opened` now refers to something opened relative to `dir_fd`.
+    fn opened(&mut self, dir_fd: i32, opened: u32) {
+        if self.is_scratch(dir_fd) {
+            self.scratch_fds.insert(opened);
+        } else {
+            self.scratch_fds.remove(&opened);
+        }
+    }
+
+    fn closed(&mut self, fd: i32) {
+        if let Ok(fd) = u32::try_from(fd) {
+            self.scratch_fds.remove(&fd);
+        }
+    }
+
+    fn renumbered(&mut self, from: i32, to: i32) {
+        let scratch = self.is_scratch(from);
+        self.closed(from);
+        if let Ok(to) = u32::try_from(to) {
+            if scratch {
+                self.scratch_fds.insert(to);
+            } else {
+                self.scratch_fds.remove(&to);
+            }
+        }
+    }
+
     fn charge_bytes(&mut self, bytes: u64) -> wasmtime::Result<()> {
         self.written = self.written.saturating_add(bytes);
         if self.written > self.limit_bytes {
@@ -276,7 +371,11 @@ fn fd_close(mut caller: Caller<'_, JobState>, fd: i32) -> wasmtime::Result<i32> 
         Ok(originals) => originals.fd_close.clone(),
         Err(errno) => return Ok(errno),
     };
-    forward(&mut caller, &original, fd)
+    let result = forward(&mut caller, &original, fd)?;
+    if result == ERRNO_SUCCESS {
+        caller.data_mut().output.closed(fd);
+    }
+    Ok(result)
 }
 
 /// Renumbering to or from stdio is refused, for the same reason.
@@ -288,7 +387,11 @@ fn fd_renumber(mut caller: Caller<'_, JobState>, from: i32, to: i32) -> wasmtime
         Ok(originals) => originals.fd_renumber.clone(),
         Err(errno) => return Ok(errno),
     };
-    forward(&mut caller, &original, (from, to))
+    let result = forward(&mut caller, &original, (from, to))?;
+    if result == ERRNO_SUCCESS {
+        caller.data_mut().output.renumbered(from, to);
+    }
+    Ok(result)
 }
 
 fn fd_write(
@@ -302,7 +405,7 @@ fn fd_write(
         let Some(bytes) = first_iovec_len(&mut caller, iovs, iovs_len) else {
             return Ok(ERRNO_FAULT);
         };
-        caller.data_mut().output.charge_bytes(bytes)?;
+        caller.data_mut().output.charge_write(fd, bytes)?;
     }
     let original = match originals(&caller) {
         Ok(originals) => originals.fd_write.clone(),
@@ -323,7 +426,7 @@ fn fd_pwrite(
         let Some(bytes) = first_iovec_len(&mut caller, iovs, iovs_len) else {
             return Ok(ERRNO_FAULT);
         };
-        caller.data_mut().output.charge_bytes(bytes)?;
+        caller.data_mut().output.charge_write(fd, bytes)?;
     }
     let original = match originals(&caller) {
         Ok(originals) => originals.fd_pwrite.clone(),
@@ -350,7 +453,7 @@ fn path_open(
     opened: i32,
 ) -> wasmtime::Result<i32> {
     if oflags & OFLAGS_CREAT != 0 {
-        caller.data_mut().output.charge_entry()?;
+        caller.data_mut().output.charge_create(fd)?;
     }
     let original = match originals(&caller) {
         Ok(originals) => originals.path_open.clone(),
@@ -367,7 +470,15 @@ fn path_open(
         fdflags,
         opened,
     );
-    forward(&mut caller, &original, args)
+    let result = forward(&mut caller, &original, args)?;
+    if result == ERRNO_SUCCESS {
+        // wasmtime-wasi wrote the new descriptor at `opened`; it was in bounds to do so.
+        if let Some(new_fd) = read_guest(&mut caller, opened, 4) {
+            let new_fd = u32::from_le_bytes([new_fd[0], new_fd[1], new_fd[2], new_fd[3]]);
+            caller.data_mut().output.opened(fd, new_fd);
+        }
+    }
+    Ok(result)
 }
 
 fn path_create_directory(
@@ -376,7 +487,7 @@ fn path_create_directory(
     path: i32,
     path_len: i32,
 ) -> wasmtime::Result<i32> {
-    caller.data_mut().output.charge_entry()?;
+    caller.data_mut().output.charge_create(fd)?;
     let original = match originals(&caller) {
         Ok(originals) => originals.path_create_directory.clone(),
         Err(errno) => return Ok(errno),
@@ -392,7 +503,7 @@ fn path_symlink(
     new: i32,
     new_len: i32,
 ) -> wasmtime::Result<i32> {
-    caller.data_mut().output.charge_entry()?;
+    caller.data_mut().output.charge_create(fd)?;
     let original = match originals(&caller) {
         Ok(originals) => originals.path_symlink.clone(),
         Err(errno) => return Ok(errno),
@@ -411,7 +522,7 @@ fn path_link(
     new: i32,
     new_len: i32,
 ) -> wasmtime::Result<i32> {
-    caller.data_mut().output.charge_entry()?;
+    caller.data_mut().output.charge_create(new_fd)?;
     let original = match originals(&caller) {
         Ok(originals) => originals.path_link.clone(),
         Err(errno) => return Ok(errno),

@@ -1,13 +1,19 @@
 //! The sandbox a job runs in: WASI preview-1 with nothing ambient.
 //!
 //! Per job, a fresh [`Store`] holds a fresh [`JobState`]: its own WASI context (arguments,
-//! environment, `/input` read-only and `/output` read-write preopens, captured stdio,
-//! virtual clocks, seeded random, no sockets), its resource limiter and its output budget.
+//! environment, a writable scratch root preopened as `/` with `/input` read-only and
+//! `/output` read-write preopened over it, stdin from the job's bytes, captured stdout and
+//! stderr, virtual clocks, seeded random, no sockets), its resource limiter and its output
+//! and disk budgets.
+//!
+//! wasi-libc resolves a path by the longest preopen that prefixes it, and relative paths
+//! against its current directory, `/`; so `/input/x` goes to `/input`, while `x`, `/tmp/x`
+//! and `/etc/x` all land in the scratch root.
 //! Nothing survives from one job to the next except compiled code.
 //!
 //! - [`virtual_env`]: virtual clocks and the seeded random source.
 //! - [`stdio`]: capped stdout/stderr capture.
-//! - [`dirs`]: the job's temporary `/input` and `/output` directories.
+//! - [`dirs`]: the job's temporary `/input`, `/output` and scratch root directories.
 //! - [`limiter`]: memory and table limits, peak memory.
 //! - [`hostcalls`]: WASI functions replaced or wrapped for determinism and output limits.
 
@@ -35,6 +41,10 @@ const PROGRAM_NAME: &str = "job.wasm";
 /// Largest single `random_get` request (the job's random bytes are free to the host, so
 /// bound what one call can make it produce).
 const MAX_RANDOM_REQUEST: u64 = 1 << 20;
+/// The descriptor of the scratch root: wasmtime-wasi numbers preopens from 3 in the order
+/// they are added, and [`wasi_ctx`] adds `/input` (3), `/output` (4), then `/` (5), so
+/// the first two keep the numbers they had before the scratch root existed.
+const SCRATCH_FD: u32 = 5;
 
 /// Everything a job's store holds.
 pub struct JobState {
@@ -110,7 +120,8 @@ pub fn store(
             limit_bytes: job.limits.output_bytes,
             limit_files: job.limits.output_files,
             ..OutputBudget::default()
-        },
+        }
+        .with_scratch(SCRATCH_FD, dirs.seeded_bytes(), job.limits.disk_bytes),
         time,
         originals: None,
         interrupt: Interrupt::new(job.cancel.clone(), job.limits.wall_timeout),
@@ -144,6 +155,12 @@ fn wasi_ctx(
         .arg(PROGRAM_NAME)
         .args(&job.args)
         .envs(&job.env)
+        .stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(
+            job.stdin
+                .as_deref()
+                .map(bytes::Bytes::copy_from_slice)
+                .unwrap_or_default(),
+        ))
         .stdout(captures.stdout.clone())
         .stderr(captures.stderr.clone())
         .wall_clock(time.wall_clock())
@@ -161,6 +178,10 @@ fn wasi_ctx(
     builder
         .preopened_dir(dirs.output(), "/output", FsPerms::ReadWrite)
         .map_err(|e| preopen_err("/output", e))?;
+    // Last, so it is descriptor [`SCRATCH_FD`].
+    builder
+        .preopened_dir(dirs.scratch(), "/", FsPerms::ReadWrite)
+        .map_err(|e| preopen_err("/", e))?;
     Ok(builder.build_p1())
 }
 
