@@ -823,6 +823,7 @@ impl<'e> StepSession<'e> {
             return Err(ExecError::Timeout {
                 limit: self.limits.wall_timeout,
                 fuel_used: fuel,
+                partial: None,
             }
             .into());
         }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use agora_core::{Fuel, Hash};
 
+use crate::outcome::PartialRun;
+
 /// Why a job did not produce an [`Outcome`](crate::Outcome).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -63,6 +65,8 @@ pub enum ExecError {
         detail: Option<String>,
         /// Fuel burnt up to the trap.
         fuel_used: Fuel,
+        /// What the job wrote, and the fuel it burnt, before it stopped.
+        partial: Option<Box<PartialRun>>,
     },
     /// The job used all the fuel its budget allows.
     #[error(
@@ -73,6 +77,8 @@ pub enum ExecError {
     OutOfFuel {
         /// Fuel used, which is the whole limit.
         fuel_used: Fuel,
+        /// What the job wrote, and the fuel it burnt, before it stopped.
+        partial: Option<Box<PartialRun>>,
     },
     /// The job asked for more linear memory (or table space) than its limit allows.
     #[error(
@@ -86,6 +92,8 @@ pub enum ExecError {
         requested: u64,
         /// The configured limit.
         limit: u64,
+        /// What the job wrote, and the fuel it burnt, before it stopped.
+        partial: Option<Box<PartialRun>>,
     },
     /// The job wrote more to `/output` than its output limit allows.
     #[error(
@@ -101,6 +109,8 @@ pub enum ExecError {
         limit: u64,
         /// The file-count limit.
         max_files: u64,
+        /// What the job wrote, and the fuel it burnt, before it stopped.
+        partial: Option<Box<PartialRun>>,
     },
     /// The job wrote more to its scratch root (`/`, `/tmp`, the working tree) than its disk
     /// limit allows.
@@ -140,6 +150,8 @@ pub enum ExecError {
         limit: Duration,
         /// Fuel used up to the interruption (not reproducible: it depends on machine speed).
         fuel_used: Fuel,
+        /// What the job wrote, and the fuel it burnt, before it stopped.
+        partial: Option<Box<PartialRun>>,
     },
     /// The job's [`CancelToken`](crate::CancelToken) was cancelled before it finished:
     /// whoever ran it gave up on the result. Not the job's fault.
@@ -156,6 +168,23 @@ pub enum ExecError {
     StackOverflow {
         /// The configured maximum wasm stack in bytes.
         max_stack: usize,
+        /// What the job wrote, and the fuel it burnt, before it stopped.
+        partial: Option<Box<PartialRun>>,
+    },
+    /// The module cannot start within the job's limits, which only instantiation reveals:
+    /// its initial memory or a table is larger than the limit, it defines more memories or
+    /// tables than a job may have, or a data or element segment lies outside what it
+    /// declares. Nothing ran; checks of the module's static shape (imports, `_start`,
+    /// features) happen before compilation and have their own variants.
+    #[error("refused: {what}; {advice}")]
+    StartRefused {
+        /// The limit or rule the module broke (`memory_bytes`, `table_elements`,
+        /// `memories`, `tables`, `data_segment`, `element_segment`).
+        limit: &'static str,
+        /// What the module asked for and what the limit is, in words.
+        what: String,
+        /// What to change.
+        advice: &'static str,
     },
     /// A host-side failure: temporary directories, the module cache, I/O.
     #[error("host error while {context}: {source}")]
@@ -203,9 +232,51 @@ impl ExecError {
             ExecError::OutputSymlink { .. } => "output_symlink",
             ExecError::Timeout { .. } => "timeout",
             ExecError::StackOverflow { .. } => "stack_overflow",
+            ExecError::StartRefused { .. } => "start_refused",
             ExecError::Cancelled { .. } => "cancelled",
             ExecError::Host { .. } => "host",
             ExecError::Engine { .. } => "engine",
+        }
+    }
+
+    /// What a job that failed at run time wrote, and the fuel it burnt, before it stopped
+    /// (`None` for failures before the job ran, and for host faults).
+    pub fn partial(&self) -> Option<&PartialRun> {
+        match self {
+            ExecError::Trap { partial, .. }
+            | ExecError::OutOfFuel { partial, .. }
+            | ExecError::MemoryLimit { partial, .. }
+            | ExecError::OutputLimit { partial, .. }
+            | ExecError::Timeout { partial, .. }
+            | ExecError::StackOverflow { partial, .. } => partial.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Attaches what the job wrote before a run-time failure; other errors are returned
+    /// unchanged (they have no run to speak of).
+    pub fn with_partial(mut self, run: PartialRun) -> Self {
+        match &mut self {
+            ExecError::Trap { partial, .. }
+            | ExecError::OutOfFuel { partial, .. }
+            | ExecError::MemoryLimit { partial, .. }
+            | ExecError::OutputLimit { partial, .. }
+            | ExecError::Timeout { partial, .. }
+            | ExecError::StackOverflow { partial, .. } => *partial = Some(Box::new(run)),
+            _ => {}
+        }
+        self
+    }
+
+    /// Fuel the job burnt before it failed: the count the variant records, else the
+    /// attached partial run's, else zero (nothing ran).
+    pub fn fuel_used(&self) -> Fuel {
+        match self {
+            ExecError::Trap { fuel_used, .. }
+            | ExecError::OutOfFuel { fuel_used, .. }
+            | ExecError::Timeout { fuel_used, .. }
+            | ExecError::Cancelled { fuel_used } => *fuel_used,
+            other => other.partial().map_or(Fuel(0), |p| p.fuel_used),
         }
     }
 

@@ -51,8 +51,8 @@ pub mod wasm;
 pub use cancel::CancelToken;
 pub use error::ExecError;
 pub use job::{Input, JobSpec, Limits, WasmModule, Workload};
-pub use outcome::{Captured, ModuleSource, Outcome, OutputFile, result_digest};
-pub use profile::Profile;
+pub use outcome::{Captured, ModuleSource, Outcome, OutputFile, PartialRun, result_digest};
+pub use profile::{NanMode, Profile};
 pub use wasm::{ExecConfig, WasmExecutor};
 
 /// Something that runs jobs. Implementations must be usable from many threads at once and

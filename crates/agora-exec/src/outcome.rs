@@ -90,6 +90,33 @@ impl Captured {
     }
 }
 
+/// What a job that failed had done before it stopped: the stdout and stderr it wrote
+/// (bounded by the same limits as a finished job's) and the fuel it burnt. Carried by the
+/// [`ExecError`](crate::ExecError) of a run-time failure so that a buyer sees the job's
+/// last words next to the error, not the error alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartialRun {
+    /// Standard output written before the failure.
+    pub stdout: Captured,
+    /// Standard error written before the failure.
+    pub stderr: Captured,
+    /// Fuel burnt before the failure (machine-dependent after a timeout).
+    pub fuel_used: Fuel,
+}
+
+impl Captured {
+    /// The last `max_bytes` bytes kept (cut forward to a character boundary), as text with
+    /// invalid UTF-8 replaced; what a failure report carries of each stream.
+    pub fn tail(&self, max_bytes: usize) -> String {
+        let text = self.text();
+        let mut start = text.len().saturating_sub(max_bytes);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_owned()
+    }
+}
+
 /// One file from `/output`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
@@ -199,6 +226,16 @@ mod tests {
         let whole = Captured::new("stdout", b"abc".to_vec(), 3);
         assert!(!whole.truncated);
         assert_eq!(whole.data, b"abc");
+    }
+
+    #[test]
+    fn tail_keeps_the_end_on_a_character_boundary() {
+        let c = Captured::new("stderr", "abcé".as_bytes().to_vec(), 5);
+        assert_eq!(c.tail(100), "abcé");
+        assert_eq!(c.tail(2), "é");
+        // One byte would split `é`: the tail starts after it instead.
+        assert_eq!(c.tail(1), "");
+        assert_eq!(c.tail(3), "cé");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::cache::{Lookup, ModuleCache};
 use crate::cancel::Interruption;
 use crate::error::ExecError;
 use crate::job::{JobSpec, Limits, WasmModule, Workload};
-use crate::outcome::{Outcome, result_digest};
+use crate::outcome::{Outcome, PartialRun, result_digest};
 use crate::profile::{MAX_WASM_STACK, Profile};
 use crate::sandbox::dirs::{JobDirs, Reaper};
 use crate::sandbox::hostcalls;
@@ -154,13 +154,24 @@ impl WasmExecutor {
         } else {
             Fuel(0)
         };
-        let exit_code = exit_code(result, &store, &job.limits, fuel_used)?;
+        let exit_code = exit_code(result, &store, &job.limits, fuel_used);
         let peak_memory_bytes = store.data().limiter.peak_memory();
         // The store holds the preopened directory handles: close them before reading.
         drop(store);
-        let outputs = dirs.collect_outputs(&job.limits)?;
+        let ended = exit_code.and_then(|code| Ok((code, dirs.collect_outputs(&job.limits)?)));
         let Captures { stdout, stderr } = captures;
         let (stdout, stderr) = (stdout.finish("stdout"), stderr.finish("stderr"));
+        // A failed run keeps what it wrote: often the only clue to why it failed.
+        let (exit_code, outputs) = match ended {
+            Ok(ended) => ended,
+            Err(err) => {
+                return Err(err.with_partial(PartialRun {
+                    stdout,
+                    stderr,
+                    fuel_used,
+                }));
+            }
+        };
         let digest = result_digest(exit_code, &stdout.data, &stderr.data, &outputs);
         Ok(Outcome {
             job_id: job.job_id,
@@ -192,8 +203,9 @@ impl Executor for WasmExecutor {
 }
 
 /// Instantiates the module, attaches its WASI trampoline and calls `_start`. The outer
-/// error is the host's fault (the trampoline failed to attach); the inner result is how the
-/// job ended.
+/// error means the job never ran: the module cannot start within its limits
+/// ([`ExecError::StartRefused`]) or the trampoline failed to attach (the host's fault); the
+/// inner result is how the job ended.
 fn start(
     pre: &wasmtime::InstancePre<JobState>,
     trampoline: &Module,
@@ -202,7 +214,13 @@ fn start(
 ) -> Result<wasmtime::Result<()>, ExecError> {
     let instance = match pre.instantiate(&mut *store) {
         Ok(instance) => instance,
-        Err(err) => return Ok(Err(err)),
+        Err(err) => {
+            return match start_refusal(&err, store.data()) {
+                Some(refusal) => Err(refusal),
+                // The module's own start function ran and failed: a run-time failure.
+                None => Ok(Err(err)),
+            };
+        }
     };
     hostcalls::attach(trampoline, linker, store, &instance).map_err(|err| ExecError::Engine {
         context: "attaching the WASI trampoline",
@@ -212,6 +230,80 @@ fn start(
     Ok(instance
         .get_typed_func::<(), ()>(&mut *store, "_start")
         .and_then(|entry| entry.call(&mut *store, ())))
+}
+
+/// Classifies an instantiation failure caused by the job's limits or the module's own
+/// layout as a refusal naming the limit; `None` when the module's start function ran and
+/// failed (that is a trap, out of fuel, ... like any other run-time failure).
+fn start_refusal(err: &wasmtime::Error, state: &JobState) -> Option<ExecError> {
+    if let Some(breach) = state.limiter.breach() {
+        return Some(match breach {
+            sandbox::limiter::LimitBreach::Memory { requested, limit } => ExecError::StartRefused {
+                limit: "memory_bytes",
+                what: format!(
+                    "the module's initial memory is {requested} bytes but the job's memory limit is {limit} bytes"
+                ),
+                advice: "raise the memory limit, or link the module with a smaller initial memory",
+            },
+            sandbox::limiter::LimitBreach::Table { requested, limit } => ExecError::StartRefused {
+                limit: "table_elements",
+                what: format!(
+                    "a table of the module starts with {requested} elements but the limit is {limit} elements per table"
+                ),
+                advice: "build the module with a smaller function table",
+            },
+        });
+    }
+    // A trap with guest frames came from the module's start function, which did run.
+    let ran = err
+        .downcast_ref::<WasmBacktrace>()
+        .is_some_and(|bt| !bt.frames().is_empty());
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::MemoryOutOfBounds) if !ran => Some(ExecError::StartRefused {
+            limit: "data_segment",
+            what: format!(
+                "a data segment lies outside the module's initial memory ({})",
+                err.root_cause()
+            ),
+            advice: "the module is broken: rebuild it",
+        }),
+        Some(Trap::TableOutOfBounds) if !ran => Some(ExecError::StartRefused {
+            limit: "element_segment",
+            what: format!(
+                "an element segment lies outside its table ({})",
+                err.root_cause()
+            ),
+            advice: "the module is broken: rebuild it",
+        }),
+        Some(_) => None,
+        None => count_refusal(err),
+    }
+}
+
+/// The store refused to create a memory or table past the per-job count (wasmtime says
+/// so only in words: "memory count too high", "table count too high").
+fn count_refusal(err: &wasmtime::Error) -> Option<ExecError> {
+    let message = format!("{err:#}");
+    let (limit, most, advice) = if message.contains("memory count") {
+        (
+            "memories",
+            sandbox::limiter::MAX_MEMORIES,
+            "build the module with a single linear memory (no multi-memory)",
+        )
+    } else if message.contains("table count") {
+        (
+            "tables",
+            sandbox::limiter::MAX_TABLES,
+            "build the module with fewer tables",
+        )
+    } else {
+        return None;
+    };
+    Some(ExecError::StartRefused {
+        limit,
+        what: format!("the module defines more {limit} than the {most} a job may have ({message})"),
+        advice,
+    })
 }
 
 pub(crate) fn fuel_used(store: &Store<JobState>, limit: Fuel) -> Fuel {
@@ -237,6 +329,7 @@ pub(crate) fn exit_code(
             return Err(ExecError::Timeout {
                 limit: limits.wall_timeout,
                 fuel_used,
+                partial: None,
             });
         }
         None => {}
@@ -247,11 +340,13 @@ pub(crate) fn exit_code(
                 what: "memory",
                 requested,
                 limit,
+                partial: None,
             },
             sandbox::limiter::LimitBreach::Table { requested, limit } => ExecError::MemoryLimit {
                 what: "table",
                 requested,
                 limit,
+                partial: None,
             },
         });
     }
@@ -267,31 +362,48 @@ pub(crate) fn exit_code(
             files: state.output.created,
             limit: limits.output_bytes,
             max_files: limits.output_files,
+            partial: None,
         });
     }
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return Ok(exit.0);
     }
     let detail = err.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
+    // A wasm exception no handler caught unwound out of `_start`: the job's own fault.
+    if err.is::<wasmtime::ThrownException>() {
+        return Err(ExecError::Trap {
+            code: "uncaught wasm exception".into(),
+            detail,
+            fuel_used,
+            partial: None,
+        });
+    }
     match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => Err(ExecError::OutOfFuel { fuel_used }),
+        Some(Trap::OutOfFuel) => Err(ExecError::OutOfFuel {
+            fuel_used,
+            partial: None,
+        }),
         Some(Trap::Interrupt) => Err(ExecError::Timeout {
             limit: limits.wall_timeout,
             fuel_used,
+            partial: None,
         }),
         Some(Trap::StackOverflow) => Err(ExecError::StackOverflow {
             max_stack: MAX_WASM_STACK,
+            partial: None,
         }),
         Some(trap) => Err(ExecError::Trap {
             code: trap.to_string(),
             detail,
             fuel_used,
+            partial: None,
         }),
         // A host function refused the call (e.g. an oversized random request): the job's fault.
         None => Err(ExecError::Trap {
             code: "host function error".into(),
             detail: Some(format!("{err:#}")),
             fuel_used,
+            partial: None,
         }),
     }
 }

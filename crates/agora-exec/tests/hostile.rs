@@ -15,7 +15,7 @@ fn infinite_loop_stops_at_the_fuel_limit() {
     let job = job(module(r#"(func (export "_start") (loop (br 0)))"#), "loop");
     let err = executor.run(&job).unwrap_err();
     match &err {
-        ExecError::OutOfFuel { fuel_used } => assert_eq!(*fuel_used, job.limits.fuel),
+        ExecError::OutOfFuel { fuel_used, .. } => assert_eq!(*fuel_used, job.limits.fuel),
         other => panic!("expected out of fuel, got {other}"),
     }
     assert!(err.to_string().contains("out of fuel"), "{err}");
@@ -41,7 +41,16 @@ fn huge_initial_memory_is_refused_at_instantiation() {
     let wat = r#"(module (memory (export "memory") 1000) (func (export "_start")))"#;
     let big = WasmModule::new(wat::parse_str(wat).unwrap());
     let err = executor.run(&job(big, "big")).unwrap_err();
-    assert!(matches!(err, ExecError::MemoryLimit { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ExecError::StartRefused {
+                limit: "memory_bytes",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_normal_job_runs(&executor);
 }
 

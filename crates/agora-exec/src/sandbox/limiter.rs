@@ -9,8 +9,8 @@ use std::fmt;
 /// The most instances, memories and tables a WASI command needs: the job and its WASI
 /// trampoline, one memory, and a few tables.
 const MAX_INSTANCES: usize = 2;
-const MAX_MEMORIES: usize = 1;
-const MAX_TABLES: usize = 4;
+pub(crate) const MAX_MEMORIES: usize = 1;
+pub(crate) const MAX_TABLES: usize = 4;
 
 /// Which limit a job broke, recorded so the run can be classified after the trap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
