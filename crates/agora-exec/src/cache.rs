@@ -18,6 +18,7 @@ use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
 use crate::error::ExecError;
 use crate::job::WasmModule;
 use crate::outcome::ModuleSource;
+use crate::precheck::{self, WasiFunctions};
 use crate::profile::Profile;
 use crate::sandbox::JobState;
 use crate::sandbox::hostcalls::WASI;
@@ -45,6 +46,7 @@ pub struct ModuleCache {
     dir: Option<PathBuf>,
     fingerprint: String,
     wasi_names: HashSet<String>,
+    wasi: WasiFunctions,
     memory: Mutex<MemoryCache>,
 }
 
@@ -73,6 +75,7 @@ impl ModuleCache {
             dir,
             fingerprint: profile.fingerprint(engine),
             wasi_names: wasi_names(engine, linker),
+            wasi: WasiFunctions::of(engine, linker),
             memory: Mutex::new(MemoryCache {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
@@ -152,6 +155,9 @@ impl ModuleCache {
     }
 
     fn compile(&self, engine: &Engine, module: &WasmModule) -> Result<Module, ExecError> {
+        // Refuse what would fail anyway (forbidden features, foreign imports, no `_start`)
+        // before paying for the compile; cache hits never get here.
+        precheck::check_with(module.bytes(), &self.wasi)?;
         let compiled = Self::compile_uncached(engine, module)?;
         if let Some(path) = self.entry_path(module.hash()) {
             store_on_disk(&path, &compiled)?;

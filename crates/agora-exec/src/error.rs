@@ -47,6 +47,17 @@ pub enum ExecError {
         /// The import's field name.
         name: String,
     },
+    /// The module uses a wasm feature the deterministic profile does not run; refused by
+    /// [`crate::precheck`] before any compile.
+    #[error(
+        "refused: the module uses {feature}, which the deterministic profile does not run; {remedy}"
+    )]
+    ForbiddenFeature {
+        /// The feature(s), named for people (e.g. `legacy exception handling (try/catch/delegate/rethrow)`).
+        feature: String,
+        /// What to do instead, e.g. the compiler flag to rebuild with.
+        remedy: String,
+    },
     /// The job's description is unusable (bad input names, zero limits, ...).
     #[error("invalid job: {0}")]
     InvalidJob(String),
@@ -221,6 +232,7 @@ impl ExecError {
             ExecError::ModuleHashMismatch { .. } => "module_hash_mismatch",
             ExecError::MissingStart => "missing_start",
             ExecError::UnsupportedImport { .. } => "unsupported_import",
+            ExecError::ForbiddenFeature { .. } => "forbidden_feature",
             ExecError::InvalidJob(_) => "invalid_job",
             ExecError::UnsupportedWorkload { .. } => "unsupported_workload",
             ExecError::Trap { .. } => "trap",

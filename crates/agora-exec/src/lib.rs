@@ -42,6 +42,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod job;
 pub mod outcome;
+pub mod precheck;
 pub mod profile;
 pub mod sandbox;
 pub mod ticker;

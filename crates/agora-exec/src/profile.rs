@@ -6,9 +6,14 @@
 //! | `consume_fuel` | on | fuel is the bill and the work limit; counted per operator, so identical on every machine |
 //! | `operator_cost` | `OperatorCost::new()` (wasmtime 48 defaults) | pinned explicitly so a future default change cannot silently change bills: `nop`, `drop`, `block`, `loop`, `unreachable`, `return`, `else`, `end` cost 0, every other operator 1; `memory.copy`/`fill`/`init` and `table.copy`/`fill`/`init`/`grow` cost 1 per byte or element; `memory.grow` 0 per page |
 //! | `cranelift_nan_canonicalization` | on | float operations may return any NaN bit pattern; canonicalizing makes NaN payloads identical on x86-64 and aarch64 |
+//! | wasm features ([`WASM_FEATURES`]) | exactly this set, every other proposal pinned off | each one listed is pinned on explicitly, so a change of wasmtime's defaults cannot change what validates; [`crate::precheck`] validates with the same set and refuses the rest before compiling (docs/wasm-features.md) |
+//! | MVP, mutable globals, sign extension, non-trapping float-to-int, multi-value, bulk memory, reference types, extended const, tail calls | on | emitted by clang, rustc, Zig and Go; pure integer/control semantics, metered per operator like any other |
+//! | fixed-width SIMD (`wasm_simd`) | on | emitted by `-msimd128` and auto-vectorizing compilers; lane NaNs are made canonical where observable like scalar ones |
 //! | `wasm_relaxed_simd` + `relaxed_simd_deterministic` | on + on | relaxed SIMD results may differ between CPUs; the deterministic mode picks one behaviour everywhere |
-//! | threads (`wasm_threads`), `wasm_shared_everything_threads` | off | shared memory makes results depend on scheduling; wasmtime's `threads` cargo feature is not even compiled in, so modules with shared memories or atomics waits fail validation |
-//! | `wasm_stack_switching`, `wasm_gc`, exceptions, `wasm_component_model` | off | not needed by WASI p1 commands; fewer features, smaller attack surface (the `gc` cargo feature, which exceptions need, is not compiled in) |
+//! | exceptions (`wasm_exceptions`, exnref: `try_table`, `throw`, `throw_ref`) | on, collector [`Collector::DeferredReferenceCounting`] | C++ `-fwasm-exceptions`; exception objects live on wasmtime's GC heap (hence the `gc` and `gc-drc` cargo features), whose growth goes through the job's memory limiter; a throw or catch is an operator with a fixed fuel cost |
+//! | legacy exceptions (`try`/`catch`/`delegate`/`rethrow`) | off | wasmtime 48's Cranelift cannot compile them; refused with the rebuild flag (`-mllvm -wasm-use-legacy-eh=false`) |
+//! | threads, `wasm_shared_everything_threads` | off | shared memory makes results depend on scheduling; wasmtime's `threads` cargo feature is not even compiled in |
+//! | `wasm_gc` (structs, arrays, i31), function references, stack switching, multi-memory, memory64, custom page sizes, wide arithmetic, component model | off | not emitted for WASI p1 commands; fewer features, smaller attack surface (a second memory is refused: the sandbox gives each job one) |
 //! | `max_wasm_stack` | 512 KiB | a fixed stack makes deep recursion fail the same way on every run; the overflow point still depends on the architecture's frame sizes, so a stack overflow is reported as its own error and never compared as a result |
 //! | `epoch_interruption` | on | a wall-clock safety net (checked at loop heads and function entries); never affects a result that completes |
 //! | `cranelift_opt_level` | `Speed` | the default; pinned so compiled code (and the cache key) is stable |
@@ -18,12 +23,30 @@
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
-use wasmtime::{Config, Engine, OperatorCost, OptLevel};
+use wasmtime::{Collector, Config, Engine, OperatorCost, OptLevel, WasmFeatures};
 
 use crate::error::ExecError;
 
 /// The pinned maximum wasm stack in bytes.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// The wasm proposals the deterministic profile accepts: what clang, rustc, Zig and Go emit
+/// for WASI preview-1 commands and stays deterministic and metered. Every other proposal
+/// is pinned off. `FLOATS` and `GC_TYPES` are wasmparser's names for plain floats and for
+/// reference types that live on the GC heap (exception objects among them).
+pub const WASM_FEATURES: WasmFeatures = WasmFeatures::FLOATS
+    .union(WasmFeatures::GC_TYPES)
+    .union(WasmFeatures::MUTABLE_GLOBAL)
+    .union(WasmFeatures::SIGN_EXTENSION)
+    .union(WasmFeatures::SATURATING_FLOAT_TO_INT)
+    .union(WasmFeatures::MULTI_VALUE)
+    .union(WasmFeatures::BULK_MEMORY)
+    .union(WasmFeatures::REFERENCE_TYPES)
+    .union(WasmFeatures::EXTENDED_CONST)
+    .union(WasmFeatures::TAIL_CALL)
+    .union(WasmFeatures::SIMD)
+    .union(WasmFeatures::RELAXED_SIMD)
+    .union(WasmFeatures::EXCEPTIONS);
 
 /// Settings of the engine that may be switched off for measurements only.
 ///
@@ -51,12 +74,10 @@ impl Profile {
             .consume_fuel(self.fuel)
             .operator_cost(OperatorCost::new())
             .cranelift_nan_canonicalization(self.nan_canonicalization)
-            .wasm_relaxed_simd(true)
+            .wasm_features(WASM_FEATURES, true)
+            .wasm_features(WasmFeatures::all().difference(WASM_FEATURES), false)
             .relaxed_simd_deterministic(true)
-            .wasm_shared_everything_threads(false)
-            .wasm_stack_switching(false)
-            .wasm_gc(false)
-            .wasm_component_model(false)
+            .collector(Collector::DeferredReferenceCounting)
             .max_wasm_stack(MAX_WASM_STACK)
             .epoch_interruption(true)
             .cranelift_opt_level(OptLevel::Speed)
