@@ -44,6 +44,7 @@ pub struct Lookup {
 /// Memory and disk caches of compiled modules for one engine.
 pub struct ModuleCache {
     dir: Option<PathBuf>,
+    profile: Profile,
     fingerprint: String,
     wasi_names: HashSet<String>,
     wasi: WasiFunctions,
@@ -73,6 +74,7 @@ impl ModuleCache {
         }
         Ok(ModuleCache {
             dir,
+            profile: *profile,
             fingerprint: profile.fingerprint(engine),
             wasi_names: wasi_names(engine, linker),
             wasi: WasiFunctions::of(engine, linker),
@@ -120,9 +122,15 @@ impl ModuleCache {
         })
     }
 
-    /// Compiles without touching any cache (for measuring compile time).
-    pub fn compile_uncached(engine: &Engine, module: &WasmModule) -> Result<Module, ExecError> {
-        Module::new(engine, module.bytes()).map_err(|err| ExecError::MalformedModule {
+    /// Compiles without touching any cache (for measuring compile time). Under
+    /// [`crate::NanMode::Guard`] the NaN-guarded rewrite is what gets compiled.
+    pub fn compile_uncached(
+        engine: &Engine,
+        profile: &Profile,
+        module: &WasmModule,
+    ) -> Result<Module, ExecError> {
+        let code = profile.code_to_compile(module.bytes())?;
+        Module::new(engine, &code).map_err(|err| ExecError::MalformedModule {
             reason: format!("{err:#}"),
         })
     }
@@ -158,7 +166,7 @@ impl ModuleCache {
         // Refuse what would fail anyway (forbidden features, foreign imports, no `_start`)
         // before paying for the compile; cache hits never get here.
         precheck::check_with(module.bytes(), &self.wasi)?;
-        let compiled = Self::compile_uncached(engine, module)?;
+        let compiled = Self::compile_uncached(engine, &self.profile, module)?;
         if let Some(path) = self.entry_path(module.hash()) {
             store_on_disk(&path, &compiled)?;
         }

@@ -41,6 +41,7 @@ pub mod cancel;
 pub mod checkpoint;
 pub mod error;
 pub mod job;
+pub mod nan_guard;
 pub mod outcome;
 pub mod precheck;
 pub mod profile;

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `consume_fuel` | on | fuel is the bill and the work limit; counted per operator, so identical on every machine |
 //! | `operator_cost` | `OperatorCost::new()` (wasmtime 48 defaults) | pinned explicitly so a future default change cannot silently change bills: `nop`, `drop`, `block`, `loop`, `unreachable`, `return`, `else`, `end` cost 0, every other operator 1; `memory.copy`/`fill`/`init` and `table.copy`/`fill`/`init`/`grow` cost 1 per byte or element; `memory.grow` 0 per page |
-//! | `cranelift_nan_canonicalization` | on | float operations may return any NaN bit pattern; canonicalizing makes NaN payloads identical on x86-64 and aarch64 |
+//! | NaN handling ([`NanMode::Guard`]) | guards, `cranelift_nan_canonicalization` off | float operations may return any NaN bit pattern; [`crate::nan_guard`] makes every NaN canonical where its bits become observable (stores, reinterprets, copysign, float globals, SIMD lanes), so results are identical on x86-64 and aarch64 without paying for a check after every float operation |
 //! | wasm features ([`WASM_FEATURES`]) | exactly this set, every other proposal pinned off | each one listed is pinned on explicitly, so a change of wasmtime's defaults cannot change what validates; [`crate::precheck`] validates with the same set and refuses the rest before compiling (docs/wasm-features.md) |
 //! | MVP, mutable globals, sign extension, non-trapping float-to-int, multi-value, bulk memory, reference types, extended const, tail calls | on | emitted by clang, rustc, Zig and Go; pure integer/control semantics, metered per operator like any other |
 //! | fixed-width SIMD (`wasm_simd`) | on | emitted by `-msimd128` and auto-vectorizing compilers; lane NaNs are made canonical where observable like scalar ones |
@@ -56,15 +56,29 @@ pub const WASM_FEATURES: WasmFeatures = WasmFeatures::FLOATS
 pub struct Profile {
     /// Count fuel. Without it jobs are not metered and `fuel_used` is 0.
     pub fuel: bool,
-    /// Canonicalize NaNs.
-    pub nan_canonicalization: bool,
+    /// How NaN bit patterns are made deterministic.
+    pub nan: NanMode,
+}
+
+/// How the engine keeps NaN bit patterns from differing between CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NanMode {
+    /// Canonicalize a NaN only where its bits become observable ([`crate::nan_guard`]).
+    /// What real jobs use.
+    Guard,
+    /// Cranelift's canonicalization after every float operation: the same observable
+    /// results as `Guard` for NaNs made by arithmetic, at 2–3× the run time on float code.
+    /// Kept for measurements.
+    EveryOperation,
+    /// No canonicalization at all: NaN bits follow the CPU. For measurements only.
+    Off,
 }
 
 impl Profile {
     /// The profile every real job runs under.
     pub const DETERMINISTIC: Profile = Profile {
         fuel: true,
-        nan_canonicalization: true,
+        nan: NanMode::Guard,
     };
 
     /// Builds the wasmtime configuration of this profile.
@@ -73,7 +87,7 @@ impl Profile {
         config
             .consume_fuel(self.fuel)
             .operator_cost(OperatorCost::new())
-            .cranelift_nan_canonicalization(self.nan_canonicalization)
+            .cranelift_nan_canonicalization(self.nan == NanMode::EveryOperation)
             .wasm_features(WASM_FEATURES, true)
             .wasm_features(WasmFeatures::all().difference(WASM_FEATURES), false)
             .relaxed_simd_deterministic(true)
@@ -83,6 +97,21 @@ impl Profile {
             .cranelift_opt_level(OptLevel::Speed)
             .parallel_compilation(true);
         config
+    }
+
+    /// The bytes to compile for `module`: its NaN-guarded rewrite under [`NanMode::Guard`]
+    /// (when it has anything to guard), else the module itself.
+    pub fn code_to_compile<'a>(
+        &self,
+        module: &'a [u8],
+    ) -> Result<std::borrow::Cow<'a, [u8]>, ExecError> {
+        if self.nan != NanMode::Guard {
+            return Ok(std::borrow::Cow::Borrowed(module));
+        }
+        Ok(match crate::nan_guard::guard(module)? {
+            Some(guarded) => std::borrow::Cow::Owned(guarded),
+            None => std::borrow::Cow::Borrowed(module),
+        })
     }
 
     /// Creates an engine with this profile.

@@ -114,7 +114,7 @@ impl WasmExecutor {
     /// Compiles `module` from scratch, bypassing every cache; for measuring compile time.
     pub fn compile_uncached(&self, module: &WasmModule) -> Result<Duration, ExecError> {
         let started = Instant::now();
-        ModuleCache::compile_uncached(&self.engine, module)?;
+        ModuleCache::compile_uncached(&self.engine, &self.config.profile, module)?;
         Ok(started.elapsed())
     }
 

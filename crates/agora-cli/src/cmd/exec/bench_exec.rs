@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use agora_core::{Fuel, Hash};
 use agora_exec::{
-    ExecConfig, Executor, Input, JobSpec, Profile, WasmExecutor, WasmModule, Workload,
+    ExecConfig, Executor, Input, JobSpec, NanMode, Profile, WasmExecutor, WasmModule, Workload,
 };
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -87,10 +87,15 @@ struct Overhead {
     fuel_on_ms: f64,
     fuel_off_ms: f64,
     nan_canon_off_ms: f64,
+    /// Cranelift's canonicalization after every float operation (the profile before NaN
+    /// guards), fuel on.
+    nan_every_op_ms: f64,
     fuel_used: u64,
     ratio_fuel_vs_native: Option<f64>,
+    ratio_every_op_vs_native: Option<f64>,
     ratio_fuel_on_vs_off: f64,
     ratio_nan_on_vs_off: f64,
+    ratio_every_op_vs_guards: f64,
 }
 
 #[derive(Serialize)]
@@ -173,6 +178,7 @@ struct Engines {
     deterministic: WasmExecutor,
     fuel_off: WasmExecutor,
     nan_off: WasmExecutor,
+    nan_every_op: WasmExecutor,
 }
 
 impl Engines {
@@ -191,7 +197,11 @@ impl Engines {
                 ..Profile::DETERMINISTIC
             })?,
             nan_off: make(Profile {
-                nan_canonicalization: false,
+                nan: NanMode::Off,
+                ..Profile::DETERMINISTIC
+            })?,
+            nan_every_op: make(Profile {
+                nan: NanMode::EveryOperation,
                 ..Profile::DETERMINISTIC
             })?,
         })
@@ -250,18 +260,22 @@ fn measure_kernel(
     let (fuel_on_ms, fuel_used) = wasm_median(&engines.deterministic, &job, runs)?;
     let (fuel_off_ms, _) = wasm_median(&engines.fuel_off, &job, runs)?;
     let (nan_canon_off_ms, _) = wasm_median(&engines.nan_off, &job, runs)?;
+    let (nan_every_op_ms, _) = wasm_median(&engines.nan_every_op, &job, runs)?;
     Ok(Overhead {
         job: kernel.name.to_owned(),
         args: kernel.args.iter().map(|a| a.to_string()).collect(),
         ratio_fuel_vs_native: native_ms.map(|n| fuel_on_ms / n),
+        ratio_every_op_vs_native: native_ms.map(|n| nan_every_op_ms / n),
         native_ms,
         native_skipped,
         fuel_on_ms,
         fuel_off_ms,
         nan_canon_off_ms,
+        nan_every_op_ms,
         fuel_used,
         ratio_fuel_on_vs_off: fuel_on_ms / fuel_off_ms,
         ratio_nan_on_vs_off: fuel_on_ms / nan_canon_off_ms,
+        ratio_every_op_vs_guards: nan_every_op_ms / fuel_on_ms,
     })
 }
 
@@ -464,17 +478,25 @@ fn print_report(report: &Report) {
             (None, None) => {}
         }
         outln!(
-            "    wasm, fuel on       {:9.2} ms   ({} fuel)",
+            "    wasm, deterministic  {:9.2} ms   ({} fuel; NaN guards, fuel on)",
             o.fuel_on_ms,
             o.fuel_used
         );
-        outln!("    wasm, fuel off      {:9.2} ms", o.fuel_off_ms);
-        outln!("    wasm, NaN canon off {:9.2} ms", o.nan_canon_off_ms);
+        outln!("    wasm, fuel off       {:9.2} ms", o.fuel_off_ms);
+        outln!("    wasm, no NaN guards  {:9.2} ms", o.nan_canon_off_ms);
+        outln!(
+            "    wasm, canon every op {:9.2} ms   (the profile before NaN guards)",
+            o.nan_every_op_ms
+        );
         if let Some(r) = o.ratio_fuel_vs_native {
-            outln!("    fuel on / native    {r:9.2}x   (target <= 1.5x)");
+            outln!("    deterministic / native {r:7.2}x   (target <= 1.5x)");
         }
-        outln!("    fuel on / off       {:9.2}x", o.ratio_fuel_on_vs_off);
-        outln!("    NaN canon on / off  {:9.2}x", o.ratio_nan_on_vs_off);
+        if let Some(r) = o.ratio_every_op_vs_native {
+            outln!("    every op / native    {r:9.2}x");
+        }
+        outln!("    fuel on / off        {:9.2}x", o.ratio_fuel_on_vs_off);
+        outln!("    guards / no guards   {:9.2}x", o.ratio_nan_on_vs_off);
+        outln!("    every op / guards    {:9.2}x", o.ratio_every_op_vs_guards);
     }
     let s = &report.start_latency;
     outln!(
