@@ -3,7 +3,9 @@
 //! A submission is checked completely before anything changes: the order's signature and
 //! chain, its shape, that the escrow transaction is signed by the same buyer and opens
 //! exactly this order's escrow (amount and deadline), that every blob it names is stored
-//! with the declared size, and that its id is new. Then the record is made durable, the
+//! with the declared size, that the module is one a provider would run at all (the
+//! executor's pre-compile check: allowed wasm features, WASI imports, `_start`), and that
+//! its id is new. Then the record is made durable, the
 //! escrow goes into a block, and only then is the order matched (or, when every provider
 //! that could run it is busy, queued until one has room), so a crash at any point leaves
 //! either nothing, or a record whose escrow the restart reconciles. A waiting order can be
@@ -142,6 +144,47 @@ fn check_blobs(shared: &Shared, order: &SignedOrder) -> Result<(), ApiFailure> {
     Ok(())
 }
 
+/// Refuses an order whose module every provider would refuse before compiling it (see
+/// `agora_exec::precheck`), so the buyer's escrow is never locked for a job that cannot run.
+/// Verdicts are remembered per module hash: they depend on the bytes alone.
+async fn check_module(shared: &Shared, module: Hash) -> Result<(), ApiFailure> {
+    static VERDICTS: std::sync::Mutex<Vec<(Hash, Option<String>)>> =
+        std::sync::Mutex::new(Vec::new());
+    const REMEMBERED: usize = 256;
+    let remembered = |hash: &Hash| {
+        let verdicts = VERDICTS.lock().unwrap_or_else(|p| p.into_inner());
+        verdicts
+            .iter()
+            .find(|(h, _)| h == hash)
+            .map(|(_, v)| v.clone())
+    };
+    let verdict = match remembered(&module) {
+        Some(verdict) => verdict,
+        None => {
+            let path = shared.blobs.path_of(&module);
+            let checked = tokio::task::spawn_blocking(move || {
+                std::fs::read(&path).map(|bytes| agora_exec::precheck::check(&bytes))
+            })
+            .await
+            .map_err(|e| ApiFailure::Internal(format!("the module check stopped: {e}")))?
+            .map_err(|e| ApiFailure::Internal(format!("reading module {module}: {e}")))?;
+            let verdict = checked.err().map(|err| err.to_string());
+            let mut verdicts = VERDICTS.lock().unwrap_or_else(|p| p.into_inner());
+            if verdicts.len() >= REMEMBERED {
+                verdicts.remove(0);
+            }
+            verdicts.push((module, verdict.clone()));
+            verdict
+        }
+    };
+    match verdict {
+        None => Ok(()),
+        Some(why) => Err(ApiFailure::BadRequest(format!(
+            "module {module} would be refused by every provider, so no escrow was taken: {why}"
+        ))),
+    }
+}
+
 /// `POST /v1/orders`.
 pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submitted, ApiFailure> {
     let now = now_ms();
@@ -152,6 +195,7 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
         shared.settings.max_deadline_ms,
     )?;
     check_blobs(shared, &checked.order)?;
+    check_module(shared, checked.order.body.job.module).await?;
     let id = checked.id;
     let policy = checked.order.body.verify;
     let record = OrderRecord {

@@ -253,8 +253,10 @@ fn requests(args: &JobArgs) -> anyhow::Result<(String, usize, Vec<JobRequest>)> 
     Ok((name, concurrency, requests))
 }
 
-/// Refuses a job whose module or an input is not a readable file before anything is
-/// submitted, so a typo in the tenth task does not leave nine orders running unattended.
+/// Refuses a job whose module or an input is not a readable file, or whose module every
+/// provider would refuse (a forbidden wasm feature, a non-WASI import, no `_start`), before
+/// anything is submitted or escrowed, so a typo in the tenth task does not leave nine orders
+/// running unattended and a module that cannot run costs nothing.
 fn check_files(request: &JobRequest) -> anyhow::Result<()> {
     let module = std::iter::once(("module", &request.module));
     let inputs = request.inputs.iter().map(|(_, path)| ("input", path));
@@ -269,6 +271,20 @@ fn check_files(request: &JobRequest) -> anyhow::Result<()> {
             );
         }
     }
+    let module = std::fs::read(&request.module).with_context(|| {
+        format!(
+            "{}: reading the module {}",
+            request.label,
+            request.module.display()
+        )
+    })?;
+    agora_exec::precheck::check(&module).with_context(|| {
+        format!(
+            "{}: the module {} would be refused by every provider (nothing was submitted)",
+            request.label,
+            request.module.display()
+        )
+    })?;
     Ok(())
 }
 
