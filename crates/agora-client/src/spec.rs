@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agora_core::{Fuel, Price};
-use agora_proto::TaskRef;
+use agora_proto::{STDIN_INPUT, TaskRef, WORKDIR_INPUT};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use toml::Spanned;
@@ -192,6 +192,8 @@ struct Fields {
     module: Option<Spanned<String>>,
     #[serde(default)]
     inputs: BTreeMap<String, Spanned<String>>,
+    workdir: Option<Spanned<String>>,
+    stdin: Option<Spanned<String>>,
     args: Option<Vec<String>>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -292,6 +294,8 @@ fn merge(job: &Fields, task: &Fields) -> Fields {
         tasks: Vec::new(),
         module: task.module.clone().or_else(|| job.module.clone()),
         inputs,
+        workdir: task.workdir.clone().or_else(|| job.workdir.clone()),
+        stdin: task.stdin.clone().or_else(|| job.stdin.clone()),
         args: task.args.clone().or_else(|| job.args.clone()),
         env,
         max_price: task.max_price.or(job.max_price),
@@ -358,6 +362,18 @@ impl Context<'_> {
         }
     }
 
+    /// Resolves a path that may name a tree: `tar:ARCHIVE` keeps its prefix.
+    fn resolve_tree(&self, path: &str) -> PathBuf {
+        match path.strip_prefix("tar:") {
+            Some(archive) => {
+                let mut text = std::ffi::OsString::from("tar:");
+                text.push(self.resolve(archive));
+                PathBuf::from(text)
+            }
+            None => self.resolve(path),
+        }
+    }
+
     fn resolve(&self, path: &str) -> PathBuf {
         let path = Path::new(path);
         if path.is_absolute() {
@@ -394,7 +410,15 @@ impl Context<'_> {
             }
             request
                 .inputs
-                .push((name.clone(), self.resolve(file.get_ref())));
+                .push((name.clone(), self.resolve_tree(file.get_ref())));
+        }
+        if let Some(workdir) = &fields.workdir {
+            let path = self.resolve_tree(workdir.get_ref());
+            request.inputs.push((WORKDIR_INPUT.into(), path));
+        }
+        if let Some(stdin) = &fields.stdin {
+            let path = self.resolve(stdin.get_ref());
+            request.inputs.push((STDIN_INPUT.into(), path));
         }
         request.args = fields.args.clone().unwrap_or_default();
         request.env = fields.env.clone().into_iter().collect();
@@ -462,6 +486,24 @@ inputs = { extra = "/abs/extra.bin" }
 max_price = 30000000
 label = "bottom"
 "#;
+
+    #[test]
+    fn trees_workdir_and_stdin_become_named_inputs() {
+        let text = "module = \"m.wasm\"\nworkdir = \"tar:root.tar\"\nstdin = \"in.txt\"\n\
+                    [inputs]\nshare = \"data/share\"\n";
+        let file = JobFile::parse(text, Path::new("/jobs/j.toml")).unwrap();
+        assert_eq!(
+            file.tasks[0].inputs,
+            [
+                ("share".to_string(), PathBuf::from("/jobs/data/share")),
+                (
+                    WORKDIR_INPUT.to_string(),
+                    PathBuf::from("tar:/jobs/root.tar")
+                ),
+                (STDIN_INPUT.to_string(), PathBuf::from("/jobs/in.txt")),
+            ]
+        );
+    }
 
     #[test]
     fn tasks_inherit_and_override_the_job() {

@@ -26,8 +26,8 @@ pub mod wire;
 pub use agora_verify::VerifyPolicy;
 pub use api::{ApiError, OrderEvent, OrderState, OrderView};
 pub use order::{
-    CancelOrder, ChallengeResult, InputRef, JobSpec, OrderRequest, SignedOrder, TaskRef,
-    challenge_bond_id, order_id, signed_order_id,
+    CancelOrder, ChallengeResult, InputKind, InputRef, JobSpec, OrderRequest, STDIN_INPUT,
+    SignedOrder, TaskRef, WORKDIR_INPUT, challenge_bond_id, input_kind, order_id, signed_order_id,
 };
 pub use wire::{
     AskOffer, Assignment, Delivery, Heartbeat, MarketReply, ProviderReply, ToMarket, ToProvider,

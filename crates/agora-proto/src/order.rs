@@ -20,15 +20,77 @@ pub const MAX_ARG_BYTES: usize = 64 * 1024;
 /// Longest label a buyer may attach.
 pub const MAX_LABEL_BYTES: usize = 200;
 
-/// A blob the job reads, visible to it as `/input/NAME`.
+/// The input name of the tar blob that seeds the job's writable scratch root `/`.
+pub const WORKDIR_INPUT: &str = "/";
+/// The input name of the blob the job reads on stdin.
+pub const STDIN_INPUT: &str = "/dev/stdin";
+
+/// A blob the job reads. Its name says where the job sees it (see [`InputRef::kind`]):
+///
+/// - `NAME`: a file at `/input/NAME`;
+/// - `NAME/`: a directory input, a tar archive unpacked read-only at `/input/NAME`;
+/// - `/` ([`WORKDIR_INPUT`]): a tar archive seeding the writable scratch root;
+/// - `/dev/stdin` ([`STDIN_INPUT`]): the job's stdin.
+///
+/// The kind lives in the name, rather than in a new field, so that orders signed before
+/// directory inputs existed still decode and hash the same: the names that mean the new
+/// kinds all contain a `/`, which the shape check refused until then.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputRef {
-    /// The file name under `/input` (no slashes).
+    /// Where the job sees the blob (see above).
     pub name: String,
     /// The blob's blake3 content hash.
     pub hash: Hash,
     /// Its size in bytes.
     pub size: u64,
+}
+
+/// What an input is, from its name (see [`InputRef`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind<'a> {
+    /// A file at `/input/NAME`.
+    File(&'a str),
+    /// A tar archive unpacked read-only at `/input/NAME`.
+    Tree(&'a str),
+    /// A tar archive seeding the job's writable scratch root `/`.
+    Workdir,
+    /// The job's stdin.
+    Stdin,
+}
+
+impl<'a> InputKind<'a> {
+    /// What the input occupies: its name under `/input`, or the reserved name.
+    fn slot(&self) -> &'a str {
+        match self {
+            InputKind::File(name) | InputKind::Tree(name) => name,
+            InputKind::Workdir => WORKDIR_INPUT,
+            InputKind::Stdin => STDIN_INPUT,
+        }
+    }
+}
+
+impl InputRef {
+    /// What this input is, or `None` when its name is none of the forms [`InputRef`] lists.
+    pub fn kind(&self) -> Option<InputKind<'_>> {
+        input_kind(&self.name)
+    }
+}
+
+/// The kind an input name stands for (see [`InputRef`]), or `None` if it is malformed.
+pub fn input_kind(name: &str) -> Option<InputKind<'_>> {
+    let plain = |n: &str| {
+        !n.is_empty() && !n.contains(['/', '\\', '\0']) && n != "." && n != ".." && n.len() <= 255
+    };
+    match name {
+        WORKDIR_INPUT => Some(InputKind::Workdir),
+        STDIN_INPUT => Some(InputKind::Stdin),
+        _ => match name.strip_suffix('/') {
+            Some(dir) if plain(dir) => Some(InputKind::Tree(dir)),
+            Some(_) => None,
+            None if plain(name) => Some(InputKind::File(name)),
+            None => None,
+        },
+    }
 }
 
 /// The workload: everything a provider needs to run the job, by content hash.
@@ -155,8 +217,10 @@ pub enum OrderShapeError {
     /// Too many inputs.
     #[error("{0} inputs; at most {MAX_INPUTS} are allowed")]
     TooManyInputs(usize),
-    /// An input name that is empty, has a path separator or repeats.
-    #[error("input name {0:?} is not a plain, unique file name")]
+    /// An input name that is none of the forms [`InputRef`] lists, or that repeats.
+    #[error(
+        "input name {0:?} is not a plain, unique file name (or NAME/ for a directory, / for the working tree, /dev/stdin)"
+    )]
     BadInputName(String),
     /// Arguments or environment too large.
     #[error(
@@ -228,11 +292,10 @@ impl OrderRequest {
         }
         let mut names = std::collections::BTreeSet::new();
         for input in &self.job.inputs {
-            let plain = !input.name.is_empty()
-                && !input.name.contains(['/', '\\', '\0'])
-                && input.name != "."
-                && input.name != "..";
-            if !plain || !names.insert(input.name.as_str()) {
+            let Some(kind) = input.kind() else {
+                return Err(OrderShapeError::BadInputName(input.name.clone()));
+            };
+            if !names.insert(kind.slot()) {
                 return Err(OrderShapeError::BadInputName(input.name.clone()));
             }
         }
@@ -356,5 +419,42 @@ mod tests {
         let mut zero = sample();
         zero.replicas = 0;
         assert_eq!(zero.check_shape(), Err(OrderShapeError::Zero("replicas")));
+    }
+
+    #[test]
+    fn input_kinds_come_from_names_and_occupy_one_slot_each() {
+        let kinds: Vec<_> = ["a.txt", "share/", "/", "/dev/stdin"]
+            .iter()
+            .map(|n| input_kind(n))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(InputKind::File("a.txt")),
+                Some(InputKind::Tree("share")),
+                Some(InputKind::Workdir),
+                Some(InputKind::Stdin)
+            ]
+        );
+        for bad in ["a/b", "a/b/", "../", "//", "/etc", "", "./"] {
+            assert_eq!(input_kind(bad), None, "{bad:?}");
+        }
+        let mut trees = sample();
+        let mut tree = trees.job.inputs[0].clone();
+        tree.name = "share/".into();
+        trees.job.inputs.push(tree.clone());
+        for name in [WORKDIR_INPUT, STDIN_INPUT] {
+            let mut input = tree.clone();
+            input.name = name.into();
+            trees.job.inputs.push(input);
+        }
+        assert_eq!(trees.check_shape(), Ok(()));
+        // `share` and `share/` would both be /input/share.
+        let mut clash = trees.clone();
+        clash.job.inputs[0].name = "share".into();
+        assert!(matches!(
+            clash.check_shape(),
+            Err(OrderShapeError::BadInputName(_))
+        ));
     }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use agora_core::{Fuel, Hash, Receipt, Signed};
 use agora_exec::{CancelToken, ExecError, Executor, Input, Outcome, WasmModule};
 use agora_net::{BlobStore, NetError, PeerId, StoreError};
+use agora_proto::InputKind;
 use agora_proto::wire::{
     Assignment, Delivery, Heartbeat, JobFailure, MarketReply, OutputRef, Stream, ToMarket,
 };
@@ -275,6 +276,36 @@ async fn fetch_blobs(
     Ok(Blobs { module, inputs })
 }
 
+/// Puts each fetched input where its name says (see [`agora_proto::InputRef`]): a file
+/// under `/input`, a directory input unpacked there, the working tree, or stdin. The
+/// executor unpacks the trees with its checks; the market refused malformed names already.
+fn place_inputs(
+    spec: &mut agora_exec::JobSpec,
+    inputs: &[(String, std::path::PathBuf)],
+) -> Result<(), JobError> {
+    for (name, path) in inputs {
+        let read = || {
+            std::fs::read(path).map_err(|e| StoreError::Io {
+                path: path.clone(),
+                source: e,
+            })
+        };
+        match agora_proto::input_kind(name) {
+            Some(InputKind::File(file)) => spec.inputs.push(Input::from_file(file, path)?),
+            Some(InputKind::Tree(dir)) => spec.trees.push(Input::new(dir, read()?)),
+            Some(InputKind::Workdir) => spec.workdir = Some(read()?.into()),
+            Some(InputKind::Stdin) => spec.stdin = Some(read()?.into()),
+            None => {
+                return Err(ExecError::InvalidJob(format!(
+                    "input name {name:?} is not a file, directory, working-tree or stdin name"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the order on the blocking pool, holding `reservation` until the sandbox returns.
 fn spawn_sandbox(
     shared: &Shared,
@@ -300,8 +331,11 @@ fn spawn_sandbox(
         let mut spec = executor.job(order_id, module);
         spec.args = order.job.args.clone();
         spec.env = order.job.env.clone();
-        for (name, path) in &blobs.inputs {
-            spec.inputs.push(Input::from_file(name.clone(), path)?);
+        place_inputs(&mut spec, &blobs.inputs)?;
+        // A zero disk demand (every order signed before scratch trees existed) keeps the
+        // executor's default disk limit.
+        if order.demand.disk_bytes > 0 {
+            spec.limits.disk_bytes = order.demand.disk_bytes;
         }
         spec.limits.fuel = order.fuel_budget;
         spec.limits.memory_bytes = order.job.memory_bytes;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::{Fuel, Hash};
+use agora_exec::tree::{self, TreeLimits};
 use agora_exec::{ExecConfig, Executor, Input, JobSpec, Outcome, WasmExecutor, WasmModule};
 use anyhow::{Context, bail};
 
@@ -29,9 +30,22 @@ const EXIT_JOB_FAILED: u8 = 3;
 pub struct Args {
     /// The WASI preview-1 command module to run.
     pub module: PathBuf,
-    /// An input file, visible to the job read-only as /input/NAME.
-    #[arg(long = "input", value_name = "NAME=PATH")]
+    /// An input, visible to the job read-only as /input/NAME: a file, a directory (packed
+    /// into one deterministic tar blob: regular files, directories, and symlinks that stay
+    /// inside it), or `tar:ARCHIVE` for a ready tar archive (checked and normalized the same way).
+    #[arg(long = "input", value_name = "NAME=PATH|NAME=tar:ARCHIVE")]
     pub inputs: Vec<String>,
+    /// Seed the job's writable scratch root `/` with this directory's tree (or `tar:ARCHIVE`);
+    /// relative paths resolve there, /tmp always exists, and nothing is kept after the job.
+    #[arg(long, value_name = "DIR|tar:ARCHIVE")]
+    pub workdir: Option<String>,
+    /// A file whose bytes are the job's stdin (default: empty stdin).
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+    /// Largest total of the job's scratch tree (/, /tmp, the seeded workdir), with a unit;
+    /// every created file or directory there counts as 4 KiB.
+    #[arg(long, default_value = "256MiB", value_parser = size::parse_size)]
+    pub disk_limit: u64,
     /// An environment variable for the job.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -102,11 +116,26 @@ fn build_job(args: &Args) -> anyhow::Result<JobSpec> {
     let bytes = fs::read(&args.module)
         .with_context(|| format!("reading module {}", args.module.display()))?;
     let module = WasmModule::new(bytes);
-    let inputs = args
-        .inputs
-        .iter()
-        .map(|spec| read_input(spec))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut inputs = Vec::new();
+    let mut trees = Vec::new();
+    for spec in &args.inputs {
+        match read_input(spec)? {
+            (input, false) => inputs.push(input),
+            (input, true) => trees.push(input),
+        }
+    }
+    let workdir = match &args.workdir {
+        Some(source) => Some(Arc::from(read_tree(source).context("reading --workdir")?)),
+        None => None,
+    };
+    let stdin = match &args.stdin {
+        Some(path) => {
+            Some(Arc::from(fs::read(path).with_context(|| {
+                format!("reading --stdin {}", path.display())
+            })?))
+        }
+        None => None,
+    };
     let env = args
         .env
         .iter()
@@ -116,13 +145,23 @@ fn build_job(args: &Args) -> anyhow::Result<JobSpec> {
                 .with_context(|| format!("--env {kv:?} must be KEY=VALUE"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let job_id = args
-        .job_id
-        .unwrap_or_else(|| default_job_id(&module, &args.args, &env, &inputs));
+    let job_id = args.job_id.unwrap_or_else(|| {
+        let files = Files {
+            inputs: &inputs,
+            trees: &trees,
+            workdir: workdir.as_deref(),
+            stdin: stdin.as_deref(),
+        };
+        default_job_id(&module, &args.args, &env, &files)
+    });
     let mut job = JobSpec::new(job_id, module);
     job.args = args.args.clone();
     job.env = env;
     job.inputs = inputs;
+    job.trees = trees;
+    job.workdir = workdir;
+    job.stdin = stdin;
+    job.limits.disk_bytes = args.disk_limit;
     job.limits.fuel = Fuel(args.fuel);
     job.limits.memory_bytes = args.memory;
     job.limits.output_bytes = args.output_limit;
@@ -131,15 +170,37 @@ fn build_job(args: &Args) -> anyhow::Result<JobSpec> {
     Ok(job)
 }
 
-fn read_input(spec: &str) -> anyhow::Result<Input> {
+/// Reads `NAME=PATH`: a file input, or a directory input (`true`) packed from a directory
+/// or a `tar:` archive.
+fn read_input(spec: &str) -> anyhow::Result<(Input, bool)> {
     let Some((name, path)) = spec.split_once('=') else {
-        bail!("--input {spec:?} must be NAME=PATH (the job sees /input/NAME)");
+        bail!("--input {spec:?} must be NAME=PATH or NAME=tar:ARCHIVE (the job sees /input/NAME)");
     };
+    if path.starts_with("tar:") || Path::new(path).is_dir() {
+        let bytes = read_tree(path).with_context(|| format!("reading input {name}"))?;
+        return Ok((Input::new(name, bytes), true));
+    }
     let bytes = fs::read(path).with_context(|| format!("reading input {name} from {path}"))?;
-    Ok(Input {
-        name: name.to_owned(),
-        bytes: Arc::from(bytes),
-    })
+    Ok((Input::new(name, bytes), false))
+}
+
+/// A tree as one deterministic tar: a directory packed, or `tar:ARCHIVE` checked and
+/// normalized, so the same tree always gives the same blob.
+pub fn read_tree(source: &str) -> anyhow::Result<Vec<u8>> {
+    if let Some(archive) = source.strip_prefix("tar:") {
+        let bytes = fs::read(archive).with_context(|| format!("reading tar archive {archive}"))?;
+        return tree::normalize_tar(&bytes, &TreeLimits::default())
+            .with_context(|| format!("checking tar archive {archive}"));
+    }
+    tree::pack_dir(Path::new(source)).with_context(|| format!("packing directory {source}"))
+}
+
+/// The file trees and stdin a job sees, for its default id.
+struct Files<'a> {
+    inputs: &'a [Input],
+    trees: &'a [Input],
+    workdir: Option<&'a [u8]>,
+    stdin: Option<&'a [u8]>,
 }
 
 /// A job id that is a function of everything the job sees, so the same command gives the
@@ -148,7 +209,7 @@ fn default_job_id(
     module: &WasmModule,
     args: &[String],
     env: &[(String, String)],
-    inputs: &[Input],
+    files: &Files<'_>,
 ) -> Hash {
     let module_hash = module.hash();
     let mut parts: Vec<Vec<u8>> = vec![module_hash.as_bytes().to_vec()];
@@ -156,9 +217,22 @@ fn default_job_id(
     parts.push(b"--env--".to_vec());
     parts.extend(env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()));
     parts.push(b"--inputs--".to_vec());
-    for input in inputs {
+    for input in files.inputs {
         parts.push(input.name.as_bytes().to_vec());
         parts.push(Hash::of(&input.bytes).as_bytes().to_vec());
+    }
+    // Jobs without trees, workdir or stdin keep the ids they had before these existed.
+    for input in files.trees {
+        parts.push(format!("{}/", input.name).into_bytes());
+        parts.push(Hash::of(&input.bytes).as_bytes().to_vec());
+    }
+    if let Some(workdir) = files.workdir {
+        parts.push(b"--workdir--".to_vec());
+        parts.push(Hash::of(workdir).as_bytes().to_vec());
+    }
+    if let Some(stdin) = files.stdin {
+        parts.push(b"--stdin--".to_vec());
+        parts.push(Hash::of(stdin).as_bytes().to_vec());
     }
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     Hash::tagged("agora.exec.local-job-id.v1", &refs)

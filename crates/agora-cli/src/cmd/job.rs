@@ -16,7 +16,7 @@ use agora_client::progress::{bill_lines, event_line, short_account};
 use agora_client::spec::{JobFile, parse_duration_ms, parse_price, parse_size};
 use agora_client::{Buyer, DEFAULT_MARKET_URL, JobRequest, JobSummary, MarketClient, OrderFilter};
 use agora_core::{Fuel, Hash};
-use agora_proto::OrderState;
+use agora_proto::{OrderState, STDIN_INPUT, WORKDIR_INPUT};
 use anyhow::{Context, bail};
 use serde_json::json;
 
@@ -92,9 +92,17 @@ const VERIFY_LONG_HELP: &str = concat!(
 struct JobArgs {
     /// A WASI module (`.wasm`) or a job spec file (`.toml`, see docs/job-spec.md).
     target: PathBuf,
-    /// An input file, visible to the job as /input/NAME (repeatable).
+    /// An input visible to the job read-only as /input/NAME (repeatable): a file, a
+    /// directory (sent as one deterministic tar blob), or `tar:ARCHIVE`.
     #[arg(long = "input", value_name = "NAME=PATH")]
     inputs: Vec<String>,
+    /// Seed the job's writable scratch root `/` (relative paths, /tmp) with this
+    /// directory's tree, or `tar:ARCHIVE`.
+    #[arg(long, value_name = "DIR|tar:ARCHIVE")]
+    workdir: Option<String>,
+    /// A file whose bytes are the job's stdin (default: empty stdin).
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
     /// An environment variable for the job (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -218,14 +226,17 @@ impl Conn {
     }
 }
 
-/// The orders `args` describe: one for a module, one per task for a spec file.
-fn requests(args: &JobArgs) -> anyhow::Result<(String, usize, Vec<JobRequest>)> {
+/// The orders `args` describe: one for a module, one per task for a spec file, and the
+/// temporary directory holding the tar blobs packed from directory inputs and working
+/// trees (keep it until the orders are submitted).
+fn requests(args: &JobArgs) -> anyhow::Result<(String, usize, Vec<JobRequest>, tempfile::TempDir)> {
     let is_spec = args.target.extension().is_some_and(|e| e == "toml");
     let (name, concurrency, mut requests) = if is_spec {
-        if !args.inputs.is_empty() || !args.args.is_empty() || !args.env.is_empty() {
+        let files = args.workdir.is_some() || args.stdin.is_some();
+        if !args.inputs.is_empty() || !args.args.is_empty() || !args.env.is_empty() || files {
             bail!(
-                "--input, --env and job arguments go into the spec file when running {} \
-                 (the other flags override the spec for every task)",
+                "--input, --workdir, --stdin, --env and job arguments go into the spec file when \
+                 running {} (the other flags override the spec for every task)",
                 args.target.display()
             );
         }
@@ -243,14 +254,55 @@ fn requests(args: &JobArgs) -> anyhow::Result<(String, usize, Vec<JobRequest>)> 
             .iter()
             .map(|e| split_pair(e, "--env", "KEY=VALUE"))
             .collect::<anyhow::Result<_>>()?;
+        if let Some(workdir) = &args.workdir {
+            request
+                .inputs
+                .push((WORKDIR_INPUT.into(), PathBuf::from(workdir)));
+        }
+        if let Some(stdin) = &args.stdin {
+            request.inputs.push((STDIN_INPUT.into(), stdin.clone()));
+        }
         request.args = args.args.clone();
         (request.label.clone(), 1, vec![request])
     };
+    let packed = tempfile::Builder::new()
+        .prefix("agora-trees-")
+        .tempdir()
+        .context("creating a directory for packed trees")?;
     for request in &mut requests {
         apply_overrides(args, request);
+        pack_trees(request, packed.path())?;
         check_files(request)?;
     }
-    Ok((name, concurrency, requests))
+    Ok((name, concurrency, requests, packed))
+}
+
+/// Packs each directory input (a directory or `tar:ARCHIVE`) and the working tree into
+/// one deterministic tar file under `dir`, and names the input for what it is (`NAME/`
+/// for a directory input, see [`agora_proto::InputRef`]). Identical trees give identical
+/// blobs, which the market stores once.
+fn pack_trees(request: &mut JobRequest, dir: &Path) -> anyhow::Result<()> {
+    for (index, (name, path)) in request.inputs.iter_mut().enumerate() {
+        let source = path.to_string_lossy().into_owned();
+        let is_workdir = name == WORKDIR_INPUT;
+        if !is_workdir && !source.starts_with("tar:") && !path.is_dir() {
+            continue;
+        }
+        let what = if is_workdir {
+            "the working tree".to_owned()
+        } else {
+            format!("input {name}")
+        };
+        let bytes = crate::cmd::exec::read_tree(&source)
+            .with_context(|| format!("{}: {what}", request.label))?;
+        let packed = dir.join(format!("tree-{}-{index}.tar", Hash::of(&bytes)));
+        std::fs::write(&packed, &bytes).with_context(|| format!("writing {}", packed.display()))?;
+        if !is_workdir {
+            name.push('/');
+        }
+        *path = packed;
+    }
+    Ok(())
 }
 
 /// Refuses a job whose module or an input is not a readable file, or whose module every
@@ -334,7 +386,7 @@ fn task_dir(out: &Path, index: u32) -> PathBuf {
 }
 
 async fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (name, concurrency, requests) = requests(&args.job)?;
+    let (name, concurrency, requests, _packed) = requests(&args.job)?;
     let buyer = Arc::new(args.conn.buyer().await?);
     let progress = args.conn.show_progress();
     let single = requests.len() == 1 && requests[0].task.is_none();
@@ -475,7 +527,7 @@ fn print_run(
 }
 
 async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let (_, _, requests) = requests(&args.job)?;
+    let (_, _, requests, _packed) = requests(&args.job)?;
     let buyer = args.conn.buyer().await?;
     let mut submitted = Vec::with_capacity(requests.len());
     for request in &requests {
