@@ -53,7 +53,7 @@ use crate::cache::Lookup;
 use crate::cancel::Interrupt;
 use crate::error::ExecError;
 use crate::job::{JobSpec, Limits, WasmModule, Workload};
-use crate::outcome::{Captured, ModuleSource, Outcome, result_digest};
+use crate::outcome::{Captured, ModuleSource, Outcome, PartialRun, result_digest};
 use crate::sandbox::dirs::JobDirs;
 use crate::sandbox::hostcalls::{self, WASI};
 use crate::sandbox::limiter::JobLimiter;
@@ -697,6 +697,15 @@ struct StepIo {
 impl<'e> StepSession<'e> {
     fn start(exec: &'e WasmExecutor, job: &JobSpec) -> Result<StepSession<'e>, CheckpointError> {
         job.validate()?;
+        // The step driver has its own WASI context, without the scratch root or stdin.
+        if job.uses_file_trees() {
+            return Err(ExecError::InvalidJob(
+                "directory inputs, a working tree and stdin are not supported under the \
+                 checkpoint ABI (agora_step) yet: give such a job plain file inputs"
+                    .into(),
+            )
+            .into());
+        }
         let Workload::Wasm(module) = &job.workload;
         let lookup: Lookup = exec.cache.get(&exec.engine, &exec.linker, module)?;
         let compiled = lookup.prepared.pre.module().clone();
@@ -859,10 +868,22 @@ impl<'e> StepSession<'e> {
             &self.store,
             &self.limits,
             self.exec.config.profile.fuel,
-        )?;
+        )
+        .map_err(|err| err.with_partial(self.partial_run()))?;
         self.exit_code = Some(code);
         self.status = StepStatus::Done;
         Ok(None)
+    }
+
+    /// What the job wrote so far and the fuel it burnt, for the error of a failed step.
+    fn partial_run(&self) -> PartialRun {
+        let (stdout, stdout_total) = self.io.stdout.contents();
+        let (stderr, stderr_total) = self.io.stderr.contents();
+        PartialRun {
+            stdout: Captured::new("stdout", stdout, stdout_total),
+            stderr: Captured::new("stderr", stderr, stderr_total),
+            fuel_used: self.fuel(),
+        }
     }
 
     fn fuel(&self) -> Fuel {

@@ -117,11 +117,11 @@ fn default_disk_bytes() -> u64 {
 }
 
 impl Default for Limits {
-    /// 10 compute units, 256 MiB memory, 64 MiB of outputs in at most 1024 files, 1 MiB of
+    /// 50 compute units (real compiler and synthesis runs need 16–23), 256 MiB memory, 64 MiB of outputs in at most 1024 files, 1 MiB of
     /// stdout and of stderr, a 5-minute wall-clock safety net and 256 MiB of scratch disk.
     fn default() -> Self {
         Limits {
-            fuel: Fuel::compute_units(10),
+            fuel: Fuel::compute_units(50),
             memory_bytes: 256 << 20,
             table_elements: 100_000,
             output_bytes: 64 << 20,
@@ -177,6 +177,11 @@ impl JobSpec {
             limits: Limits::default(),
             cancel: CancelToken::new(),
         }
+    }
+
+    /// Whether the job has directory inputs, a working tree or stdin.
+    pub fn uses_file_trees(&self) -> bool {
+        !self.trees.is_empty() || self.workdir.is_some() || self.stdin.is_some()
     }
 
     /// Checks what can be checked without running: input names and limits.
