@@ -248,6 +248,8 @@ fn job_failure(provider: AccountId) -> JobFailure {
         reason: "out of fuel after 2.0 CU".into(),
         deterministic: true,
         fuel_used: Fuel::compute_units(2),
+        stdout_tail: "step 1 of 3\n".into(),
+        stderr_tail: "ran out of fuel in step 2\n".into(),
     }
 }
 

@@ -57,6 +57,37 @@ fn out_of_fuel_is_a_clear_failure() {
     assert_eq!(record["error"]["kind"], "out_of_fuel");
 }
 
+/// life prints "life: step N population P" every 100 steps; 1 CU is far too little for
+/// 100,000 steps.
+#[test]
+fn a_failed_job_still_shows_what_it_wrote_and_the_fuel_it_burnt() {
+    let module = jobs_dir().join("life.wasm");
+    let run = ["--fuel", "1000000000", "--", "100000", "4"];
+    let output = agora(&run, &[&module]);
+    assert_eq!(output.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("failed       out_of_fuel"), "{text}");
+    assert!(
+        text.contains("fuel         1000000000 (1.000000 compute units)"),
+        "{text}"
+    );
+    assert!(text.contains("--- stdout ("), "{text}");
+    assert!(text.contains("life: step 100 population "), "{text}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("out of fuel"));
+
+    let mut json_run = run.to_vec();
+    json_run.insert(0, "--json");
+    let output = agora(&json_run, &[&module]);
+    assert_eq!(output.status.code(), Some(3));
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let error = &record["error"];
+    assert_eq!(error["kind"], "out_of_fuel");
+    assert_eq!(error["fuel_used"], 1_000_000_000u64);
+    let stdout = error["stdout"]["data"].as_str().expect("stdout is text");
+    assert!(stdout.starts_with("life: step 100 population "), "{stdout}");
+    assert_eq!(error["stderr"]["total_bytes"], 0);
+}
+
 #[test]
 fn memory_limit_takes_units_and_is_enforced() {
     let module = jobs_dir().join("nn.wasm");
@@ -66,7 +97,13 @@ fn memory_limit_takes_units_and_is_enforced() {
         &[&module],
     );
     assert_eq!(output.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("memory limit exceeded"));
+    // The module's initial memory alone is above 64 KiB: refused before it runs.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: job failed: refused: the module's initial memory is ")
+            && stderr.contains("the job's memory limit is 65536 bytes"),
+        "{stderr}"
+    );
     let bad = agora(&["--memory", "64 parsecs"], &[&module]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown size unit"));

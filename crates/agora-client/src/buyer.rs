@@ -25,8 +25,10 @@ use crate::error::ClientError;
 
 /// Default price cap per CU: 0.1 AGR.
 pub const DEFAULT_MAX_PRICE: Price = Price(100_000_000);
-/// Default fuel budget: 10 CU.
-pub const DEFAULT_FUEL_BUDGET: Fuel = Fuel::compute_units(10);
+/// Default fuel budget: 50 CU, enough for real compiler and synthesis runs (16–23 CU);
+/// at the default price that locks 5 AGR in escrow, and what the job does not use comes
+/// back when it settles.
+pub const DEFAULT_FUEL_BUDGET: Fuel = Fuel::compute_units(50);
 /// Default linear-memory limit: 128 MiB.
 pub const DEFAULT_MEMORY_BYTES: u64 = 128 << 20;
 /// Default time from submission to the deadline: 2 minutes.

@@ -214,3 +214,29 @@ fn a_trapping_start_function_is_a_trap_not_a_refusal() {
     let err = executor.run(&job(boom, "start-trap")).unwrap_err();
     assert!(matches!(err, ExecError::Trap { .. }), "{err}");
 }
+
+#[test]
+fn a_checkpointed_job_that_runs_out_of_fuel_keeps_its_progress_lines() {
+    // life prints "life: step N population P" every 100 steps, then runs out of fuel.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jobs/life.wasm");
+    let bytes = std::fs::read(path).expect("examples/jobs/life.wasm is checked in");
+    let executor = executor();
+    let mut job = job(WasmModule::new(bytes), "life-spin");
+    job.args = vec!["100000".into(), "4".into()];
+    job.limits.fuel = Fuel(1_000_000_000);
+    let err = match executor.run_checkpointed(&job) {
+        Err(agora_exec::checkpoint::CheckpointError::Exec(err)) => err,
+        other => panic!("expected out of fuel, got {:?}", other.map(|r| r.outcome)),
+    };
+    assert!(matches!(err, ExecError::OutOfFuel { .. }), "{err}");
+    let partial = err.partial().expect("a failed step keeps the partial run");
+    assert!(
+        partial
+            .stdout
+            .text()
+            .starts_with("life: step 100 population "),
+        "{}",
+        partial.stdout.text()
+    );
+    assert_eq!(partial.fuel_used, job.limits.fuel);
+}

@@ -965,6 +965,7 @@ pub fn failure(
     if failure.signer != peer || failure.body.provider != peer {
         return Err("the failure report is not signed by the provider that sent it".to_string());
     }
+    failure.body.check_shape()?;
     let id = failure.body.order_id;
     let mut book = shared.book();
     let entry = book
@@ -977,11 +978,13 @@ pub fn failure(
     let attempt = entry.rec.attempts;
     let reason = &failure.body.reason;
     let ended = if failure.body.deterministic {
+        // The job's last words go with the reason: the buyer's only view of why it failed.
+        let tails = failure.body.tails_text();
         begin_refund(
             &mut book,
             id,
             format!(
-                "the job itself failed on {peer}: {reason} (any provider would fail the same way)"
+                "the job itself failed on {peer}: {reason} (any provider would fail the same way){tails}"
             ),
         )
     } else {

@@ -734,6 +734,13 @@ async fn a_deterministic_job_failure_is_refunded_not_reassigned() {
             .is_some_and(|r| r.contains("unreachable")),
         "{view:?}"
     );
+    // The tail of stderr the provider signed reaches the buyer with the reason.
+    assert!(
+        view.refund_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("--- stderr (last 22 bytes) ---\npanicked at main.rs:3\n")),
+        "{view:?}"
+    );
     assert_eq!(
         failing.replies.lock().unwrap().first(),
         Some(&agora_proto::wire::MarketReply::Ok)

@@ -111,6 +111,10 @@ pub struct Delivery {
     pub fuel_used: Fuel,
 }
 
+/// The most bytes of each stream's tail a [`JobFailure`] carries; the market refuses a
+/// report with more.
+pub const FAILURE_TAIL_BYTES: usize = 2048;
+
 /// Why a provider could not produce a result for an order, signed by the provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
@@ -125,10 +129,48 @@ pub struct JobFailure {
     pub deterministic: bool,
     /// Fuel burnt before the failure.
     pub fuel_used: Fuel,
+    /// The last bytes (at most [`FAILURE_TAIL_BYTES`]) the job wrote to stdout before it
+    /// failed, as text; empty when it wrote nothing or never ran.
+    pub stdout_tail: String,
+    /// The same for stderr: usually where the job said what went wrong.
+    pub stderr_tail: String,
+}
+
+impl JobFailure {
+    /// Refuses tails longer than [`FAILURE_TAIL_BYTES`], so a report stays small.
+    pub fn check_shape(&self) -> Result<(), String> {
+        for (name, tail) in [("stdout", &self.stdout_tail), ("stderr", &self.stderr_tail)] {
+            if tail.len() > FAILURE_TAIL_BYTES {
+                return Err(format!(
+                    "the failure report's {name} tail is {} bytes; at most {FAILURE_TAIL_BYTES} are allowed",
+                    tail.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tails as lines to append to a reason a buyer reads; empty when there are none.
+    pub fn tails_text(&self) -> String {
+        let mut text = String::new();
+        for (name, tail) in [("stdout", &self.stdout_tail), ("stderr", &self.stderr_tail)] {
+            if !tail.is_empty() {
+                text.push_str(&format!(
+                    "\n--- {name} (last {} bytes) ---\n{tail}",
+                    tail.len()
+                ));
+                if !tail.ends_with('\n') {
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
 }
 
 impl Domain for JobFailure {
-    const TAG: &'static str = "agora/job-failure/v1";
+    // v2: the stdout/stderr tails joined the signed body.
+    const TAG: &'static str = "agora/job-failure/v2";
 }
 
 /// A provider's sealed bid in a reverse auction, signed by the provider.

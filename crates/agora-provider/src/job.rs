@@ -22,7 +22,8 @@ use agora_exec::{CancelToken, ExecError, Executor, Input, Outcome, WasmModule};
 use agora_net::{BlobStore, NetError, PeerId, StoreError};
 use agora_proto::InputKind;
 use agora_proto::wire::{
-    Assignment, Delivery, Heartbeat, JobFailure, MarketReply, OutputRef, Stream, ToMarket,
+    Assignment, Delivery, FAILURE_TAIL_BYTES, Heartbeat, JobFailure, MarketReply, OutputRef,
+    Stream, ToMarket,
 };
 use tokio::sync::watch;
 
@@ -87,14 +88,24 @@ impl JobError {
         }
     }
 
+    /// Fuel the job burnt before it failed (zero when it never ran).
     fn fuel_used(&self) -> Fuel {
         match self {
-            JobError::Exec(
-                ExecError::Trap { fuel_used, .. }
-                | ExecError::OutOfFuel { fuel_used }
-                | ExecError::Timeout { fuel_used, .. },
-            ) => *fuel_used,
+            JobError::Exec(e) => e.fuel_used(),
             _ => Fuel(0),
+        }
+    }
+
+    /// The last bytes of stdout and stderr the job wrote before it failed, for the report.
+    fn tails(&self) -> (String, String) {
+        match self {
+            JobError::Exec(e) => e.partial().map_or_else(Default::default, |p| {
+                (
+                    p.stdout.tail(FAILURE_TAIL_BYTES),
+                    p.stderr.tail(FAILURE_TAIL_BYTES),
+                )
+            }),
+            _ => Default::default(),
         }
     }
 }
@@ -507,12 +518,15 @@ async fn report_failure(
     give_up_ms: u64,
 ) {
     shared.stats().failed += 1;
+    let (stdout_tail, stderr_tail) = error.tails();
     let failure = JobFailure {
         order_id: assignment.order_id,
         provider: shared.key.account(),
         reason: error.to_string(),
         deterministic: error.deterministic(),
         fuel_used: error.fuel_used(),
+        stdout_tail,
+        stderr_tail,
     };
     tracing::info!(
         order = %assignment.order_id.short(),
@@ -612,11 +626,18 @@ mod tests {
         let own = [
             ExecError::OutOfFuel {
                 fuel_used: Fuel(10),
+                partial: None,
             },
             ExecError::Trap {
                 code: "unreachable".into(),
                 detail: None,
                 fuel_used: Fuel(3),
+                partial: None,
+            },
+            ExecError::StartRefused {
+                limit: "memory_bytes",
+                what: "too big".into(),
+                advice: "shrink it",
             },
             ExecError::MalformedModule {
                 reason: "bad magic".into(),
@@ -630,6 +651,7 @@ mod tests {
             JobError::Exec(ExecError::Timeout {
                 limit: Duration::from_secs(1),
                 fuel_used: Fuel(5),
+                partial: None,
             }),
             JobError::Exec(ExecError::ModuleHashMismatch {
                 expected: Hash::of(b"a"),
@@ -655,8 +677,39 @@ mod tests {
             code: "unreachable".into(),
             detail: None,
             fuel_used: Fuel(7),
+            partial: None,
         });
         assert_eq!(trap.fuel_used(), Fuel(7));
         assert_eq!(JobError::Crashed("x".into()).fuel_used(), Fuel(0));
+    }
+
+    #[test]
+    fn failures_report_bounded_tails_of_what_the_job_wrote() {
+        let noisy = "x".repeat(3 * FAILURE_TAIL_BYTES) + "the end\n";
+        let partial = agora_exec::PartialRun {
+            stdout: agora_exec::Captured::new("stdout", b"partial result\n".to_vec(), 15),
+            stderr: agora_exec::Captured::new(
+                "stderr",
+                noisy.clone().into_bytes(),
+                noisy.len() as u64,
+            ),
+            fuel_used: Fuel(9),
+        };
+        let memory = JobError::Exec(
+            ExecError::MemoryLimit {
+                what: "memory",
+                requested: 2,
+                limit: 1,
+                partial: None,
+            }
+            .with_partial(partial),
+        );
+        // The fuel of a failure without its own count comes from what ran.
+        assert_eq!(memory.fuel_used(), Fuel(9));
+        let (stdout, stderr) = memory.tails();
+        assert_eq!(stdout, "partial result\n");
+        assert_eq!(stderr.len(), FAILURE_TAIL_BYTES);
+        assert!(stderr.ends_with("the end\n"), "{stderr}");
+        assert_eq!(JobError::ShutDown.tails(), (String::new(), String::new()));
     }
 }

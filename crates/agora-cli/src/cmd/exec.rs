@@ -42,9 +42,8 @@ pub struct Args {
     /// A file whose bytes are the job's stdin (default: empty stdin).
     #[arg(long, value_name = "FILE")]
     pub stdin: Option<PathBuf>,
-    /// Largest total written to the job's scratch tree (/, /tmp, the seeded workdir), with a
-    /// unit: the seed's bytes, every byte written (deleting gives none back), and 4 KiB per
-    /// created file, directory or link.
+    /// Largest total of the job's scratch tree (/, /tmp, the seeded workdir), with a unit;
+    /// every created file or directory there counts as 4 KiB.
     #[arg(long, default_value = "256MiB", value_parser = size::parse_size)]
     pub disk_limit: u64,
     /// An environment variable for the job.
@@ -54,8 +53,9 @@ pub struct Args {
     /// made only when the job wrote any).
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Fuel budget (1 compute unit = 10^9 fuel).
-    #[arg(long, default_value_t = 10_000_000_000)]
+    /// Fuel budget (1 compute unit = 10^9 fuel); the default, 50 CU, fits real compiler
+    /// and synthesis runs.
+    #[arg(long, default_value_t = 50_000_000_000)]
     pub fuel: u64,
     /// Largest linear memory, with a unit (e.g. 64MiB, 1GiB).
     #[arg(long, default_value = "256MiB", value_parser = size::parse_size)]
@@ -103,8 +103,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(err) if err.is_job_fault() => {
             if args.json {
-                let record = serde_json::json!({ "error": { "kind": err.kind(), "message": err.to_string() } });
-                outln!("{}", serde_json::to_string_pretty(&record)?);
+                print_failure_json(&err)?;
+            } else {
+                print_failure_human(&err);
             }
             eprintln!("error: job failed: {err}");
             Ok(ExitCode::from(EXIT_JOB_FAILED))
@@ -307,7 +308,48 @@ fn print_human(outcome: &Outcome, dir: Option<&Path>) {
         outcome.module_hash,
         outcome.module_source
     );
-    for (name, captured) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+    print_streams(&outcome.stdout, &outcome.stderr);
+    if let Some(dir) = dir {
+        outln!("--- outputs in {} ---", dir.display());
+    }
+    for file in &outcome.outputs {
+        outln!("{:>10}  {}  {}", file.size, file.hash, file.name);
+    }
+}
+
+/// A failure as JSON: its kind and message, and for a run-time failure the fuel it burnt
+/// and the stdout/stderr it wrote first (in the same form as a finished job's).
+fn print_failure_json(err: &agora_exec::ExecError) -> anyhow::Result<()> {
+    let mut error = serde_json::json!({ "kind": err.kind(), "message": err.to_string() });
+    if let Some(partial) = err.partial() {
+        error["fuel_used"] = serde_json::json!(partial.fuel_used.0);
+        error["compute_units"] = serde_json::json!(partial.fuel_used.as_compute_units_f64());
+        error["stdout"] = serde_json::to_value(&partial.stdout)?;
+        error["stderr"] = serde_json::to_value(&partial.stderr)?;
+    }
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "error": error }))?
+    );
+    Ok(())
+}
+
+/// What a failed job had done before it stopped: the fuel and what it wrote, so the error
+/// line that follows is not the buyer's only clue.
+fn print_failure_human(err: &agora_exec::ExecError) {
+    let Some(partial) = err.partial() else { return };
+    outln!("failed       {}", err.kind());
+    outln!(
+        "fuel         {} ({:.6} compute units)",
+        partial.fuel_used.0,
+        partial.fuel_used.as_compute_units_f64()
+    );
+    print_streams(&partial.stdout, &partial.stderr);
+}
+
+/// Prints each non-empty stream under a header with its size.
+fn print_streams(stdout: &agora_exec::Captured, stderr: &agora_exec::Captured) {
+    for (name, captured) in [("stdout", stdout), ("stderr", stderr)] {
         if captured.total_bytes > 0 {
             outln!("--- {name} ({} bytes) ---", captured.total_bytes);
             out!("{}", captured.text());
@@ -315,12 +357,6 @@ fn print_human(outcome: &Outcome, dir: Option<&Path>) {
                 outln!();
             }
         }
-    }
-    if let Some(dir) = dir {
-        outln!("--- outputs in {} ---", dir.display());
-    }
-    for file in &outcome.outputs {
-        outln!("{:>10}  {}  {}", file.size, file.hash, file.name);
     }
 }
 

@@ -467,6 +467,8 @@ impl Job {
                 reason: "wasm trap: unreachable".into(),
                 deterministic: true,
                 fuel_used: Fuel(10),
+                stdout_tail: String::new(),
+                stderr_tail: "panicked at main.rs:3\n".into(),
             };
             let reply = self
                 .send(ToMarket::Failed(Signed::sign(
