@@ -141,6 +141,24 @@ const ON_FEATURES: &[(&str, &str, i32)] = &[
              (i32.add (i32.const 100)))"#,
         105,
     ),
+    (
+        "exceptions carrying floats (NaN-guarded code)",
+        r#"(tag $f (param f64))
+           ;; throws 0/0 (a NaN, computed at run time) as the payload; the handler stores it and reads its bits
+           (func $compute (result i32)
+             (local $caught f64)
+             (local.set $caught
+               (block $h (result f64)
+                 (try_table (catch $f $h)
+                   (throw $f (f64.div (f64.load (i32.const 0)) (f64.load (i32.const 0)))))
+                 (f64.const 1)))
+             (f64.store (i32.const 64) (local.get $caught))
+             ;; a stored NaN is the canonical one (high word 0x7ff80000) on every CPU,
+             ;; although x86 makes 0/0 with the sign bit set
+             (select (i32.const 42) (i32.const 1)
+               (i32.eq (i32.load (i32.const 68)) (i32.const 0x7ff80000))))"#,
+        42,
+    ),
 ];
 
 #[test]
@@ -425,7 +443,7 @@ fn ten_thousand_frames_overflow_the_pinned_stack_as_a_typed_error() {
 }
 
 #[test]
-fn a_hundred_thousand_caught_throws_neither_leak_nor_vary() {
+fn a_million_caught_throws_neither_leak_nor_vary() {
     // Each throw allocates an exception object on the GC heap; the collector must free the
     // caught ones, or the job would hit its memory limit.
     let module = exiting_with(
@@ -438,12 +456,12 @@ fn a_hundred_thousand_caught_throws_neither_leak_nor_vary() {
                    (try_table (catch $e $h) (throw $e (i32.const 1)))
                    (i32.const 0))))
                (local.set $i (i32.add (local.get $i) (i32.const 1)))
-               (br_if $next (i32.lt_u (local.get $i) (i32.const 100000))))
+               (br_if $next (i32.lt_u (local.get $i) (i32.const 1000000))))
              (i32.and (local.get $sum) (i32.const 127)))"#,
     );
     let outcome = run_thrice(module, "many-throws");
-    // 100_000 mod 128
-    assert_eq!(outcome.exit_code, 32);
+    // 1_000_000 mod 128
+    assert_eq!(outcome.exit_code, 64);
 }
 
 #[test]
@@ -477,5 +495,36 @@ fn host_exits_and_fuel_exhaustion_are_not_caught_by_the_guest() {
     );
     let err = executor.run(&job(trap, "trap-in-try")).unwrap_err();
     assert!(matches!(err, ExecError::Trap { .. }), "{err}");
+    assert_normal_job_runs(&executor);
+}
+
+#[test]
+fn exceptions_kept_alive_count_against_the_memory_limit() {
+    // Every caught exception is kept in an exnref table, so none can be freed: the GC heap
+    // that holds them must hit the job's memory limit (16 MiB here), not grow unbounded.
+    let executor = executor();
+    let module = exiting_with(
+        r#"(tag $e (param i32))
+           (table $kept 1000000 exnref)
+           (func $compute (result i32)
+             (local $i i32) (local $caught exnref)
+             (loop $next
+               (block $h (result i32 exnref)
+                 (try_table (catch_ref $e $h) (throw $e (local.get $i)))
+                 (unreachable))
+               (local.set $caught)
+               (drop)
+               (table.set $kept (local.get $i) (local.get $caught))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br_if $next (i32.lt_u (local.get $i) (i32.const 1000000))))
+             (i32.const 0))"#,
+    );
+    let mut job = job(module, "kept-exceptions");
+    job.limits.table_elements = 1_000_000;
+    let err = executor.run(&job).unwrap_err();
+    assert!(
+        matches!(err, ExecError::MemoryLimit { limit, .. } if limit == 16 << 20),
+        "{err}"
+    );
     assert_normal_job_runs(&executor);
 }
