@@ -55,6 +55,8 @@ async fn a_directory_input_workdir_and_stdin_run_through_the_market() {
         work.to_str().unwrap(),
         "--stdin",
         stdin.to_str().unwrap(),
+        "--disk-limit",
+        "64MiB",
     ];
 
     let out = t.scratch("market-out");
@@ -98,5 +100,4 @@ async fn a_directory_input_workdir_and_stdin_run_through_the_market() {
     let bytes = std::fs::read(&market_file).unwrap();
     assert_eq!(bytes, b"line one\nline two\n");
     assert_eq!(bytes, std::fs::read(local_out.join("stdin.txt")).unwrap());
-
 }

@@ -57,6 +57,9 @@ pub struct JobRequest {
     pub region: Option<String>,
     /// The job's memory limit in bytes.
     pub memory_bytes: u64,
+    /// The job's scratch-disk limit in bytes (its `/`, `/tmp` and working tree), also what
+    /// a provider must have free to take it; 0 leaves the provider's default (256 MiB).
+    pub disk_bytes: u64,
     /// How long after submission the order must be settled, in ms.
     pub deadline_in_ms: u64,
     /// A short label for listings.
@@ -84,6 +87,7 @@ impl JobRequest {
             verify: VerifyPolicy::DEFAULT,
             region: None,
             memory_bytes: DEFAULT_MEMORY_BYTES,
+            disk_bytes: 0,
             deadline_in_ms: DEFAULT_DEADLINE_MS,
             label,
             task: None,
@@ -108,7 +112,7 @@ impl JobRequest {
             demand: Demand {
                 cpu_millis: 1_000,
                 memory_bytes: job.memory_bytes,
-                disk_bytes: 0,
+                disk_bytes: self.disk_bytes,
                 gpu: None,
             },
             job,

@@ -204,6 +204,7 @@ struct Fields {
     verify: Option<agora_proto::VerifyPolicy>,
     region: Option<String>,
     memory: Option<SizeField>,
+    disk: Option<SizeField>,
     deadline: Option<DurationField>,
     label: Option<String>,
 }
@@ -305,6 +306,7 @@ fn merge(job: &Fields, task: &Fields) -> Fields {
         verify: task.verify.or(job.verify),
         region: task.region.clone().or_else(|| job.region.clone()),
         memory: task.memory.or(job.memory),
+        disk: task.disk.or(job.disk),
         deadline: task.deadline.or(job.deadline),
         label: task.label.clone(),
     }
@@ -444,6 +446,9 @@ impl Context<'_> {
             request.verify = verify;
         }
         request.region = fields.region.clone();
+        if let Some(disk) = fields.disk {
+            request.disk_bytes = disk.0;
+        }
         if let Some(memory) = fields.memory {
             request.memory_bytes = memory.0;
         }
@@ -489,7 +494,7 @@ label = "bottom"
 
     #[test]
     fn trees_workdir_and_stdin_become_named_inputs() {
-        let text = "module = \"m.wasm\"\nworkdir = \"tar:root.tar\"\nstdin = \"in.txt\"\n\
+        let text = "module = \"m.wasm\"\nworkdir = \"tar:root.tar\"\nstdin = \"in.txt\"\ndisk = \"1 GiB\"\n\
                     [inputs]\nshare = \"data/share\"\n";
         let file = JobFile::parse(text, Path::new("/jobs/j.toml")).unwrap();
         assert_eq!(
@@ -503,6 +508,7 @@ label = "bottom"
                 (STDIN_INPUT.to_string(), PathBuf::from("/jobs/in.txt")),
             ]
         );
+        assert_eq!(file.tasks[0].disk_bytes, 1 << 30);
     }
 
     #[test]

@@ -697,6 +697,15 @@ struct StepIo {
 impl<'e> StepSession<'e> {
     fn start(exec: &'e WasmExecutor, job: &JobSpec) -> Result<StepSession<'e>, CheckpointError> {
         job.validate()?;
+        // The step driver has its own WASI context, without the scratch root or stdin.
+        if job.uses_file_trees() {
+            return Err(ExecError::InvalidJob(
+                "directory inputs, a working tree and stdin are not supported under the \
+                 checkpoint ABI (agora_step) yet: give such a job plain file inputs"
+                    .into(),
+            )
+            .into());
+        }
         let Workload::Wasm(module) = &job.workload;
         let lookup: Lookup = exec.cache.get(&exec.engine, &exec.linker, module)?;
         let compiled = lookup.prepared.pre.module().clone();

@@ -179,6 +179,11 @@ impl JobSpec {
         }
     }
 
+    /// Whether the job has directory inputs, a working tree or stdin.
+    pub fn uses_file_trees(&self) -> bool {
+        !self.trees.is_empty() || self.workdir.is_some() || self.stdin.is_some()
+    }
+
     /// Checks what can be checked without running: input names and limits.
     pub fn validate(&self) -> Result<(), ExecError> {
         let mut names: Vec<&str> = Vec::with_capacity(self.inputs.len());

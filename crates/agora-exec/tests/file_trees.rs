@@ -358,3 +358,15 @@ fn a_ready_tar_is_normalized_to_the_packed_form() {
         tree::normalize_tar(&fs::read(made.path()).unwrap(), &TreeLimits::default()).unwrap();
     assert_eq!(normalized, tree::pack_dir(dir.path()).unwrap());
 }
+
+#[test]
+fn checkpointed_jobs_refuse_file_trees_by_name() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/jobs/life.wasm");
+    let mut job = job(WasmModule::new(fs::read(path).unwrap()), "life-trees");
+    job.stdin = Some(Arc::from(&b"x"[..]));
+    let err = ExecError::from(executor(None).run_checkpointed(&job).unwrap_err());
+    assert!(
+        matches!(&err, ExecError::InvalidJob(m) if m.contains("checkpoint ABI")),
+        "{err}"
+    );
+}

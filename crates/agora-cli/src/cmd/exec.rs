@@ -42,8 +42,9 @@ pub struct Args {
     /// A file whose bytes are the job's stdin (default: empty stdin).
     #[arg(long, value_name = "FILE")]
     pub stdin: Option<PathBuf>,
-    /// Largest total of the job's scratch tree (/, /tmp, the seeded workdir), with a unit;
-    /// every created file or directory there counts as 4 KiB.
+    /// Largest total written to the job's scratch tree (/, /tmp, the seeded workdir), with a
+    /// unit: the seed's bytes, every byte written (deleting gives none back), and 4 KiB per
+    /// created file, directory or link.
     #[arg(long, default_value = "256MiB", value_parser = size::parse_size)]
     pub disk_limit: u64,
     /// An environment variable for the job.

@@ -125,6 +125,10 @@ struct JobArgs {
     /// The job's memory limit, e.g. "256 MiB".
     #[arg(long, value_parser = parse_size)]
     memory: Option<u64>,
+    /// The job's scratch-disk limit (its /, /tmp and working tree), e.g. "1 GiB"; also what
+    /// a provider must have free [default: the provider's, 256 MiB].
+    #[arg(long, value_parser = parse_size)]
+    disk_limit: Option<u64>,
     /// Time allowed from submission to settlement, e.g. "90s"; refunded after it.
     #[arg(long, value_parser = parse_duration_ms)]
     deadline: Option<u64>,
@@ -358,6 +362,9 @@ fn apply_overrides(args: &JobArgs, request: &mut JobRequest) {
     }
     if let Some(memory) = args.memory {
         request.memory_bytes = memory;
+    }
+    if let Some(disk) = args.disk_limit {
+        request.disk_bytes = disk;
     }
     if let Some(deadline) = args.deadline {
         request.deadline_in_ms = deadline;
