@@ -7,8 +7,9 @@
 //!
 //! - [`Executor`]: the trait every executor implements (WASM now, OCI containers later).
 //! - [`WasmExecutor`]: WASI preview-1 command modules (`_start`), each job in a fresh store
-//!   with `/input` (read-only), `/output` (size-capped), captured stdio, virtual clocks and
-//!   seeded randomness, and no network or other host files ([`sandbox`]).
+//!   with `/input` (read-only), `/output` (size-capped), a writable scratch root `/` with
+//!   `/tmp` (disk-capped), stdin from the job's bytes, captured stdout/stderr, virtual
+//!   clocks and seeded randomness, and no network or other host files ([`sandbox`]).
 //! - [`profile`]: the deterministic engine profile; every setting and why.
 //! - [`JobSpec`] / [`Limits`]: what to run and its budget (fuel, memory, output, time).
 //! - [`Outcome`]: exit code, stdio, output hashes, fuel and compute units, and the
@@ -16,6 +17,8 @@
 //! - [`ExecError`]: every failure typed (malformed module, missing `_start`, unsupported
 //!   import, trap, out of fuel, memory limit, output limit, timeout, stack overflow).
 //! - [`cache`]: compiled modules on disk and in memory, so repeat jobs skip compilation.
+//! - [`tree`]: directory inputs and working trees as one deterministic tar blob, and the
+//!   checked unpacking a provider does before mounting them (`/input/NAME`, the scratch `/`).
 //! - [`checkpoint`]: jobs under the checkpoint ABI (`agora_step`): a trace of state hashes
 //!   per step for the receipt, state snapshots, and the referee's one-step re-execution.
 //! - [`CancelToken`]: stops a running job from another thread within about one epoch
