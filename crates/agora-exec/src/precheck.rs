@@ -16,7 +16,8 @@
 //! It validates with exactly the feature set the engine is configured with
 //! ([`crate::profile::WASM_FEATURES`]), so a module it passes is one wasmtime's own
 //! validation passes too. Naming a forbidden feature costs extra validations, but only on
-//! the refusal path.
+//! the refusal path: one when wasmparser's message points at the feature, one per
+//! forbidden feature otherwise.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -35,11 +36,13 @@ use crate::sandbox::hostcalls::WASI;
 pub const LEGACY_EH_REMEDY: &str = "wasmtime 48 cannot compile the legacy encoding; rebuild with the \
      standard (exnref) encoding: clang++ -fwasm-exceptions -mllvm -wasm-use-legacy-eh=false";
 
-/// A wasm feature the profile keeps off: its flag, its name for people, and the remedy.
+/// A wasm feature the profile keeps off: its flag, its name for people, the remedy, and the
+/// words wasmparser uses when a module needs it (a first guess that is then confirmed).
 struct OffFeature {
     flag: WasmFeatures,
     name: &'static str,
     remedy: &'static str,
+    hint: &'static str,
 }
 
 const REBUILD_P1: &str =
@@ -51,67 +54,80 @@ const OFF_FEATURES: &[OffFeature] = &[
         flag: WasmFeatures::LEGACY_EXCEPTIONS,
         name: "legacy exception handling (try/catch/delegate/rethrow)",
         remedy: LEGACY_EH_REMEDY,
+        hint: "legacy",
     },
     OffFeature {
         flag: WasmFeatures::THREADS,
         name: "threads (shared memory and atomics)",
         remedy: "results would depend on thread scheduling; build without -pthread/-matomics \
                  (wasm32-wasip1, not wasm32-wasip1-threads)",
+        hint: "threads",
     },
     OffFeature {
         flag: WasmFeatures::SHARED_EVERYTHING_THREADS,
         name: "shared-everything threads",
         remedy: "results would depend on thread scheduling; build single-threaded",
+        hint: "shared-everything-threads",
     },
     OffFeature {
         flag: WasmFeatures::MULTI_MEMORY,
         name: "multi-memory (more than one linear memory)",
         remedy: "a job gets exactly one linear memory; link the program into a single memory",
+        hint: "multiple memories",
     },
     OffFeature {
         flag: WasmFeatures::MEMORY64,
         name: "memory64 (a 64-bit linear memory)",
         remedy: "build for wasm32 (e.g. --target=wasm32-wasip1), not wasm64",
+        hint: "memory64 must be enabled",
     },
     OffFeature {
         flag: WasmFeatures::GC,
         name: "garbage collection (struct, array and i31 types)",
         remedy: REBUILD_P1,
+        hint: "gc",
     },
     OffFeature {
         flag: WasmFeatures::FUNCTION_REFERENCES,
         name: "typed function references",
         remedy: REBUILD_P1,
+        hint: "function references",
     },
     OffFeature {
         flag: WasmFeatures::STACK_SWITCHING,
         name: "stack switching",
         remedy: REBUILD_P1,
+        hint: "stack switching",
     },
     OffFeature {
         flag: WasmFeatures::CUSTOM_PAGE_SIZES,
         name: "custom page sizes",
         remedy: "use the standard 64 KiB page size",
+        hint: "custom page sizes",
     },
     OffFeature {
         flag: WasmFeatures::WIDE_ARITHMETIC,
         name: "wide arithmetic (128-bit add/sub/mul)",
         remedy: REBUILD_P1,
+        hint: "wide arithmetic",
     },
     OffFeature {
         flag: WasmFeatures::MEMORY_CONTROL,
         name: "memory control",
         remedy: REBUILD_P1,
+        hint: "memory control",
     },
     OffFeature {
         flag: WasmFeatures::CUSTOM_DESCRIPTORS,
         name: "custom descriptors",
         remedy: REBUILD_P1,
+        hint: "custom descriptors",
     },
     OffFeature {
         flag: WasmFeatures::COMPACT_IMPORTS,
         name: "compact imports",
         remedy: REBUILD_P1,
+        hint: "compact import",
     },
 ];
 
@@ -292,6 +308,14 @@ fn explain(module: &[u8], err: ScanError) -> ExecError {
         }
         ScanError::Invalid(err) => err,
     };
+    // Cheap first: the one feature wasmparser's message points at, if adding just that one
+    // makes the module valid (two validations in all, even for a large module).
+    let message = err.message();
+    if let Some(off) = OFF_FEATURES.iter().find(|off| message.contains(off.hint))
+        && scan(module, WASM_FEATURES.union(off.flag)).is_ok()
+    {
+        return forbidden(&[off]);
+    }
     let all_off = OFF_FEATURES
         .iter()
         .fold(WasmFeatures::empty(), |set, off| set.union(off.flag));
@@ -301,7 +325,8 @@ fn explain(module: &[u8], err: ScanError) -> ExecError {
             reason: format!("{err}"),
         };
     }
-    // The features the module cannot do without: taking one away makes it invalid again.
+    // Otherwise every feature the module cannot do without: taking it away from the widest
+    // set makes the module invalid again.
     let needed: Vec<&OffFeature> = OFF_FEATURES
         .iter()
         .filter(|off| scan(module, widest.difference(off.flag)).is_err())
@@ -311,10 +336,15 @@ fn explain(module: &[u8], err: ScanError) -> ExecError {
             reason: format!("{err}"),
         };
     }
-    let mut remedies: Vec<&str> = needed.iter().map(|off| off.remedy).collect();
+    forbidden(&needed)
+}
+
+/// The refusal naming `features` and what to do about each.
+fn forbidden(features: &[&OffFeature]) -> ExecError {
+    let mut remedies: Vec<&str> = features.iter().map(|off| off.remedy).collect();
     remedies.dedup();
     ExecError::ForbiddenFeature {
-        feature: needed
+        feature: features
             .iter()
             .map(|off| off.name)
             .collect::<Vec<_>>()
