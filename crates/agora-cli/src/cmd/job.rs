@@ -515,7 +515,9 @@ fn print_run(
         let index = s.task.as_ref().map_or(0, |t| t.index);
         let who = s.provider.as_ref().map(short_account).unwrap_or_default();
         let detail = match (&s.state, &s.refund_reason) {
-            (OrderState::Refunded, Some(reason)) => reason.clone(),
+            // One line per task: the job's output tails that may follow the reason are
+            // for `agora job status ORDER`.
+            (OrderState::Refunded, Some(reason)) => reason.lines().next().unwrap_or("").to_owned(),
             _ => format!(
                 "exit {} {:.4} CU {} ms",
                 s.exit_code.map_or("-".into(), |c| c.to_string()),
