@@ -249,3 +249,40 @@ pub enum MarketReply {
         reason: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use agora_core::{AccountId, Fuel, Hash};
+
+    use super::{FAILURE_TAIL_BYTES, JobFailure};
+
+    fn failure(stdout_tail: &str, stderr_tail: &str) -> JobFailure {
+        JobFailure {
+            order_id: Hash::of(b"order"),
+            provider: AccountId::from_bytes([7; 32]),
+            reason: "job trapped: unreachable".into(),
+            deterministic: true,
+            fuel_used: Fuel(12),
+            stdout_tail: stdout_tail.into(),
+            stderr_tail: stderr_tail.into(),
+        }
+    }
+
+    #[test]
+    fn tails_over_the_bound_are_refused() {
+        let at_limit = "e".repeat(FAILURE_TAIL_BYTES);
+        assert_eq!(failure("", &at_limit).check_shape(), Ok(()));
+        let over = at_limit + "!";
+        let err = failure(&over, "").check_shape().unwrap_err();
+        assert!(err.contains("stdout tail is 2049 bytes"), "{err}");
+    }
+
+    #[test]
+    fn tails_read_as_labelled_blocks_and_vanish_when_empty() {
+        assert_eq!(failure("", "").tails_text(), "");
+        assert_eq!(
+            failure("partial\n", "boom").tails_text(),
+            "\n--- stdout (last 8 bytes) ---\npartial\n\n--- stderr (last 4 bytes) ---\nboom\n"
+        );
+    }
+}
