@@ -399,8 +399,12 @@ fn soak_mix(jobs_dir: &Path) -> anyhow::Result<Vec<(JobSpec, &'static str)>> {
     let normal = sample_job(jobs_dir, "hashchain", &["2000", "7"], &[])?;
     let mut no_fuel = sample_job(jobs_dir, "hashchain", &["1000000000", "7"], &[])?;
     no_fuel.limits.fuel = Fuel(1_000_000);
+    // nn declares 128 KiB of memory and grows it to read its batch: 192 KiB lets it start
+    // and stops the growth; 64 KiB is below its own minimum, so it is refused at start.
     let mut no_memory = sample_job(jobs_dir, "nn", &["batch"], &[("batch", "inputs/batch.f32")])?;
-    no_memory.limits.memory_bytes = 64 << 10;
+    no_memory.limits.memory_bytes = 192 << 10;
+    let mut below_minimum = no_memory.clone();
+    below_minimum.limits.memory_bytes = 64 << 10;
     let mut no_output = sample_job(jobs_dir, "pathtrace", &["64", "48", "0", "48", "1"], &[])?;
     no_output.limits.output_bytes = 1024;
     let mut malformed = normal.clone();
@@ -410,6 +414,7 @@ fn soak_mix(jobs_dir: &Path) -> anyhow::Result<Vec<(JobSpec, &'static str)>> {
         (normal, "exit_0"),
         (no_fuel, "out_of_fuel"),
         (no_memory, "memory_limit"),
+        (below_minimum, "start_refused"),
         (no_output, "output_limit"),
         (malformed, "malformed_module"),
         (missing_input, "exit_1"),
@@ -496,7 +501,10 @@ fn print_report(report: &Report) {
         }
         outln!("    fuel on / off        {:9.2}x", o.ratio_fuel_on_vs_off);
         outln!("    guards / no guards   {:9.2}x", o.ratio_nan_on_vs_off);
-        outln!("    every op / guards    {:9.2}x", o.ratio_every_op_vs_guards);
+        outln!(
+            "    every op / guards    {:9.2}x",
+            o.ratio_every_op_vs_guards
+        );
     }
     let s = &report.start_latency;
     outln!(
