@@ -169,16 +169,6 @@ impl WasiFunctions {
         let linker = crate::sandbox::linker(&engine)?;
         Ok(STANDARD.get_or_init(|| WasiFunctions::of(&engine, &linker)))
     }
-
-    /// The names of the functions.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
-    /// Whether `name` is provided.
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
 }
 
 /// WASI preview-1 signatures use only numbers.
