@@ -15,7 +15,9 @@
 //! - [`Outcome`]: exit code, stdio, output hashes, fuel and compute units, and the
 //!   canonical result [`digest`](Outcome::digest) that verification compares.
 //! - [`ExecError`]: every failure typed (malformed module, missing `_start`, unsupported
-//!   import, trap, out of fuel, memory limit, output limit, timeout, stack overflow).
+//!   import, a `refused:` start-up limit, trap, out of fuel, memory limit, output limit,
+//!   timeout, stack overflow); a run-time failure keeps what the job wrote and the fuel it
+//!   burnt ([`ExecError::partial`], a [`PartialRun`]).
 //! - [`cache`]: compiled modules on disk and in memory, so repeat jobs skip compilation.
 //! - [`tree`]: directory inputs and working trees as one deterministic tar blob, and the
 //!   checked unpacking a provider does before mounting them (`/input/NAME`, the scratch `/`).
