@@ -143,7 +143,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut overhead = Vec::new();
     for kernel in &KERNELS {
         eprintln!(
-            "measuring {} {} ({runs} runs each: native, fuel on, fuel off, NaN canon off)",
+            "measuring {} {} ({runs} rounds, each running native and the four engine profiles once)",
             kernel.name,
             kernel.args.join(" ")
         );
@@ -250,17 +250,45 @@ fn measure_kernel(
     runs: usize,
 ) -> anyhow::Result<Overhead> {
     let job = sample_job(jobs_dir, kernel.name, kernel.args, kernel.inputs)?;
-    let (native_ms, native_skipped) = match native {
-        Ok(dir) => match native_median(dir, jobs_dir, kernel, runs) {
-            Ok(ms) => (Some(ms), None),
-            Err(err) => (None, Some(format!("{err:#}"))),
-        },
-        Err(why) => (None, Some(why.clone())),
+    let mut native_run = match native {
+        Ok(dir) => NativeRun::new(dir, jobs_dir, kernel).map_err(|err| format!("{err:#}")),
+        Err(why) => Err(why.clone()),
     };
-    let (fuel_on_ms, fuel_used) = wasm_median(&engines.deterministic, &job, runs)?;
-    let (fuel_off_ms, _) = wasm_median(&engines.fuel_off, &job, runs)?;
-    let (nan_canon_off_ms, _) = wasm_median(&engines.nan_off, &job, runs)?;
-    let (nan_every_op_ms, _) = wasm_median(&engines.nan_every_op, &job, runs)?;
+    let profiles = [
+        &engines.deterministic,
+        &engines.fuel_off,
+        &engines.nan_off,
+        &engines.nan_every_op,
+    ];
+    let mut fuel_used = 0;
+    for (i, executor) in profiles.iter().enumerate() {
+        let used = warm_up(executor, &job)?;
+        if i == 0 {
+            fuel_used = used;
+        }
+    }
+    // Round robin: one run of each variant per round, so load that comes and goes on a
+    // shared machine falls on all of them alike instead of on whichever ran during it.
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut native_times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        if let Ok(run) = &mut native_run {
+            match run.once() {
+                Ok(took) => native_times.push(took),
+                Err(err) => native_run = Err(format!("{err:#}")),
+            }
+        }
+        for (executor, times) in profiles.iter().zip(times.iter_mut()) {
+            times.push(executor.run(&job)?.wall_time);
+        }
+    }
+    let [mut on, mut off, mut nan_off, mut every_op] = times;
+    let (fuel_on_ms, fuel_off_ms) = (median_ms(&mut on), median_ms(&mut off));
+    let (nan_canon_off_ms, nan_every_op_ms) = (median_ms(&mut nan_off), median_ms(&mut every_op));
+    let (native_ms, native_skipped) = match native_run {
+        Ok(_) => (Some(median_ms(&mut native_times)), None),
+        Err(why) => (None, Some(why)),
+    };
     Ok(Overhead {
         job: kernel.name.to_owned(),
         args: kernel.args.iter().map(|a| a.to_string()).collect(),
@@ -302,7 +330,8 @@ fn sample_job(
 }
 
 /// Median of instantiate-plus-run time (compilation excluded: it is warmed first).
-fn wasm_median(executor: &WasmExecutor, job: &JobSpec, runs: usize) -> anyhow::Result<(f64, u64)> {
+/// Runs `job` once to compile and warm it; returns the fuel it used.
+fn warm_up(executor: &WasmExecutor, job: &JobSpec) -> anyhow::Result<u64> {
     let warm = executor
         .run(job)
         .with_context(|| format!("running {:?}", job.args))?;
@@ -312,42 +341,53 @@ fn wasm_median(executor: &WasmExecutor, job: &JobSpec, runs: usize) -> anyhow::R
         warm.exit_code,
         warm.stderr.text()
     );
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        times.push(executor.run(job)?.wall_time);
-    }
-    Ok((median_ms(&mut times), warm.fuel_used.0))
+    Ok(warm.fuel_used.0)
 }
 
-fn native_median(
-    native_dir: &Path,
-    jobs_dir: &Path,
-    kernel: &Kernel,
-    runs: usize,
-) -> anyhow::Result<f64> {
-    let Kernel { name, args, inputs } = kernel;
-    let exe = native_dir.join(name);
-    anyhow::ensure!(exe.is_file(), "no native build at {}", exe.display());
-    let input_dir = tempfile::tempdir()?;
-    for (input, file) in *inputs {
-        fs::copy(jobs_dir.join(file), input_dir.path().join(input))?;
+/// The native build of one kernel, ready to be timed run by run.
+struct NativeRun {
+    exe: PathBuf,
+    args: Vec<String>,
+    input_dir: tempfile::TempDir,
+}
+
+impl NativeRun {
+    /// Copies the kernel's inputs and runs it once to warm the page cache.
+    fn new(native_dir: &Path, jobs_dir: &Path, kernel: &Kernel) -> anyhow::Result<Self> {
+        let exe = native_dir.join(kernel.name);
+        anyhow::ensure!(exe.is_file(), "no native build at {}", exe.display());
+        let input_dir = tempfile::tempdir()?;
+        for (input, file) in kernel.inputs {
+            fs::copy(jobs_dir.join(file), input_dir.path().join(input))?;
+        }
+        let mut run = NativeRun {
+            exe,
+            args: kernel.args.iter().map(|a| a.to_string()).collect(),
+            input_dir,
+        };
+        run.once()?;
+        Ok(run)
     }
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..=runs {
+
+    /// Spawns the executable once; returns how long it took.
+    fn once(&mut self) -> anyhow::Result<Duration> {
         let output_dir = tempfile::tempdir()?;
         let started = Instant::now();
-        let status = Command::new(&exe)
-            .args(*args)
-            .env("AGORA_INPUT_DIR", input_dir.path())
+        let status = Command::new(&self.exe)
+            .args(&self.args)
+            .env("AGORA_INPUT_DIR", self.input_dir.path())
             .env("AGORA_OUTPUT_DIR", output_dir.path())
             .stdout(std::process::Stdio::null())
             .status()
-            .with_context(|| format!("running {}", exe.display()))?;
-        times.push(started.elapsed());
-        anyhow::ensure!(status.success(), "native {name} failed: {status}");
+            .with_context(|| format!("running {}", self.exe.display()))?;
+        let took = started.elapsed();
+        anyhow::ensure!(
+            status.success(),
+            "native {} failed: {status}",
+            self.exe.display()
+        );
+        Ok(took)
     }
-    times.remove(0); // the first run warms the page cache
-    Ok(median_ms(&mut times))
 }
 
 fn start_latency(executor: &WasmExecutor, runs: usize) -> anyhow::Result<StartLatency> {
