@@ -12,6 +12,9 @@ use common::*;
 
 /// Runs `module` on a fresh executor twice (compile, then memory cache) and on a second
 /// executor, and asserts that every run has the same exit code, output and fuel.
+/// A check that an error is the refusal a case expects.
+type ErrorCheck = dyn Fn(&ExecError) -> bool;
+
 fn run_thrice(module: WasmModule, id: &str) -> Outcome {
     let first = executor();
     let second = executor();
@@ -339,7 +342,7 @@ fn imports_and_start_are_checked_before_compiling() {
     let start_with_params = module(r#"(func (export "_start") (param i32))"#);
     let start_not_a_func = whole(r#"(module (global (export "_start") i32 (i32.const 0)))"#);
 
-    let cases: [(WasmModule, &dyn Fn(&ExecError) -> bool); 6] = [
+    let cases: [(WasmModule, &ErrorCheck); 6] = [
         (
             foreign,
             &|e| matches!(e, ExecError::UnsupportedImport { module, name } if module == "env" && name == "now"),
