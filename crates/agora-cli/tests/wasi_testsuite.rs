@@ -278,9 +278,10 @@ fn run_agora(case: &Case, cache: &Path, out: &Path) -> RunResult {
             )),
         };
     };
+    // A failed job's captured stdio sits inside its "error" record.
+    let body = record.get("error").unwrap_or(&record);
     let stream = |name: &str| {
-        record
-            .get(name)
+        body.get(name)
             .and_then(|s| s.get("data"))
             .map(captured_bytes)
     };
