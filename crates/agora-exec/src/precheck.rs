@@ -298,6 +298,12 @@ fn explain(module: &[u8], err: ScanError) -> ExecError {
         }
         ScanError::Invalid(err) => err,
     };
+    if !module.starts_with(b"\0asm") {
+        return ExecError::MalformedModule {
+            reason: "not a WebAssembly module: it does not start with the `\\0asm` magic bytes"
+                .into(),
+        };
+    }
     // Cheap first: the one feature wasmparser's message points at, if adding just that one
     // makes the module valid (two validations in all, even for a large module).
     let message = err.message();
@@ -312,7 +318,7 @@ fn explain(module: &[u8], err: ScanError) -> ExecError {
     let widest = WASM_FEATURES.union(all_off);
     if scan(module, widest).is_err() {
         return ExecError::MalformedModule {
-            reason: format!("{err}"),
+            reason: one_line(&err),
         };
     }
     // Otherwise every feature the module cannot do without: taking it away from the widest
@@ -323,10 +329,18 @@ fn explain(module: &[u8], err: ScanError) -> ExecError {
         .collect();
     if needed.is_empty() {
         return ExecError::MalformedModule {
-            reason: format!("{err}"),
+            reason: one_line(&err),
         };
     }
     forbidden(&needed)
+}
+
+/// wasmparser's message on one line: some messages embed pretty-printed byte arrays.
+fn one_line(err: &wasmparser::BinaryReaderError) -> String {
+    err.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The refusal naming `features` and what to do about each.

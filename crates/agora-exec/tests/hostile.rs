@@ -244,6 +244,13 @@ fn malformed_missing_start_and_traps_are_typed() {
         .run(&job(WasmModule::new(b"\0asm garbage".to_vec()), "bad"))
         .unwrap_err();
     assert!(matches!(err, ExecError::MalformedModule { .. }), "{err}");
+    // Not wasm at all: one line that says so, not wasmparser's pretty-printed byte arrays.
+    let err = executor
+        .run(&job(WasmModule::new(b"garbage".to_vec()), "not-wasm"))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("not a WebAssembly module"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
     let lib = WasmModule::new(wat::parse_str(r#"(module (func (export "main")))"#).unwrap());
     assert!(matches!(
         executor.run(&job(lib, "lib")).unwrap_err(),
