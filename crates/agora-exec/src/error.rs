@@ -134,6 +134,8 @@ pub enum ExecError {
         written: u64,
         /// The limit in bytes.
         limit: u64,
+        /// What the job wrote, and the fuel it burnt, before it stopped.
+        partial: Option<Box<PartialRun>>,
     },
     /// A directory input or working tree is an unsafe or oversized archive.
     #[error("{what} refused: {source}")]
@@ -151,6 +153,8 @@ pub enum ExecError {
     OutputSymlink {
         /// The link's path under `/output`.
         name: String,
+        /// What the job wrote to stdout and stderr, and the fuel it burnt: it ran to the end.
+        partial: Option<Box<PartialRun>>,
     },
     /// The job ran past its wall-clock timeout (the safety net behind the fuel limit).
     #[error(
@@ -260,7 +264,9 @@ impl ExecError {
             | ExecError::MemoryLimit { partial, .. }
             | ExecError::OutputLimit { partial, .. }
             | ExecError::Timeout { partial, .. }
-            | ExecError::StackOverflow { partial, .. } => partial.as_deref(),
+            | ExecError::StackOverflow { partial, .. }
+            | ExecError::DiskLimit { partial, .. }
+            | ExecError::OutputSymlink { partial, .. } => partial.as_deref(),
             _ => None,
         }
     }
@@ -274,7 +280,9 @@ impl ExecError {
             | ExecError::MemoryLimit { partial, .. }
             | ExecError::OutputLimit { partial, .. }
             | ExecError::Timeout { partial, .. }
-            | ExecError::StackOverflow { partial, .. } => *partial = Some(Box::new(run)),
+            | ExecError::StackOverflow { partial, .. }
+            | ExecError::DiskLimit { partial, .. }
+            | ExecError::OutputSymlink { partial, .. } => *partial = Some(Box::new(run)),
             _ => {}
         }
         self

@@ -354,6 +354,7 @@ pub(crate) fn exit_code(
         return Err(ExecError::DiskLimit {
             written: state.output.disk_used,
             limit: state.output.disk_limit,
+            partial: None,
         });
     }
     if state.output.breached {

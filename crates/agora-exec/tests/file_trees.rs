@@ -105,13 +105,18 @@ fn filling_tmp_hits_the_disk_limit() {
     job.args = vec!["fill".into()];
     job.limits.disk_bytes = 1 << 20;
     let err = executor(None).run(&job).unwrap_err();
-    match err {
-        ExecError::DiskLimit { written, limit } => {
-            assert_eq!(limit, 1 << 20);
+    match &err {
+        ExecError::DiskLimit { written, limit, .. } => {
+            assert_eq!(*limit, 1 << 20);
             assert!(written > limit, "{written}");
         }
         other => panic!("expected a disk limit error, got {other}"),
     }
+    // Like every failure of a job that ran, it keeps the fuel it burnt (and what it printed).
+    let partial = err
+        .partial()
+        .expect("a disk-limit failure keeps its partial run");
+    assert!(partial.fuel_used.0 > 0);
 }
 
 #[test]
@@ -153,10 +158,14 @@ fn a_symlink_left_in_output_is_refused_by_name() {
         .run(&job(symlink_module(), "symlink"))
         .unwrap_err();
     match &err {
-        ExecError::OutputSymlink { name } => assert_eq!(name, "link"),
+        ExecError::OutputSymlink { name, .. } => assert_eq!(name, "link"),
         other => panic!("expected an output symlink error, got {other}"),
     }
     assert_eq!(err.kind(), "output_symlink");
+    assert!(
+        err.partial().is_some_and(|run| run.fuel_used.0 > 0),
+        "the job ran to its end; its fuel and streams are kept"
+    );
 }
 
 /// A tar with one entry whose header is written raw, so names like `../x` get through.

@@ -220,7 +220,10 @@ fn walk(
             .metadata()
             .map_err(|e| ExecError::host(format!("inspecting output {name}"), e))?;
         if meta.file_type().is_symlink() {
-            return Err(ExecError::OutputSymlink { name });
+            return Err(ExecError::OutputSymlink {
+                name,
+                partial: None,
+            });
         }
         if meta.is_dir() {
             walk(&entry.path(), &format!("{name}/"), found, limits)?;
