@@ -15,8 +15,6 @@ would (independent of Agora's Rust code; used by test.sh).
         ARGs replace the image's Cmd, --entrypoint '["/bin/sh","-c"]' its
         Entrypoint. Exits with the container's status.
         RUNC (default runc) and RUNC_ROOT (runc's state directory) apply.
-
-Also accepts a `docker save` archive (manifest.json at the top).
 """
 import gzip
 import hashlib
@@ -85,19 +83,8 @@ def load_image(archive):
             elif not mt.endswith(".tar"):
                 die("unsupported layer media type %s" % mt)
             layers.append(data)
-    elif "manifest.json" in members:  # docker save
-        man = json.loads(read("manifest.json"))
-        if len(man) != 1:
-            die("manifest.json must describe one image")
-        config = json.loads(read(man[0]["Config"]))
-        layers = []
-        for p in man[0]["Layers"]:
-            data = read(p)
-            if data[:2] == b"\x1f\x8b":
-                data = gzip.decompress(data)
-            layers.append(data)
     else:
-        die("%s is neither an OCI layout nor a docker save archive" % archive)
+        die("%s is not an OCI image layout archive (no index.json)" % archive)
     diff_ids = config.get("rootfs", {}).get("diff_ids", [])
     if len(diff_ids) != len(layers):
         die("config has %d diff_ids for %d layers" % (len(diff_ids), len(layers)))

@@ -58,6 +58,17 @@ for img in "${IMAGES[@]}"; do
     fi
 done
 
+# A flipped byte inside the busybox layer blob must be refused.
+cp "$HERE/busybox-hash.oci.tar" "$TMP/corrupt.oci.tar"
+"$PYTHON" -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(1000000); b = f.read(1); f.seek(1000000); f.write(bytes([b[0] ^ 1]))' "$TMP/corrupt.oci.tar"
+if "$PYTHON" "$HERE/oci_run.py" unpack "$TMP/corrupt.oci.tar" "$TMP/bundle-corrupt" 2>"$TMP/corrupt.err"; then
+    bad "a corrupted layer was unpacked"
+elif grep -q "does not match its digest" "$TMP/corrupt.err"; then
+    ok "a corrupted layer is refused: $(cat "$TMP/corrupt.err")"
+else
+    bad "corrupted archive: unexpected error $(cat "$TMP/corrupt.err")"
+fi
+
 # run_case DIR IMAGE [oci_run args...]: one run into DIR/{rc,stdout,stderr,out/}
 run_case() {
     local dir="$1" img="$2"
