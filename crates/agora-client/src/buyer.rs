@@ -10,13 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use agora_core::hash::Hasher;
 use agora_core::{AccountId, Amount, ChainId, Fuel, Hash, Keypair, Price, Signed};
 use agora_ledger::{Tx, TxBody};
-use agora_market::{AttributeConstraint, Demand, Requirements};
-use agora_proto::VerifyPolicy;
+use agora_market::{AttributeConstraint, Demand, GpuDemand, Requirements};
 use agora_proto::api::{JobResult, MarketInfo, Submitted, VerificationView};
 use agora_proto::{
     CancelOrder, InputRef, JobSpec, OrderEvent, OrderRequest, OrderState, OrderView, SignedOrder,
     TaskRef, signed_order_id,
 };
+use agora_proto::{VerifyPolicy, Workload};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
@@ -37,8 +37,15 @@ pub const DEFAULT_DEADLINE_MS: u64 = 120_000;
 /// A job as a buyer describes it: local files, arguments and a budget.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct JobRequest {
-    /// The WASI command module on disk.
+    /// The code on disk: a WASI command module, or an OCI image archive when `workload`
+    /// is [`Workload::Oci`].
     pub module: PathBuf,
+    /// What kind of code `module` is, and for an image how to run it.
+    pub workload: Workload,
+    /// CPU the job needs, in millicores (a container's CPU quota; 1000 = one core).
+    pub cpu_millis: u64,
+    /// GPUs the job needs, if any.
+    pub gpu: Option<GpuDemand>,
     /// Inputs: the name the job sees under `/input`, and the local file.
     pub inputs: Vec<(String, PathBuf)>,
     /// Arguments after the program name.
@@ -78,6 +85,9 @@ impl JobRequest {
             .unwrap_or_default();
         JobRequest {
             module,
+            workload: Workload::Wasm,
+            cpu_millis: 1_000,
+            gpu: None,
             inputs: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
@@ -98,8 +108,12 @@ impl JobRequest {
     /// fixes the deadline. The escrow is exactly the worst case, and the shape is checked
     /// here so that a bad order never costs a round trip.
     pub fn order_request(&self, job: JobSpec, now_ms: u64) -> Result<OrderRequest, ClientError> {
+        let mut features = BTreeSet::from([job.workload.feature().to_string()]);
+        if self.gpu.is_some() {
+            features.insert("gpu".to_string());
+        }
         let requirements = Requirements {
-            features: BTreeSet::from(["wasm".to_string()]),
+            features,
             attributes: self
                 .region
                 .iter()
@@ -110,10 +124,10 @@ impl JobRequest {
         };
         let mut body = OrderRequest {
             demand: Demand {
-                cpu_millis: 1_000,
+                cpu_millis: self.cpu_millis,
                 memory_bytes: job.memory_bytes,
                 disk_bytes: self.disk_bytes,
-                gpu: None,
+                gpu: self.gpu.clone(),
             },
             job,
             requirements,
@@ -193,7 +207,8 @@ pub fn nonce_backoff(retry: u32) -> Duration {
         return Duration::ZERO;
     }
     let cap_ms = 25u64 << (retry - 2).min(5);
-    Duration::from_millis(rand::random_range(cap_ms / 2..=cap_ms))
+    // Rounded up: at least half the cap, also for the odd first cap of 25 ms.
+    Duration::from_millis(rand::random_range(cap_ms.div_ceil(2)..=cap_ms))
 }
 
 /// How long following an order keeps trying to reach a market that went away (a crash,
@@ -481,6 +496,7 @@ impl Buyer {
             args: request.args.clone(),
             env: request.env.clone(),
             memory_bytes: request.memory_bytes,
+            workload: request.workload.clone(),
         })
     }
 
@@ -784,6 +800,7 @@ mod tests {
             args: vec!["1".into()],
             env: Vec::new(),
             memory_bytes: 64 << 20,
+            workload: agora_proto::Workload::Wasm,
         }
     }
 
