@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agora_core::{Fuel, Price};
-use agora_proto::{STDIN_INPUT, TaskRef, WORKDIR_INPUT};
+use agora_market::GpuDemand;
+use agora_proto::{OciJob, STDIN_INPUT, TaskRef, WORKDIR_INPUT, Workload};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use toml::Spanned;
@@ -23,6 +24,8 @@ use crate::buyer::JobRequest;
 pub const MAX_TASKS: usize = 100_000;
 /// Default number of tasks in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// The unpacked image size an OCI job allows unless it sets `max_image_size`: 4 GiB.
+pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 4 << 30;
 
 /// Why a spec file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +193,16 @@ struct Fields {
     #[serde(default)]
     tasks: Vec<Spanned<Fields>>,
     module: Option<Spanned<String>>,
+    image: Option<Spanned<String>>,
+    entrypoint: Option<Vec<String>>,
+    image_workdir: Option<String>,
+    network: Option<bool>,
+    deterministic: Option<bool>,
+    max_image_size: Option<SizeField>,
+    cpus: Option<f64>,
+    gpus: Option<u32>,
+    gpu_model: Option<String>,
+    gpu_memory: Option<SizeField>,
     #[serde(default)]
     inputs: BTreeMap<String, Spanned<String>>,
     workdir: Option<Spanned<String>>,
@@ -294,6 +307,19 @@ fn merge(job: &Fields, task: &Fields) -> Fields {
         concurrency: None,
         tasks: Vec::new(),
         module: task.module.clone().or_else(|| job.module.clone()),
+        image: task.image.clone().or_else(|| job.image.clone()),
+        entrypoint: task.entrypoint.clone().or_else(|| job.entrypoint.clone()),
+        image_workdir: task
+            .image_workdir
+            .clone()
+            .or_else(|| job.image_workdir.clone()),
+        network: task.network.or(job.network),
+        deterministic: task.deterministic.or(job.deterministic),
+        max_image_size: task.max_image_size.or(job.max_image_size),
+        cpus: task.cpus.or(job.cpus),
+        gpus: task.gpus.or(job.gpus),
+        gpu_model: task.gpu_model.clone().or_else(|| job.gpu_model.clone()),
+        gpu_memory: task.gpu_memory.or(job.gpu_memory),
         inputs,
         workdir: task.workdir.clone().or_else(|| job.workdir.clone()),
         stdin: task.stdin.clone().or_else(|| job.stdin.clone()),
@@ -385,6 +411,65 @@ impl Context<'_> {
         }
     }
 
+    /// The container and GPU settings: only with `image`, except `gpus` and `cpus`, which
+    /// any job may set.
+    fn container(
+        &self,
+        fields: &Fields,
+        prefix: &str,
+        at: usize,
+        request: &mut JobRequest,
+    ) -> Result<(), SpecError> {
+        if let Some(cpus) = fields.cpus {
+            if !(cpus > 0.0 && cpus <= 1024.0) {
+                return Err(self.invalid(
+                    at,
+                    &format!("{prefix}cpus"),
+                    "must be between 0 and 1024 cores".into(),
+                ));
+            }
+            request.cpu_millis = ((cpus * 1000.0).round() as u64).max(1);
+        }
+        if let Some(count) = fields.gpus.filter(|&n| n > 0) {
+            request.gpu = Some(GpuDemand {
+                model: fields.gpu_model.clone(),
+                min_vram_bytes: fields.gpu_memory.map_or(0, |m| m.0),
+                count,
+            });
+        }
+        let image_only = [
+            ("entrypoint", fields.entrypoint.is_some()),
+            ("image_workdir", fields.image_workdir.is_some()),
+            ("network", fields.network.is_some()),
+            ("deterministic", fields.deterministic.is_some()),
+            ("max_image_size", fields.max_image_size.is_some()),
+        ];
+        if fields.image.is_none() {
+            if let Some((field, _)) = image_only.iter().find(|(_, set)| *set) {
+                return Err(self.invalid(
+                    at,
+                    &format!("{prefix}{field}"),
+                    "applies to container jobs only: name the image with `image = \"…\"`".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let deterministic = fields.deterministic.unwrap_or(true);
+        request.workload = Workload::Oci(OciJob {
+            entrypoint: fields.entrypoint.clone(),
+            working_dir: fields.image_workdir.clone(),
+            network: fields.network.unwrap_or(false),
+            deterministic,
+            max_unpacked_bytes: fields
+                .max_image_size
+                .map_or(DEFAULT_MAX_IMAGE_BYTES, |s| s.0),
+        });
+        if !deterministic && fields.verify.is_none() {
+            request.verify = agora_proto::VerifyPolicy::None;
+        }
+        Ok(())
+    }
+
     fn request(
         &self,
         fields: &Fields,
@@ -392,14 +477,25 @@ impl Context<'_> {
         task: Option<TaskRef>,
         job_name: &str,
     ) -> Result<JobRequest, SpecError> {
-        let module = fields.module.as_ref().ok_or_else(|| {
-            self.invalid(
-                0,
-                &format!("{prefix}module"),
-                "missing: name the WASI module (.wasm) to run".into(),
-            )
-        })?;
+        let module = match (&fields.module, &fields.image) {
+            (Some(module), None) | (None, Some(module)) => module,
+            (None, None) => {
+                return Err(self.invalid(
+                    0,
+                    &format!("{prefix}module"),
+                    "missing: name the WASI module (`module = \"job.wasm\"`) or the OCI image archive (`image = \"job.oci.tar\"`) to run".into(),
+                ));
+            }
+            (Some(_), Some(image)) => {
+                return Err(self.invalid(
+                    image.span().start,
+                    &format!("{prefix}image"),
+                    "set either `module` (a WASI module) or `image` (an OCI image archive), not both".into(),
+                ));
+            }
+        };
         let mut request = JobRequest::new(self.resolve(module.get_ref()));
+        self.container(fields, prefix, module.span().start, &mut request)?;
         for (name, file) in &fields.inputs {
             let plain =
                 !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";

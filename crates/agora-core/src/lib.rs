@@ -23,7 +23,7 @@ pub use envelope::{ChainId, Domain, EnvelopeError, Signed};
 pub use hash::Hash;
 pub use identity::{AccountId, Keypair, Signature};
 pub use money::{Amount, AmountError, FUEL_PER_COMPUTE_UNIT, Fuel, Price};
-pub use receipt::{Receipt, SignedReceipt, StepCommitment};
+pub use receipt::{ContainerMetering, Receipt, SignedReceipt, StepCommitment};
 
 #[cfg(test)]
 use {proptest as _, serde_json as _};

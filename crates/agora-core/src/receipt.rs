@@ -31,6 +31,34 @@ pub struct Receipt {
     /// ordinary job.
     #[serde(default)]
     pub checkpoint: Option<StepCommitment>,
+    /// For a container job: what the job's cgroup measured and the calibration that turned
+    /// its CPU time into fuel (`docs/container-metering.md`). `None` for a WASM job, whose
+    /// fuel the executor counts exactly.
+    #[serde(default)]
+    pub metering: Option<ContainerMetering>,
+}
+
+/// A container run's measured resource use and the calibration its bill rests on:
+/// `fuel_used = cpu_ns × fuel_per_cpu_second / 10⁹`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerMetering {
+    /// CPU time of every process in the job's cgroup, in nanoseconds.
+    pub cpu_ns: u64,
+    /// The cgroup's peak memory, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Wall-clock milliseconds from start to exit.
+    pub wall_ms: u64,
+    /// The provider's calibration: fuel one second of its CPU time is worth, measured at
+    /// start and published in its ask.
+    pub fuel_per_cpu_second: u64,
+}
+
+impl ContainerMetering {
+    /// The fuel `cpu_ns` of CPU time is worth at `fuel_per_cpu_second` (saturating).
+    pub fn fuel(cpu_ns: u64, fuel_per_cpu_second: u64) -> Fuel {
+        let fuel = u128::from(cpu_ns) * u128::from(fuel_per_cpu_second) / 1_000_000_000;
+        Fuel(u64::try_from(fuel).unwrap_or(u64::MAX))
+    }
 }
 
 /// What a receipt of a checkpointed job commits to: the root of the Merkle tree over the
@@ -74,6 +102,7 @@ mod tests {
             fuel_used: Fuel(42),
             wall_ms: 3,
             checkpoint: None,
+            metering: None,
         }
     }
 

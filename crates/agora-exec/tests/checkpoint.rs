@@ -247,6 +247,7 @@ fn settle(claimed: RunResult, challenged: RunResult, played: &Played) -> Settled
             fuel_used: claimed.fuel,
             wall_ms: 1,
             checkpoint: None,
+            metering: None,
         },
     );
     let claim = ResultClaim {

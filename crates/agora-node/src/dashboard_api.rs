@@ -625,6 +625,7 @@ fn order_body(shared: &Shared, req: &PrepareOrder, now: u64) -> ApiResult<OrderR
             args: req.args.clone(),
             env: Vec::new(),
             memory_bytes,
+            workload: agora_proto::Workload::Wasm,
         },
         demand: Demand {
             cpu_millis: 1_000,
@@ -686,6 +687,9 @@ fn quote(
     now: u64,
 ) -> (Option<(Price, AccountId)>, Option<String>) {
     let mut requirements = body.requirements.clone();
+    requirements
+        .features
+        .insert(body.job.workload.feature().to_string());
     requirements.replicas = 1;
     let order = Order {
         id: OrderId(id),

@@ -129,12 +129,18 @@ impl OrderEntry {
         }
     }
 
-    /// The engine order for the next attempt: the buyer's terms, one replica, wasm, and
-    /// none of the providers that already failed it.
+    /// The engine order for the next attempt: the buyer's terms, one replica, the
+    /// workload's feature (`wasm` or `oci`, and `gpu` for a GPU demand), and none of the
+    /// providers that already failed it.
     pub fn market_order(&self) -> Order {
         let body = &self.rec.order.body;
         let mut requirements = body.requirements.clone();
-        requirements.features.insert("wasm".to_string());
+        requirements
+            .features
+            .insert(body.job.workload.feature().to_string());
+        if body.demand.gpu.is_some() {
+            requirements.features.insert("gpu".to_string());
+        }
         requirements.replicas = 1;
         // The market refuses providers whose stake would not deter cheating on this
         // order under its policy (S ≥ C/p − R).

@@ -195,7 +195,11 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
         shared.settings.max_deadline_ms,
     )?;
     check_blobs(shared, &checked.order)?;
-    check_module(shared, checked.order.body.job.module).await?;
+    // An image archive is checked by the provider that unpacks it: its typed failure
+    // refunds the buyer (docs/containers.md).
+    if checked.order.body.job.workload == agora_proto::Workload::Wasm {
+        check_module(shared, checked.order.body.job.module).await?;
+    }
     let id = checked.id;
     let policy = checked.order.body.verify;
     let record = OrderRecord {
@@ -372,6 +376,7 @@ mod tests {
                 args: Vec::new(),
                 env: Vec::new(),
                 memory_bytes: 1 << 20,
+                workload: agora_proto::Workload::Wasm,
             },
             demand: Demand {
                 cpu_millis: 1_000,

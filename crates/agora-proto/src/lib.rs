@@ -26,8 +26,9 @@ pub mod wire;
 pub use agora_verify::VerifyPolicy;
 pub use api::{ApiError, OrderEvent, OrderState, OrderView};
 pub use order::{
-    CancelOrder, ChallengeResult, InputKind, InputRef, JobSpec, OrderRequest, STDIN_INPUT,
-    SignedOrder, TaskRef, WORKDIR_INPUT, challenge_bond_id, input_kind, order_id, signed_order_id,
+    CancelOrder, ChallengeResult, InputKind, InputRef, JobSpec, MAX_IMAGE_UNPACKED_BYTES, OciJob,
+    OrderRequest, STDIN_INPUT, SignedOrder, TaskRef, WORKDIR_INPUT, Workload, challenge_bond_id,
+    input_kind, order_id, signed_order_id,
 };
 pub use wire::{
     AskOffer, Assignment, Delivery, Heartbeat, MarketReply, ProviderReply, ToMarket, ToProvider,

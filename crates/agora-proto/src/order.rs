@@ -93,12 +93,63 @@ pub fn input_kind(name: &str) -> Option<InputKind<'_>> {
     }
 }
 
+/// The largest unpacked image an order may name ([`OciJob::max_unpacked_bytes`]).
+pub const MAX_IMAGE_UNPACKED_BYTES: u64 = 64 << 30;
+
+/// What kind of code a job runs, and how.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Workload {
+    /// A WASI preview-1 command module under the deterministic WASM profile.
+    #[default]
+    Wasm,
+    /// An OCI container image (an `oci-archive` or `docker save` tarball) run under an
+    /// OCI runtime on the provider (docs/containers.md).
+    Oci(OciJob),
+}
+
+impl Workload {
+    /// The provider feature an ask must list to take this workload (`wasm` or `oci`).
+    pub fn feature(&self) -> &'static str {
+        match self {
+            Workload::Wasm => "wasm",
+            Workload::Oci(_) => "oci",
+        }
+    }
+
+    /// The container settings, for an OCI job.
+    pub fn oci(&self) -> Option<&OciJob> {
+        match self {
+            Workload::Wasm => None,
+            Workload::Oci(oci) => Some(oci),
+        }
+    }
+}
+
+/// How to run an OCI image. The job's `args` replace the image's `Cmd` when non-empty
+/// (as `docker run IMAGE ARGS…` does) and its `env` is laid over the image's `Env`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciJob {
+    /// Replaces the image's `Entrypoint` when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's `WorkingDir` when set (an absolute path).
+    pub working_dir: Option<String>,
+    /// Whether the job may use the network. A provider runs it with a network only if its
+    /// own policy allows that too; otherwise the container has a loopback device alone.
+    pub network: bool,
+    /// The buyer's statement that the image gives byte-identical results for the same
+    /// inputs, so replicas and spot checks can compare digests. A non-deterministic
+    /// image can only be ordered with verification `none`.
+    pub deterministic: bool,
+    /// The largest unpacked image the buyer allows; a provider refuses a larger one.
+    pub max_unpacked_bytes: u64,
+}
+
 /// The workload: everything a provider needs to run the job, by content hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// The WASI command module's content hash.
+    /// The content hash of the code: the WASI command module, or the OCI image archive.
     pub module: Hash,
-    /// The module's size in bytes.
+    /// Its size in bytes.
     pub module_size: u64,
     /// Input blobs.
     pub inputs: Vec<InputRef>,
@@ -106,8 +157,11 @@ pub struct JobSpec {
     pub args: Vec<String>,
     /// Environment variables.
     pub env: Vec<(String, String)>,
-    /// The job's linear-memory limit in bytes.
+    /// The job's memory limit in bytes (linear memory, or the container's cgroup limit).
     pub memory_bytes: u64,
+    /// What kind of code `module` is.
+    #[serde(default)]
+    pub workload: Workload,
 }
 
 /// Places a task within a multi-task job, so the results can be gathered under one name.
@@ -258,6 +312,17 @@ pub enum OrderShapeError {
     /// The worst-case bill does not fit an amount.
     #[error("price cap × fuel budget overflows")]
     Overflow,
+    /// A non-deterministic image with a policy that compares results.
+    #[error(
+        "the image is declared non-deterministic, so its results cannot be checked by re-running it, but the verification policy is {policy}; use --verify none, or make the image deterministic (docs/containers.md) and declare it so"
+    )]
+    NondeterministicVerified {
+        /// The policy, in its text form.
+        policy: String,
+    },
+    /// A container setting out of range.
+    #[error("{0}")]
+    BadContainer(String),
 }
 
 impl OrderRequest {
@@ -323,6 +388,9 @@ impl OrderRequest {
                 return Err(OrderShapeError::Zero(what));
             }
         }
+        if let Some(oci) = self.job.workload.oci() {
+            check_oci(oci, &self.verify)?;
+        }
         if self.replicas != 1 && self.replicas != self.billed_runs() {
             return Err(OrderShapeError::ReplicasDisagree {
                 replicas: self.replicas,
@@ -339,6 +407,39 @@ impl OrderRequest {
         }
         Ok(())
     }
+}
+
+/// The shape of an OCI job's settings: sizes, paths, and a policy its determinism allows.
+fn check_oci(oci: &OciJob, verify: &VerifyPolicy) -> Result<(), OrderShapeError> {
+    let bad = |detail: String| Err(OrderShapeError::BadContainer(detail));
+    if !oci.deterministic && *verify != VerifyPolicy::None {
+        return Err(OrderShapeError::NondeterministicVerified {
+            policy: verify.to_string(),
+        });
+    }
+    if oci.max_unpacked_bytes == 0 || oci.max_unpacked_bytes > MAX_IMAGE_UNPACKED_BYTES {
+        return bad(format!(
+            "the image size limit must be between 1 byte and {} GiB, not {} bytes",
+            MAX_IMAGE_UNPACKED_BYTES >> 30,
+            oci.max_unpacked_bytes
+        ));
+    }
+    if let Some(dir) = &oci.working_dir {
+        if !dir.starts_with('/') || dir.contains('\0') || dir.len() > 4096 {
+            return bad(format!(
+                "the working directory {dir:?} must be an absolute path inside the image"
+            ));
+        }
+    }
+    if let Some(entrypoint) = &oci.entrypoint {
+        let bytes: usize = entrypoint.iter().map(String::len).sum();
+        if entrypoint.is_empty() || entrypoint.len() > MAX_ARGS || bytes > MAX_ARG_BYTES {
+            return bad(format!(
+                "the entry point override must name a program and fit {MAX_ARGS} entries and {MAX_ARG_BYTES} bytes"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -359,6 +460,7 @@ mod tests {
                 args: vec!["--tile".into(), "3".into()],
                 env: Vec::new(),
                 memory_bytes: 64 << 20,
+                workload: Workload::Wasm,
             },
             demand: Demand {
                 cpu_millis: 1000,
@@ -390,6 +492,64 @@ mod tests {
         let mut changed = sample();
         changed.job.args.push("x".into());
         assert_ne!(base, order_id(&buyer, &chain, 7, &changed));
+    }
+
+    fn container(deterministic: bool) -> OrderRequest {
+        let mut order = sample();
+        order.job.workload = Workload::Oci(OciJob {
+            entrypoint: None,
+            working_dir: Some("/work".into()),
+            network: false,
+            deterministic,
+            max_unpacked_bytes: 1 << 30,
+        });
+        order
+    }
+
+    #[test]
+    fn container_orders_are_shape_checked() {
+        assert_eq!(container(true).check_shape(), Ok(()));
+        assert_eq!(container(false).check_shape(), Ok(()));
+        let mut checked = container(false);
+        checked.verify = VerifyPolicy::DEFAULT;
+        assert!(matches!(
+            checked.check_shape(),
+            Err(OrderShapeError::NondeterministicVerified { .. })
+        ));
+        let mut relative = container(true);
+        if let Workload::Oci(oci) = &mut relative.job.workload {
+            oci.working_dir = Some("work".into());
+        }
+        assert!(matches!(
+            relative.check_shape(),
+            Err(OrderShapeError::BadContainer(_))
+        ));
+        let mut unbounded = container(true);
+        if let Workload::Oci(oci) = &mut unbounded.job.workload {
+            oci.max_unpacked_bytes = 0;
+        }
+        assert!(matches!(
+            unbounded.check_shape(),
+            Err(OrderShapeError::BadContainer(_))
+        ));
+        let mut empty = container(true);
+        if let Workload::Oci(oci) = &mut empty.job.workload {
+            oci.entrypoint = Some(Vec::new());
+        }
+        assert!(matches!(
+            empty.check_shape(),
+            Err(OrderShapeError::BadContainer(_))
+        ));
+    }
+
+    #[test]
+    fn the_workload_kind_is_part_of_the_order_id() {
+        let buyer = Keypair::from_seed("buyer").account();
+        let chain = ChainId::new("test");
+        assert_ne!(
+            order_id(&buyer, &chain, 7, &sample()),
+            order_id(&buyer, &chain, 7, &container(true))
+        );
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct JobFailure {
     pub provider: AccountId,
     /// The executor's typed failure, in words (e.g. "out of fuel after 2.0 CU").
     pub reason: String,
+    /// The failure's type as a short code (`out_of_fuel`, `memory_limit`, `tar_slip`, …;
+    /// `host` for this provider's own trouble), for programs that act on it.
+    pub kind: String,
     /// Whether the failure is the job's own (a trap, malformed module, out of fuel): any
     /// provider would fail the same way, so the order is refunded rather than reassigned.
     pub deterministic: bool,
@@ -139,6 +142,17 @@ pub struct JobFailure {
 impl JobFailure {
     /// Refuses tails longer than [`FAILURE_TAIL_BYTES`], so a report stays small.
     pub fn check_shape(&self) -> Result<(), String> {
+        if self.kind.len() > 64
+            || !self
+                .kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            return Err(format!(
+                "the failure kind {:?} is not a short snake_case code",
+                self.kind
+            ));
+        }
         for (name, tail) in [("stdout", &self.stdout_tail), ("stderr", &self.stderr_tail)] {
             if tail.len() > FAILURE_TAIL_BYTES {
                 return Err(format!(
@@ -258,6 +272,7 @@ mod tests {
 
     fn failure(stdout_tail: &str, stderr_tail: &str) -> JobFailure {
         JobFailure {
+            kind: "trap".into(),
             order_id: Hash::of(b"order"),
             provider: AccountId::from_bytes([7; 32]),
             reason: "job trapped: unreachable".into(),

@@ -88,6 +88,16 @@ impl JobError {
         }
     }
 
+    /// The failure's type as a short code for the signed report.
+    fn kind(&self) -> &'static str {
+        match self {
+            JobError::Exec(e) => e.kind(),
+            JobError::Fetch { .. } => "fetch",
+            JobError::Store(_) | JobError::Crashed(_) => "host",
+            JobError::ShutDown => "shut_down",
+        }
+    }
+
     /// Fuel the job burnt before it failed (zero when it never ran).
     fn fuel_used(&self) -> Fuel {
         match self {
@@ -462,6 +472,7 @@ async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, 
         fuel_used: outcome.fuel_used,
         wall_ms: outcome.wall_time.as_millis() as u64,
         checkpoint: take_checkpoint(shared.key.account(), assignment.order_id),
+        metering: None,
     };
     let delivery = Delivery {
         receipt: Signed::sign(
@@ -523,6 +534,7 @@ async fn report_failure(
         order_id: assignment.order_id,
         provider: shared.key.account(),
         reason: error.to_string(),
+        kind: error.kind().to_owned(),
         deterministic: error.deterministic(),
         fuel_used: error.fuel_used(),
         stdout_tail,

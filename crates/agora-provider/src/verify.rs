@@ -211,6 +211,7 @@ mod tests {
                 args: vec![],
                 env: vec![],
                 memory_bytes: 64 << 20,
+                workload: agora_proto::Workload::Wasm,
             },
             demand: Demand {
                 cpu_millis: 1000,

@@ -249,6 +249,7 @@ impl Buyer {
                 args: vec![],
                 env: vec![],
                 memory_bytes: 16 << 20,
+                workload: agora_proto::Workload::Wasm,
             },
             demand: Demand {
                 cpu_millis: 1000,

@@ -167,6 +167,7 @@ mod tests {
             fuel_used: Fuel(100),
             wall_ms: 1,
             checkpoint: None,
+            metering: None,
         };
         Signed::sign(key, chain, 0, body)
     }

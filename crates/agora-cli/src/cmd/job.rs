@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use agora_client::buyer::now_ms;
 use agora_client::progress::{bill_lines, event_line, short_account};
-use agora_client::spec::{JobFile, parse_duration_ms, parse_price, parse_size};
+use agora_client::spec::{
+    DEFAULT_MAX_IMAGE_BYTES, JobFile, parse_duration_ms, parse_price, parse_size,
+};
 use agora_client::{Buyer, DEFAULT_MARKET_URL, JobRequest, JobSummary, MarketClient, OrderFilter};
 use agora_core::{Fuel, Hash};
-use agora_proto::{OrderState, STDIN_INPUT, WORKDIR_INPUT};
+use agora_proto::{OciJob, OrderState, STDIN_INPUT, WORKDIR_INPUT, Workload};
 use anyhow::{Context, bail};
 use serde_json::json;
 
@@ -91,7 +93,42 @@ const VERIFY_LONG_HELP: &str = concat!(
 #[derive(clap::Args)]
 struct JobArgs {
     /// A WASI module (`.wasm`) or a job spec file (`.toml`, see docs/job-spec.md).
-    target: PathBuf,
+    #[arg(required_unless_present = "image", conflicts_with = "image")]
+    target: Option<PathBuf>,
+    /// Run a container instead: an OCI image archive (`oci-archive` or `docker save`
+    /// tarball) whose Entrypoint and Cmd run with /input and /output as for WASM jobs;
+    /// job arguments after `--` replace the image's Cmd (docs/containers.md).
+    #[arg(long, value_name = "ARCHIVE")]
+    image: Option<PathBuf>,
+    /// Replace the image's Entrypoint with this program (container jobs).
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
+    /// Replace the image's working directory (container jobs; an absolute path).
+    #[arg(long, value_name = "DIR")]
+    image_workdir: Option<String>,
+    /// Ask for network access (container jobs); providers whose policy forbids it run
+    /// the job without one.
+    #[arg(long)]
+    network: bool,
+    /// Declare the image non-deterministic: its results cannot be checked by re-running,
+    /// so the order is verified `none` (reputation only).
+    #[arg(long)]
+    nondeterministic: bool,
+    /// The largest unpacked image allowed, e.g. "2 GiB" [default: 4 GiB].
+    #[arg(long, value_parser = parse_size)]
+    max_image_size: Option<u64>,
+    /// CPU cores the job needs (a container's CPU quota), e.g. 2 or 0.5 [default: 1].
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// GPUs the job needs, all of one model.
+    #[arg(long)]
+    gpus: Option<u32>,
+    /// The GPU model (the market class name, e.g. NVIDIA-H200) [default: any].
+    #[arg(long, requires = "gpus")]
+    gpu_model: Option<String>,
+    /// The least memory each GPU must have, e.g. "40 GiB".
+    #[arg(long, value_parser = parse_size, requires = "gpus")]
+    gpu_memory: Option<u64>,
     /// An input visible to the job read-only as /input/NAME (repeatable): a file, a
     /// directory (sent as one deterministic tar blob), or `tar:ARCHIVE`.
     #[arg(long = "input", value_name = "NAME=PATH")]
@@ -234,20 +271,34 @@ impl Conn {
 /// temporary directory holding the tar blobs packed from directory inputs and working
 /// trees (keep it until the orders are submitted).
 fn requests(args: &JobArgs) -> anyhow::Result<(String, usize, Vec<JobRequest>, tempfile::TempDir)> {
-    let is_spec = args.target.extension().is_some_and(|e| e == "toml");
+    let target = args
+        .target
+        .as_ref()
+        .or(args.image.as_ref())
+        .context("name a WASI module, a job spec file or --image ARCHIVE")?;
+    let is_spec = target.extension().is_some_and(|e| e == "toml");
     let (name, concurrency, mut requests) = if is_spec {
         let files = args.workdir.is_some() || args.stdin.is_some();
         if !args.inputs.is_empty() || !args.args.is_empty() || !args.env.is_empty() || files {
             bail!(
                 "--input, --workdir, --stdin, --env and job arguments go into the spec file when \
                  running {} (the other flags override the spec for every task)",
-                args.target.display()
+                target.display()
             );
         }
-        let file = JobFile::load(&args.target)?;
+        let file = JobFile::load(target)?;
         (file.name, file.concurrency, file.tasks)
     } else {
-        let mut request = JobRequest::new(&args.target);
+        let mut request = JobRequest::new(target);
+        if args.image.is_some() {
+            request.workload = Workload::Oci(OciJob {
+                entrypoint: None,
+                working_dir: None,
+                network: false,
+                deterministic: true,
+                max_unpacked_bytes: DEFAULT_MAX_IMAGE_BYTES,
+            });
+        }
         request.inputs = args
             .inputs
             .iter()
@@ -275,6 +326,7 @@ fn requests(args: &JobArgs) -> anyhow::Result<(String, usize, Vec<JobRequest>, t
         .context("creating a directory for packed trees")?;
     for request in &mut requests {
         apply_overrides(args, request);
+        apply_container_overrides(args, request)?;
         pack_trees(request, packed.path())?;
         check_files(request)?;
     }
@@ -327,6 +379,10 @@ fn check_files(request: &JobRequest) -> anyhow::Result<()> {
             );
         }
     }
+    if request.workload != Workload::Wasm {
+        // The provider that unpacks the image checks it; its typed failure refunds.
+        return Ok(());
+    }
     let module = std::fs::read(&request.module).with_context(|| {
         format!(
             "{}: reading the module {}",
@@ -372,6 +428,54 @@ fn apply_overrides(args: &JobArgs, request: &mut JobRequest) {
     if let Some(label) = &args.label {
         request.label = label.clone();
     }
+}
+
+/// The container and GPU flags, over what a spec file says.
+fn apply_container_overrides(args: &JobArgs, request: &mut JobRequest) -> anyhow::Result<()> {
+    if let Some(cpus) = args.cpus {
+        if !(cpus > 0.0 && cpus <= 1024.0) {
+            bail!("--cpus {cpus}: expected a number of cores between 0 and 1024");
+        }
+        request.cpu_millis = ((cpus * 1000.0).round() as u64).max(1);
+    }
+    if let Some(count) = args.gpus {
+        request.gpu = (count > 0).then(|| agora_market::GpuDemand {
+            model: args.gpu_model.clone(),
+            min_vram_bytes: args.gpu_memory.unwrap_or(0),
+            count,
+        });
+    }
+    let container_flags = args.entrypoint.is_some()
+        || args.image_workdir.is_some()
+        || args.network
+        || args.nondeterministic
+        || args.max_image_size.is_some();
+    let Workload::Oci(oci) = &mut request.workload else {
+        if container_flags {
+            bail!(
+                "--entrypoint, --image-workdir, --network, --nondeterministic and --max-image-size \
+                 apply to container jobs: name the image with --image ARCHIVE (or `image =` in the spec)"
+            );
+        }
+        return Ok(());
+    };
+    if let Some(program) = &args.entrypoint {
+        oci.entrypoint = Some(vec![program.clone()]);
+    }
+    if let Some(dir) = &args.image_workdir {
+        oci.working_dir = Some(dir.clone());
+    }
+    oci.network |= args.network;
+    if args.nondeterministic {
+        oci.deterministic = false;
+        if args.verify.is_none() {
+            request.verify = agora_proto::VerifyPolicy::None;
+        }
+    }
+    if let Some(size) = args.max_image_size {
+        oci.max_unpacked_bytes = size;
+    }
+    Ok(())
 }
 
 fn split_pair(text: &str, flag: &str, form: &str) -> anyhow::Result<(String, String)> {

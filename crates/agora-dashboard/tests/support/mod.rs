@@ -302,6 +302,7 @@ impl Submitter {
                 args: args.iter().map(|a| a.to_string()).collect(),
                 env: Vec::new(),
                 memory_bytes: 16 << 20,
+                workload: agora_proto::Workload::Wasm,
             },
             demand: Demand {
                 cpu_millis: 1000,

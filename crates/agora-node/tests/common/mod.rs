@@ -246,6 +246,7 @@ pub fn order_verified_by(
             args: Vec::new(),
             env: Vec::new(),
             memory_bytes: 64 << 20,
+            workload: agora_proto::Workload::Wasm,
         },
         demand: Demand {
             cpu_millis: 1_000,
@@ -462,6 +463,7 @@ impl Job {
         let order_id = agora_proto::signed_order_id(&order);
         if behavior == Behavior::JobFails {
             let failure = JobFailure {
+                kind: "trap".into(),
                 order_id,
                 provider: self.key.account(),
                 reason: "wasm trap: unreachable".into(),
@@ -536,6 +538,7 @@ impl Job {
             fuel_used: outcome.fuel_used,
             wall_ms: outcome.wall_time.as_millis() as u64,
             checkpoint: None,
+            metering: None,
         };
         let mut outputs = Vec::new();
         for file in &outcome.outputs {

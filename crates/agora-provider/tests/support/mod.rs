@@ -217,6 +217,7 @@ impl FakeMarket {
                 args: vec!["job".into()],
                 env: vec![],
                 memory_bytes: 16 << 20,
+                workload: agora_proto::Workload::Wasm,
             },
             demand: Demand {
                 cpu_millis: 1000,
