@@ -1,0 +1,125 @@
+//! Agora's OCI image handling: archives, content-addressed layer cache, checked unpacking, rootfs assembly.
+//!
+//! A container job names an image archive instead of a wasm module. The provider agent hands the
+//! archive's bytes (or file) to [`ImageStore::load_archive`] and gets back a [`LoadedImage`]: the
+//! path of a root filesystem to give runc (mounted read-only, shared by every container of the
+//! image) and the [`ImageConfig`] from which [`ImageConfig::process`] derives the argv, env,
+//! working directory and uid:gid of the process, after the job's [`Overrides`].
+//!
+//! # Archives
+//!
+//! Two formats are read, detected by their files: an OCI image layout tarball (`oci-layout`,
+//! `index.json`, `blobs/sha256/…`; the index may point at a manifest directly or through nested
+//! indexes, and the linux/amd64 manifest, or the only one, is taken) and a `docker save` tarball
+//! (`manifest.json` naming the config and layer files). Every blob is checked against what
+//! references it: the manifest against its descriptor in the index (size and sha256), the config
+//! against the manifest (or, for `docker save`, the digest in its file name), each layer against
+//! its manifest descriptor where one exists, and every layer's uncompressed stream against the
+//! config's `rootfs.diff_ids`. Layers may be plain tar or gzip (detected by magic bytes), or
+//! zstd with the `zstd` feature.
+//!
+//! # The store
+//!
+//! [`ImageStore`] keeps verified layer blobs under `blobs/sha256/<hex>` and one assembled rootfs
+//! per image under `rootfs/<chain-hex>/`, named by the OCI ChainID of its layers. Layers are
+//! applied bottom to top into a fresh directory under `tmp/`, which is renamed into place only
+//! when complete: a crash leaves at most a `tmp/` directory (removed by the next
+//! [`ImageStore::open`]), and two processes assembling the same image at once both succeed, the
+//! slower one discarding its copy. The second load of an image reads only its index, manifest
+//! and config and reports `cached: true`. Writes are buffered and not fsynced: a process crash
+//! is covered, a power loss may leave a published rootfs with lost file data (delete the
+//! store's `rootfs/` after an unclean shutdown).
+//!
+//! Every rootfs gets empty mount-point directories `/proc /dev /sys /tmp /input /output` (kept
+//! as they are where the image already has them as directories), so the runtime never needs to
+//! write into a shared rootfs.
+//!
+//! # Hostile layers
+//!
+//! A layer is untrusted input. Entries with absolute names or `..`, symlinks whose relative
+//! target climbs above the root, hard links to anything but an already unpacked regular file,
+//! any entry below a symlink (nothing is ever written or deleted through a symlink; absolute
+//! symlink targets are allowed as links since the container resolves them inside its root),
+//! device nodes and fifos, setuid/setgid bits (unless [`SetuidPolicy::Strip`]), corrupt or
+//! truncated data, digest mismatches, and anything beyond [`ImageLimits`] are refused with a
+//! typed [`ImageError`] whose [`ImageError::kind`] is a stable code for failure reports. A
+//! refused image leaves nothing in the store.
+//!
+//! Unpacked files belong to the user running the store (ownership in the layer is ignored, as
+//! are xattrs such as file capabilities); modes keep their permission and sticky bits; regular
+//! files keep their mtime, directories and symlinks get the time of unpacking.
+//!
+//! # Users
+//!
+//! The config's `User` may be numeric (`uid` or `uid:gid`) or a name: names are resolved in the
+//! image's own `/etc/passwd` and `/etc/group` (read without following symlinks), and a name
+//! with no entry is [`ImageError::UnknownUser`].
+//!
+//! # Building archives
+//!
+//! [`build_oci_archive`] and [`build_docker_archive`] write deterministic archives (sorted
+//! entries, mtime 0, uid/gid 0) from layer tars and an [`ImageConfig`], for tests and sample jobs.
+#![warn(unused_crate_dependencies, missing_docs)]
+
+mod archive;
+mod builder;
+mod config;
+mod digest;
+mod docker;
+mod error;
+mod layer;
+mod oci;
+mod path;
+mod store;
+mod user;
+
+pub use builder::{
+    LayerCompression, build_docker_archive, build_oci_archive, build_oci_archive_with,
+    single_file_layer,
+};
+pub use config::{DEFAULT_PATH, ImageConfig, Overrides, Process};
+pub use error::ImageError;
+pub use store::{ImageStore, LoadedImage};
+
+#[cfg(test)]
+use tempfile as _;
+
+/// What to do with setuid/setgid bits in a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetuidPolicy {
+    /// Refuse the image ([`ImageError::Setuid`]).
+    #[default]
+    Refuse,
+    /// Clear the bits and unpack. Debian and Ubuntu base images carry setuid programs (`su`,
+    /// `passwd`) and setgid directories, so a provider that runs such images chooses this.
+    Strip,
+}
+
+/// Bounds on what an image may cost to load, and the setuid policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Largest archive accepted, in bytes (compressed layers included).
+    pub max_archive_bytes: u64,
+    /// Largest total size of regular files over all layers (and, with 4 KiB per allowed entry
+    /// for headers, of each decompressed layer stream, which stops decompression bombs).
+    pub max_unpacked_bytes: u64,
+    /// Most tar entries, counted over the outer archive and over all layers separately.
+    pub max_entries: u64,
+    /// Most layers.
+    pub max_layers: u32,
+    /// What to do with setuid/setgid bits.
+    pub setuid: SetuidPolicy,
+}
+
+impl Default for ImageLimits {
+    /// 2 GiB archive, 8 GiB unpacked, 500 000 entries, 128 layers, setuid refused.
+    fn default() -> Self {
+        Self {
+            max_archive_bytes: 2 << 30,
+            max_unpacked_bytes: 8 << 30,
+            max_entries: 500_000,
+            max_layers: 128,
+            setuid: SetuidPolicy::Refuse,
+        }
+    }
+}

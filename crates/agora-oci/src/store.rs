@@ -1,0 +1,305 @@
+//! The content-addressed image store: where layer blobs and assembled root filesystems live,
+//! how a rootfs is assembled privately and published with one atomic rename, and how a second
+//! load of the same image is answered from the cache.
+//!
+//! Layout under the store root:
+//! - `blobs/sha256/<hex>`: layers as received (compressed or not), written after they verified;
+//! - `rootfs/<chain-hex>/`: a complete root filesystem, named by the image's OCI ChainID;
+//! - `meta/<chain-hex>.json`: what the assembler measured (`unpacked_bytes`);
+//! - `tmp/<pid>-<n>/`: assemblies in progress; those of dead processes are removed by
+//!   [`ImageStore::open`].
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::archive::{self, ArchiveIndex, ResolvedImage};
+use crate::config::ImageConfig;
+use crate::digest::{self, Digest};
+use crate::error::IoContext;
+use crate::layer::Unpacker;
+use crate::{ImageError, ImageLimits};
+
+/// A directory of verified layer blobs and assembled, shareable root filesystems.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    root: PathBuf,
+}
+
+/// An image ready to run: its root filesystem and config.
+#[derive(Debug, Clone)]
+pub struct LoadedImage {
+    /// The assembled root filesystem. Shared by every container of this image: mount it read-only.
+    pub rootfs: PathBuf,
+    /// The image config, its user resolved to numbers.
+    pub config: ImageConfig,
+    /// The OCI ChainID of the layers, `sha256:<hex>`; names the rootfs.
+    pub chain_id: String,
+    /// Digest of the image config, `sha256:<hex>`: the image's identity.
+    pub config_digest: String,
+    /// Total size of the regular files in all layers.
+    pub unpacked_bytes: u64,
+    /// Whether the rootfs was already in the store (nothing was unpacked).
+    pub cached: bool,
+    /// Time this load took, parsing and verifying included.
+    pub unpack_time: Duration,
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) a store at `root`, removing assemblies left by dead processes.
+    pub fn open(root: &Path) -> Result<Self, ImageError> {
+        for dir in ["blobs/sha256", "rootfs", "meta", "tmp"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).with_path("creating store directory", &path)?;
+        }
+        let store = Self {
+            root: root.to_owned(),
+        };
+        store.remove_stale_tmp()?;
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the rootfs of the image with ChainID `chain_id` (`sha256:<hex>`) lives, if assembled.
+    pub fn rootfs_of(&self, chain_id: &str) -> Option<PathBuf> {
+        let digest = Digest::parse(chain_id).ok()?;
+        let path = self.rootfs_path(&digest);
+        is_real_dir(&path).then_some(path)
+    }
+
+    /// Reads the archive file at `path` (refusing it first if larger than the limit) and loads it.
+    pub fn load_archive_file(
+        &self,
+        path: &Path,
+        limits: &ImageLimits,
+    ) -> Result<LoadedImage, ImageError> {
+        let len = fs::metadata(path)
+            .with_path("reading image archive", path)?
+            .len();
+        if len > limits.max_archive_bytes {
+            return Err(ImageError::TooLarge {
+                what: "archive size",
+                limit: limits.max_archive_bytes,
+            });
+        }
+        let bytes = fs::read(path).with_path("reading image archive", path)?;
+        self.load_archive(&bytes, limits)
+    }
+
+    /// Verifies the archive and returns its image, assembling the rootfs unless it is cached.
+    ///
+    /// On a cache hit only the archive's index, manifest and config are read and verified: the
+    /// cached rootfs is named by the ChainID of the config's diff ids, which the assembler
+    /// checked against the layers when it built it.
+    pub fn load_archive(
+        &self,
+        bytes: &[u8],
+        limits: &ImageLimits,
+    ) -> Result<LoadedImage, ImageError> {
+        let start = Instant::now();
+        if bytes.len() as u64 > limits.max_archive_bytes {
+            return Err(ImageError::TooLarge {
+                what: "archive size",
+                limit: limits.max_archive_bytes,
+            });
+        }
+        let index = ArchiveIndex::parse(bytes, limits.max_entries)?;
+        let image = archive::resolve(&index, limits)?;
+        let chain = digest::chain_id(&image.config.diff_ids)
+            .ok_or_else(|| ImageError::bad_archive("image has no layers"))?;
+        let rootfs = self.rootfs_path(&chain);
+        let cached = is_real_dir(&rootfs);
+        let (unpacked_bytes, user) = if cached {
+            (
+                self.read_meta(&chain),
+                crate::user::resolve(&rootfs, image.config.user_spec.as_deref())?,
+            )
+        } else {
+            self.assemble(&image, &chain, limits)?
+        };
+        Ok(LoadedImage {
+            rootfs,
+            config: ImageConfig {
+                user,
+                ..image.config.image
+            },
+            chain_id: chain.to_string(),
+            config_digest: image.config_digest.to_string(),
+            unpacked_bytes,
+            cached,
+            unpack_time: start.elapsed(),
+        })
+    }
+
+    /// Verifies and unpacks every layer into a private directory, then renames it into place.
+    /// Losing a race to a concurrent assembler of the same image is fine: its result is equal.
+    fn assemble(
+        &self,
+        image: &ResolvedImage<'_>,
+        chain: &Digest,
+        limits: &ImageLimits,
+    ) -> Result<(u64, Option<(u32, u32)>), ImageError> {
+        for (i, layer) in image.layers.iter().enumerate() {
+            if let Some(digest) = &layer.digest {
+                digest.verify(&format!("layer {i}"), layer.bytes)?;
+            }
+        }
+        let tmp = TmpDir::create(&self.root.join("tmp"))?;
+        let mut unpacker = Unpacker::new(&tmp.path, limits);
+        for (i, layer) in image.layers.iter().enumerate() {
+            unpacker.apply(i, layer)?;
+        }
+        let unpacked = unpacker.finish()?;
+        let user = crate::user::resolve(&tmp.path, image.config.user_spec.as_deref())?;
+        self.store_blobs(image)?;
+        self.write_meta(chain, unpacked)?;
+        let target = self.rootfs_path(chain);
+        match fs::rename(&tmp.path, &target) {
+            Ok(()) => tmp.disarm(),
+            Err(_) if is_real_dir(&target) => {} // a concurrent assembler won; `tmp` is removed on drop
+            Err(e) => return Err(ImageError::io("publishing rootfs", &target, e)),
+        }
+        Ok((unpacked, user))
+    }
+
+    fn rootfs_path(&self, chain: &Digest) -> PathBuf {
+        self.root.join("rootfs").join(chain.hex())
+    }
+
+    fn meta_path(&self, chain: &Digest) -> PathBuf {
+        self.root.join("meta").join(format!("{}.json", chain.hex()))
+    }
+
+    /// Keeps each verified layer blob under its digest (skipping ones already kept).
+    fn store_blobs(&self, image: &ResolvedImage<'_>) -> Result<(), ImageError> {
+        for layer in &image.layers {
+            let digest = layer
+                .digest
+                .clone()
+                .unwrap_or_else(|| Digest::of(layer.bytes));
+            let path = self.root.join("blobs/sha256").join(digest.hex());
+            if !path.exists() {
+                self.write_atomically(&path, layer.bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_meta(&self, chain: &Digest, unpacked_bytes: u64) -> Result<(), ImageError> {
+        let meta = serde_json::json!({ "unpacked_bytes": unpacked_bytes });
+        self.write_atomically(&self.meta_path(chain), meta.to_string().as_bytes())
+    }
+
+    /// `unpacked_bytes` recorded at assembly; 0 if the record is missing or unreadable.
+    fn read_meta(&self, chain: &Digest) -> u64 {
+        let meta = fs::read(self.meta_path(chain)).ok();
+        let value: Option<serde_json::Value> = meta.and_then(|m| serde_json::from_slice(&m).ok());
+        value
+            .and_then(|v| v.get("unpacked_bytes")?.as_u64())
+            .unwrap_or(0)
+    }
+
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+        let tmp = self.root.join("tmp").join(unique_name());
+        fs::write(&tmp, bytes).with_path("writing", &tmp)?;
+        fs::rename(&tmp, path).with_path("writing", path)
+    }
+
+    /// Removes `tmp/<pid>-…` entries whose process is gone.
+    fn remove_stale_tmp(&self) -> Result<(), ImageError> {
+        let tmp = self.root.join("tmp");
+        for entry in fs::read_dir(&tmp).with_path("listing", &tmp)? {
+            let entry = entry.with_path("listing", &tmp)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().and_then(|p| p.parse::<i32>().ok());
+            if pid.is_none_or(|pid| !process_alive(pid)) {
+                force_remove(&entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An assembly directory, removed on drop unless disarmed after publishing.
+struct TmpDir {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TmpDir {
+    fn create(parent: &Path) -> Result<Self, ImageError> {
+        let path = parent.join(unique_name());
+        fs::create_dir(&path).with_path("creating assembly directory", &path)?;
+        Ok(Self { path, armed: true })
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if self.armed {
+            force_remove(&self.path);
+        }
+    }
+}
+
+/// `<pid>-<nanos>-<counter>`: unique within the store across processes and threads.
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only asks whether `pid` exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Removes a tree even where unpacking left directories without write permission; never
+/// follows symlinks. Best effort: what cannot be removed stays for the next `open`.
+pub(crate) fn force_remove(path: &Path) {
+    make_writable(path);
+    let _ = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+}
+
+fn make_writable(dir: &Path) {
+    if !is_real_dir(dir) {
+        return;
+    }
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let Ok(children) = fs::read_dir(dir) else {
+        return;
+    };
+    for child in children.flatten() {
+        if child.file_type().is_ok_and(|t| t.is_dir()) {
+            make_writable(&child.path());
+        }
+    }
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
