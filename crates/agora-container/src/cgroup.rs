@@ -9,14 +9,24 @@
 //! largest `memory.current` sampled while the job ran on kernels before 5.19) include the
 //! dead child's. Because the limits sit on our cgroup, the OOM kill counter (v1
 //! `memory.oom_control`, v2 `memory.events`) and the pids-limit counter (`pids.events`)
-//! count there too; on v1 those events are recorded only in the cgroup whose limit was
-//! hit, so a limit in runc's cgroup would have been forgotten with it.
+//! count there too on v2, where events propagate to ancestors.
+//!
+//! Cgroup v1 does not propagate events: an OOM kill and a failed fork are counted only in
+//! the runtime's own cgroup, which vanishes with the container. So on v1 the executor also
+//! (a) registers an eventfd on our cgroup's `memory.oom_control` (`cgroup.event_control`),
+//! which the kernel signals whenever our cgroup, where the memory limit sits, runs out of
+//! memory, however late in the run; and (b) samples the runtime's child cgroup's
+//! `memory.oom_control` and `pids.events` on every poll of the running job and keeps the
+//! largest values. A fork bomb is caught by (b) because it runs until the deadline; a
+//! job that hits the pids limit only in its last few milliseconds may go unnoticed on v1
+//! (it then ends as its exit code says).
 //!
 //! [`JobCgroup::remove`] removes our cgroup and anything the runtime left below it in
 //! every v1 hierarchy (runc creates the parent path in all of them).
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -76,6 +86,12 @@ pub struct JobCgroup {
     relative: String,
     /// The largest `memory.current` seen, for kernels without `memory.peak`.
     sampled_peak: AtomicU64,
+    /// v1: the largest OOM-kill count seen in the runtime's child cgroup.
+    sampled_oom_kills: AtomicU64,
+    /// v1: the largest pids-limit count seen in the runtime's child cgroup.
+    sampled_pids_hits: AtomicU64,
+    /// v1: the eventfd the kernel signals on an OOM of our cgroup.
+    oom_event: Option<OwnedFd>,
 }
 
 impl JobCgroup {
@@ -87,14 +103,19 @@ impl JobCgroup {
         id: &str,
         limits: &ContainerLimits,
     ) -> Result<Self, ContainerError> {
-        let cgroup = JobCgroup {
+        let mut cgroup = JobCgroup {
             version,
             root: root.to_path_buf(),
             relative: format!("{}/{id}", parent.trim_matches('/')),
             sampled_peak: AtomicU64::new(0),
+            sampled_oom_kills: AtomicU64::new(0),
+            sampled_pids_hits: AtomicU64::new(0),
+            oom_event: None,
         };
         let made = match version {
-            CgroupVersion::V1 => cgroup.create_v1(limits),
+            CgroupVersion::V1 => cgroup
+                .create_v1(limits)
+                .and_then(|()| cgroup.register_oom_event()),
             CgroupVersion::V2 => cgroup.create_v2(parent.trim_matches('/'), limits),
         };
         if let Err(e) = made {
@@ -140,6 +161,36 @@ impl JobCgroup {
         write(&self.dir("pids").join("pids.max"), limits.pids)
     }
 
+    /// Asks the kernel to signal an eventfd when our v1 memory cgroup runs out of memory.
+    fn register_oom_event(&mut self) -> Result<(), ContainerError> {
+        let memory = self.dir("memory");
+        let control = fs::File::open(memory.join("memory.oom_control"))
+            .map_err(|e| ContainerError::cgroup("opening memory.oom_control", e))?;
+        // SAFETY: eventfd has no memory-safety preconditions.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(ContainerError::cgroup(
+                "creating an eventfd",
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let event = unsafe { OwnedFd::from_raw_fd(raw) };
+        let line = format!("{} {}", event.as_raw_fd(), control.as_raw_fd());
+        write_str(&memory.join("cgroup.event_control"), &line)?;
+        self.oom_event = Some(event);
+        Ok(())
+    }
+
+    /// How many times the kernel signalled the OOM eventfd (0 without one).
+    fn oom_events(&self) -> u64 {
+        let Some(fd) = &self.oom_event else { return 0 };
+        let mut count = 0u64;
+        // SAFETY: reads 8 bytes into a u64 from a non-blocking eventfd we own.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut count).cast(), 8) };
+        if n == 8 { count } else { 0 }
+    }
+
     fn create_v2(&self, parent: &str, limits: &ContainerLimits) -> Result<(), ContainerError> {
         let parent_dir = self.root.join(parent);
         let dir = self.dir("");
@@ -163,12 +214,24 @@ impl JobCgroup {
         write(&dir.join("pids.max"), limits.pids)
     }
 
-    /// Records `memory.current` for kernels without a high-water mark file; cheap enough
-    /// to call on every poll of the running job.
-    pub fn sample_memory(&self) {
-        if self.version == CgroupVersion::V2 && !self.dir("").join("memory.peak").exists() {
-            let current = read_u64(&self.dir("").join("memory.current")).unwrap_or(0);
-            self.sampled_peak.fetch_max(current, Ordering::Relaxed);
+    /// Records what would otherwise be lost (see the module docs): v2 `memory.current` on
+    /// kernels without `memory.peak`; v1 the runtime's cgroup's OOM kills and pids-limit
+    /// hits. Cheap enough to call on every poll of the running job.
+    pub fn sample(&self) {
+        match self.version {
+            CgroupVersion::V2 => {
+                if !self.dir("").join("memory.peak").exists() {
+                    let current = read_u64(&self.dir("").join("memory.current")).unwrap_or(0);
+                    self.sampled_peak.fetch_max(current, Ordering::Relaxed);
+                }
+            }
+            CgroupVersion::V1 => {
+                let leaf = |c: &str, file: &str| self.dir(c).join(CONTAINER_LEAF).join(file);
+                let oom = read_key(&leaf("memory", "memory.oom_control"), "oom_kill");
+                self.sampled_oom_kills.fetch_max(oom, Ordering::Relaxed);
+                let pids = read_key(&leaf("pids", "pids.events"), "max");
+                self.sampled_pids_hits.fetch_max(pids, Ordering::Relaxed);
+            }
         }
     }
 
@@ -182,11 +245,16 @@ impl JobCgroup {
 
     fn stats_v1(&self) -> CgroupStats {
         let memory = self.dir("memory");
+        let oom_kills = read_key(&memory.join("memory.oom_control"), "oom_kill")
+            .max(self.sampled_oom_kills.load(Ordering::Relaxed))
+            .max(self.oom_events());
+        let pids_limit_hits = read_key(&self.dir("pids").join("pids.events"), "max")
+            .max(self.sampled_pids_hits.load(Ordering::Relaxed));
         CgroupStats {
             cpu_ns: read_u64(&self.dir("cpuacct").join("cpuacct.usage")).unwrap_or(0),
             peak_memory_bytes: read_u64(&memory.join("memory.max_usage_in_bytes")).unwrap_or(0),
-            oom_kills: read_key(&memory.join("memory.oom_control"), "oom_kill"),
-            pids_limit_hits: read_key(&self.dir("pids").join("pids.events"), "max"),
+            oom_kills,
+            pids_limit_hits,
         }
     }
 

@@ -483,7 +483,7 @@ impl Bundle {
                 last_kill = self.keep_killing(pid, last_kill);
             }
             if let Some(cgroup) = &self.cgroup {
-                cgroup.sample_memory();
+                cgroup.sample();
             }
             std::thread::sleep(poll);
             poll = (poll * 2).min(Duration::from_millis(10));

@@ -1,0 +1,363 @@
+//! Real containers: runc (or crun) with a busybox rootfs built from `/bin/busybox`.
+//! Every test skips, saying why, when [`probe`] finds no working runtime (no runc, not
+//! root without user namespaces, no static busybox).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use agora_container::{
+    Calibration, ContainerError, ContainerExecutor, ContainerJob, ContainerLimits, ExecutorConfig,
+    probe, rootfs,
+};
+use agora_core::Hash;
+use agora_exec::Input;
+
+struct Fixture {
+    executor: ContainerExecutor,
+    rootfs: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The shared executor and rootfs, or `None` (with the reason printed) to skip.
+fn fixture() -> Option<&'static Fixture> {
+    static FIXTURE: OnceLock<Option<Fixture>> = OnceLock::new();
+    FIXTURE
+        .get_or_init(|| {
+            let runtime = match probe() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("SKIP: no usable container runtime: {e}");
+                    return None;
+                }
+            };
+            eprintln!("runtime: {runtime:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let rootfs = dir.path().join("rootfs");
+            rootfs::busybox_rootfs(&rootfs, std::path::Path::new(rootfs::DEFAULT_BUSYBOX)).unwrap();
+            Some(Fixture {
+                executor: ContainerExecutor::new(runtime, ExecutorConfig::default()),
+                rootfs,
+                _dir: dir,
+            })
+        })
+        .as_ref()
+}
+
+fn sh(f: &Fixture, script: &str) -> ContainerJob {
+    let mut job = ContainerJob::new(
+        Hash::of(script.as_bytes()),
+        &f.rootfs,
+        vec!["sh".into(), "-c".into(), script.into()],
+    );
+    job.limits.wall_timeout = Duration::from_secs(20);
+    job
+}
+
+macro_rules! fixture_or_skip {
+    () => {
+        match fixture() {
+            Some(f) => f,
+            None => return,
+        }
+    };
+}
+
+#[test]
+fn hello_world_is_reproducible() {
+    let f = fixture_or_skip!();
+    let job = sh(
+        f,
+        "echo hello; echo oops >&2; echo out > /output/a; mkdir /output/d; echo 2 > /output/d/b",
+    );
+    let first = f.executor.run(&job).unwrap();
+    let second = f.executor.run(&job).unwrap();
+    let o = &first.outcome;
+    assert_eq!(o.exit_code, 0, "{}", o.stderr.text());
+    assert_eq!(o.stdout.text(), "hello\n");
+    assert_eq!(o.stderr.text(), "oops\n");
+    let names: Vec<_> = o.outputs.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["a", "d/b"]);
+    assert_eq!(o.outputs[0].data, b"out\n");
+    assert_eq!(o.digest, second.outcome.digest);
+    assert_eq!(
+        o.digest,
+        agora_exec::result_digest(0, b"hello\n", b"oops\n", &o.outputs)
+    );
+    assert_eq!(first.metering.cpu_source, "cgroup");
+}
+
+#[test]
+fn exit_codes_and_stdin_pass_through() {
+    let f = fixture_or_skip!();
+    let mut job = sh(f, "cat; exit 3");
+    job.stdin = Some(b"from stdin".to_vec().into());
+    let run = f.executor.run(&job).unwrap();
+    assert_eq!(run.outcome.exit_code, 3);
+    assert_eq!(run.outcome.stdout.text(), "from stdin");
+}
+
+#[test]
+fn inputs_are_readable_and_read_only() {
+    let f = fixture_or_skip!();
+    let mut job = sh(
+        f,
+        "cat /input/data; cat /input/tree/x; echo hack > /input/data && echo WROTE; echo y > /input/new && echo CREATED; true",
+    );
+    job.inputs = vec![Input::new("data", b"DATA\n".to_vec())];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x"), b"TREE\n").unwrap();
+    job.trees = vec![Input::new(
+        "tree",
+        agora_exec::tree::pack_dir(dir.path()).unwrap(),
+    )];
+    let run = f.executor.run(&job).unwrap();
+    let out = run.outcome.stdout.text();
+    assert_eq!(out, "DATA\nTREE\n", "stderr: {}", run.outcome.stderr.text());
+    assert!(
+        run.outcome.stderr.text().contains("Read-only"),
+        "{}",
+        run.outcome.stderr.text()
+    );
+}
+
+#[test]
+fn rootfs_is_read_only_and_tmp_is_writable() {
+    let f = fixture_or_skip!();
+    let job = sh(
+        f,
+        "echo x > /bin/evil && echo WROTE; echo t > /tmp/t && cat /tmp/t",
+    );
+    let run = f.executor.run(&job).unwrap();
+    assert_eq!(run.outcome.stdout.text(), "t\n");
+    assert!(run.outcome.stderr.text().contains("Read-only"));
+    assert!(!f.rootfs.join("bin/evil").exists());
+}
+
+#[test]
+fn no_network_reaches_the_host() {
+    let f = fixture_or_skip!();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let script = format!(
+        "ip -o link | cut -d: -f2; echo hi | nc -w 2 127.0.0.1 {port} && echo CONNECTED; \
+         wget -T 2 -q -O- http://127.0.0.1:{port}/ && echo FETCHED; true"
+    );
+    let run = f.executor.run(&sh(f, &script)).unwrap();
+    let out = run.outcome.stdout.text();
+    assert!(
+        !out.contains("CONNECTED") && !out.contains("FETCHED"),
+        "{out}"
+    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"], "{out}");
+    assert!(
+        listener.accept().is_err(),
+        "the host listener saw a connection"
+    );
+}
+
+#[test]
+fn memory_bomb_is_a_memory_limit() {
+    let f = fixture_or_skip!();
+    let mut job = sh(
+        f,
+        "head -c 500m /dev/zero | tail -c 400m > /dev/null; echo survived",
+    );
+    job.limits.memory_bytes = 32 << 20;
+    let start = Instant::now();
+    let err = f.executor.run(&job).unwrap_err();
+    assert_eq!(err.kind(), "memory_limit", "{err}");
+    assert!(err.is_job_fault());
+    assert!(start.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn fork_bomb_ends_within_the_deadline() {
+    let f = fixture_or_skip!();
+    let mut job = sh(f, "b() { b | b & }; b; sleep 30");
+    job.limits.pids = 16;
+    job.limits.wall_timeout = Duration::from_secs(3);
+    let start = Instant::now();
+    let result = f.executor.run(&job);
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
+    match result {
+        Err(ContainerError::PidsLimit { limit: 16, .. }) => {}
+        Err(e) => panic!("expected pids_limit, got {}: {e}", e.kind()),
+        Ok(run) => assert_ne!(run.outcome.exit_code, 0),
+    }
+}
+
+#[test]
+fn huge_output_is_an_output_limit_fast() {
+    let f = fixture_or_skip!();
+    let mut job = sh(
+        f,
+        "dd if=/dev/zero of=/output/big bs=1M count=10240; exit 0",
+    );
+    job.limits.output_bytes = 8 << 20;
+    let start = Instant::now();
+    let err = f.executor.run(&job).unwrap_err();
+    assert_eq!(err.kind(), "output_limit", "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        err.partial()
+            .unwrap()
+            .stderr
+            .text()
+            .contains("No space left")
+    );
+}
+
+#[test]
+fn symlink_outputs_are_refused() {
+    let f = fixture_or_skip!();
+    let err = f
+        .executor
+        .run(&sh(f, "ln -s /etc/passwd /output/p"))
+        .unwrap_err();
+    assert_eq!(err.kind(), "output_symlink", "{err}");
+}
+
+#[test]
+fn wall_deadline_is_a_timeout() {
+    let f = fixture_or_skip!();
+    let mut job = sh(f, "echo started; sleep 30");
+    job.limits.wall_timeout = Duration::from_millis(500);
+    let start = Instant::now();
+    let err = f.executor.run(&job).unwrap_err();
+    assert_eq!(err.kind(), "timeout", "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert_eq!(err.partial().unwrap().stdout.text(), "started\n");
+}
+
+#[test]
+fn cancellation_stops_the_container() {
+    let f = fixture_or_skip!();
+    let job = sh(f, "sleep 30");
+    let token = job.cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        token.cancel();
+    });
+    let start = Instant::now();
+    let err = f.executor.run(&job).unwrap_err();
+    canceller.join().unwrap();
+    assert_eq!(err.kind(), "cancelled", "{err}");
+    assert!(!err.is_job_fault());
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn seccomp_denies_unshare() {
+    let f = fixture_or_skip!();
+    let run = f
+        .executor
+        .run(&sh(
+            f,
+            "unshare -U true && echo UNSHARED; unshare -n true && echo NET",
+        ))
+        .unwrap();
+    assert_eq!(
+        run.outcome.stdout.text(),
+        "",
+        "{}",
+        run.outcome.stderr.text()
+    );
+    assert!(
+        run.outcome
+            .stderr
+            .text()
+            .contains("Operation not permitted")
+    );
+}
+
+#[test]
+fn capabilities_are_dropped() {
+    let f = fixture_or_skip!();
+    let script = "mknod /tmp/null c 1 3 && echo MKNOD; echo x > /tmp/f; chown 1:1 /tmp/f && echo CHOWN; \
+                  grep CapEff /proc/self/status";
+    let run = f.executor.run(&sh(f, script)).unwrap();
+    let out = run.outcome.stdout.text();
+    assert!(!out.contains("MKNOD") && !out.contains("CHOWN"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+}
+
+#[test]
+fn cpu_time_is_metered_and_converted() {
+    let f = fixture_or_skip!();
+    // A busy shell loop of about 0.3 s of CPU on this kind of machine.
+    let mut job = sh(f, "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done");
+    job.limits.cpu_millis = 0;
+    job.calibration = Calibration::fixed(2_000_000_000);
+    let run = f.executor.run(&job).unwrap();
+    let m = &run.metering;
+    assert!(
+        (100_000_000..3_000_000_000).contains(&m.cpu_ns),
+        "cpu_ns {} (wall {} ms)",
+        m.cpu_ns,
+        m.wall_ms
+    );
+    // One process, so its CPU time cannot much exceed the wall-clock time.
+    assert!(m.cpu_ns / 1_000_000 <= m.wall_ms + 50, "{m:?}");
+    assert_eq!(run.outcome.fuel_used.0, (u128::from(m.cpu_ns) * 2) as u64);
+    assert!(m.peak_memory_bytes > 0);
+    assert_eq!(
+        run.outcome.compute_units,
+        run.outcome.fuel_used.as_compute_units_f64()
+    );
+}
+
+#[test]
+fn a_missing_program_fails_to_start() {
+    let f = fixture_or_skip!();
+    let job = ContainerJob::new(Hash::ZERO, &f.rootfs, vec!["/no/such/program".into()]);
+    let err = f.executor.run(&job).unwrap_err();
+    assert_eq!(err.kind(), "start_failed", "{err}");
+    assert!(err.is_job_fault());
+}
+
+#[test]
+fn stdout_is_bounded() {
+    let f = fixture_or_skip!();
+    let mut job = sh(f, "head -c 100000 /dev/zero");
+    job.limits = ContainerLimits {
+        stdout_bytes: 1000,
+        ..job.limits
+    };
+    let run = f.executor.run(&job).unwrap();
+    assert!(run.outcome.stdout.truncated);
+    assert_eq!(run.outcome.stdout.total_bytes, 100_000);
+    let mut tail = String::new();
+    (&run.outcome.stdout.data[1000..])
+        .read_to_string(&mut tail)
+        .unwrap();
+    assert!(tail.contains("truncated: 1000 of 100000"));
+    let _ = std::io::sink().write(b"");
+}
+
+#[test]
+fn nothing_is_left_behind() {
+    let f = fixture_or_skip!();
+    let run = f.executor.run(&sh(f, "true")).unwrap();
+    assert_eq!(run.outcome.exit_code, 0);
+    let work = ExecutorConfig::default().work_dir;
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("agora-") && n.contains(&format!("-{}-", std::process::id())))
+        .collect();
+    // Other tests of this process may be running: only check that our id is gone.
+    assert!(
+        left.iter().all(|n| !n.ends_with("-0")) || left.len() < 16,
+        "{left:?}"
+    );
+}
