@@ -149,9 +149,111 @@ fn wait_with_timeout(
     }
 }
 
+/// Where two detections of the same machine disagree (e.g. NVML against `nvidia-smi`),
+/// one sentence per difference; empty when they agree. Memory is compared in whole MiB,
+/// the unit `nvidia-smi` reports.
+pub fn compare_detections(a: &Detection, b: &Detection) -> Vec<String> {
+    let mut differences = Vec::new();
+    if a.gpus.len() != b.gpus.len() {
+        differences.push(format!("{} GPUs against {}", a.gpus.len(), b.gpus.len()));
+    }
+    for (x, y) in a.gpus.iter().zip(&b.gpus) {
+        let mut differ = |what: &str, l: String, r: String| {
+            if l != r {
+                differences.push(format!("GPU {} {what}: {l:?} against {r:?}", x.index));
+            }
+        };
+        differ("index", x.index.to_string(), y.index.to_string());
+        differ("uuid", x.uuid.clone(), y.uuid.clone());
+        differ("model", x.model.clone(), y.model.clone());
+        differ(
+            "memory MiB",
+            (x.memory_bytes >> 20).to_string(),
+            (y.memory_bytes >> 20).to_string(),
+        );
+        differ(
+            "PCI bus id",
+            x.pci_bus_id.to_ascii_lowercase(),
+            y.pci_bus_id.to_ascii_lowercase(),
+        );
+        differ(
+            "compute capability",
+            format!("{:?}", x.compute_capability),
+            format!("{:?}", y.compute_capability),
+        );
+        differ(
+            "minor number",
+            format!("{:?}", x.minor_number),
+            format!("{:?}", y.minor_number),
+        );
+        differ(
+            "MIG mode",
+            format!("{:?}", x.mig_mode),
+            format!("{:?}", y.mig_mode),
+        );
+    }
+    for (what, l, r) in [
+        ("driver", &a.driver_version, &b.driver_version),
+        ("CUDA", &a.cuda_version, &b.cuda_version),
+    ] {
+        if l != r {
+            differences.push(format!("{what} version {l:?} against {r:?}"));
+        }
+    }
+    differences
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smi::{merge_xml, parse_smi_xml};
+    use crate::types::MigMode;
+
+    fn recorded_h200() -> Detection {
+        let fields = [
+            "index",
+            "uuid",
+            "name",
+            "memory.total",
+            "memory.used",
+            "driver_version",
+            "pci.bus_id",
+            "compute_cap",
+            "power.draw",
+            "power.limit",
+            "clocks.max.sm",
+        ];
+        let csv = include_str!("../tests/fixtures/h200-query.csv");
+        let xml = parse_smi_xml(include_str!("../tests/fixtures/h200-nvidia-smi-q.xml"));
+        let mut gpus = parse_query_csv(&fields, csv).unwrap().gpus;
+        merge_xml(&mut gpus, &xml);
+        Detection {
+            gpus,
+            driver_version: xml.driver_version,
+            cuda_version: xml.cuda_version,
+            source: DetectionSource::NvidiaSmi,
+            why_none: None,
+            nvml_error: None,
+        }
+    }
+
+    #[test]
+    fn identical_detections_agree_and_differences_are_named() {
+        let smi = recorded_h200();
+        assert_eq!(smi.gpus[0].minor_number, Some(0));
+        let mut nvml = smi.clone();
+        nvml.source = DetectionSource::Nvml;
+        // NVML reports bytes; the same MiB count agrees.
+        nvml.gpus[0].memory_bytes += 1000;
+        assert!(compare_detections(&nvml, &smi).is_empty());
+        nvml.gpus[0].mig_mode = MigMode::Enabled;
+        nvml.cuda_version = Some("12.8".into());
+        let differences = compare_detections(&nvml, &smi);
+        assert_eq!(differences.len(), 2, "{differences:?}");
+        assert!(differences[0].contains("MIG mode"));
+        nvml.gpus.clear();
+        assert!(compare_detections(&nvml, &smi)[0].contains("0 GPUs against 1"));
+    }
 
     #[test]
     fn detection_never_fails_and_explains_an_empty_answer() {
