@@ -13,7 +13,9 @@
 #                          exposure of GPU 0, CDI availability and the TFLOPS benchmark
 #   gpu_report.stderr      its standard error
 #   nvidia-smi.txt, nvidia-smi-q.xml, query.csv (the exact query agora-gpu runs),
-#   query-minimal.csv, L.txt, ldconfig-p.txt, dev-nvidia.txt, env.txt
+#   ldconfig-p.txt, dev-nvidia.txt, env.txt (machine facts, nvidia-smi -L, the minimal
+#   query, ldd of the binary)
+# Eight files at most: the device runner returns no more than that.
 # and prints a short summary. Exits non-zero only if the report could not be produced.
 set -u
 BIN=${1:-target/release/examples/gpu_report}
@@ -27,9 +29,10 @@ MINIMAL=index,uuid,name,memory.total,pci.bus_id,driver_version
   > "$OUT/env.txt" 2>&1
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 nvidia-smi -q -x > "$OUT/nvidia-smi-q.xml" 2>&1
-nvidia-smi -L > "$OUT/L.txt" 2>&1
 nvidia-smi --query-gpu=$QUERY --format=csv,noheader,nounits > "$OUT/query.csv" 2>&1
-nvidia-smi --query-gpu=$MINIMAL --format=csv,noheader,nounits > "$OUT/query-minimal.csv" 2>&1
+{ echo "## nvidia-smi -L"; nvidia-smi -L
+  echo "## nvidia-smi --query-gpu=$MINIMAL --format=csv,noheader,nounits"
+  nvidia-smi --query-gpu=$MINIMAL --format=csv,noheader,nounits; } >> "$OUT/env.txt" 2>&1
 ldconfig -p > "$OUT/ldconfig-p.txt" 2>&1
 ls -la /dev/nvidia* > "$OUT/dev-nvidia.txt" 2>&1
 { command -v nvidia-ctk; ls /etc/cdi /var/run/cdi; } >> "$OUT/env.txt" 2>&1
