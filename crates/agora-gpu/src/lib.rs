@@ -1,7 +1,7 @@
 //! Agora's GPU support for providers: what GPUs a machine has, which of them a job gets,
 //! how a container sees only those, and how fast they are.
 //!
-//! - [`detect`] (module [`detect`](mod@detect)): lists the GPUs through NVML
+//! - [`detect()`] (module [`detect`](mod@detect)): lists the GPUs through NVML
 //!   ([`nvml`], the `nvml-wrapper` crate, which loads `libnvidia-ml.so.1` at run time) and
 //!   falls back to parsing `nvidia-smi` ([`smi`], pure parsers tested on recorded output).
 //!   A machine without GPUs or drivers gets an empty [`Detection`] that says why, never an
@@ -10,7 +10,7 @@
 //!   typed [`PlacementRefusal`] usable in the market's "why no match".
 //! - [`container_devices`] (module [`container`]): device nodes, read-only driver mounts
 //!   and environment that expose the assigned GPUs, and only those, to a container.
-//! - [`measure_tflops`] (module [`bench`]): cuBLAS SGEMM/HGEMM throughput, run once at
+//! - [`measure_tflops`] (module [`bench`](mod@bench)): cuBLAS SGEMM/HGEMM throughput, run once at
 //!   provider start; CUDA is loaded at run time, so this crate builds and tests without it.
 //! - [`offers`] (module [`offer`]): the GPU groups a provider advertises in its asks.
 //!

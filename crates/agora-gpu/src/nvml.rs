@@ -1,5 +1,5 @@
 //! GPU detection through NVML (`nvml-wrapper`, which loads `libnvidia-ml.so.1` at run
-//! time): the first choice of [`crate::detect`], since it needs no process and no parsing.
+//! time): the first choice of [`crate::detect()`], since it needs no process and no parsing.
 
 use nvml_wrapper::Nvml;
 use nvml_wrapper::error::NvmlError;

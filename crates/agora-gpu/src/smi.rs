@@ -11,7 +11,7 @@
 
 use crate::types::{GpuInfo, MigMode, class_model};
 
-/// The fields [`crate::detect`] asks `nvidia-smi --query-gpu` for, in this order.
+/// The fields [`crate::detect()`] asks `nvidia-smi --query-gpu` for, in this order.
 pub const QUERY_FIELDS: &[&str] = &[
     "index",
     "uuid",
