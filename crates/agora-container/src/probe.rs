@@ -147,7 +147,7 @@ impl Default for ProbeOptions {
     fn default() -> Self {
         ProbeOptions {
             candidates: Vec::new(),
-            busybox: PathBuf::from(rootfs::DEFAULT_BUSYBOX),
+            busybox: rootfs::default_busybox(),
             config: ExecutorConfig::default(),
         }
     }
@@ -315,7 +315,7 @@ mod tests {
             candidates: vec!["/nonexistent/runc".into()],
             ..ProbeOptions::default()
         };
-        if !Path::new(rootfs::DEFAULT_BUSYBOX).exists() {
+        if !rootfs::default_busybox().exists() {
             return;
         }
         let err = probe_with(&options).unwrap_err();

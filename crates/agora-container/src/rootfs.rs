@@ -14,6 +14,14 @@ pub const MOUNT_POINTS: [&str; 6] = ["proc", "dev", "sys", "tmp", "input", "outp
 /// Where Debian's `busybox-static` puts the binary.
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
 
+/// The busybox to use: `$AGORA_BUSYBOX` when set (hosts without busybox-static, where one
+/// is carried in), else [`DEFAULT_BUSYBOX`].
+pub fn default_busybox() -> std::path::PathBuf {
+    std::env::var_os("AGORA_BUSYBOX")
+        .map(Into::into)
+        .unwrap_or_else(|| DEFAULT_BUSYBOX.into())
+}
+
 /// Applets linked when `busybox --list` cannot be asked.
 const FALLBACK_APPLETS: [&str; 12] = [
     "sh", "true", "false", "echo", "cat", "ls", "dd", "head", "tail", "sleep", "id", "unshare",

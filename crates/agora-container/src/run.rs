@@ -82,6 +82,9 @@ pub struct Metering {
     pub pids_limit_hits: u64,
     /// `cgroup`, or `rusage` when the job had no cgroup (rootless).
     pub cpu_source: String,
+    /// Milliseconds from spawning the runtime to the job's first byte of stdout (start
+    /// latency as a buyer sees it), if it wrote any.
+    pub first_stdout_ms: Option<f64>,
 }
 
 /// A job that ran to completion (any exit code).
@@ -115,6 +118,7 @@ struct Waited {
     exit_code: i32,
     rusage_cpu_ns: u64,
     wall: Duration,
+    first_stdout: Option<Duration>,
 }
 
 impl ContainerExecutor {
@@ -141,13 +145,15 @@ impl ContainerExecutor {
         let id = self.container_id(job);
         let mut bundle = Bundle::new(&self.runtime, &self.config, &id)?;
         self.prepare(job, &mut bundle)?;
+        let spawned = Instant::now();
         let mut child = bundle.spawn(job)?;
         let stdout = capture(child.stdout.take(), job.limits.stdout_bytes);
         let stderr = capture(child.stderr.take(), job.limits.stderr_bytes);
         feed_stdin(child.stdin.take(), job.stdin.clone());
-        let waited = bundle.wait(&child, job);
-        let stdout = finish(stdout, "stdout");
-        let stderr = finish(stderr, "stderr");
+        let mut waited = bundle.wait(&child, job);
+        let (stdout, first) = finish(stdout, "stdout");
+        waited.first_stdout = first.map(|t| t.saturating_duration_since(spawned));
+        let (stderr, _) = finish(stderr, "stderr");
         let stats = bundle.cgroup.as_ref().map(JobCgroup::stats);
         let result = self.conclude(job, &bundle, &waited, stats, stdout, stderr);
         drop(bundle);
@@ -250,6 +256,7 @@ impl ContainerExecutor {
             fuel_per_cpu_second: job.calibration.fuel_per_cpu_second,
             pids_limit_hits: stats.pids_limit_hits,
             cpu_source: if has_cgroup { "cgroup" } else { "rusage" }.into(),
+            first_stdout_ms: waited.first_stdout.map(|d| d.as_secs_f64() * 1000.0),
         };
         let outcome = outcome(job, waited, stdout, stderr, outputs, fuel, &metering);
         Ok(ContainerRun { outcome, metering })
@@ -470,6 +477,7 @@ impl Bundle {
                     exit_code: exit_code(status),
                     rusage_cpu_ns: cpu_ns,
                     wall: start.elapsed(),
+                    first_stdout: None,
                 };
             }
             if ending == Ending::Exited {
@@ -568,34 +576,36 @@ fn exit_code(status: i32) -> i32 {
     }
 }
 
+/// What a capture thread read: the kept bytes, the total, and when the first byte came.
+type Capture = (Vec<u8>, u64, Option<Instant>);
+
 /// Reads a stream to its end, keeping the first `cap` bytes and counting the rest.
-fn capture<R: Read + Send + 'static>(
-    stream: Option<R>,
-    cap: u64,
-) -> Option<JoinHandle<(Vec<u8>, u64)>> {
+fn capture<R: Read + Send + 'static>(stream: Option<R>, cap: u64) -> Option<JoinHandle<Capture>> {
     let mut stream = stream?;
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     Some(std::thread::spawn(move || {
         let mut kept = Vec::new();
         let mut total = 0u64;
+        let mut first = None;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match stream.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    first.get_or_insert_with(Instant::now);
                     total += n as u64;
                     let room = cap.saturating_sub(kept.len()).min(n);
                     kept.extend_from_slice(&buf[..room]);
                 }
             }
         }
-        (kept, total)
+        (kept, total, first)
     }))
 }
 
-fn finish(handle: Option<JoinHandle<(Vec<u8>, u64)>>, stream: &str) -> Captured {
-    let (kept, total) = handle.and_then(|h| h.join().ok()).unwrap_or_default();
-    Captured::new(stream, kept, total)
+fn finish(handle: Option<JoinHandle<Capture>>, stream: &str) -> (Captured, Option<Instant>) {
+    let (kept, total, first) = handle.and_then(|h| h.join().ok()).unwrap_or_default();
+    (Captured::new(stream, kept, total), first)
 }
 
 /// Writes the job's stdin on its own thread (a job that never reads must not block us),
@@ -622,7 +632,8 @@ mod tests {
     #[test]
     fn capture_keeps_the_head_and_counts_all() {
         let data: &'static [u8] = b"hello world";
-        let c = finish(capture(Some(data), 5), "stdout");
+        let (c, first) = finish(capture(Some(data), 5), "stdout");
+        assert!(first.is_some());
         assert!(c.truncated);
         assert_eq!(c.total_bytes, 11);
         assert!(c.data.starts_with(b"hello\n[agora: stdout truncated"));

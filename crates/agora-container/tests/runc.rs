@@ -36,7 +36,7 @@ fn fixture() -> Option<&'static Fixture> {
             eprintln!("runtime: {runtime:?}");
             let dir = tempfile::tempdir().unwrap();
             let rootfs = dir.path().join("rootfs");
-            rootfs::busybox_rootfs(&rootfs, std::path::Path::new(rootfs::DEFAULT_BUSYBOX)).unwrap();
+            rootfs::busybox_rootfs(&rootfs, &rootfs::default_busybox()).unwrap();
             Some(Fixture {
                 executor: ContainerExecutor::new(runtime, ExecutorConfig::default()),
                 rootfs,
