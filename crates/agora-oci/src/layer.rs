@@ -474,8 +474,8 @@ impl<'l> Unpacker<'l> {
         result.with_path("removing", &full)
     }
 
-    /// Adds the runtime's mount points, applies directory modes; returns the unpacked bytes.
-    pub(crate) fn finish(mut self) -> Result<u64, ImageError> {
+    /// Adds the runtime's mount points, applies directory modes; returns what was unpacked.
+    pub(crate) fn finish(mut self) -> Result<Measured, ImageError> {
         for (name, mode) in MOUNT_POINTS {
             let full = self.root.join(name);
             if !is_real_dir(&full) {
@@ -485,7 +485,38 @@ impl<'l> Unpacker<'l> {
             }
         }
         apply_dir_modes(&self.root, Path::new(""), &self.dir_modes)?;
-        Ok(self.bytes)
+        Ok(Measured {
+            unpacked_bytes: self.bytes,
+            entries: self.entries,
+        })
+    }
+}
+
+/// What assembling an image's rootfs unpacked, kept with the rootfs so that a cached load
+/// enforces the same limits as the first one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Measured {
+    /// Total size of regular files over all layers.
+    pub unpacked_bytes: u64,
+    /// Tar entries over all layers.
+    pub entries: u64,
+}
+
+impl Measured {
+    /// Refuses what exceeds `limits` (a cached image loaded under smaller limits).
+    pub(crate) fn check(&self, limits: &ImageLimits) -> Result<(), ImageError> {
+        if self.unpacked_bytes > limits.max_unpacked_bytes {
+            return Err(ImageError::TooLarge {
+                what: "unpacked size",
+                limit: limits.max_unpacked_bytes,
+            });
+        }
+        if self.entries > limits.max_entries {
+            return Err(ImageError::TooManyEntries {
+                limit: limits.max_entries,
+            });
+        }
+        Ok(())
     }
 }
 

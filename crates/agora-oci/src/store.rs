@@ -5,7 +5,8 @@
 //! Layout under the store root:
 //! - `blobs/sha256/<hex>`: layers as received (compressed or not), written after they verified;
 //! - `rootfs/<chain-hex>/`: a complete root filesystem, named by the image's OCI ChainID;
-//! - `meta/<chain-hex>.json`: what the assembler measured (`unpacked_bytes`);
+//! - `meta/<chain-hex>.json`: what the assembler measured (unpacked bytes and entries), so a
+//!   cached load enforces the caller's limits like a cold one;
 //! - `tmp/<pid>-<n>/`: assemblies in progress; those of dead processes are removed by
 //!   [`ImageStore::open`].
 
@@ -19,7 +20,7 @@ use crate::archive::{self, ArchiveIndex, ResolvedImage};
 use crate::config::ImageConfig;
 use crate::digest::{self, Digest};
 use crate::error::IoContext;
-use crate::layer::Unpacker;
+use crate::layer::{Measured, Unpacker};
 use crate::{ImageError, ImageLimits};
 
 /// A directory of verified layer blobs and assembled, shareable root filesystems.
@@ -115,11 +116,11 @@ impl ImageStore {
             .ok_or_else(|| ImageError::bad_archive("image has no layers"))?;
         let rootfs = self.rootfs_path(&chain);
         let cached = is_real_dir(&rootfs);
-        let (unpacked_bytes, user) = if cached {
-            (
-                self.read_meta(&chain),
-                crate::user::resolve(&rootfs, image.config.user_spec.as_deref())?,
-            )
+        let (measured, user) = if cached {
+            let measured = self.read_meta(&chain);
+            measured.check(limits)?;
+            let user = crate::user::resolve(&rootfs, image.config.user_spec.as_deref())?;
+            (measured, user)
         } else {
             self.assemble(&image, &chain, limits)?
         };
@@ -131,7 +132,7 @@ impl ImageStore {
             },
             chain_id: chain.to_string(),
             config_digest: image.config_digest.to_string(),
-            unpacked_bytes,
+            unpacked_bytes: measured.unpacked_bytes,
             cached,
             unpack_time: start.elapsed(),
         })
@@ -144,7 +145,7 @@ impl ImageStore {
         image: &ResolvedImage<'_>,
         chain: &Digest,
         limits: &ImageLimits,
-    ) -> Result<(u64, Option<(u32, u32)>), ImageError> {
+    ) -> Result<(Measured, Option<(u32, u32)>), ImageError> {
         for (i, layer) in image.layers.iter().enumerate() {
             // An uncompressed layer's digest is its diff id, which unpacking checks anyway.
             match &layer.digest {
@@ -159,17 +160,17 @@ impl ImageStore {
         for (i, layer) in image.layers.iter().enumerate() {
             unpacker.apply(i, layer)?;
         }
-        let unpacked = unpacker.finish()?;
+        let measured = unpacker.finish()?;
         let user = crate::user::resolve(&tmp.path, image.config.user_spec.as_deref())?;
         self.store_blobs(image)?;
-        self.write_meta(chain, unpacked)?;
+        self.write_meta(chain, &measured)?;
         let target = self.rootfs_path(chain);
         match fs::rename(&tmp.path, &target) {
             Ok(()) => tmp.disarm(),
             Err(_) if is_real_dir(&target) => {} // a concurrent assembler won; `tmp` is removed on drop
             Err(e) => return Err(ImageError::io("publishing rootfs", &target, e)),
         }
-        Ok((unpacked, user))
+        Ok((measured, user))
     }
 
     fn rootfs_path(&self, chain: &Digest) -> PathBuf {
@@ -195,18 +196,16 @@ impl ImageStore {
         Ok(())
     }
 
-    fn write_meta(&self, chain: &Digest, unpacked_bytes: u64) -> Result<(), ImageError> {
-        let meta = serde_json::json!({ "unpacked_bytes": unpacked_bytes });
-        self.write_atomically(&self.meta_path(chain), meta.to_string().as_bytes())
+    fn write_meta(&self, chain: &Digest, measured: &Measured) -> Result<(), ImageError> {
+        let meta = serde_json::to_vec(measured).unwrap_or_default();
+        self.write_atomically(&self.meta_path(chain), &meta)
     }
 
-    /// `unpacked_bytes` recorded at assembly; 0 if the record is missing or unreadable.
-    fn read_meta(&self, chain: &Digest) -> u64 {
+    /// What the assembler recorded; zeros if the record is missing or unreadable.
+    fn read_meta(&self, chain: &Digest) -> Measured {
         let meta = fs::read(self.meta_path(chain)).ok();
-        let value: Option<serde_json::Value> = meta.and_then(|m| serde_json::from_slice(&m).ok());
-        value
-            .and_then(|v| v.get("unpacked_bytes")?.as_u64())
-            .unwrap_or(0)
+        meta.and_then(|m| serde_json::from_slice(&m).ok())
+            .unwrap_or_default()
     }
 
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), ImageError> {

@@ -341,3 +341,68 @@ fn set_user(files: &mut std::collections::BTreeMap<String, Vec<u8>>, user: &str)
     files.insert(blob_name(&manifest), manifest);
     files.insert("index.json".into(), index.to_string().into_bytes());
 }
+
+/// Replaces every `layer.tar` of a docker save archive with `encode(layer)`; the diff ids
+/// (digests of the uncompressed tars) stay valid.
+fn recompress_docker_layers(archive: &[u8], encode: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    rewrite(archive, |files| {
+        for (name, data) in files.iter_mut() {
+            if name.ends_with("/layer.tar") {
+                *data = encode(data);
+            }
+        }
+    })
+}
+
+#[test]
+fn docker_save_with_gzip_layers_detected_by_magic() {
+    use std::io::Write;
+    let archive = recompress_docker_layers(
+        &build_docker_archive(&sample_layers(), &sample_config()),
+        |tar| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(tar).unwrap();
+            gz.finish().unwrap()
+        },
+    );
+    let (_dir, store) = store();
+    check_sample_rootfs(
+        &store
+            .load_archive(&archive, &ImageLimits::default())
+            .unwrap(),
+    );
+}
+
+#[cfg(feature = "zstd")]
+#[test]
+fn zstd_layers_round_trip() {
+    let archive = recompress_docker_layers(
+        &build_docker_archive(&sample_layers(), &sample_config()),
+        |tar| zstd::encode_all(tar, 3).unwrap(),
+    );
+    let (_dir, store) = store();
+    check_sample_rootfs(
+        &store
+            .load_archive(&archive, &ImageLimits::default())
+            .unwrap(),
+    );
+}
+
+#[cfg(not(feature = "zstd"))]
+#[test]
+fn zstd_layers_need_the_feature() {
+    let archive = recompress_docker_layers(
+        &build_docker_archive(&sample_layers(), &sample_config()),
+        |tar| {
+            let mut zstd_magic = vec![0x28, 0xb5, 0x2f, 0xfd];
+            zstd_magic.extend_from_slice(tar);
+            zstd_magic
+        },
+    );
+    let (_dir, store) = store();
+    let err = store
+        .load_archive(&archive, &ImageLimits::default())
+        .unwrap_err();
+    assert_eq!(err.kind(), "unsupported_media_type");
+    assert_nothing_cached(&store);
+}

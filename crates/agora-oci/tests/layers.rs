@@ -217,3 +217,35 @@ fn open_removes_assemblies_of_dead_processes() {
     assert!(!stale.exists());
     assert!(live.exists(), "an assembly of a live process is left alone");
 }
+
+#[test]
+fn cached_image_still_obeys_smaller_limits() {
+    let layer = Layer::new()
+        .file("a", &[1u8; 100_000], 0o644)
+        .file("b", b"b", 0o644)
+        .build();
+    let archive = build_oci_archive(&[layer], &cmd(&["x"]));
+    let (_dir, store) = store();
+    assert!(
+        !store
+            .load_archive(&archive, &ImageLimits::default())
+            .unwrap()
+            .cached
+    );
+    let small = ImageLimits {
+        max_unpacked_bytes: 50_000,
+        ..Default::default()
+    };
+    assert_eq!(
+        store.load_archive(&archive, &small).unwrap_err().kind(),
+        "too_large"
+    );
+    let few = ImageLimits {
+        max_entries: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        store.load_archive(&archive, &few).unwrap_err().kind(),
+        "too_many_entries"
+    );
+}
