@@ -361,3 +361,102 @@ fn nothing_is_left_behind() {
         "{left:?}"
     );
 }
+
+/// GPU pass-through as the GPU crate will use it: the host's `/dev/nvidia*` nodes as
+/// [`DeviceNode`]s and the driver's userland as read-only [`BindMount`]s. Skips on hosts
+/// without an NVIDIA driver.
+#[test]
+fn gpu_devices_and_driver_mounts_pass_through() {
+    use agora_container::{BindMount, DeviceNode};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let f = fixture_or_skip!();
+    // The real binary: /usr/bin/nvidia-smi may be a script pointing at a driver tree.
+    let smi = ["/usr/local/nvidia/bin/nvidia-smi", "/usr/bin/nvidia-smi"]
+        .into_iter()
+        .find(|p| std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x7fELF")));
+    let Some(smi) = smi.filter(|_| std::path::Path::new("/dev/nvidiactl").exists()) else {
+        eprintln!("SKIP: no NVIDIA driver on this host");
+        return;
+    };
+    let mut devices = Vec::new();
+    for entry in std::fs::read_dir("/dev").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let meta = entry.metadata().unwrap();
+        if name.starts_with("nvidia") && meta.file_type().is_char_device() {
+            let rdev = meta.rdev();
+            devices.push(DeviceNode {
+                path: format!("/dev/{name}"),
+                kind: 'c',
+                major: i64::from(libc::major(rdev)),
+                minor: i64::from(libc::minor(rdev)),
+            });
+        }
+    }
+    // A private rootfs: runc creates the bind mounts' mount points inside it.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    rootfs::busybox_rootfs(&root, &rootfs::default_busybox()).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::os::unix::fs::symlink("usr/lib64", root.join("lib64")).unwrap();
+    let ro = |source: &str| BindMount {
+        source: source.into(),
+        destination: source.into(),
+        readonly: true,
+    };
+    let mut job = ContainerJob::new(Hash::of(b"gpu"), &root, vec![smi.into(), "-L".into()]);
+    job.devices = devices;
+    job.mounts = vec![ro(smi), ro("/usr/lib/x86_64-linux-gnu"), ro("/usr/lib64")];
+    if std::path::Path::new("/usr/local/nvidia/lib64").exists() {
+        job.mounts.push(ro("/usr/local/nvidia/lib64"));
+    }
+    job.env = vec![(
+        "LD_LIBRARY_PATH".into(),
+        "/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu".into(),
+    )];
+    let run = f.executor.run(&job).unwrap();
+    eprintln!(
+        "nvidia-smi -L: {}{}",
+        run.outcome.stdout.text(),
+        run.outcome.stderr.text()
+    );
+    assert_eq!(run.outcome.exit_code, 0);
+    assert!(run.outcome.stdout.text().contains("GPU 0"));
+    // Without the device nodes the same job sees no GPU.
+    job.devices.clear();
+    let run = f.executor.run(&job).unwrap();
+    assert!(!run.outcome.stdout.text().contains("GPU 0"));
+}
+
+/// As root, the container's root can be mapped to an unprivileged host range instead.
+#[test]
+fn root_can_be_mapped_to_an_unprivileged_range() {
+    use agora_container::{IdMap, UserNamespace};
+    let f = fixture_or_skip!();
+    if f.executor.runtime().rootless {
+        eprintln!("SKIP: rootless runtimes always map the caller");
+        return;
+    }
+    let map = IdMap {
+        container_id: 0,
+        host_id: 200_000,
+        size: 65_536,
+    };
+    let config = ExecutorConfig {
+        userns: Some(UserNamespace { uid: map, gid: map }),
+        ..ExecutorConfig::default()
+    };
+    let executor = ContainerExecutor::new(f.executor.runtime().clone(), config);
+    let mut job = sh(
+        f,
+        "id -u; cat /proc/self/uid_map; cat /input/x; echo o > /output/o",
+    );
+    job.inputs = vec![Input::new("x", b"in\n".to_vec())];
+    let run = executor.run(&job).unwrap();
+    let out = run.outcome.stdout.text();
+    assert_eq!(run.outcome.exit_code, 0, "{}", run.outcome.stderr.text());
+    assert!(
+        out.starts_with("0\n") && out.contains("200000") && out.ends_with("in\n"),
+        "{out}"
+    );
+    assert_eq!(run.outcome.outputs[0].data, b"o\n");
+}
