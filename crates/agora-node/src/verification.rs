@@ -102,12 +102,21 @@ impl RunRecord {
         self.receipt.body.provider
     }
 
+    /// The run's vote. A WASM run votes its digest and its exact fuel count; a container
+    /// run's fuel is its own machine's CPU time (`Receipt::metering`), which honest
+    /// providers never measure alike, so it votes its digest alone and the bill is set
+    /// from the agreeing runs afterwards ([`container_billed_fuel`]).
     fn vote(&self) -> ReplicaReceipt {
+        let metered = self.receipt.body.metering.is_some();
         ReplicaReceipt {
             provider: self.provider(),
             result: RunResult {
                 digest: self.receipt.body.result_digest,
-                fuel: self.receipt.body.fuel_used,
+                fuel: if metered {
+                    Fuel(0)
+                } else {
+                    self.receipt.body.fuel_used
+                },
             },
         }
     }
@@ -434,6 +443,23 @@ struct Payments {
     slash_amount: Amount,
 }
 
+/// The fuel an accepted result is billed at. A WASM job: the accepted vote's exact count.
+/// A container job: the least any agreeing run measured. Each run's fuel is its
+/// provider's own cgroup reading converted at its published calibration, so the lowest
+/// honest measurement is what the buyer pays every agreeing provider; a provider that
+/// inflates its reading gains nothing when another run is compared.
+fn billed_fuel(workload: &agora_proto::Workload, runs: &[RunRecord], accepted: &Accepted) -> Fuel {
+    match workload {
+        agora_proto::Workload::Wasm => accepted.billed_fuel(),
+        agora_proto::Workload::Oci(_) => runs
+            .iter()
+            .filter(|r| accepted.agreeing.contains(&r.provider()))
+            .map(|run| run.receipt.body.fuel_used)
+            .min()
+            .unwrap_or(Fuel(0)),
+    }
+}
+
 fn payments(
     shared: &Shared,
     book: &Book,
@@ -444,12 +470,12 @@ fn payments(
     let entry = book.orders.get(&id)?;
     let body = &entry.rec.order.body;
     let v = &entry.rec.verification;
-    let fuel = accepted.billed_fuel();
     let agreeing: Vec<&RunRecord> = v
         .runs
         .iter()
         .filter(|r| accepted.agreeing.contains(&r.provider()))
         .collect();
+    let fuel = billed_fuel(&body.job.workload, &v.runs, accepted);
     let mut remaining = body.escrow;
     let mut from_escrow = Vec::new();
     let mut from_fund = Vec::new();
@@ -699,10 +725,15 @@ fn finish(
         Checked::Referee => "verified by the market's own re-execution".to_string(),
         Checked::Unchecked => "accepted unchecked".to_string(),
     };
+    let fuel = billed_fuel(
+        &entry.rec.order.body.job.workload,
+        &entry.rec.verification.runs,
+        accepted,
+    );
     let detail = format!(
         "{checked}; paid {} for {:.6} CU; refunded {}{}",
         cost.0,
-        accepted.billed_fuel().as_compute_units_f64(),
+        fuel.as_compute_units_f64(),
         entry.rec.refunded.0,
         if slashed.is_empty() {
             String::new()

@@ -417,6 +417,11 @@ fn check_oci(oci: &OciJob, verify: &VerifyPolicy) -> Result<(), OrderShapeError>
             policy: verify.to_string(),
         });
     }
+    if verify.challenge_window_ms().is_some() {
+        return bad(
+            "a container job cannot be verified by challenge: the market's referee re-runs WASM jobs only; use replicate:N:Q, spot:P or adaptive".into(),
+        );
+    }
     if oci.max_unpacked_bytes == 0 || oci.max_unpacked_bytes > MAX_IMAGE_UNPACKED_BYTES {
         return bad(format!(
             "the image size limit must be between 1 byte and {} GiB, not {} bytes",

@@ -40,6 +40,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{MarketLink, ProviderConfig};
+use crate::containers::Containers;
 use crate::error::ProviderError;
 use crate::hardware::{Capacity, Hardware};
 use crate::http::MarketApi;
@@ -93,13 +94,16 @@ impl ProviderAgent {
             bond_stake(api, &config.key, &endpoint.chain, config.stake).await?;
         }
         let executor = start_executor(&data_dir).await?;
+        let containers = start_containers(&config.containers, &data_dir).await?;
         let mut net_config = NetConfig::new(config.key.clone(), data_dir.join("blobs"));
         if !config.listen.is_empty() {
             net_config.listen = config.listen.clone();
         }
         net_config.bootstrap = endpoint.addrs.clone();
         let (net, events) = Network::start(net_config).await?;
-        let shared = Arc::new(Shared::new(&config, api, endpoint, capacity, executor, net));
+        let shared = Arc::new(Shared::new(
+            &config, api, endpoint, capacity, executor, containers, net,
+        ));
         let discovery = match write_discovery(&shared, &data_dir).await {
             Ok(path) => path,
             Err(e) => {
@@ -256,6 +260,31 @@ async fn start_executor(data_dir: &std::path::Path) -> Result<Arc<WasmExecutor>,
     Ok(Arc::new(executor))
 }
 
+/// Finds out whether this host runs container jobs (a working OCI runtime, the image
+/// store, the calibration, GPUs) and logs why not when it does not.
+async fn start_containers(
+    policy: &crate::containers::ContainerPolicy,
+    data_dir: &std::path::Path,
+) -> Result<Containers, ProviderError> {
+    let policy = policy.clone();
+    let data_dir = data_dir.to_path_buf();
+    let containers = tokio::task::spawn_blocking(move || Containers::start(&policy, &data_dir))
+        .await
+        .map_err(|e| ProviderError::Config(format!("container setup panicked: {e}")))?;
+    let support = &containers.support;
+    match &support.why_not {
+        None => tracing::info!(
+            runtime = support.runtime.as_deref().unwrap_or("?"),
+            fuel_per_cpu_second = support.fuel_per_cpu_second,
+            gpus = support.gpus.len(),
+            gpu_note = support.gpu_note.as_deref().unwrap_or(""),
+            "container jobs offered"
+        ),
+        Some(why) => tracing::warn!(why, "container jobs NOT offered; WASM jobs only"),
+    }
+    Ok(containers)
+}
+
 async fn write_discovery(
     shared: &Shared,
     data_dir: &std::path::Path,
@@ -281,6 +310,9 @@ pub(crate) struct Shared {
     pub api: Option<MarketApi>,
     pub net: NetHandle,
     pub executor: Arc<WasmExecutor>,
+    /// Container support: the host that runs them, or why there is none.
+    pub containers: Containers,
+    gpu_price_multiple: u64,
     pub capacity: Capacity,
     pub slots: Arc<Semaphore>,
     /// The declared memory not reserved by running jobs.
@@ -322,9 +354,11 @@ impl Shared {
         market: MarketEndpoint,
         capacity: Capacity,
         executor: Arc<WasmExecutor>,
+        containers: Containers,
         net: NetHandle,
     ) -> Shared {
         let mut attributes = config.attributes.clone();
+        attributes.extend(containers.attributes());
         if let Some(region) = &config.region {
             attributes.insert("region".into(), region.clone());
         }
@@ -336,6 +370,8 @@ impl Shared {
             api,
             net,
             executor,
+            containers,
+            gpu_price_multiple: config.gpu_price_multiple,
             slots: Arc::new(Semaphore::new(capacity.slots as usize)),
             memory: Arc::new(MemoryPool::new(capacity.memory_bytes)),
             capacity,
@@ -469,14 +505,24 @@ impl Shared {
     /// The signed ask at `price`, valid for `ask_ttl` from now.
     fn ask_offer(&self, price: Price) -> Signed<AskOffer> {
         let provider = self.key.account();
+        let mut capacity = self.capacity.resources();
+        // Only GPUs a container job can be given are offered.
+        capacity.gpus = self.containers.gpu_groups();
+        let mut features = BTreeSet::from(["wasm".to_string()]);
+        features.extend(self.containers.features().into_iter().map(str::to_owned));
+        let mut prices = BTreeMap::from([(ResourceClass::cpu(), price)]);
+        for group in &capacity.gpus {
+            let gpu_price = Price(price.0.saturating_mul(self.gpu_price_multiple));
+            prices.insert(ResourceClass::gpu(&group.model), gpu_price);
+        }
         let ask = Ask {
             id: AskId::named(&provider, ASK_NAME),
             provider,
-            capacity: self.capacity.resources(),
+            capacity,
             arch: self.capacity.arch.clone(),
-            features: BTreeSet::from(["wasm".to_string()]),
+            features,
             attributes: self.attributes.clone(),
-            prices: BTreeMap::from([(ResourceClass::cpu(), price)]),
+            prices,
             min_job: self.min_job,
             max_job: self.max_job,
             expires_ms: now_ms() + self.ask_ttl.as_millis() as u64,
@@ -544,6 +590,7 @@ impl RunningProvider {
             market: shared.market.authority,
             chain_id: shared.market.chain.0.clone(),
             capacity: shared.capacity.clone(),
+            containers: shared.containers.support.clone(),
             price: shared.current_price(),
             jobs: shared.stats().clone(),
             ledger: None,

@@ -8,6 +8,7 @@ use agora_core::{Amount, Fuel, Keypair, Price};
 use agora_net::Multiaddr;
 use agora_proto::api::MarketInfo;
 
+use crate::containers::ContainerPolicy;
 use crate::fault::FaultPlan;
 use crate::hardware::CapacityOverrides;
 use crate::pricing::PricingStrategy;
@@ -73,7 +74,15 @@ pub struct ProviderConfig {
     /// refuses to start with one unless the market's genesis allows faulty providers.
     /// `None` (the default) is an honest provider.
     pub fault: Option<FaultPlan>,
+    /// What container jobs may do here (see [`crate::containers`]).
+    pub containers: ContainerPolicy,
+    /// A GPU class's price per CU as a multiple of the CPU price (a CU of a GPU job is a
+    /// CPU-second's worth of fuel while the GPUs are held, so it costs more).
+    pub gpu_price_multiple: u64,
 }
+
+/// The default [`ProviderConfig::gpu_price_multiple`].
+pub const DEFAULT_GPU_PRICE_MULTIPLE: u64 = 50;
 
 impl ProviderConfig {
     /// A configuration with the defaults above and a fixed price of `price`.
@@ -99,6 +108,8 @@ impl ProviderConfig {
             max_job: DEFAULT_MAX_JOB,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             fault: None,
+            containers: ContainerPolicy::default(),
+            gpu_price_multiple: DEFAULT_GPU_PRICE_MULTIPLE,
         }
     }
 }

@@ -17,10 +17,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agora_core::{AccountId, ContainerMetering};
 use agora_core::{Fuel, Hash, Receipt, Signed};
-use agora_exec::{CancelToken, ExecError, Executor, Input, Outcome, WasmModule};
+use agora_exec::{CancelToken, ExecError, Executor, Input, Outcome, WasmExecutor, WasmModule};
 use agora_net::{BlobStore, NetError, PeerId, StoreError};
 use agora_proto::InputKind;
+use agora_proto::OrderRequest;
 use agora_proto::wire::{
     Assignment, Delivery, FAILURE_TAIL_BYTES, Heartbeat, JobFailure, MarketReply, OutputRef,
     Stream, ToMarket,
@@ -28,6 +30,7 @@ use agora_proto::wire::{
 use tokio::sync::watch;
 
 use crate::agent::{Halt, Reservation, RunGuard, Shared, now_ms};
+use crate::containers::{ContainerAssignment, ContainerJobError};
 use crate::fault::{self, FaultMode};
 
 /// Heartbeat intervals are kept within these bounds whatever the market asks.
@@ -60,6 +63,12 @@ pub(crate) enum JobError {
     /// The executor refused or failed the job.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// The image was refused, or the container run failed.
+    #[error(transparent)]
+    Container(#[from] ContainerJobError),
+    /// A container job reached a provider that cannot run containers.
+    #[error("this provider cannot run container jobs: {0}")]
+    NoContainers(String),
     /// An output could not be stored.
     #[error("storing the outputs: {0}")]
     Store(#[from] StoreError),
@@ -84,6 +93,7 @@ impl JobError {
                         ExecError::Timeout { .. } | ExecError::ModuleHashMismatch { .. }
                     )
             }
+            JobError::Container(e) => e.deterministic(),
             _ => false,
         }
     }
@@ -92,6 +102,8 @@ impl JobError {
     fn kind(&self) -> &'static str {
         match self {
             JobError::Exec(e) => e.kind(),
+            JobError::Container(e) => e.kind(),
+            JobError::NoContainers(_) => "no_containers",
             JobError::Fetch { .. } => "fetch",
             JobError::Store(_) | JobError::Crashed(_) => "host",
             JobError::ShutDown => "shut_down",
@@ -102,20 +114,38 @@ impl JobError {
     fn fuel_used(&self) -> Fuel {
         match self {
             JobError::Exec(e) => e.fuel_used(),
+            JobError::Container(e) => e.fuel_used(),
             _ => Fuel(0),
         }
     }
 
     /// The last bytes of stdout and stderr the job wrote before it failed, for the report.
     fn tails(&self) -> (String, String) {
-        match self {
-            JobError::Exec(e) => e.partial().map_or_else(Default::default, |p| {
-                (
-                    p.stdout.tail(FAILURE_TAIL_BYTES),
-                    p.stderr.tail(FAILURE_TAIL_BYTES),
-                )
-            }),
-            _ => Default::default(),
+        let partial = match self {
+            JobError::Exec(e) => e.partial(),
+            JobError::Container(e) => e.partial(),
+            _ => None,
+        };
+        partial.map_or_else(Default::default, |p| {
+            (
+                p.stdout.tail(FAILURE_TAIL_BYTES),
+                p.stderr.tail(FAILURE_TAIL_BYTES),
+            )
+        })
+    }
+}
+
+/// A run's result and, for a container job, what its cgroup measured.
+pub(crate) struct Ran {
+    pub outcome: Outcome,
+    pub metering: Option<ContainerMetering>,
+}
+
+impl From<Outcome> for Ran {
+    fn from(outcome: Outcome) -> Ran {
+        Ran {
+            outcome,
+            metering: None,
         }
     }
 }
@@ -126,7 +156,7 @@ impl JobError {
 #[allow(clippy::large_enum_variant)]
 enum Ended {
     /// The sandbox returned (or a blob could not be had): report this.
-    Done(Result<Outcome, JobError>),
+    Done(Result<Ran, JobError>),
     /// Halted first; nothing is delivered.
     Halted(Halt),
 }
@@ -155,7 +185,7 @@ pub(crate) async fn run(
     let ended = match fault {
         // Made up at once; the reservation goes back unused.
         Some(FaultMode::SkipWork) => {
-            Ended::Done(Ok(fault::made_up(&assignment, &shared.key.account())))
+            Ended::Done(Ok(fault::made_up(&assignment, &shared.key.account()).into()))
         }
         Some(FaultMode::Crash) => {
             let work = execute(
@@ -212,10 +242,10 @@ async fn report(
     shared: &Shared,
     market_peer: PeerId,
     assignment: &Assignment,
-    result: Result<Outcome, JobError>,
+    result: Result<Ran, JobError>,
 ) {
     match result {
-        Ok(outcome) => deliver(shared, market_peer, assignment, outcome).await,
+        Ok(ran) => deliver(shared, market_peer, assignment, ran).await,
         Err(error) => {
             let give_up = give_up_ms(assignment, DELIVERY_PATIENCE);
             report_failure(shared, market_peer, assignment, error, give_up).await;
@@ -335,59 +365,98 @@ fn spawn_sandbox(
     reservation: Reservation,
     cancel: CancelToken,
     fault: Option<FaultMode>,
-) -> tokio::task::JoinHandle<Result<Outcome, JobError>> {
+) -> tokio::task::JoinHandle<Result<Ran, JobError>> {
     let provider = shared.key.account();
     let executor = shared.executor.clone();
+    let containers = shared.containers.host.clone();
+    let no_containers = shared.containers.support.why_not.clone();
     let store = shared.net.store().clone();
     let order = assignment.order.body.clone();
     let order_id = assignment.order_id;
     tokio::task::spawn_blocking(move || {
         let _held = reservation;
-        let bytes = std::fs::read(&blobs.module).map_err(|e| StoreError::Io {
-            path: blobs.module.clone(),
-            source: e,
-        })?;
-        let module = WasmModule::with_hash(bytes, order.job.module)?;
-        let checkpointed = agora_exec::checkpoint::is_checkpointed(module.bytes());
-        let mut spec = executor.job(order_id, module);
-        spec.args = order.job.args.clone();
-        spec.env = order.job.env.clone();
-        place_inputs(&mut spec, &blobs.inputs)?;
-        // A zero disk demand (every order signed before scratch trees existed) keeps the
-        // executor's default disk limit.
-        if order.demand.disk_bytes > 0 {
-            spec.limits.disk_bytes = order.demand.disk_bytes;
-        }
-        spec.limits.fuel = order.fuel_budget;
-        spec.limits.memory_bytes = order.job.memory_bytes;
         // No point computing past the order's deadline: nobody would pay for it.
         let remaining = Duration::from_millis(order.deadline_ms.saturating_sub(now_ms()));
-        spec.limits.wall_timeout = spec
-            .limits
-            .wall_timeout
-            .min(remaining)
-            .max(Duration::from_secs(1));
-        spec.cancel = cancel;
-        // A module exporting `agora_step` runs under the checkpoint ABI, so its receipt can
-        // commit to the step hashes a dispute bisects over.
-        let mut outcome = if checkpointed {
-            let run = executor.run_checkpointed(&spec).map_err(ExecError::from)?;
-            if let Some(commitment) = run.trace.receipt_commitment() {
-                remember_checkpoint(provider, order_id, commitment);
+        let mut ran = match (order.job.workload.oci(), containers) {
+            (None, _) => run_wasm(
+                &executor, provider, order_id, &order, &blobs, remaining, cancel,
+            )?
+            .into(),
+            (Some(oci), Some(host)) => {
+                let job = ContainerAssignment {
+                    order_id,
+                    order: &order,
+                    oci,
+                    image: &blobs.module,
+                    inputs: &blobs.inputs,
+                    remaining,
+                    cancel,
+                };
+                let (outcome, metering) = host.run(job)?;
+                Ran {
+                    outcome,
+                    metering: Some(metering),
+                }
             }
-            run.outcome
-        } else {
-            executor.run(&spec)?
+            (Some(_), None) => {
+                return Err(JobError::NoContainers(no_containers.unwrap_or_default()));
+            }
         };
         match fault {
-            Some(FaultMode::WrongOutput) => fault::corrupt(&mut outcome, &provider, &order_id),
+            Some(FaultMode::WrongOutput) => fault::corrupt(&mut ran.outcome, &provider, &order_id),
             // Delivered, but never there for the market to fetch.
-            Some(FaultMode::Silent) => return Ok(outcome),
+            Some(FaultMode::Silent) => return Ok(ran),
             _ => {}
         }
-        store_outputs(&store, &outcome)?;
-        Ok(outcome)
+        store_outputs(&store, &ran.outcome)?;
+        Ok(ran)
     })
+}
+
+/// Runs a WASM order in the sandbox. Blocking.
+fn run_wasm(
+    executor: &WasmExecutor,
+    provider: AccountId,
+    order_id: Hash,
+    order: &OrderRequest,
+    blobs: &Blobs,
+    remaining: Duration,
+    cancel: CancelToken,
+) -> Result<Outcome, JobError> {
+    let bytes = std::fs::read(&blobs.module).map_err(|e| StoreError::Io {
+        path: blobs.module.clone(),
+        source: e,
+    })?;
+    let module = WasmModule::with_hash(bytes, order.job.module)?;
+    let checkpointed = agora_exec::checkpoint::is_checkpointed(module.bytes());
+    let mut spec = executor.job(order_id, module);
+    spec.args = order.job.args.clone();
+    spec.env = order.job.env.clone();
+    place_inputs(&mut spec, &blobs.inputs)?;
+    // A zero disk demand (every order signed before scratch trees existed) keeps the
+    // executor's default disk limit.
+    if order.demand.disk_bytes > 0 {
+        spec.limits.disk_bytes = order.demand.disk_bytes;
+    }
+    spec.limits.fuel = order.fuel_budget;
+    spec.limits.memory_bytes = order.job.memory_bytes;
+    spec.limits.wall_timeout = spec
+        .limits
+        .wall_timeout
+        .min(remaining)
+        .max(Duration::from_secs(1));
+    spec.cancel = cancel;
+    // A module exporting `agora_step` runs under the checkpoint ABI, so its receipt can
+    // commit to the step hashes a dispute bisects over.
+    if checkpointed {
+        let run = executor.run_checkpointed(&spec).map_err(ExecError::from)?;
+        if let Some(commitment) = run.trace.receipt_commitment() {
+            remember_checkpoint(provider, order_id, commitment);
+        }
+        Ok(run.outcome)
+    } else {
+        Ok(executor.run(&spec)?)
+    }
 }
 
 /// The blob's path in the local store, fetched from the market first if missing.
@@ -463,7 +532,8 @@ async fn heartbeat_loop(
 }
 
 /// Signs the receipt and sends the delivery.
-async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, outcome: Outcome) {
+async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, ran: Ran) {
+    let Ran { outcome, metering } = ran;
     let receipt = Receipt {
         order_id: assignment.order_id,
         provider: shared.key.account(),
@@ -472,7 +542,7 @@ async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, 
         fuel_used: outcome.fuel_used,
         wall_ms: outcome.wall_time.as_millis() as u64,
         checkpoint: take_checkpoint(shared.key.account(), assignment.order_id),
-        metering: None,
+        metering,
     };
     let delivery = Delivery {
         receipt: Signed::sign(

@@ -46,6 +46,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod containers;
 pub mod error;
 pub mod fault;
 pub mod hardware;
@@ -57,6 +58,7 @@ pub mod verify;
 
 pub use agent::{ProviderAgent, RunningProvider};
 pub use config::{MarketLink, ProviderConfig};
+pub use containers::{ContainerPolicy, ContainerSupport};
 pub use error::ProviderError;
 pub use fault::{FaultMode, FaultParseError, FaultPlan};
 pub use hardware::{Capacity, CapacityOverrides, Hardware};

@@ -60,6 +60,8 @@ pub struct ProviderStatus {
     pub chain_id: String,
     /// What it offers.
     pub capacity: Capacity,
+    /// Whether container jobs are offered (runtime, calibration, GPUs), or why not.
+    pub containers: crate::containers::ContainerSupport,
     /// Its current ask price per compute unit.
     pub price: Price,
     /// Its work since start.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use agora_client::spec::parse_duration_ms;
 use agora_core::{Amount, Price};
+use agora_provider::ContainerPolicy;
 use agora_provider::hardware::parse_size;
 use agora_provider::{
     CapacityOverrides, FaultPlan, MarketLink, PricingStrategy, ProviderAgent, ProviderConfig,
@@ -83,6 +84,23 @@ pub struct Args {
     /// genesis sets allow_faulty_providers (`agora node market --dev` does).
     #[arg(long, env = "AGORA_PROVIDER_FAULTY", value_name = "MODE[:RATE]")]
     pub faulty: Option<FaultPlan>,
+    /// Do not offer container (OCI) jobs, even where a runtime works.
+    #[arg(long)]
+    pub no_containers: bool,
+    /// Give a network to container jobs whose order asks for one (default: every
+    /// container has a loopback device alone).
+    #[arg(long)]
+    pub allow_network: bool,
+    /// Fuel one second of this machine's CPU is worth, instead of measuring it at start
+    /// (docs/container-metering.md).
+    #[arg(long, value_name = "FUEL")]
+    pub fuel_per_cpu_second: Option<u64>,
+    /// Do not measure the GPUs' TFLOPS at start.
+    #[arg(long)]
+    pub no_gpu_benchmark: bool,
+    /// A GPU class's price per CU as a multiple of the CPU price.
+    #[arg(long, default_value_t = agora_provider::config::DEFAULT_GPU_PRICE_MULTIPLE)]
+    pub gpu_price_multiple: u64,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -123,6 +141,13 @@ fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
     };
     config.shutdown_grace = Duration::from_millis(args.shutdown_grace);
     config.fault = args.faulty;
+    config.containers = ContainerPolicy {
+        enabled: !args.no_containers,
+        allow_network: args.allow_network,
+        fuel_per_cpu_second: args.fuel_per_cpu_second,
+        gpu_benchmark: !args.no_gpu_benchmark,
+    };
+    config.gpu_price_multiple = args.gpu_price_multiple;
     if let Some(listen) = &args.listen {
         config.listen = vec![
             listen
@@ -191,13 +216,30 @@ fn print_started(market: &str, status: &ProviderStatus, fault: Option<FaultPlan>
         cap.slots,
         cap.arch
     );
-    for gpu in &cap.gpus {
+    let containers = &status.containers;
+    match &containers.why_not {
+        None => outln!(
+            "oci      container jobs offered: {}, {} fuel per CPU second ({})",
+            containers.runtime.as_deref().unwrap_or("?"),
+            containers.fuel_per_cpu_second.unwrap_or(0),
+            containers.calibration.as_deref().unwrap_or("?")
+        ),
+        Some(why) => outln!("oci      container jobs NOT offered: {why}"),
+    }
+    for gpu in &containers.gpus {
         outln!(
-            "gpu      {} x {} ({} MiB each; detected, not offered: jobs run on CPUs)",
-            gpu.count,
-            gpu.model,
-            gpu.vram_bytes >> 20
+            "gpu      #{} {} ({} MiB, {}) offered to container jobs",
+            gpu.index,
+            gpu.class_model,
+            gpu.memory_bytes >> 20,
+            gpu.uuid
         );
+    }
+    if let Some(tflops) = containers.gpu_fp32_tflops {
+        outln!("gpu      {tflops:.1} TFLOPS FP32 measured at start");
+    }
+    if let Some(note) = &containers.gpu_note {
+        outln!("gpu      {note}");
     }
     outln!("price    {}", status.price);
     if let Some(fault) = fault {
