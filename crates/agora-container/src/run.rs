@@ -72,7 +72,8 @@ impl Default for ExecutorConfig {
 pub struct Metering {
     /// CPU time of all the job's processes, in nanoseconds.
     pub cpu_ns: u64,
-    /// Memory high-water mark of the job's cgroup (processes, page cache, tmpfs pages).
+    /// Memory high-water mark of the job's cgroup (processes, page cache, tmpfs pages);
+    /// rootless, the largest resident set of one process (the runtime's included).
     pub peak_memory_bytes: u64,
     /// Wall-clock time from spawning the runtime to its exit, in milliseconds.
     pub wall_ms: u64,
@@ -117,6 +118,8 @@ struct Waited {
     ending: Ending,
     exit_code: i32,
     rusage_cpu_ns: u64,
+    /// The largest resident set of the runtime or a process it waited for (rusage).
+    rusage_maxrss_bytes: u64,
     wall: Duration,
     first_stdout: Option<Duration>,
 }
@@ -227,8 +230,11 @@ impl ContainerExecutor {
         stdout: Captured,
         stderr: Captured,
     ) -> Result<ContainerRun, ContainerError> {
-        let stats = stats.unwrap_or_default();
         let has_cgroup = bundle.cgroup.is_some();
+        let stats = stats.unwrap_or(CgroupStats {
+            peak_memory_bytes: waited.rusage_maxrss_bytes,
+            ..CgroupStats::default()
+        });
         let cpu_ns = if has_cgroup {
             stats.cpu_ns
         } else {
@@ -471,11 +477,12 @@ impl Bundle {
         let mut poll = Duration::from_millis(1);
         let mut last_kill: Option<Instant> = None;
         loop {
-            if let Some((status, cpu_ns)) = try_reap(pid) {
+            if let Some((status, cpu_ns, maxrss)) = try_reap(pid) {
                 return Waited {
                     ending,
                     exit_code: exit_code(status),
                     rusage_cpu_ns: cpu_ns,
+                    rusage_maxrss_bytes: maxrss,
                     wall: start.elapsed(),
                     first_stdout: None,
                 };
@@ -546,9 +553,10 @@ impl Drop for Bundle {
     }
 }
 
-/// Reaps `pid` if it exited: its wait status and the CPU time of it and its waited-for
-/// descendants (the container's init is the runtime's child, so it is included).
-fn try_reap(pid: libc::pid_t) -> Option<(i32, u64)> {
+/// Reaps `pid` if it exited: its wait status, the CPU time of it and its waited-for
+/// descendants (the container's init is the runtime's child, so it is included), and the
+/// largest resident set among them.
+fn try_reap(pid: libc::pid_t) -> Option<(i32, u64, u64)> {
     let mut status = 0;
     // SAFETY: zeroed rusage is valid; wait4 fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -556,11 +564,12 @@ fn try_reap(pid: libc::pid_t) -> Option<(i32, u64)> {
     let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
     if rc == pid {
         let ns = |t: libc::timeval| (t.tv_sec as u64) * 1_000_000_000 + (t.tv_usec as u64) * 1000;
-        return Some((status, ns(usage.ru_utime) + ns(usage.ru_stime)));
+        let maxrss = (usage.ru_maxrss.max(0) as u64).saturating_mul(1024);
+        return Some((status, ns(usage.ru_utime) + ns(usage.ru_stime), maxrss));
     }
     if rc < 0 {
         // ECHILD: someone else reaped it; report it as killed rather than spin forever.
-        return Some((libc::SIGKILL, 0));
+        return Some((libc::SIGKILL, 0, 0));
     }
     None
 }

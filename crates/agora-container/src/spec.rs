@@ -13,7 +13,8 @@
 //!   input directory; `/output` a bind of the per-job output directory (a size-capped tmpfs,
 //!   see [`crate::outputs`]); `/tmp` a tmpfs of `tmp_bytes`; `/proc`, `/dev`, `/sys` as in
 //!   `runc spec`, with its masked and read-only `/proc` paths; extra read-only binds.
-//! - **Privileges**: every capability set empty, `noNewPrivileges`, `RLIMIT_NOFILE` 1024,
+//! - **Privileges**: every capability set empty, `noNewPrivileges`, `RLIMIT_NOFILE` 1024
+//!   (rootless also `RLIMIT_NPROC` in place of the pids cgroup),
 //!   an OOM score that makes the job the host's first victim, and a seccomp deny-list
 //!   ([`seccomp`]).
 //! - **Devices**: the runtime's defaults plus the job's extra [`DeviceNode`]s, each allowed
@@ -305,7 +306,7 @@ pub fn build(p: &SpecParams<'_>) -> Spec {
     let job = p.job;
     Spec {
         oci_version: OCI_VERSION,
-        process: process(job, p.fsize_limit),
+        process: process(job, rlimits(p)),
         root: Root {
             path: job.rootfs.to_string_lossy().into_owned(),
             readonly: true,
@@ -316,7 +317,7 @@ pub fn build(p: &SpecParams<'_>) -> Spec {
     }
 }
 
-fn process(job: &ContainerJob, fsize_limit: Option<u64>) -> Process {
+fn process(job: &ContainerJob, rlimits: Vec<Rlimit>) -> Process {
     let mut env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !job.env.iter().any(|(k, _)| k == "PATH") {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
@@ -332,7 +333,7 @@ fn process(job: &ContainerJob, fsize_limit: Option<u64>) -> Process {
             job.cwd.clone()
         },
         capabilities: Capabilities::default(),
-        rlimits: rlimits(fsize_limit),
+        rlimits,
         no_new_privileges: true,
         // Raising one's own OOM score needs no privilege: if the host runs short of
         // memory anyway, the kernel kills the job before the provider.
@@ -340,20 +341,24 @@ fn process(job: &ContainerJob, fsize_limit: Option<u64>) -> Process {
     }
 }
 
-fn rlimits(fsize_limit: Option<u64>) -> Vec<Rlimit> {
-    let mut rlimits = vec![Rlimit {
-        kind: "RLIMIT_NOFILE",
-        hard: NOFILE,
-        soft: NOFILE,
-    }];
-    if let Some(bytes) = fsize_limit {
+/// `RLIMIT_NOFILE` always; `RLIMIT_FSIZE` when `/output` is not a capped tmpfs; and,
+/// rootless, where there is no cgroup to limit the job, `RLIMIT_NPROC` (counted per uid
+/// inside the job's own user namespace) for the pids limit. Memory has no such stand-in:
+/// `RLIMIT_AS` kills the runtime's own init (a Go program reserving much address space)
+/// before the job starts, so rootless jobs run without a memory limit.
+fn rlimits(p: &SpecParams<'_>) -> Vec<Rlimit> {
+    let rlimit = |kind, value: u64| Rlimit {
+        kind,
+        hard: value,
+        soft: value,
+    };
+    let mut rlimits = vec![rlimit("RLIMIT_NOFILE", NOFILE)];
+    if let Some(bytes) = p.fsize_limit {
         // One byte over the limit, so that a file that reaches it is seen as over it.
-        let bytes = bytes.saturating_add(1);
-        rlimits.push(Rlimit {
-            kind: "RLIMIT_FSIZE",
-            hard: bytes,
-            soft: bytes,
-        });
+        rlimits.push(rlimit("RLIMIT_FSIZE", bytes.saturating_add(1)));
+    }
+    if p.rootless {
+        rlimits.push(rlimit("RLIMIT_NPROC", p.job.limits.pids));
     }
     rlimits
 }
@@ -806,5 +811,6 @@ mod tests {
         assert!(!v["mounts"].to_string().contains("gid=5"));
         assert_eq!(v["process"]["rlimits"][1]["type"], "RLIMIT_FSIZE");
         assert_eq!(v["process"]["rlimits"][1]["hard"], 11);
+        assert_eq!(v["process"]["rlimits"][2]["type"], "RLIMIT_NPROC");
     }
 }
