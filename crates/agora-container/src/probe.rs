@@ -273,6 +273,12 @@ fn check_user_namespaces() -> Result<(), ProbeError> {
             reason: "kernel.unprivileged_userns_clone is 0".into(),
         });
     }
+    // Ubuntu 23.10+: AppArmor lets only profiled programs create user namespaces.
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return Err(ProbeError::NoUserNamespaces {
+            reason: "kernel.apparmor_restrict_unprivileged_userns is 1".into(),
+        });
+    }
     Ok(())
 }
 

@@ -203,7 +203,7 @@ fn fork_bomb_ends_within_the_deadline() {
         // Rootless: RLIMIT_NPROC holds the bomb but there is no cgroup counter to name it.
         Err(e) if e.kind() == "timeout" && f.executor.runtime().rootless => {}
         Err(e) => panic!("expected pids_limit, got {}: {e}", e.kind()),
-        Ok(run) => assert_ne!(run.outcome.exit_code, 0),
+        Ok(run) => panic!("expected pids_limit, got exit {}", run.outcome.exit_code),
     }
 }
 
@@ -361,20 +361,47 @@ fn stdout_is_bounded() {
 #[test]
 fn nothing_is_left_behind() {
     let f = &fixture_or_skip!();
-    let run = f.executor.run(&sh(f, "true")).unwrap();
-    assert_eq!(run.outcome.exit_code, 0);
+    let job_id = Hash::of(b"leftover check");
+    // Container ids start with the job id's first 6 bytes (see run.rs).
+    let prefix: String = job_id.0[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let prefix = format!("agora-{prefix}-");
+    let mut job = sh(f, "echo x > /output/x; echo y > /tmp/y");
+    job.job_id = job_id;
+    for _ in 0..2 {
+        assert_eq!(f.executor.run(&job).unwrap().outcome.exit_code, 0);
+    }
+    let mut job = sh(f, "sleep 30");
+    job.job_id = job_id;
+    job.limits.wall_timeout = Duration::from_millis(200);
+    assert_eq!(f.executor.run(&job).unwrap_err().kind(), "timeout");
+    let mine = |dir: PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let work = ExecutorConfig::default().work_dir;
-    let left: Vec<_> = std::fs::read_dir(&work)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("agora-") && n.contains(&format!("-{}-", std::process::id())))
-        .collect();
-    // Other tests of this process may be running: only check that our id is gone.
-    assert!(
-        left.iter().all(|n| !n.ends_with("-0")) || left.len() < 16,
-        "{left:?}"
+    assert_eq!(mine(work.clone()), Vec::<String>::new(), "bundles left");
+    assert_eq!(
+        mine(work.join("state")),
+        Vec::<String>::new(),
+        "runtime state left"
     );
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let left = mine(hierarchy.path().join("agora"));
+        assert!(
+            left.is_empty(),
+            "cgroups left in {:?}: {left:?}",
+            hierarchy.path()
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&prefix), "mounts left");
 }
 
 /// GPU pass-through as the GPU crate will use it: the host's `/dev/nvidia*` nodes as
