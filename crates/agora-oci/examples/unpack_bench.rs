@@ -4,7 +4,9 @@
 //! directories, 10 files of 8 MiB, 5 000 files of 4 KiB), then five times: loads it into a fresh
 //! store (cold: verify, unpack, publish) and loads it again (cached). Reports the median.
 //!
-//! `cargo run --release -p agora-oci --example unpack_bench [-- --gzip] [--dir PATH] [--runs N]`
+//! `cargo run --release -p agora-oci --example unpack_bench [-- --gzip] [--dir PATH] [--runs N] [--no-blobs]`
+//!
+//! `--no-blobs` opens the store with `keep_blobs(false)`: only the rootfs is written.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let gzip = args.iter().any(|a| a == "--gzip");
+    let keep_blobs = !args.iter().any(|a| a == "--no-blobs");
     let base = args
         .iter()
         .position(|a| a == "--dir")
@@ -38,14 +41,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let archive = build_oci_archive_with(&layers(), &config, compression);
     println!(
-        "image: {:.1} MiB archive ({}), built in {:.1} s",
+        "image: {:.1} MiB archive ({}), built in {:.1} s; blobs {}",
         archive.len() as f64 / MIB,
         if gzip {
             "gzip layers"
         } else {
             "uncompressed layers"
         },
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        if keep_blobs { "kept" } else { "not kept" }
     );
     let (mut cold, mut cached) = (Vec::new(), Vec::new());
     // Stores are deleted only at the end: ext4 scans past recently deleted inodes when it
@@ -56,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(b) => tempfile::tempdir_in(b)?,
             None => tempfile::tempdir()?,
         };
-        let store = ImageStore::open(&dir.path().join("store"))?;
+        let store = ImageStore::open(&dir.path().join("store"))?.keep_blobs(keep_blobs);
         let first = store.load_archive(&archive, &ImageLimits::default())?;
         let second = store.load_archive(&archive, &ImageLimits::default())?;
         assert!(!first.cached && second.cached);

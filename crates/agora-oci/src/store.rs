@@ -27,6 +27,7 @@ use crate::{ImageError, ImageLimits};
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    keep_blobs: bool,
 }
 
 /// An image ready to run: its root filesystem and config.
@@ -57,9 +58,17 @@ impl ImageStore {
         }
         let store = Self {
             root: root.to_owned(),
+            keep_blobs: true,
         };
         store.remove_stale_tmp()?;
         Ok(store)
+    }
+
+    /// Whether verified layer blobs are kept under `blobs/sha256/` (the default). Keeping them
+    /// doubles what a cold load writes; nothing in this crate reads them back yet.
+    pub fn keep_blobs(mut self, keep: bool) -> Self {
+        self.keep_blobs = keep;
+        self
     }
 
     /// The store's root directory.
@@ -162,7 +171,9 @@ impl ImageStore {
         }
         let measured = unpacker.finish()?;
         let user = crate::user::resolve(&tmp.path, image.config.user_spec.as_deref())?;
-        self.store_blobs(image)?;
+        if self.keep_blobs {
+            self.store_blobs(image)?;
+        }
         self.write_meta(chain, &measured)?;
         let target = self.rootfs_path(chain);
         match fs::rename(&tmp.path, &target) {

@@ -249,3 +249,20 @@ fn cached_image_still_obeys_smaller_limits() {
         "too_many_entries"
     );
 }
+
+#[test]
+fn store_without_blobs_keeps_only_the_rootfs() {
+    let archive = build_oci_archive(&[Layer::new().file("f", b"x", 0o644).build()], &cmd(&["x"]));
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap().keep_blobs(false);
+    let image = store
+        .load_archive(&archive, &ImageLimits::default())
+        .unwrap();
+    assert!(image.rootfs.join("f").is_file());
+    assert_eq!(
+        fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
