@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use agora_client::{Buyer, JobRequest};
 use agora_core::{Fuel, Price};
 use agora_devnet::{LocalNet, LocalNetConfig};
-use agora_proto::{JobSpec, OrderState};
+use agora_proto::{JobSpec, OciJob, OrderState, Workload};
 use anyhow::{Context, bail};
 use serde_json::json;
 
@@ -63,10 +63,29 @@ pub struct Args {
     /// Where the network's data goes [default: a temporary directory, removed after].
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
+    /// Which job kind to measure: the trivial WASM job, the same echo in a container
+    /// (the busybox sample image with `echo` as its entry point), or both side by side on
+    /// one network.
+    #[arg(long, value_enum, default_value_t = Kind::Wasm)]
+    pub kind: Kind,
     /// Print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
+
+/// The job kinds `agora bench e2e` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// A WASI module that prints 12 bytes.
+    Wasm,
+    /// An OCI image (busybox) that prints the same 12 bytes.
+    Oci,
+    /// Both, one after the other on the same network.
+    Both,
+}
+
+/// The busybox sample image (examples/containers), whose `echo` the container job runs.
+const BUSYBOX_IMAGE: &[u8] = include_bytes!("../../../../examples/containers/busybox-hash.oci.tar");
 
 /// Runs the benchmark.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -80,6 +99,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let module_path = dir.join("hello.wasm");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(&module_path, wat::parse_str(HELLO_WAT)?)?;
+    let image_path = dir.join("busybox.oci.tar");
+    std::fs::write(&image_path, BUSYBOX_IMAGE)?;
+    let requests = requests(args.kind, &module_path, &image_path);
     let mut config = LocalNetConfig::new(
         std::env::current_exe().context("finding the agora binary")?,
         dir.join("net"),
@@ -97,7 +119,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut net = LocalNet::start(&config)?;
     note(&args, "starting the network...");
-    let report = runtime.block_on(measure(&mut net, &args, &module_path, &dir))?;
+    let report = runtime.block_on(async {
+        net.wait_for_providers().await?;
+        let mut reports = Vec::new();
+        for (kind, request) in &requests {
+            note(&args, &format!("measuring {kind} jobs..."));
+            reports.push((*kind, measure(&net, &args, request.clone(), &dir).await?));
+        }
+        anyhow::Ok(combine(reports))
+    })?;
     net.stop();
     let audit = agora_ledger::verify(net.ledger_dir());
     let mut report = report;
@@ -123,20 +153,65 @@ fn note(args: &Args, line: &str) {
     }
 }
 
+/// The trivial job of each kind measured: the WASM module, and the busybox image told to
+/// echo the same bytes.
+fn requests(kind: Kind, module: &Path, image: &Path) -> Vec<(&'static str, JobRequest)> {
+    let mut wasm = JobRequest::new(module);
+    wasm.fuel_budget = Fuel(10_000_000);
+    wasm.memory_bytes = 16 << 20;
+    let mut oci = JobRequest::new(image);
+    oci.workload = Workload::Oci(OciJob {
+        entrypoint: Some(vec!["/bin/echo".into()]),
+        working_dir: None,
+        network: false,
+        deterministic: true,
+        max_unpacked_bytes: 64 << 20,
+    });
+    oci.args = vec!["hello agora".into()];
+    // A container's fuel is its CPU time: a runtime's start costs a few ms of it.
+    oci.fuel_budget = Fuel::compute_units(2);
+    oci.memory_bytes = 64 << 20;
+    match kind {
+        Kind::Wasm => vec![("wasm", wasm)],
+        Kind::Oci => vec![("oci", oci)],
+        Kind::Both => vec![("wasm", wasm), ("oci", oci)],
+    }
+}
+
+/// One kind's report as it is; two side by side with the container/WASM ratios.
+fn combine(mut reports: Vec<(&'static str, serde_json::Value)>) -> serde_json::Value {
+    if reports.len() == 1 {
+        let (kind, mut report) = reports.remove(0);
+        report["kind"] = json!(kind);
+        return report;
+    }
+    let ratio = |key: &str| {
+        let of = |r: &serde_json::Value| r[key].as_f64().unwrap_or(f64::NAN);
+        of(&reports[1].1) / of(&reports[0].1)
+    };
+    let mut out = json!({
+        "oci_vs_wasm": {
+            "latency_p50": ratio("latency_p50_ms"),
+            "jobs_per_s": ratio("jobs_per_s"),
+        }
+    });
+    for (kind, report) in reports {
+        out[kind] = report;
+    }
+    out
+}
+
 async fn measure(
-    net: &mut LocalNet,
+    net: &LocalNet,
     args: &Args,
-    module: &Path,
+    mut request: JobRequest,
     dir: &Path,
 ) -> anyhow::Result<serde_json::Value> {
-    net.wait_for_providers().await?;
     let mut buyers = Vec::new();
     for key in &net.buyer_keys {
         buyers.push(Arc::new(Buyer::connect(key.clone(), &net.http_url).await?));
     }
-    let mut request = JobRequest::new(module);
-    request.fuel_budget = Fuel(10_000_000);
-    request.memory_bytes = 16 << 20;
+    let is_wasm = request.workload == Workload::Wasm;
     request.verify = args.verify;
     let job = buyers[0].upload_job(&request).await?;
     let bench = Arc::new(Bench { request, job });
@@ -176,7 +251,7 @@ async fn measure(
     let blocks = buyers[0].client().info().await?.height - height_before;
     let jobs = many.len();
 
-    let blob = if args.blob_mib > 0 {
+    let blob = if args.blob_mib > 0 && is_wasm {
         note(
             args,
             &format!("one job with a {} MiB input...", args.blob_mib),
@@ -325,9 +400,25 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn print_human(r: &serde_json::Value) {
+    if r["kind"].is_null() {
+        for kind in ["wasm", "oci"] {
+            print_kind(kind, &r[kind]);
+        }
+        outln!(
+            "oci vs wasm: submit → settled p50 {:.2}×, jobs/s {:.2}×",
+            r["oci_vs_wasm"]["latency_p50"].as_f64().unwrap_or(0.0),
+            r["oci_vs_wasm"]["jobs_per_s"].as_f64().unwrap_or(0.0)
+        );
+    } else {
+        print_kind(r["kind"].as_str().unwrap_or("?"), r);
+    }
+    print_ledger(r);
+}
+
+fn print_kind(kind: &str, r: &serde_json::Value) {
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     outln!(
-        "market + {} providers as processes on loopback; trivial job",
+        "market + {} providers as processes on loopback; trivial {kind} job",
         r["providers"]
     );
     let lone = &r["lone_buyer"];
@@ -361,6 +452,9 @@ fn print_human(r: &serde_json::Value) {
             f(&b["provider_fetch_mib_s"])
         );
     }
+}
+
+fn print_ledger(r: &serde_json::Value) {
     outln!(
         "ledger: {}",
         if r["ledger"]["verified"] == true {

@@ -138,12 +138,31 @@ fn announce(net: &LocalNet, json: bool) {
     for wallet in &net.buyer_wallets {
         outln!("  buyer wallet {}", wallet.display());
     }
+    let containers = container_support();
+    match &containers {
+        Ok(runtime) => outln!("  job kinds    wasm and oci (containers under {runtime})"),
+        Err(why) => outln!("  job kinds    wasm only; providers here cannot run containers: {why}"),
+    }
     outln!();
     outln!("Try:");
     outln!("  {try_line}");
+    if containers.is_ok() {
+        outln!(
+            "  agora job run --market {} --wallet {wallet} --image examples/containers/busybox-hash.oci.tar --input data=README.md",
+            net.http_url
+        );
+    }
     outln!("  agora market providers --market {}", net.http_url);
     outln!();
     outln!("Ctrl-C stops every process.");
+}
+
+/// Whether this host runs container jobs (the providers probe the same runtime at start):
+/// the runtime's version, or why not.
+fn container_support() -> Result<String, String> {
+    agora_container::probe()
+        .map(|runtime| runtime.version)
+        .map_err(|e| e.to_string())
 }
 
 /// Waits for SIGINT/SIGTERM, or for a child to die (then says which and exits non-zero).

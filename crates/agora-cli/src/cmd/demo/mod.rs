@@ -71,6 +71,9 @@ pub struct Args {
     /// optionally on a share of jobs (`wrong-output:0.5`).
     #[arg(long, default_value = "wrong-output", value_name = "MODE[:RATE]")]
     pub fault: agora_provider::FaultPlan,
+    /// Do not run the container (OCI) sample jobs, even where this host can run them.
+    #[arg(long)]
+    pub no_containers: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -96,6 +99,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.mc_samples,
         args.max_price,
     )?;
+    let containers =
+        verify::ContainerTruth::start(&out_dir.join("local-images"), args.no_containers);
+    match &containers {
+        Ok(_) => plan::add_container_tasks(&out_dir.join("jobs"), &mut tasks, args.max_price)?,
+        Err(why) => progress(format!("agora demo: no container jobs: {why}")),
+    }
     for task in &mut tasks {
         task.request.verify = args.verify;
     }
@@ -136,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|(_, a, _)| a)
         .collect();
-    let checked = check_against_local_runs(&tasks, &lines)?;
+    let checked = check_against_local_runs(&tasks, &lines, containers.as_ref().ok())?;
     let summary = verify::Summary::new(args.verify.to_string(), byzantine, &checked);
     let report = Report::new(
         lines.into_iter().map(|(line, _)| line).collect(),
@@ -186,6 +195,7 @@ fn check_verification_args(args: &Args) -> anyhow::Result<()> {
 fn check_against_local_runs(
     tasks: &[Task],
     finished: &[Finished],
+    containers: Option<&verify::ContainerTruth>,
 ) -> anyhow::Result<Vec<verify::Checked>> {
     let executor = verify::executor()?;
     let mut checked = Vec::new();
@@ -195,7 +205,11 @@ fn check_against_local_runs(
         else {
             continue;
         };
-        let truth = verify::local_digest(&executor, task, order)?;
+        let truth = match (&task.request.workload, containers) {
+            (agora_proto::Workload::Wasm, _) => verify::local_digest(&executor, task, order)?,
+            (agora_proto::Workload::Oci(_), Some(containers)) => containers.digest(task, order)?,
+            (agora_proto::Workload::Oci(_), None) => continue,
+        };
         checked.push(verify::Checked {
             accepted,
             truth,

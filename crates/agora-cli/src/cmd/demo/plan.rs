@@ -9,11 +9,17 @@ use std::path::Path;
 
 use agora_client::JobRequest;
 use agora_core::{Fuel, Price};
-use agora_proto::TaskRef;
+use agora_proto::{OciJob, TaskRef, Workload};
 use anyhow::Context;
 
 const PATHTRACE_WASM: &[u8] = include_bytes!("../../../../../examples/jobs/pathtrace.wasm");
 const MONTECARLO_WASM: &[u8] = include_bytes!("../../../../../examples/jobs/montecarlo.wasm");
+/// The sample container images (examples/containers) and the input they work on.
+const BUSYBOX_HASH_IMAGE: &[u8] =
+    include_bytes!("../../../../../examples/containers/busybox-hash.oci.tar");
+const SQLITE_REPORT_IMAGE: &[u8] =
+    include_bytes!("../../../../../examples/containers/sqlite-report.oci.tar");
+const SALES_CSV: &[u8] = include_bytes!("../../../../../examples/containers/inputs/sales.csv");
 
 /// The name every demo order carries as its job (`agora job list --job agora-demo`).
 pub const JOB_NAME: &str = "agora-demo";
@@ -104,6 +110,57 @@ pub fn tasks(
         }
     }));
     Ok(tasks)
+}
+
+/// Appends the container jobs: the busybox image hashing the sales data and the sqlite
+/// image reporting on it, each an OCI image archive run under the provider's runtime.
+pub fn add_container_tasks(
+    dir: &Path,
+    tasks: &mut Vec<Task>,
+    max_price: Price,
+) -> anyhow::Result<()> {
+    let sales = dir.join("sales.csv");
+    let images = [
+        ("busybox-hash.oci.tar", BUSYBOX_HASH_IMAGE, "oci hash"),
+        ("sqlite-report.oci.tar", SQLITE_REPORT_IMAGE, "oci sqlite"),
+    ];
+    let files = images
+        .iter()
+        .map(|(name, bytes, _)| (dir.join(name), *bytes));
+    for (path, bytes) in files.chain([(sales.clone(), SALES_CSV)]) {
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let total = tasks.len() as u32 + images.len() as u32;
+    for task in tasks.iter_mut() {
+        if let Some(task_ref) = &mut task.request.task {
+            task_ref.of = total;
+        }
+    }
+    for (i, (name, _, label)) in images.iter().enumerate() {
+        let mut request = JobRequest::new(dir.join(name));
+        request.workload = Workload::Oci(OciJob {
+            entrypoint: None,
+            working_dir: None,
+            network: false,
+            deterministic: true,
+            max_unpacked_bytes: 64 << 20,
+        });
+        request.inputs = vec![("sales.csv".into(), sales.clone())];
+        request.label = (*label).into();
+        request.max_price = max_price;
+        request.fuel_budget = Fuel::compute_units(20);
+        request.task = Some(TaskRef {
+            job: JOB_NAME.into(),
+            index: total - images.len() as u32 + i as u32,
+            of: total,
+        });
+        tasks.push(Task {
+            label: (*label).into(),
+            request,
+            is_tile: false,
+        });
+    }
+    Ok(())
 }
 
 /// Splits `height` rows into `bands` contiguous, nearly equal ranges `[start, end)`.

@@ -44,6 +44,60 @@ pub fn local_digest(executor: &WasmExecutor, task: &Task, order: Hash) -> anyhow
     Ok(outcome.digest)
 }
 
+/// Local truth runs of the container jobs: the same image store and runtime a provider
+/// uses, on this host.
+pub struct ContainerTruth {
+    images: agora_oci::ImageStore,
+    executor: agora_container::ContainerExecutor,
+}
+
+impl ContainerTruth {
+    /// Probes this host's OCI runtime; the error says why container jobs cannot run here
+    /// (then the demo runs WASM jobs only).
+    pub fn start(store: &std::path::Path, disabled: bool) -> Result<ContainerTruth, String> {
+        if disabled {
+            return Err("turned off by --no-containers".into());
+        }
+        let runtime = agora_container::probe().map_err(|e| e.to_string())?;
+        let images = agora_oci::ImageStore::open(store).map_err(|e| e.to_string())?;
+        let config = agora_container::ExecutorConfig {
+            work_dir: store.join("work"),
+            ..agora_container::ExecutorConfig::default()
+        };
+        std::fs::create_dir_all(&config.work_dir).map_err(|e| e.to_string())?;
+        Ok(ContainerTruth {
+            images,
+            executor: agora_container::ContainerExecutor::new(runtime, config),
+        })
+    }
+
+    /// Runs the container `task` (as order `order`) locally and returns its digest.
+    pub fn digest(&self, task: &Task, order: Hash) -> anyhow::Result<Hash> {
+        let limits = agora_oci::ImageLimits::default();
+        let image = self
+            .images
+            .load_archive_file(&task.request.module, &limits)
+            .with_context(|| format!("unpacking {}", task.request.module.display()))?;
+        let process = image.config.process(&agora_oci::Overrides {
+            args: (!task.request.args.is_empty()).then(|| task.request.args.clone()),
+            env: task.request.env.clone(),
+            ..agora_oci::Overrides::default()
+        })?;
+        let mut job = agora_container::ContainerJob::new(order, &image.rootfs, process.argv);
+        job.env = process.env;
+        job.cwd = process.cwd;
+        for (name, path) in &task.request.inputs {
+            job.inputs
+                .push(agora_exec::Input::from_file(name.clone(), path)?);
+        }
+        let ran = self
+            .executor
+            .run(&job)
+            .with_context(|| format!("running {} locally", task.label))?;
+        Ok(ran.outcome.digest)
+    }
+}
+
 /// An executor for the local truth runs.
 pub fn executor() -> anyhow::Result<Arc<WasmExecutor>> {
     Ok(Arc::new(
