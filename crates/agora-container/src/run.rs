@@ -22,9 +22,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use agora_core::Fuel;
@@ -154,9 +153,17 @@ impl ContainerExecutor {
         let stderr = capture(child.stderr.take(), job.limits.stderr_bytes);
         feed_stdin(child.stdin.take(), job.stdin.clone());
         let mut waited = bundle.wait(&child, job);
-        let (stdout, first) = finish(stdout, "stdout");
+        let streams = [stdout.as_ref(), stderr.as_ref()];
+        if !streams.iter().flatten().all(|c| c.wait(STREAM_GRACE)) {
+            bundle.force_delete();
+            for c in streams.iter().flatten() {
+                // Whatever was read by then is kept; a stream still open is cut there.
+                let _ = c.wait(STREAM_GRACE);
+            }
+        }
+        let (stdout, first) = finish(stdout.as_ref(), "stdout");
         waited.first_stdout = first.map(|t| t.saturating_duration_since(spawned));
-        let (stderr, _) = finish(stderr, "stderr");
+        let (stderr, _) = finish(stderr.as_ref(), "stderr");
         let stats = bundle.cgroup.as_ref().map(JobCgroup::stats);
         let result = self.conclude(job, &bundle, &waited, stats, stdout, stderr);
         drop(bundle);
@@ -521,6 +528,16 @@ impl Bundle {
         Some(last.unwrap_or(now))
     }
 
+    /// `delete --force`: kills whatever is left of the container and removes it.
+    fn force_delete(&self) {
+        let _ = self
+            .command()
+            .args(["delete", "--force", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
     fn kill(&self) {
         let _ = self
             .command()
@@ -536,12 +553,7 @@ impl Drop for Bundle {
         if self.started {
             // A no-op after a clean exit (`run` deleted it); after a panic or an early
             // return it stops and removes whatever is left.
-            let _ = self
-                .command()
-                .args(["delete", "--force", &self.id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.force_delete();
         }
         if let Some(mut output) = self.output.take() {
             output.unmount();
@@ -588,32 +600,54 @@ fn exit_code(status: i32) -> i32 {
 /// What a capture thread read: the kept bytes, the total, and when the first byte came.
 type Capture = (Vec<u8>, u64, Option<Instant>);
 
-/// Reads a stream to its end, keeping the first `cap` bytes and counting the rest.
-fn capture<R: Read + Send + 'static>(stream: Option<R>, cap: u64) -> Option<JoinHandle<Capture>> {
-    let mut stream = stream?;
-    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-    Some(std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut total = 0u64;
-        let mut first = None;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    first.get_or_insert_with(Instant::now);
-                    total += n as u64;
-                    let room = cap.saturating_sub(kept.len()).min(n);
-                    kept.extend_from_slice(&buf[..room]);
-                }
-            }
-        }
-        (kept, total, first)
-    }))
+/// How long the output streams may stay open after the runtime exited before the
+/// executor forcibly deletes the container (a process that escaped the pid namespace's
+/// teardown, e.g. after the runtime itself was killed) and stops waiting for them.
+const STREAM_GRACE: Duration = Duration::from_secs(2);
+
+/// A stream being read on its own thread.
+struct Capturing {
+    state: Arc<Mutex<Capture>>,
+    done: mpsc::Receiver<()>,
 }
 
-fn finish(handle: Option<JoinHandle<Capture>>, stream: &str) -> (Captured, Option<Instant>) {
-    let (kept, total, first) = handle.and_then(|h| h.join().ok()).unwrap_or_default();
+impl Capturing {
+    /// Waits up to `timeout` for the stream to end; whether it did.
+    fn wait(&self, timeout: Duration) -> bool {
+        !matches!(
+            self.done.recv_timeout(timeout),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
+    }
+}
+
+/// Reads a stream to its end, keeping the first `cap` bytes and counting the rest.
+fn capture<R: Read + Send + 'static>(stream: Option<R>, cap: u64) -> Option<Capturing> {
+    let mut stream = stream?;
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let state = Arc::new(Mutex::new(Capture::default()));
+    let (tx, done) = mpsc::channel();
+    let shared = Arc::clone(&state);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let (kept, total, first) = &mut *state;
+            first.get_or_insert_with(Instant::now);
+            *total += n as u64;
+            let room = cap.saturating_sub(kept.len()).min(n);
+            kept.extend_from_slice(&buf[..room]);
+        }
+        let _ = tx.send(());
+    });
+    Some(Capturing { state, done })
+}
+
+/// What was read of a stream (all of it, unless it outlived the grace period).
+fn finish(capturing: Option<&Capturing>, stream: &str) -> (Captured, Option<Instant>) {
+    let (kept, total, first) = capturing
+        .map(|c| std::mem::take(&mut *c.state.lock().unwrap_or_else(|p| p.into_inner())))
+        .unwrap_or_default();
     (Captured::new(stream, kept, total), first)
 }
 
@@ -641,7 +675,9 @@ mod tests {
     #[test]
     fn capture_keeps_the_head_and_counts_all() {
         let data: &'static [u8] = b"hello world";
-        let (c, first) = finish(capture(Some(data), 5), "stdout");
+        let capturing = capture(Some(data), 5);
+        assert!(capturing.as_ref().unwrap().wait(Duration::from_secs(5)));
+        let (c, first) = finish(capturing.as_ref(), "stdout");
         assert!(first.is_some());
         assert!(c.truncated);
         assert_eq!(c.total_bytes, 11);
