@@ -432,10 +432,15 @@ impl<'l> Unpacker<'l> {
         if name.starts_with(b".wh..wh.") {
             return Ok(()); // aufs bookkeeping (.wh..wh.plnk and the like), never content
         }
-        let victim = dir.join(OsStr::from_bytes(&name[WHITEOUT.len()..]));
-        if victim == dir {
-            return Err(bad(layer, format!("whiteout {} names nothing", show(rel))));
+        // `.wh..` and `.wh...` would name the directory itself or its parent.
+        let hidden = &name[WHITEOUT.len()..];
+        if matches!(hidden, b"" | b"." | b"..") {
+            return Err(ImageError::TarSlip {
+                layer,
+                path: show(rel),
+            });
         }
+        let victim = dir.join(OsStr::from_bytes(hidden));
         if !written.contains(&victim) {
             self.remove(&victim)?;
         }

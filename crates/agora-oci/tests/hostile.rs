@@ -495,3 +495,34 @@ fn missing_entrypoint_is_a_typed_error() {
     assert_eq!(err.kind(), "no_entrypoint");
     assert!(err.to_string().contains("Entrypoint"), "{err}");
 }
+
+#[test]
+fn whiteout_of_dot_or_dotdot_is_tar_slip() {
+    for name in [".wh...", "a/.wh...", ".wh..", "a/.wh..", ".wh."] {
+        let lower = Layer::new().file("a/keep", b"k", 0o644).build();
+        let upper = Layer::new()
+            .raw(name.as_bytes(), tar::EntryType::Regular, b"", 0o644, b"")
+            .build();
+        let (dir, store) = store();
+        let neighbour = store.root().join("tmp/../neighbour");
+        fs::write(&neighbour, b"n").unwrap();
+        let err = store
+            .load_archive(
+                &build_oci_archive(&[lower, upper], &cmd(&["x"])),
+                &ImageLimits::default(),
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), "tar_slip", "{name}: {err}");
+        assert!(
+            neighbour.exists(),
+            "{name} removed something outside the rootfs"
+        );
+        assert!(
+            store.root().join("tmp").is_dir(),
+            "{name} removed the store's tmp"
+        );
+        fs::remove_file(&neighbour).unwrap();
+        assert_nothing_cached(&store);
+        drop(dir);
+    }
+}
