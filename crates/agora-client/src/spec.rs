@@ -717,4 +717,54 @@ label = "bottom"
         assert_eq!(parse_duration_ms("2m"), Ok(120_000));
         assert!(parse_duration_ms("soon").is_err());
     }
+
+    #[test]
+    fn an_image_spec_makes_a_container_request() {
+        let text = "image = \"img.oci.tar\"\nentrypoint = [\"/bin/sh\", \"-c\"]\nargs = [\"echo hi\"]\n\
+                    image_workdir = \"/work\"\nmax_image_size = \"64 MiB\"\ncpus = 0.5\ngpus = 2\n\
+                    gpu_model = \"NVIDIA-H200\"\ngpu_memory = \"40 GiB\"\n";
+        let file = JobFile::parse(text, Path::new("/jobs/c.toml")).unwrap();
+        let request = &file.tasks[0];
+        assert_eq!(request.module, PathBuf::from("/jobs/img.oci.tar"));
+        assert_eq!(
+            request.workload,
+            Workload::Oci(OciJob {
+                entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+                working_dir: Some("/work".into()),
+                network: false,
+                deterministic: true,
+                max_unpacked_bytes: 64 << 20,
+            })
+        );
+        assert_eq!(request.cpu_millis, 500);
+        assert_eq!(
+            request.gpu,
+            Some(GpuDemand {
+                model: Some("NVIDIA-H200".into()),
+                min_vram_bytes: 40 << 30,
+                count: 2,
+            })
+        );
+        let nondeterministic = JobFile::parse(
+            "image = \"i.tar\"\ndeterministic = false\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            nondeterministic.tasks[0].verify,
+            agora_proto::VerifyPolicy::None
+        );
+    }
+
+    #[test]
+    fn container_fields_need_an_image_and_exclude_a_module() {
+        let error = |text: &str| {
+            JobFile::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error("module = \"m.wasm\"\nnetwork = true\n").contains("container jobs only"));
+        assert!(error("module = \"m.wasm\"\nimage = \"i.tar\"\n").contains("not both"));
+        assert!(error("image = \"i.tar\"\ncpus = 0\n").contains("cores"));
+    }
 }
