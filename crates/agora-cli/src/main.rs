@@ -37,7 +37,7 @@ enum Command {
     /// Start a local network (market + providers as processes) for trying the API by hand.
     Devnet(cmd::devnet::Args),
     /// Submit, follow and fetch jobs on a market (as a buyer).
-    Job(cmd::job::Args),
+    Job(Box<cmd::job::Args>),
     /// Look at a market: asks, the price index, providers.
     Market(cmd::market_query::Args),
     /// A provider's view of itself: stake, jobs, earnings.
@@ -84,7 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Node(NodeCommand::Market(args)) => cmd::node_market::run(args),
         Command::Node(NodeCommand::Provider(args)) => cmd::node_provider::run(args),
         Command::Devnet(args) => cmd::devnet::run(args),
-        Command::Job(args) => cmd::job::run(args),
+        Command::Job(args) => cmd::job::run(*args),
         Command::Market(args) => cmd::market_query::run(args),
         Command::Provider(args) => cmd::provider::run(args),
         Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),

@@ -429,12 +429,12 @@ fn check_oci(oci: &OciJob, verify: &VerifyPolicy) -> Result<(), OrderShapeError>
             oci.max_unpacked_bytes
         ));
     }
-    if let Some(dir) = &oci.working_dir {
-        if !dir.starts_with('/') || dir.contains('\0') || dir.len() > 4096 {
-            return bad(format!(
-                "the working directory {dir:?} must be an absolute path inside the image"
-            ));
-        }
+    if let Some(dir) = &oci.working_dir
+        && (!dir.starts_with('/') || dir.contains('\0') || dir.len() > 4096)
+    {
+        return bad(format!(
+            "the working directory {dir:?} must be an absolute path inside the image"
+        ));
     }
     if let Some(entrypoint) = &oci.entrypoint {
         let bytes: usize = entrypoint.iter().map(String::len).sum();
