@@ -647,8 +647,6 @@ async fn a_full_output_then_a_timeout_is_an_output_limit_failure() {
 /// report's `kind`, so neither `agora job run --json` nor `agora job status --json` shows
 /// the typed code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product gap: agora-node lifecycle.rs failure() drops JobFailure.kind; OrderView \
-            has no field for it and refund_reason carries only the reason text"]
 async fn the_typed_failure_kind_reaches_the_buyer() {
     use tar::EntryType::Regular;
     let t = start(1).await;

@@ -976,7 +976,8 @@ pub fn failure(
         return Err(format!("order {id} is not assigned to {peer}"));
     }
     let attempt = entry.rec.attempts;
-    let reason = &failure.body.reason;
+    // The typed code leads the reason, so programs reading `refund_reason` can act on it.
+    let reason = &format!("[{}] {}", failure.body.kind, failure.body.reason);
     let ended = if failure.body.deterministic {
         // The job's last words go with the reason: the buyer's only view of why it failed.
         let tails = failure.body.tails_text();
