@@ -165,14 +165,21 @@ impl ImageStore {
             }
         }
         let tmp = TmpDir::create(&self.root.join("tmp"))?;
-        let mut unpacker = Unpacker::new(&tmp.path, limits);
-        for (i, layer) in image.layers.iter().enumerate() {
-            unpacker.apply(i, layer)?;
-        }
-        let measured = unpacker.finish()?;
+        // Blobs are written on a second thread while layers unpack, and published only after.
+        let (measured, staged) = std::thread::scope(|scope| {
+            let staging = self
+                .keep_blobs
+                .then(|| scope.spawn(|| self.stage_blobs(image)));
+            let measured = unpack_all(image, &tmp.path, limits);
+            let staged =
+                staging.map(|thread| thread.join().unwrap_or_else(|_| Err(thread_panicked())));
+            (measured, staged)
+        });
+        let measured = measured?;
+        let staged = staged.transpose()?;
         let user = crate::user::resolve(&tmp.path, image.config.user_spec.as_deref())?;
-        if self.keep_blobs {
-            self.store_blobs(image)?;
+        if let Some(staged) = staged {
+            staged.publish()?;
         }
         self.write_meta(chain, &measured)?;
         let target = self.rootfs_path(chain);
@@ -192,19 +199,24 @@ impl ImageStore {
         self.root.join("meta").join(format!("{}.json", chain.hex()))
     }
 
-    /// Keeps each verified layer blob under its digest (skipping ones already kept).
-    fn store_blobs(&self, image: &ResolvedImage<'_>) -> Result<(), ImageError> {
+    /// Writes each layer blob not yet kept to `tmp/`, to be renamed under its digest once the
+    /// image verified.
+    fn stage_blobs(&self, image: &ResolvedImage<'_>) -> Result<StagedBlobs, ImageError> {
+        let mut staged = StagedBlobs { files: Vec::new() };
         for layer in &image.layers {
             let digest = layer
                 .digest
                 .clone()
                 .unwrap_or_else(|| Digest::of(layer.bytes));
             let path = self.root.join("blobs/sha256").join(digest.hex());
-            if !path.exists() {
-                self.write_atomically(&path, layer.bytes)?;
+            if path.exists() || staged.files.iter().any(|(_, p)| *p == path) {
+                continue;
             }
+            let tmp = self.root.join("tmp").join(unique_name());
+            staged.files.push((tmp.clone(), path));
+            fs::write(&tmp, layer.bytes).with_path("writing", &tmp)?;
         }
-        Ok(())
+        Ok(staged)
     }
 
     fn write_meta(&self, chain: &Digest, measured: &Measured) -> Result<(), ImageError> {
@@ -237,6 +249,48 @@ impl ImageStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Applies every layer into `dir` and finishes the rootfs.
+fn unpack_all(
+    image: &ResolvedImage<'_>,
+    dir: &Path,
+    limits: &ImageLimits,
+) -> Result<Measured, ImageError> {
+    let mut unpacker = Unpacker::new(dir, limits);
+    for (i, layer) in image.layers.iter().enumerate() {
+        unpacker.apply(i, layer)?;
+    }
+    unpacker.finish()
+}
+
+fn thread_panicked() -> ImageError {
+    ImageError::Io {
+        context: "writing layer blobs".into(),
+        source: std::io::Error::other("blob writer thread panicked"),
+    }
+}
+
+/// Blob files written under `tmp/` and where they go; removed on drop unless published.
+struct StagedBlobs {
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl StagedBlobs {
+    fn publish(mut self) -> Result<(), ImageError> {
+        while let Some((tmp, path)) = self.files.pop() {
+            fs::rename(&tmp, &path).with_path("keeping blob", &path)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagedBlobs {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.files {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 
