@@ -6,6 +6,18 @@
 //! image) and the [`ImageConfig`] from which [`ImageConfig::process`] derives the argv, env,
 //! working directory and uid:gid of the process, after the job's [`Overrides`].
 //!
+//! ```no_run
+//! use std::path::Path;
+//! use agora_oci::{ImageLimits, ImageStore, Overrides};
+//!
+//! let store = ImageStore::open(Path::new("/var/lib/agora/images"))?;
+//! let image = store.load_archive_file(Path::new("job-image.tar"), &ImageLimits::default())?;
+//! let overrides = Overrides { args: Some(vec!["--input".into(), "/input/data".into()]), ..Default::default() };
+//! let process = image.config.process(&overrides)?;
+//! // Give runc `image.rootfs` (read-only) and `process.argv`, `.env`, `.cwd`, `.user`.
+//! # Ok::<(), agora_oci::ImageError>(())
+//! ```
+//!
 //! # Archives
 //!
 //! Two formats are read, detected by their files: an OCI image layout tarball (`oci-layout`,
@@ -20,13 +32,18 @@
 //!
 //! # The store
 //!
-//! [`ImageStore`] keeps verified layer blobs under `blobs/sha256/<hex>` and one assembled rootfs
-//! per image under `rootfs/<chain-hex>/`, named by the OCI ChainID of its layers. Layers are
+//! [`ImageStore`] keeps verified layer blobs under `blobs/sha256/<hex>` (unless opened with
+//! [`ImageStore::keep_blobs`]`(false)`; they are written on a second thread while layers unpack,
+//! and published only once the image verified) and one assembled rootfs per image under
+//! `rootfs/<chain-hex>/`, named by the OCI ChainID of its layers. Layers are
 //! applied bottom to top into a fresh directory under `tmp/`, which is renamed into place only
 //! when complete: a crash leaves at most a `tmp/` directory (removed by the next
 //! [`ImageStore::open`]), and two processes assembling the same image at once both succeed, the
 //! slower one discarding its copy. The second load of an image reads only its index, manifest
-//! and config and reports `cached: true`. Writes are buffered and not fsynced: a process crash
+//! and config and reports `cached: true`; the size and entry count measured at assembly are kept
+//! in `meta/<chain-hex>.json`, so a cached load still enforces the caller's [`ImageLimits`].
+//! Archives are handled in memory: [`ImageStore::load_archive_file`] reads the whole file (after
+//! checking its size against the limit), and layers are sliced from it without copies. Writes are buffered and not fsynced: a process crash
 //! is covered, a power loss may leave a published rootfs with lost file data (delete the
 //! store's `rootfs/` after an unclean shutdown).
 //!
@@ -54,6 +71,15 @@
 //! The config's `User` may be numeric (`uid` or `uid:gid`) or a name: names are resolved in the
 //! image's own `/etc/passwd` and `/etc/group` (read without following symlinks), and a name
 //! with no entry is [`ImageError::UnknownUser`].
+//!
+//! # Performance
+//!
+//! `cargo run --release -p agora-oci --example unpack_bench` loads a synthetic 200 MiB image of
+//! 6 610 files five times into fresh stores. On the 2-core development machine (ext4, others
+//! building at the same time) the median cold load ran at about 350 MiB/s of unpacked content
+//! with blobs kept (about 600 MiB/s with `--no-blobs`), and a cached load of the in-memory
+//! archive took about 0.06 ms. Busy moments of that shared machine gave as little as 50 MiB/s.
+//! Nothing is fsynced.
 //!
 //! # Building archives
 //!
@@ -92,6 +118,8 @@ pub enum SetuidPolicy {
     Refuse,
     /// Clear the bits and unpack. Debian and Ubuntu base images carry setuid programs (`su`,
     /// `passwd`) and setgid directories, so a provider that runs such images chooses this.
+    /// A rootfs assembled this way holds no setuid bits and is reused by later loads of the same
+    /// image whatever their policy.
     Strip,
 }
 
