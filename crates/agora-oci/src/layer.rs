@@ -72,6 +72,23 @@ pub(crate) struct Unpacker<'l> {
     buf: Vec<u8>,
 }
 
+fn too_large(limits: &ImageLimits) -> ImageError {
+    ImageError::TooLarge {
+        what: "unpacked size",
+        limit: limits.max_unpacked_bytes,
+    }
+}
+
+/// The kind of special file an entry type is, if it is one the unpacker refuses.
+fn node_kind(kind: tar::EntryType) -> Option<&'static str> {
+    match kind {
+        tar::EntryType::Char => Some("character device"),
+        tar::EntryType::Block => Some("block device"),
+        tar::EntryType::Fifo => Some("fifo"),
+        _ => None,
+    }
+}
+
 fn bad(layer: usize, reason: impl Into<String>) -> ImageError {
     ImageError::BadLayer {
         layer,
@@ -96,25 +113,20 @@ impl<'l> Unpacker<'l> {
 
     /// Applies one layer, then checks its uncompressed stream against the layer's diff id.
     pub(crate) fn apply(&mut self, layer: usize, blob: &LayerBlob<'_>) -> Result<(), ImageError> {
-        let limit = self
-            .limits
+        let limits = self.limits;
+        let stream_limit = limits
             .max_unpacked_bytes
-            .saturating_add(self.limits.max_entries.saturating_mul(HEADER_ALLOWANCE));
-        let mut archive = tar::Archive::new(HashingReader::new(decompressor(layer, blob)?, limit));
+            .saturating_add(limits.max_entries.saturating_mul(HEADER_ALLOWANCE));
+        let mut archive =
+            tar::Archive::new(HashingReader::new(decompressor(layer, blob)?, stream_limit));
         let result = self.entries_of(layer, &mut archive);
         let reader = archive.into_inner();
         if reader.over_limit() {
-            return Err(ImageError::TooLarge {
-                what: "unpacked size",
-                limit: self.limits.max_unpacked_bytes,
-            });
+            return Err(too_large(limits));
         }
         result?;
         let actual = reader.finish().map_err(|e| match e.to_string().as_str() {
-            crate::digest::OVER_LIMIT => ImageError::TooLarge {
-                what: "unpacked size",
-                limit: self.limits.max_unpacked_bytes,
-            },
+            crate::digest::OVER_LIMIT => too_large(limits),
             _ => bad(layer, format!("corrupt stream: {e}")),
         })?;
         blob.diff_id
@@ -138,13 +150,13 @@ impl<'l> Unpacker<'l> {
         Ok(())
     }
 
+    /// Applies one tar entry; `written` collects the paths this layer created.
     fn entry<R: Read>(
         &mut self,
         layer: usize,
         entry: &mut tar::Entry<'_, R>,
         written: &mut HashSet<PathBuf>,
     ) -> Result<(), ImageError> {
-        use tar::EntryType as T;
         self.entries += 1;
         if self.entries > self.limits.max_entries {
             return Err(ImageError::TooManyEntries {
@@ -152,73 +164,66 @@ impl<'l> Unpacker<'l> {
             });
         }
         let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
-        ) {
-            return Ok(());
+        if kind == tar::EntryType::XGlobalHeader {
+            return Ok(()); // pax global metadata, never content
         }
         let raw = entry.path_bytes().into_owned();
         let rel = path::entry_path(&raw).ok_or_else(|| ImageError::TarSlip {
             layer,
             path: String::from_utf8_lossy(&raw).into_owned(),
         })?;
-        let name = rel.file_name().map(|n| n.as_bytes()).unwrap_or_default();
-        if name.starts_with(WHITEOUT.as_bytes()) {
+        if rel
+            .file_name()
+            .is_some_and(|n| n.as_bytes().starts_with(WHITEOUT.as_bytes()))
+        {
             return self.whiteout(layer, &rel, written);
         }
         if rel.as_os_str().is_empty() {
             return match kind {
-                T::Directory => Ok(()),
+                tar::EntryType::Directory => Ok(()),
                 _ => Err(bad(layer, "an entry other than a directory names the root")),
             };
         }
-        let mode = self.mode(layer, &rel, entry.header(), kind)?;
-        match kind {
-            T::Regular | T::Continuous => self.file(layer, &rel, entry, mode)?,
-            T::Directory => self.dir(layer, &rel, mode)?,
-            T::Symlink => self.symlink(layer, &rel, entry)?,
-            T::Link => self.hardlink(layer, &rel, entry)?,
-            T::Char => {
-                return Err(ImageError::DeviceNode {
-                    layer,
-                    path: show(&rel),
-                    node: "character device",
-                });
-            }
-            T::Block => {
-                return Err(ImageError::DeviceNode {
-                    layer,
-                    path: show(&rel),
-                    node: "block device",
-                });
-            }
-            T::Fifo => {
-                return Err(ImageError::DeviceNode {
-                    layer,
-                    path: show(&rel),
-                    node: "fifo",
-                });
-            }
-            T::GNUSparse => {
-                return Err(bad(
-                    layer,
-                    format!("{} is a sparse file, which is not supported", show(&rel)),
-                ));
-            }
-            other => {
-                return Err(bad(
-                    layer,
-                    format!(
-                        "{} has unsupported entry type {:?}",
-                        show(&rel),
-                        other.as_byte() as char
-                    ),
-                ));
-            }
-        }
+        self.materialize(layer, &rel, entry, kind)?;
         written.insert(rel);
         Ok(())
+    }
+
+    /// Creates the file, directory or link an entry describes at `rel`.
+    fn materialize<R: Read>(
+        &mut self,
+        layer: usize,
+        rel: &Path,
+        entry: &mut tar::Entry<'_, R>,
+        kind: tar::EntryType,
+    ) -> Result<(), ImageError> {
+        use tar::EntryType as T;
+        if let Some(node) = node_kind(kind) {
+            return Err(ImageError::DeviceNode {
+                layer,
+                path: show(rel),
+                node,
+            });
+        }
+        let mode = self.mode(layer, rel, entry.header(), kind)?;
+        match kind {
+            T::Regular | T::Continuous => self.file(layer, rel, entry, mode),
+            T::Directory => self.dir(layer, rel, mode),
+            T::Symlink => self.symlink(layer, rel, entry),
+            T::Link => self.hardlink(layer, rel, entry),
+            T::GNUSparse => Err(bad(
+                layer,
+                format!("{} is a sparse file, which is not supported", show(rel)),
+            )),
+            other => Err(bad(
+                layer,
+                format!(
+                    "{} has unsupported entry type {:?}",
+                    show(rel),
+                    other.as_byte() as char
+                ),
+            )),
+        }
     }
 
     /// Permission and sticky bits of an entry, refusing or stripping setuid/setgid per policy.
@@ -257,10 +262,7 @@ impl<'l> Unpacker<'l> {
         let size = entry.size();
         self.bytes = self.bytes.saturating_add(size);
         if self.bytes > self.limits.max_unpacked_bytes {
-            return Err(ImageError::TooLarge {
-                what: "unpacked size",
-                limit: self.limits.max_unpacked_bytes,
-            });
+            return Err(too_large(self.limits));
         }
         let mtime = entry.header().mtime().unwrap_or(0);
         let full = self.prepare(layer, rel, false)?;
@@ -511,10 +513,7 @@ impl Measured {
     /// Refuses what exceeds `limits` (a cached image loaded under smaller limits).
     pub(crate) fn check(&self, limits: &ImageLimits) -> Result<(), ImageError> {
         if self.unpacked_bytes > limits.max_unpacked_bytes {
-            return Err(ImageError::TooLarge {
-                what: "unpacked size",
-                limit: limits.max_unpacked_bytes,
-            });
+            return Err(too_large(limits));
         }
         if self.entries > limits.max_entries {
             return Err(ImageError::TooManyEntries {
