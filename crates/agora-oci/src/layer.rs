@@ -157,12 +157,7 @@ impl<'l> Unpacker<'l> {
         entry: &mut tar::Entry<'_, R>,
         written: &mut HashSet<PathBuf>,
     ) -> Result<(), ImageError> {
-        self.entries += 1;
-        if self.entries > self.limits.max_entries {
-            return Err(ImageError::TooManyEntries {
-                limit: self.limits.max_entries,
-            });
-        }
+        self.count_entry()?;
         let kind = entry.header().entry_type();
         if kind == tar::EntryType::XGlobalHeader {
             return Ok(()); // pax global metadata, never content
@@ -186,6 +181,16 @@ impl<'l> Unpacker<'l> {
         }
         self.materialize(layer, &rel, entry, kind)?;
         written.insert(rel);
+        Ok(())
+    }
+
+    fn count_entry(&mut self) -> Result<(), ImageError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(ImageError::TooManyEntries {
+                limit: self.limits.max_entries,
+            });
+        }
         Ok(())
     }
 
@@ -388,6 +393,7 @@ impl<'l> Unpacker<'l> {
                 ));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.count_entry()?; // implied directories cost inodes like explicit ones
                 make_dir(&full)?;
                 self.dir_modes.entry(ancestor.to_owned()).or_insert(0o755);
             }

@@ -526,3 +526,14 @@ fn whiteout_of_dot_or_dotdot_is_tar_slip() {
         drop(dir);
     }
 }
+
+#[test]
+fn implied_directories_count_as_entries() {
+    let deep = "d/".repeat(30) + "file";
+    let layer = Layer::new().file(&deep, b"x", 0o644).build();
+    let limits = ImageLimits {
+        max_entries: 20,
+        ..Default::default()
+    };
+    refused_with(&[layer], &limits, "too_many_entries");
+}
