@@ -502,3 +502,38 @@ fn root_can_be_mapped_to_an_unprivileged_range() {
     );
     assert_eq!(run.outcome.outputs[0].data, b"o\n");
 }
+
+/// `network: true` drops the network namespace: the job reaches the host's loopback.
+#[test]
+fn network_true_shares_the_host_network() {
+    let f = &fixture_or_skip!();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepter = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        stream.read_to_string(&mut got).unwrap();
+        got
+    });
+    let mut job = sh(f, &format!("echo hi | nc -w 2 127.0.0.1 {port}"));
+    job.network = true;
+    let run = f.executor.run(&job).unwrap();
+    assert_eq!(run.outcome.exit_code, 0, "{}", run.outcome.stderr.text());
+    assert_eq!(accepter.join().unwrap(), "hi\n");
+}
+
+/// The CPU quota holds a busy job to its share of a core.
+#[test]
+fn cpu_quota_throttles() {
+    let f = &fixture_or_skip!();
+    if f.executor.runtime().rootless {
+        eprintln!("SKIP: rootless runs have no CPU cgroup");
+        return;
+    }
+    let mut job = sh(f, "i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done");
+    job.limits.cpu_millis = 200;
+    let run = f.executor.run(&job).unwrap();
+    let m = &run.metering;
+    // A fifth of a core: the wall time is several times the CPU time.
+    assert!(m.wall_ms * 1_000_000 > m.cpu_ns * 3, "{m:?}");
+}
