@@ -101,7 +101,6 @@ pub struct ContainerRun {
 pub struct ContainerExecutor {
     runtime: Runtime,
     config: ExecutorConfig,
-    counter: AtomicU64,
 }
 
 /// How a run ended, as seen by the wait loop.
@@ -110,6 +109,13 @@ enum Ending {
     Exited,
     TimedOut,
     Cancelled,
+}
+
+/// When the wait loop first and last asked the runtime to kill the container.
+#[derive(Default)]
+struct Kills {
+    first: Option<Instant>,
+    last: Option<Instant>,
 }
 
 /// What the runtime process reported.
@@ -126,11 +132,7 @@ struct Waited {
 impl ContainerExecutor {
     /// An executor driving `runtime` (from [`probe`](crate::probe())).
     pub fn new(runtime: Runtime, config: ExecutorConfig) -> Self {
-        ContainerExecutor {
-            runtime,
-            config,
-            counter: AtomicU64::new(0),
-        }
+        ContainerExecutor { runtime, config }
     }
 
     /// The runtime in use.
@@ -170,9 +172,11 @@ impl ContainerExecutor {
         result
     }
 
-    /// A container id unique on this host: job, process and a counter.
+    /// A container id unique on this host: job, process and a process-wide counter (two
+    /// executors in one process share the runtime state directory).
     fn container_id(&self, job: &ContainerJob) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let job_hex: String = job.job_id.0[..6]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -482,7 +486,7 @@ impl Bundle {
         let pid = child.id() as libc::pid_t;
         let mut ending = Ending::Exited;
         let mut poll = Duration::from_millis(1);
-        let mut last_kill: Option<Instant> = None;
+        let mut kills = Kills::default();
         loop {
             if let Some((status, cpu_ns, maxrss)) = try_reap(pid) {
                 return Waited {
@@ -502,7 +506,7 @@ impl Bundle {
                 }
             }
             if ending != Ending::Exited {
-                last_kill = self.keep_killing(pid, last_kill);
+                self.keep_killing(pid, &mut kills);
             }
             if let Some(cgroup) = &self.cgroup {
                 cgroup.sample();
@@ -514,18 +518,21 @@ impl Bundle {
 
     /// Sends `kill KILL` every 100 ms until the runtime exits (the first may come before
     /// the container exists); after 10 s of that, kills the runtime process itself.
-    fn keep_killing(&self, pid: libc::pid_t, last: Option<Instant>) -> Option<Instant> {
+    fn keep_killing(&self, pid: libc::pid_t, kills: &mut Kills) {
         let now = Instant::now();
-        match last {
-            Some(t) if now.duration_since(t) < Duration::from_millis(100) => return last,
-            _ => {}
+        if kills
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
+        {
+            return;
         }
         self.kill();
-        if last.is_some_and(|t| now.duration_since(t) > Duration::from_secs(10)) {
+        kills.last = Some(now);
+        let first = *kills.first.get_or_insert(now);
+        if now.duration_since(first) > Duration::from_secs(10) {
             // SAFETY: `pid` is our unreaped child, so it cannot have been recycled.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        Some(last.unwrap_or(now))
     }
 
     /// `delete --force`: kills whatever is left of the container and removes it.
