@@ -28,6 +28,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::archive::LayerBlob;
 use crate::digest::HashingReader;
 use crate::error::{IoContext, show};
+use crate::guard::TarGuard;
 use crate::path;
 use crate::{ImageError, ImageLimits, SetuidPolicy};
 
@@ -117,10 +118,14 @@ impl<'l> Unpacker<'l> {
         let stream_limit = limits
             .max_unpacked_bytes
             .saturating_add(limits.max_entries.saturating_mul(HEADER_ALLOWANCE));
-        let mut archive =
-            tar::Archive::new(HashingReader::new(decompressor(layer, blob)?, stream_limit));
+        let reader = HashingReader::new(decompressor(layer, blob)?, stream_limit);
+        let mut archive = tar::Archive::new(TarGuard::new(reader));
         let result = self.entries_of(layer, &mut archive);
-        let reader = archive.into_inner();
+        let guard = archive.into_inner();
+        if let Some(why) = guard.violation() {
+            return Err(bad(layer, why));
+        }
+        let reader = guard.into_inner();
         if reader.over_limit() {
             return Err(too_large(limits));
         }
@@ -210,10 +215,15 @@ impl<'l> Unpacker<'l> {
                 node,
             });
         }
-        let mode = self.mode(layer, rel, entry.header(), kind)?;
         match kind {
-            T::Regular | T::Continuous => self.file(layer, rel, entry, mode),
-            T::Directory => self.dir(layer, rel, mode),
+            T::Regular | T::Continuous => {
+                let mode = self.mode(layer, rel, entry.header())?;
+                self.file(layer, rel, entry, mode)
+            }
+            T::Directory => {
+                let mode = self.mode(layer, rel, entry.header())?;
+                self.dir(layer, rel, mode)
+            }
             T::Symlink => self.symlink(layer, rel, entry),
             T::Link => self.hardlink(layer, rel, entry),
             T::GNUSparse => Err(bad(
@@ -232,22 +242,12 @@ impl<'l> Unpacker<'l> {
     }
 
     /// Permission and sticky bits of an entry, refusing or stripping setuid/setgid per policy.
-    fn mode(
-        &self,
-        layer: usize,
-        rel: &Path,
-        header: &tar::Header,
-        kind: tar::EntryType,
-    ) -> Result<u32, ImageError> {
+    fn mode(&self, layer: usize, rel: &Path, header: &tar::Header) -> Result<u32, ImageError> {
         let mode = header
             .mode()
             .map_err(|e| bad(layer, format!("bad mode of {}: {e}", show(rel))))?
             & 0o7777;
-        let has_content_mode = matches!(
-            kind,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory
-        );
-        if has_content_mode && mode & 0o6000 != 0 && self.limits.setuid == SetuidPolicy::Refuse {
+        if mode & 0o6000 != 0 && self.limits.setuid == SetuidPolicy::Refuse {
             return Err(ImageError::Setuid {
                 layer,
                 path: show(rel),

@@ -93,6 +93,7 @@ mod config;
 mod digest;
 mod docker;
 mod error;
+mod guard;
 mod layer;
 mod oci;
 mod path;

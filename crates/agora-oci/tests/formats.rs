@@ -406,3 +406,38 @@ fn zstd_layers_need_the_feature() {
     assert_eq!(err.kind(), "unsupported_media_type");
     assert_nothing_cached(&store);
 }
+
+#[test]
+fn long_names_and_link_targets_round_trip() {
+    let long_dir = "x".repeat(120);
+    let long_file = format!("{long_dir}/{}", "y".repeat(150));
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, &long_file, &b"long"[..])
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    builder
+        .append_link(&mut header, "short-link", format!("/{long_file}"))
+        .unwrap();
+    let layer = builder.into_inner().unwrap();
+    let (_dir, store) = store();
+    let image = store
+        .load_archive(
+            &build_oci_archive(&[layer], &cmd(&["x"])),
+            &ImageLimits::default(),
+        )
+        .unwrap();
+    assert_eq!(fs::read(image.rootfs.join(&long_file)).unwrap(), b"long");
+    assert_eq!(
+        fs::read_link(image.rootfs.join("short-link"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!("/{long_file}")
+    );
+}

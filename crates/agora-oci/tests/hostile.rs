@@ -537,3 +537,30 @@ fn implied_directories_count_as_entries() {
     };
     refused_with(&[layer], &limits, "too_many_entries");
 }
+
+#[test]
+fn long_name_bomb_is_refused_before_it_is_read() {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(1 << 30); // a 1 GiB "file name"
+    header.set_cksum();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(header.as_bytes()).unwrap();
+    let zeros = vec![b'a'; 1 << 20];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    let archive =
+        build_docker_archive(&[Layer::new().file("f", b"x", 0o644).build()], &cmd(&["x"]));
+    let archive = rewrite(&archive, |files| {
+        let name = files
+            .keys()
+            .find(|k| k.ends_with("/layer.tar"))
+            .unwrap()
+            .clone();
+        files.insert(name, bomb);
+    });
+    let err = refused_archive(&archive, "bad_layer");
+    assert!(err.to_string().contains("metadata entry"), "{err}");
+}
