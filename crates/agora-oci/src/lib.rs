@@ -57,7 +57,8 @@
 //! target climbs above the root, hard links to anything but an already unpacked regular file,
 //! any entry below a symlink (nothing is ever written or deleted through a symlink; absolute
 //! symlink targets are allowed as links since the container resolves them inside its root),
-//! device nodes and fifos, setuid/setgid bits (unless [`SetuidPolicy::Strip`]), corrupt or
+//! device nodes and fifos, setuid/setgid bits (unless [`SetuidPolicy::Strip`]), sparse files,
+//! long-name or pax metadata over 1 MiB (checked before it is read into memory), corrupt or
 //! truncated data, digest mismatches, and anything beyond [`ImageLimits`] are refused with a
 //! typed [`ImageError`] whose [`ImageError::kind`] is a stable code for failure reports. A
 //! refused image leaves nothing in the store.
@@ -132,7 +133,8 @@ pub struct ImageLimits {
     /// Largest total size of regular files over all layers (and, with 4 KiB per allowed entry
     /// for headers, of each decompressed layer stream, which stops decompression bombs).
     pub max_unpacked_bytes: u64,
-    /// Most tar entries, counted over the outer archive and over all layers separately.
+    /// Most tar entries, counted over the outer archive and over all layers separately
+    /// (directories that layer paths imply without an entry of their own count too).
     pub max_entries: u64,
     /// Most layers.
     pub max_layers: u32,
