@@ -3,9 +3,10 @@
 #
 #   bash scripts/device/gpu-e2e.sh
 #
-# Needs, carried from the build machine into target/device/: `agora` (a stripped release
-# build), `runc` and `lib/libseccomp.so.2` (Debian's, which the GPU machine lacks),
-# `busybox` (static; the runtime probe's throwaway rootfs). On the GPU machine it builds a
+# Needs, carried from the build machine into target/device/ (or as target/device-bundle.tar.xz,
+# unpacked there first): `agora` (a stripped release build), `runc` and
+# `lib/libseccomp.so.2` (Debian's, which the GPU machine lacks), `busybox` (static; the
+# runtime probe's throwaway rootfs). On the GPU machine it builds a
 # CUDA program with the host's nvcc (scripts/device/vecadd.cu), wraps it and its libraries
 # into an OCI image (scripts/device/dir_image.py), starts `agora devnet` (a market and one
 # provider as processes), and as a buyer:
@@ -19,6 +20,9 @@
 set -u
 HERE=$(pwd)
 D=$HERE/target/device
+if [ -f "$HERE/target/device-bundle.tar.xz" ]; then
+  mkdir -p "$D" && tar -xJf "$HERE/target/device-bundle.tar.xz" -C "$D"
+fi
 OUT=${OUT:-./gpu-e2e-out}
 mkdir -p "$OUT"
 W=$(mktemp -d)
@@ -41,19 +45,19 @@ say "starting the devnet"
 DEVNET=$!
 for _ in $(seq 1 120); do grep -q "is up" "$W/devnet.txt" 2>/dev/null && break; sleep 0.5; done
 cat "$W/devnet.txt" >> "$LOG"
-M=(--market http://127.0.0.1:7070 --wallet "$W/dn/buyer-0.json")
+M=(--market http://127.0.0.1:7070 --wallet "$W/dn/buyer-0.json" --max-price 1)
 
 say "the provider's ask"
 "$D/agora" market asks --market http://127.0.0.1:7070 --json > "$OUT/asks.json" 2>> "$LOG"
 
 say "CUDA job on 1 GPU"
 /usr/bin/time -f "wall %e s" "$D/agora" job run "${M[@]}" --image "$W/vecadd.oci.tar" --gpus 1 \
-  --memory 2GiB --max-cu 20 --verify none --json --output-dir "$W/out" > "$OUT/gpu-job.json" 2>> "$LOG"
+  --memory 2GiB --max-cu 20 --verify none --deadline 60s --json --output-dir "$W/out" > "$OUT/gpu-job.json" 2>> "$LOG"
 say "exit $?"
 
 say "what a 1-GPU container sees"
 "$D/agora" job run "${M[@]}" --image examples/containers/busybox-hash.oci.tar --entrypoint /bin/ls \
-  --gpus 1 --verify none --json --output-dir "$W/out" -- -l /dev /usr/local/nvidia/lib64 /usr/local/nvidia/bin \
+  --gpus 1 --verify none --deadline 30s --json --output-dir "$W/out" -- -l /dev /usr/local/nvidia/lib64 /usr/local/nvidia/bin \
   > "$OUT/gpu-ls.json" 2>> "$LOG"
 say "exit $?"
 
@@ -65,6 +69,7 @@ say "exit $? (2 = refunded, as it should be)"
 kill -INT $DEVNET; wait $DEVNET 2>/dev/null
 cp "$W/dn/provider-0.log" "$OUT/provider.log" 2>/dev/null
 
+[ -n "${SKIP_BENCH:-}" ] && { rm -rf "$W"; exit 0; }
 say "bench e2e --kind both"
 timeout 150 "$D/agora" bench e2e --kind both --providers 2 --buyers 8 --jobs-per-buyer 10 \
   --sequential 30 --blob-mib 0 --json > "$OUT/e2e.json" 2>> "$LOG"

@@ -618,8 +618,6 @@ async fn an_altered_archive_of_a_cached_image_is_refused() {
 /// the output limit (deterministic, refunded at once), not a timeout (which reassigns the
 /// order to another provider to fill its disk again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: agora-container run.rs classify() returns Timeout before checking \
-            OutputDir::overflowed, so a full /output followed by a timeout is not output_limit"]
 async fn a_full_output_then_a_timeout_is_an_output_limit_failure() {
     let t = start(1).await;
     let case = case(

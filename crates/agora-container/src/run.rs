@@ -281,8 +281,11 @@ impl ContainerExecutor {
 }
 
 /// The failure a finished run amounts to, if any, in order of precedence: the caller's
-/// cancellation, the deadline (or the pids limit behind it), the runtime's own failure,
-/// the memory limit, the output limit, the pids limit behind a failed exit.
+/// cancellation, the deadline (or the pids limit or a full `/output` behind it), the
+/// runtime's own failure, the memory limit, the output limit, the pids limit behind a
+/// failed exit. A job that filled `/output` and then ran out of time (busybox `head`
+/// spins on `ENOSPC`) failed by its output, which any provider reproduces, not by the
+/// clock, which depends on the machine.
 fn classify(
     job: &ContainerJob,
     bundle: &Bundle,
@@ -300,6 +303,9 @@ fn classify(
         Ending::Cancelled => return Some(ExecError::Cancelled { fuel_used: fuel }.into()),
         Ending::TimedOut if stats.pids_limit_hits > 0 => return Some(pids),
         Ending::TimedOut => {
+            if let Some(err) = bundle.output.as_ref().and_then(OutputDir::overflowed) {
+                return Some(err.into());
+            }
             return Some(
                 ExecError::Timeout {
                     limit: limits.wall_timeout,

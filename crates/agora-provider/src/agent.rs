@@ -799,12 +799,15 @@ fn accept(
         return Err(Decline::ShuttingDown);
     }
     let me = shared.key.account();
+    let gpus = shared.containers.gpu_groups();
     let rules = AssignmentRules {
         chain: &shared.market.chain,
         market: &shared.market.authority,
         me: &me,
         capacity: &shared.capacity,
         max_job: shared.max_job,
+        containers: shared.containers.host.is_some(),
+        gpus: &gpus,
     };
     let assignment = check_assignment(signed, &rules, now_ms())?.clone();
     let mut jobs = shared.jobs();

@@ -82,7 +82,7 @@ pub struct ProviderConfig {
 }
 
 /// The default [`ProviderConfig::gpu_price_multiple`].
-pub const DEFAULT_GPU_PRICE_MULTIPLE: u64 = 50;
+pub const DEFAULT_GPU_PRICE_MULTIPLE: u64 = 4;
 
 impl ProviderConfig {
     /// A configuration with the defaults above and a fixed price of `price`.

@@ -25,6 +25,10 @@ pub struct AssignmentRules<'a> {
     pub capacity: &'a Capacity,
     /// The largest fuel budget this agent takes.
     pub max_job: Fuel,
+    /// Whether this agent runs container jobs.
+    pub containers: bool,
+    /// The GPU groups it offers to container jobs.
+    pub gpus: &'a [agora_market::GpuGroup],
 }
 
 /// Why an assignment was declined; the text goes back to the market.
@@ -145,10 +149,26 @@ fn check_fits(
     if order.fuel_budget > rules.max_job {
         return too_big("fuel", order.fuel_budget.0, rules.max_job.0);
     }
-    if demand.gpu.is_some() {
+    if order.job.workload.oci().is_some() && !rules.containers {
         return Err(Decline::TooBig(
-            "GPUs: this agent runs WASM jobs on CPUs only".into(),
+            "a container job: this agent runs WASM jobs only".into(),
         ));
+    }
+    if let Some(gpu) = &demand.gpu {
+        let fits = |group: &&agora_market::GpuGroup| {
+            gpu.model.as_ref().is_none_or(|m| *m == group.model)
+                && group.count >= gpu.count
+                && group.vram_bytes >= gpu.min_vram_bytes
+        };
+        if !rules.gpus.iter().any(|g| fits(&g)) {
+            return Err(Decline::TooBig(format!(
+                "{} GPU(s) of {} with {} bytes each asked; offered: {:?}",
+                gpu.count,
+                gpu.model.as_deref().unwrap_or("any model"),
+                gpu.min_vram_bytes,
+                rules.gpus
+            )));
+        }
     }
     Ok(())
 }
@@ -245,6 +265,15 @@ mod tests {
     }
 
     fn check(w: &World, signed: &Signed<Assignment>) -> Result<(), Decline> {
+        check_on(w, signed, false, &[])
+    }
+
+    fn check_on(
+        w: &World,
+        signed: &Signed<Assignment>,
+        containers: bool,
+        gpus: &[agora_market::GpuGroup],
+    ) -> Result<(), Decline> {
         let (market, me) = (w.market.account(), w.me.account());
         let rules = AssignmentRules {
             chain: &w.chain,
@@ -252,8 +281,55 @@ mod tests {
             me: &me,
             capacity: &w.capacity,
             max_job: Fuel::compute_units(100),
+            containers,
+            gpus,
         };
         check_assignment(signed, &rules, 1_000).map(|_| ())
+    }
+
+    #[test]
+    fn container_and_gpu_orders_need_an_agent_that_offers_them() {
+        let w = world();
+        let mut container = order();
+        container.job.workload = agora_proto::Workload::Oci(agora_proto::OciJob {
+            entrypoint: None,
+            working_dir: None,
+            network: false,
+            deterministic: true,
+            max_unpacked_bytes: 1 << 30,
+        });
+        let signed = assign(&w, &w.market, container.clone());
+        assert!(matches!(check(&w, &signed), Err(Decline::TooBig(_))));
+        assert_eq!(check_on(&w, &signed, true, &[]), Ok(()));
+        container.demand.gpu = Some(GpuDemand {
+            model: Some("NVIDIA-H200".into()),
+            min_vram_bytes: 100 << 30,
+            count: 1,
+        });
+        let h200 = agora_market::GpuGroup {
+            model: "NVIDIA-H200".into(),
+            vram_bytes: 140 << 30,
+            count: 1,
+        };
+        let signed = assign(&w, &w.market, container.clone());
+        assert_eq!(
+            check_on(&w, &signed, true, std::slice::from_ref(&h200)),
+            Ok(())
+        );
+        let small = agora_market::GpuGroup {
+            vram_bytes: 40 << 30,
+            ..h200.clone()
+        };
+        assert!(matches!(
+            check_on(&w, &signed, true, &[small]),
+            Err(Decline::TooBig(_))
+        ));
+        container.demand.gpu.as_mut().unwrap().count = 2;
+        let signed = assign(&w, &w.market, container);
+        assert!(matches!(
+            check_on(&w, &signed, true, &[h200]),
+            Err(Decline::TooBig(_))
+        ));
     }
 
     #[test]
