@@ -45,7 +45,7 @@ pub struct LoadedImage {
     pub unpacked_bytes: u64,
     /// Whether the rootfs was already in the store (nothing was unpacked).
     pub cached: bool,
-    /// Time this load took, parsing and verifying included.
+    /// Time this load took, reading the archive file, parsing and verifying included.
     pub unpack_time: Duration,
 }
 
@@ -90,6 +90,7 @@ impl ImageStore {
         path: &Path,
         limits: &ImageLimits,
     ) -> Result<LoadedImage, ImageError> {
+        let start = Instant::now();
         let len = fs::metadata(path)
             .with_path("reading image archive", path)?
             .len();
@@ -100,7 +101,11 @@ impl ImageStore {
             });
         }
         let bytes = fs::read(path).with_path("reading image archive", path)?;
-        self.load_archive(&bytes, limits)
+        let image = self.load_archive(&bytes, limits)?;
+        Ok(LoadedImage {
+            unpack_time: start.elapsed(),
+            ..image
+        })
     }
 
     /// Verifies the archive and returns its image, assembling the rootfs unless it is cached.
