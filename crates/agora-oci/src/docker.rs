@@ -18,7 +18,7 @@ struct Entry {
 }
 
 /// Resolves the single image of a `docker save` archive.
-pub(crate) fn resolve<'a>(index: &ArchiveIndex<'a>) -> Result<ResolvedImage<'a>, ImageError> {
+pub(crate) fn resolve(index: &ArchiveIndex<'_>) -> Result<ResolvedImage, ImageError> {
     let entries: Vec<Entry> = index.json("manifest.json", "docker manifest")?;
     let [entry] = entries.as_slice() else {
         return Err(ImageError::bad_archive(format!(
@@ -32,18 +32,23 @@ pub(crate) fn resolve<'a>(index: &ArchiveIndex<'a>) -> Result<ResolvedImage<'a>,
             entry.config
         ))
     })?;
+    if index.len_of(&entry.config, "image config")? > archive::MAX_JSON_BYTES {
+        return Err(ImageError::bad_archive(
+            "image config is larger than the JSON limit",
+        ));
+    }
     let config_bytes = index.require(&entry.config, "image config")?;
-    config_digest.verify("image config", config_bytes)?;
-    let config = RawConfig::parse(config_bytes)?;
-    let mut blobs = Vec::with_capacity(entry.layers.len());
+    config_digest.verify("image config", &config_bytes)?;
+    let config = RawConfig::parse(&config_bytes)?;
+    let mut found = Vec::with_capacity(entry.layers.len());
     for (i, path) in entry.layers.iter().enumerate() {
-        let bytes = index.require(path, &format!("layer {i}"))?;
+        index.len_of(path, &format!("layer {i}"))?;
         let digest = path
             .strip_prefix("blobs/sha256/")
             .and_then(Digest::from_hex);
-        blobs.push((bytes, None, digest));
+        found.push((path.clone(), None, digest));
     }
-    let layers = archive::pair_layers(&config, blobs)?;
+    let layers = archive::pair_layers(&config, found)?;
     Ok(ResolvedImage {
         config_digest,
         config,

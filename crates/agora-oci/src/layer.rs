@@ -112,13 +112,19 @@ impl<'l> Unpacker<'l> {
         }
     }
 
-    /// Applies one layer, then checks its uncompressed stream against the layer's diff id.
-    pub(crate) fn apply(&mut self, layer: usize, blob: &LayerBlob<'_>) -> Result<(), ImageError> {
+    /// Applies one layer (`bytes` as stored), then checks its uncompressed stream against the
+    /// layer's diff id.
+    pub(crate) fn apply(
+        &mut self,
+        layer: usize,
+        blob: &LayerBlob,
+        bytes: &[u8],
+    ) -> Result<(), ImageError> {
         let limits = self.limits;
         let stream_limit = limits
             .max_unpacked_bytes
             .saturating_add(limits.max_entries.saturating_mul(HEADER_ALLOWANCE));
-        let reader = HashingReader::new(decompressor(layer, blob)?, stream_limit);
+        let reader = HashingReader::new(decompressor(layer, blob, bytes)?, stream_limit);
         let mut archive = tar::Archive::new(TarGuard::new(reader));
         let result = self.entries_of(layer, &mut archive);
         let guard = archive.into_inner();
@@ -575,7 +581,11 @@ fn copy(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result
 
 /// A reader of the layer's uncompressed tar, chosen by magic bytes; the media type, when given,
 /// must be a known layer type.
-fn decompressor<'a>(layer: usize, blob: &LayerBlob<'a>) -> Result<Box<dyn Read + 'a>, ImageError> {
+fn decompressor<'a>(
+    layer: usize,
+    blob: &LayerBlob,
+    bytes: &'a [u8],
+) -> Result<Box<dyn Read + 'a>, ImageError> {
     if let Some(t) = blob
         .media_type
         .as_deref()
@@ -583,7 +593,6 @@ fn decompressor<'a>(layer: usize, blob: &LayerBlob<'a>) -> Result<Box<dyn Read +
     {
         return Err(ImageError::UnsupportedMediaType(t.to_owned()));
     }
-    let bytes = blob.bytes;
     if bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(Box::new(flate2::bufread::GzDecoder::new(bytes)));
     }

@@ -2,6 +2,8 @@
 //! one manifest for linux/amd64 (or the only one), then its config and layers, every blob
 //! checked against its descriptor's size and (except layers, checked at unpack) digest.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use crate::ImageError;
@@ -54,7 +56,7 @@ struct Layout {
 }
 
 /// Resolves the image of an OCI layout archive.
-pub(crate) fn resolve<'a>(index: &ArchiveIndex<'a>) -> Result<ResolvedImage<'a>, ImageError> {
+pub(crate) fn resolve(index: &ArchiveIndex<'_>) -> Result<ResolvedImage, ImageError> {
     let layout: Layout = index.json("oci-layout", "OCI layout marker")?;
     if !layout.version.starts_with("1.") {
         return Err(ImageError::bad_archive(format!(
@@ -66,29 +68,29 @@ pub(crate) fn resolve<'a>(index: &ArchiveIndex<'a>) -> Result<ResolvedImage<'a>,
     for _ in 0..MAX_INDEX_DEPTH {
         let chosen = choose(&current.manifests)?;
         let bytes = verified_blob(index, chosen, "manifest")?;
-        if is_index(chosen, bytes) {
-            current = archive::parse_json(bytes, "nested image index")?;
+        if is_index(chosen, &bytes) {
+            current = archive::parse_json(&bytes, "nested image index")?;
             continue;
         }
-        return from_manifest(index, archive::parse_json(bytes, "image manifest")?);
+        return from_manifest(index, archive::parse_json(&bytes, "image manifest")?);
     }
     Err(ImageError::bad_archive(format!(
         "image indexes nest deeper than {MAX_INDEX_DEPTH}"
     )))
 }
 
-fn from_manifest<'a>(
-    index: &ArchiveIndex<'a>,
+fn from_manifest(
+    index: &ArchiveIndex<'_>,
     manifest: Manifest,
-) -> Result<ResolvedImage<'a>, ImageError> {
+) -> Result<ResolvedImage, ImageError> {
     let config_bytes = verified_blob(index, &manifest.config, "image config")?;
-    let config = RawConfig::parse(config_bytes)?;
-    let mut blobs = Vec::with_capacity(manifest.layers.len());
+    let config = RawConfig::parse(&config_bytes)?;
+    let mut found = Vec::with_capacity(manifest.layers.len());
     for (i, layer) in manifest.layers.iter().enumerate() {
-        let (bytes, digest) = sized_blob(index, layer, &format!("layer {i}"))?;
-        blobs.push((bytes, layer.media_type.clone(), Some(digest)));
+        let (name, digest) = sized_blob(index, layer, &format!("layer {i}"))?;
+        found.push((name, layer.media_type.clone(), Some(digest)));
     }
-    let layers = archive::pair_layers(&config, blobs)?;
+    let layers = archive::pair_layers(&config, found)?;
     Ok(ResolvedImage {
         config_digest: Digest::parse(&manifest.config.digest)?,
         config,
@@ -139,31 +141,39 @@ fn is_index(d: &Descriptor, bytes: &[u8]) -> bool {
     }
 }
 
-/// The blob a descriptor names, its length checked; returns it with its (unchecked) digest.
-fn sized_blob<'a>(
-    index: &ArchiveIndex<'a>,
+/// The blob file a descriptor names, its length checked; returns it with its (unchecked) digest.
+fn sized_blob(
+    index: &ArchiveIndex<'_>,
     d: &Descriptor,
     what: &str,
-) -> Result<(&'a [u8], Digest), ImageError> {
+) -> Result<(String, Digest), ImageError> {
     let digest = Digest::parse(&d.digest)?;
-    let bytes = index.require(&format!("blobs/sha256/{}", digest.hex()), what)?;
-    if bytes.len() as u64 != d.size {
+    let name = format!("blobs/sha256/{}", digest.hex());
+    let len = index.len_of(&name, what)?;
+    if len != d.size {
         return Err(ImageError::SizeMismatch {
             what: what.into(),
             expected: d.size,
-            actual: bytes.len() as u64,
+            actual: len,
         });
     }
-    Ok((bytes, digest))
+    Ok((name, digest))
 }
 
-/// The blob a descriptor names, with size and digest checked.
+/// The blob a descriptor names (a JSON document), with size and digest checked.
 fn verified_blob<'a>(
     index: &ArchiveIndex<'a>,
     d: &Descriptor,
     what: &str,
-) -> Result<&'a [u8], ImageError> {
-    let (bytes, digest) = sized_blob(index, d, what)?;
-    digest.verify(what, bytes)?;
+) -> Result<Cow<'a, [u8]>, ImageError> {
+    let (name, digest) = sized_blob(index, d, what)?;
+    if d.size > archive::MAX_JSON_BYTES {
+        return Err(ImageError::bad_archive(format!(
+            "{what} is larger than {} bytes",
+            archive::MAX_JSON_BYTES
+        )));
+    }
+    let bytes = index.require(&name, what)?;
+    digest.verify(what, &bytes)?;
     Ok(bytes)
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::archive::{self, ArchiveIndex, ResolvedImage};
+use crate::archive::{self, ArchiveIndex, LayerBlob, ResolvedImage};
 use crate::config::ImageConfig;
 use crate::digest::{self, Digest};
 use crate::error::IoContext;
@@ -84,28 +84,23 @@ impl ImageStore {
         is_real_dir(&path).then_some(path)
     }
 
-    /// Reads the archive file at `path` (refusing it first if larger than the limit) and loads it.
+    /// Loads the archive file at `path`, refusing it first if larger than the limit. Only the
+    /// tar headers and JSON documents are read before the cache is consulted; layers are read
+    /// one at a time, and only when the rootfs must be assembled.
     pub fn load_archive_file(
         &self,
         path: &Path,
         limits: &ImageLimits,
     ) -> Result<LoadedImage, ImageError> {
         let start = Instant::now();
-        let len = fs::metadata(path)
+        let file = fs::File::open(path).with_path("opening image archive", path)?;
+        let len = file
+            .metadata()
             .with_path("reading image archive", path)?
             .len();
-        if len > limits.max_archive_bytes {
-            return Err(ImageError::TooLarge {
-                what: "archive size",
-                limit: limits.max_archive_bytes,
-            });
-        }
-        let bytes = fs::read(path).with_path("reading image archive", path)?;
-        let image = self.load_archive(&bytes, limits)?;
-        Ok(LoadedImage {
-            unpack_time: start.elapsed(),
-            ..image
-        })
+        check_archive_size(len, limits)?;
+        let index = ArchiveIndex::parse_file(&file, len, limits.max_entries)?;
+        self.load(&index, limits, start)
     }
 
     /// Verifies the archive and returns its image, assembling the rootfs unless it is cached.
@@ -119,14 +114,18 @@ impl ImageStore {
         limits: &ImageLimits,
     ) -> Result<LoadedImage, ImageError> {
         let start = Instant::now();
-        if bytes.len() as u64 > limits.max_archive_bytes {
-            return Err(ImageError::TooLarge {
-                what: "archive size",
-                limit: limits.max_archive_bytes,
-            });
-        }
+        check_archive_size(bytes.len() as u64, limits)?;
         let index = ArchiveIndex::parse(bytes, limits.max_entries)?;
-        let image = archive::resolve(&index, limits)?;
+        self.load(&index, limits, start)
+    }
+
+    fn load(
+        &self,
+        index: &ArchiveIndex<'_>,
+        limits: &ImageLimits,
+        start: Instant,
+    ) -> Result<LoadedImage, ImageError> {
+        let image = archive::resolve(index, limits)?;
         let chain = digest::chain_id(&image.config.diff_ids)
             .ok_or_else(|| ImageError::bad_archive("image has no layers"))?;
         let rootfs = self.rootfs_path(&chain);
@@ -134,10 +133,12 @@ impl ImageStore {
         let (measured, user) = if cached {
             let measured = self.read_meta(&chain);
             measured.check(limits)?;
-            let user = crate::user::resolve(&rootfs, image.config.user_spec.as_deref())?;
-            (measured, user)
+            (
+                measured,
+                crate::user::resolve(&rootfs, image.config.user_spec.as_deref())?,
+            )
         } else {
-            self.assemble(&image, &chain, limits)?
+            self.assemble(index, &image, &chain, limits)?
         };
         Ok(LoadedImage {
             rootfs,
@@ -157,36 +158,28 @@ impl ImageStore {
     /// Losing a race to a concurrent assembler of the same image is fine: its result is equal.
     fn assemble(
         &self,
-        image: &ResolvedImage<'_>,
+        index: &ArchiveIndex<'_>,
+        image: &ResolvedImage,
         chain: &Digest,
         limits: &ImageLimits,
     ) -> Result<(Measured, Option<(u32, u32)>), ImageError> {
+        let tmp = TmpDir::create(&self.root.join("tmp"))?;
+        let mut unpacker = Unpacker::new(&tmp.path, limits);
+        let mut staged = StagedBlobs { files: Vec::new() };
         for (i, layer) in image.layers.iter().enumerate() {
+            let bytes = index.require(&layer.name, &format!("layer {i}"))?;
             // An uncompressed layer's digest is its diff id, which unpacking checks anyway.
             match &layer.digest {
                 Some(digest) if *digest != layer.diff_id => {
-                    digest.verify(&format!("layer {i}"), layer.bytes)?
+                    digest.verify(&format!("layer {i}"), &bytes)?
                 }
                 _ => {}
             }
+            self.apply_layer(&mut unpacker, &mut staged, i, layer, &bytes)?;
         }
-        let tmp = TmpDir::create(&self.root.join("tmp"))?;
-        // Blobs are written on a second thread while layers unpack, and published only after.
-        let (measured, staged) = std::thread::scope(|scope| {
-            let staging = self
-                .keep_blobs
-                .then(|| scope.spawn(|| self.stage_blobs(image)));
-            let measured = unpack_all(image, &tmp.path, limits);
-            let staged =
-                staging.map(|thread| thread.join().unwrap_or_else(|_| Err(thread_panicked())));
-            (measured, staged)
-        });
-        let measured = measured?;
-        let staged = staged.transpose()?;
+        let measured = unpacker.finish()?;
         let user = crate::user::resolve(&tmp.path, image.config.user_spec.as_deref())?;
-        if let Some(staged) = staged {
-            staged.publish()?;
-        }
+        staged.publish()?;
         self.write_meta(chain, &measured)?;
         let target = self.rootfs_path(chain);
         match fs::rename(&tmp.path, &target) {
@@ -197,6 +190,30 @@ impl ImageStore {
         Ok((measured, user))
     }
 
+    /// Unpacks one layer while a second thread stages its blob (if blobs are kept).
+    fn apply_layer(
+        &self,
+        unpacker: &mut Unpacker<'_>,
+        staged: &mut StagedBlobs,
+        i: usize,
+        layer: &LayerBlob,
+        bytes: &[u8],
+    ) -> Result<(), ImageError> {
+        let (applied, blob) = std::thread::scope(|scope| {
+            let staging = self
+                .keep_blobs
+                .then(|| scope.spawn(|| self.stage_blob(layer, bytes)));
+            let applied = unpacker.apply(i, layer, bytes);
+            let blob =
+                staging.map(|thread| thread.join().unwrap_or_else(|_| Err(thread_panicked())));
+            (applied, blob)
+        });
+        if let Some(Some(file)) = blob.transpose()? {
+            staged.files.push(file);
+        }
+        applied
+    }
+
     fn rootfs_path(&self, chain: &Digest) -> PathBuf {
         self.root.join("rootfs").join(chain.hex())
     }
@@ -205,24 +222,24 @@ impl ImageStore {
         self.root.join("meta").join(format!("{}.json", chain.hex()))
     }
 
-    /// Writes each layer blob not yet kept to `tmp/`, to be renamed under its digest once the
-    /// image verified.
-    fn stage_blobs(&self, image: &ResolvedImage<'_>) -> Result<StagedBlobs, ImageError> {
-        let mut staged = StagedBlobs { files: Vec::new() };
-        for layer in &image.layers {
-            let digest = layer
-                .digest
-                .clone()
-                .unwrap_or_else(|| Digest::of(layer.bytes));
-            let path = self.root.join("blobs/sha256").join(digest.hex());
-            if path.exists() || staged.files.iter().any(|(_, p)| *p == path) {
-                continue;
-            }
-            let tmp = self.root.join("tmp").join(unique_name());
-            staged.files.push((tmp.clone(), path));
-            fs::write(&tmp, layer.bytes).with_path("writing", &tmp)?;
+    /// Writes a layer blob not yet kept to `tmp/`; returns it and where it goes once the image
+    /// verified.
+    fn stage_blob(
+        &self,
+        layer: &LayerBlob,
+        bytes: &[u8],
+    ) -> Result<Option<(PathBuf, PathBuf)>, ImageError> {
+        let digest = layer.digest.clone().unwrap_or_else(|| Digest::of(bytes));
+        let path = self.root.join("blobs/sha256").join(digest.hex());
+        if path.exists() {
+            return Ok(None);
         }
-        Ok(staged)
+        let tmp = self.root.join("tmp").join(unique_name());
+        if let Err(e) = fs::write(&tmp, bytes) {
+            let _ = fs::remove_file(&tmp);
+            return Err(ImageError::io("writing", &tmp, e));
+        }
+        Ok(Some((tmp, path)))
     }
 
     fn write_meta(&self, chain: &Digest, measured: &Measured) -> Result<(), ImageError> {
@@ -258,17 +275,14 @@ impl ImageStore {
     }
 }
 
-/// Applies every layer into `dir` and finishes the rootfs.
-fn unpack_all(
-    image: &ResolvedImage<'_>,
-    dir: &Path,
-    limits: &ImageLimits,
-) -> Result<Measured, ImageError> {
-    let mut unpacker = Unpacker::new(dir, limits);
-    for (i, layer) in image.layers.iter().enumerate() {
-        unpacker.apply(i, layer)?;
+fn check_archive_size(len: u64, limits: &ImageLimits) -> Result<(), ImageError> {
+    if len > limits.max_archive_bytes {
+        return Err(ImageError::TooLarge {
+            what: "archive size",
+            limit: limits.max_archive_bytes,
+        });
     }
-    unpacker.finish()
+    Ok(())
 }
 
 fn thread_panicked() -> ImageError {

@@ -44,8 +44,17 @@ fn refused_with(layers: &[Vec<u8>], limits: &ImageLimits, kind: &str) -> ImageEr
     err
 }
 
+/// Loads `archive` from memory and from a file; both must be refused with `kind` and leave
+/// the store empty.
 fn refused_archive(archive: &[u8], kind: &str) -> ImageError {
-    let (_dir, store) = store();
+    let (dir, store) = store();
+    let path = dir.path().join("archive.tar");
+    fs::write(&path, archive).unwrap();
+    let from_file = store
+        .load_archive_file(&path, &ImageLimits::default())
+        .expect_err("must be refused");
+    assert_eq!(from_file.kind(), kind, "from a file: {from_file}");
+    assert_nothing_cached(&store);
     let err = store
         .load_archive(archive, &ImageLimits::default())
         .expect_err("must be refused");

@@ -266,3 +266,37 @@ fn store_without_blobs_keeps_only_the_rootfs() {
         0
     );
 }
+
+#[test]
+fn cached_load_from_a_file_does_not_read_layers() {
+    let layer = Layer::new().file("payload", &[b'p'; 4096], 0o644).build();
+    let archive = build_oci_archive(&[layer], &cmd(&["x"]));
+    let (dir, store) = store();
+    let path = dir.path().join("image.tar");
+    fs::write(&path, &archive).unwrap();
+    assert!(
+        !store
+            .load_archive_file(&path, &ImageLimits::default())
+            .unwrap()
+            .cached
+    );
+    // Damage the layer inside the file (same length): a cached load never reads it...
+    let at = archive.windows(64).position(|w| w == [b'p'; 64]).unwrap();
+    let mut damaged = archive.clone();
+    damaged[at] = b'X';
+    fs::write(&path, &damaged).unwrap();
+    let again = store
+        .load_archive_file(&path, &ImageLimits::default())
+        .unwrap();
+    assert!(again.cached);
+    assert_eq!(
+        fs::read(again.rootfs.join("payload")).unwrap(),
+        vec![b'p'; 4096]
+    );
+    // ...while a store without the rootfs reads and refuses it.
+    let other = ImageStore::open(&dir.path().join("other")).unwrap();
+    let err = other
+        .load_archive_file(&path, &ImageLimits::default())
+        .unwrap_err();
+    assert_eq!(err.kind(), "digest_mismatch", "{err}");
+}
