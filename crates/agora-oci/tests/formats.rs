@@ -441,3 +441,49 @@ fn long_names_and_link_targets_round_trip() {
         format!("/{long_file}")
     );
 }
+
+#[test]
+fn docker_save_with_a_symlinked_repeated_layer() {
+    let layer = Layer::new().file("same", b"s", 0o644).build();
+    let built = files_of(&build_docker_archive(
+        &[layer.clone(), layer.clone()],
+        &cmd(&["x"]),
+    ));
+    let config_name = built
+        .keys()
+        .find(|k| k.ends_with(".json") && *k != "manifest.json")
+        .unwrap()
+        .clone();
+    let manifest =
+        serde_json::json!([{ "Config": config_name, "Layers": ["a/layer.tar", "b/layer.tar"] }]);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, name, data).unwrap();
+    };
+    add("manifest.json", manifest.to_string().as_bytes());
+    add(&config_name, &built[&config_name]);
+    add("a/layer.tar", &layer);
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    builder
+        .append_link(&mut header, "b/layer.tar", "../a/layer.tar")
+        .unwrap();
+    let archive = builder.into_inner().unwrap();
+    let (dir, store) = store();
+    let image = store
+        .load_archive(&archive, &ImageLimits::default())
+        .unwrap();
+    assert_eq!(fs::read(image.rootfs.join("same")).unwrap(), b"s");
+    let path = dir.path().join("image.tar");
+    fs::write(&path, &archive).unwrap();
+    assert!(
+        store
+            .load_archive_file(&path, &ImageLimits::default())
+            .unwrap()
+            .cached
+    );
+}
