@@ -51,6 +51,9 @@ pub struct LoadedImage {
 
 impl ImageStore {
     /// Opens (creating if needed) a store at `root`, removing assemblies left by dead processes.
+    ///
+    /// Processes sharing a store must share a PID namespace: an assembly is judged abandoned
+    /// when the process id in its name is not alive here.
     pub fn open(root: &Path) -> Result<Self, ImageError> {
         for dir in ["blobs/sha256", "rootfs", "meta", "tmp"] {
             let path = root.join(dir);
