@@ -33,9 +33,20 @@ def add_dir(tar, name):
     tar.addfile(info)
 
 
+def driver_closure():
+    """The libraries the host's libcuda.so.1 needs (libdl, libpthread, librt stubs on new
+    glibc): the driver library itself is mounted into the container by the provider, but
+    it loads with the image's glibc, so the image must carry what it links against."""
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.strip().startswith("libcuda.so.1 ") and "x86-64" in line:
+            return [p for p in closure(line.split("=>")[-1].strip()) if "libcuda" not in p]
+    return []
+
+
 def layer(exe):
     files = {"app/" + os.path.basename(exe): (open(exe, "rb").read(), 0o755)}
-    for lib in closure(exe):
+    for lib in sorted(set(closure(exe)) | set(driver_closure())):
         files[lib.lstrip("/")] = (open(os.path.realpath(lib), "rb").read(), 0o755)
     dirs = {"proc", "dev", "sys", "tmp", "input", "output"}
     for path in files:

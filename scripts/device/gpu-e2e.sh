@@ -55,6 +55,12 @@ say "CUDA job on 1 GPU"
   --memory 2GiB --max-cu 20 --verify none --deadline 60s --json --output-dir "$W/out" > "$OUT/gpu-job.json" 2>> "$LOG"
 say "exit $?"
 
+say "how the driver library resolves inside the container"
+"$D/agora" job run "${M[@]}" --image "$W/vecadd.oci.tar" --entrypoint /lib64/ld-linux-x86-64.so.2 \
+  --gpus 1 --verify none --deadline 30s --json --output-dir "$W/out" -- --list /usr/local/nvidia/lib64/libcuda.so.1 \
+  > "$OUT/gpu-ldd.json" 2>> "$LOG"
+say "exit $?"
+
 say "what a 1-GPU container sees"
 "$D/agora" job run "${M[@]}" --image examples/containers/busybox-hash.oci.tar --entrypoint /bin/ls \
   --gpus 1 --verify none --deadline 30s --json --output-dir "$W/out" -- -l /dev /usr/local/nvidia/lib64 /usr/local/nvidia/bin \
