@@ -292,7 +292,7 @@ fn bad_images(dir: &Path) -> Vec<BadCase> {
     let verify = ["--verify", "none", "--deadline", "60s"];
     vec![
         // First, while the provider has never seen the sample image: a cached image is
-        // not re-checked (see the ignored test below).
+        // re-checked too (see the test below).
         case(
             "altered layer byte",
             altered,
@@ -596,8 +596,6 @@ async fn a_container_cannot_reach_the_hosts_network() {
 /// that has the image, while a provider without it refuses it (`digest_mismatch`, declared
 /// deterministic: "any provider would fail the same way"). Required: refused either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: agora-oci ImageStore's cached load does not check the archive's \
-            layer blobs, so an altered archive of a cached image settles"]
 async fn an_altered_archive_of_a_cached_image_is_refused() {
     let t = start(1).await;
     happy(&t, &["--verify", "none"]).await;

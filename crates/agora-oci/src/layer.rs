@@ -13,7 +13,7 @@
 //! - device nodes, fifos and (by policy) setuid/setgid bits are refused; xattrs (including
 //!   `security.capability`) and ownership are dropped: files belong to the unpacking user;
 //! - file modes keep their permission and sticky bits; regular files keep their mtime,
-//!   directories and symlinks get the unpack time;
+//!   directories and symlinks get mtime 0, so every provider's rootfs looks the same;
 //! - directories stay owner-writable while unpacking and get their final modes at the end.
 
 use std::collections::{HashMap, HashSet};
@@ -545,12 +545,49 @@ fn apply_dir_modes(
     let full = root.join(rel);
     for child in fs::read_dir(&full).with_path("listing", &full)? {
         let child = child.with_path("listing", &full)?;
-        if child.file_type().is_ok_and(|t| t.is_dir()) {
+        let kind = child.file_type().with_path("listing", &full)?;
+        if kind.is_dir() {
             apply_dir_modes(root, &rel.join(child.file_name()), modes)?;
+        } else if kind.is_symlink() {
+            set_epoch_times(&child.path())?;
         }
     }
     let mode = modes.get(rel).copied().unwrap_or(0o755);
-    fs::set_permissions(&full, fs::Permissions::from_mode(mode)).with_path("setting mode of", &full)
+    fs::set_permissions(&full, fs::Permissions::from_mode(mode))
+        .with_path("setting mode of", &full)?;
+    set_epoch_times(&full)
+}
+
+/// Gives a directory or symlink the mtime 0 (the epoch), like the sample images' files: its
+/// unpack time would differ between providers, and a job that lists or archives its root
+/// (`ls -l`, `tar`, `stat`) would then give different results on honest providers. Regular
+/// files keep the mtime their layer gives.
+fn set_epoch_times(full: &Path) -> Result<(), ImageError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(full.as_os_str().as_bytes())
+        .map_err(|_| ImageError::bad_archive(format!("{} contains NUL", full.display())))?;
+    let epoch = [libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    }; 2];
+    // SAFETY: `path` is a valid NUL-terminated string and `epoch` two valid timespecs;
+    // AT_SYMLINK_NOFOLLOW changes a symlink itself, never what it points at.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            epoch.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(ImageError::io(
+            "setting the time of",
+            full,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 fn is_real_dir(full: &Path) -> bool {
@@ -581,6 +618,30 @@ fn copy(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result
 
 /// A reader of the layer's uncompressed tar, chosen by magic bytes; the media type, when given,
 /// must be a known layer type.
+/// Checks a layer of a cached image without unpacking it: its stored bytes against the
+/// manifest's digest and its uncompressed stream against the config's diff id, under the
+/// same size limit the unpacker applies.
+pub(crate) fn verify_layer(
+    layer: usize,
+    blob: &LayerBlob,
+    bytes: &[u8],
+    limits: &ImageLimits,
+) -> Result<(), ImageError> {
+    if let Some(digest) = blob.digest.as_ref().filter(|d| **d != blob.diff_id) {
+        digest.verify(&format!("layer {layer}"), bytes)?;
+    }
+    let stream_limit = limits
+        .max_unpacked_bytes
+        .saturating_add(limits.max_entries.saturating_mul(HEADER_ALLOWANCE));
+    let reader = HashingReader::new(decompressor(layer, blob, bytes)?, stream_limit);
+    let actual = reader.finish().map_err(|e| match e.to_string().as_str() {
+        crate::digest::OVER_LIMIT => too_large(limits),
+        _ => bad(layer, format!("corrupt stream: {e}")),
+    })?;
+    blob.diff_id
+        .check(&format!("layer {layer} (uncompressed)"), &actual)
+}
+
 fn decompressor<'a>(
     layer: usize,
     blob: &LayerBlob,

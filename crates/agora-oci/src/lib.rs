@@ -47,8 +47,10 @@
 //! the archive); [`ImageStore::load_archive`] slices everything from the bytes it is given.
 //! Writes are buffered and not fsynced: a process crash is covered, a power loss may leave a
 //! published rootfs with lost file data (delete the store's `rootfs/` after an unclean
-//! shutdown). The archive file must not change while it is loaded; a cached load does not read
-//! its layers at all (they were checked when the rootfs was assembled).
+//! shutdown). The archive file must not change while it is loaded. A cached load still reads and
+//! hashes every layer (without unpacking it): a provider that has the image must refuse an
+//! altered archive exactly as one that unpacks it does, or the same order would settle on one
+//! provider and be refunded as the job's fault on another.
 //!
 //! Every rootfs gets empty mount-point directories `/proc /dev /sys /tmp /input /output` (kept
 //! as they are where the image already has them as directories), so the runtime never needs to
@@ -68,7 +70,8 @@
 //!
 //! Unpacked files belong to the user running the store (ownership in the layer is ignored, as
 //! are xattrs such as file capabilities); modes keep their permission and sticky bits; regular
-//! files keep their mtime, directories and symlinks get the time of unpacking.
+//! files keep their mtime, directories and symlinks get mtime 0 (the epoch): their unpack time
+//! would differ between providers and make a job that lists its root non-reproducible.
 //!
 //! # Users
 //!

@@ -108,9 +108,10 @@ impl ImageStore {
 
     /// Verifies the archive and returns its image, assembling the rootfs unless it is cached.
     ///
-    /// On a cache hit only the archive's index, manifest and config are read and verified: the
-    /// cached rootfs is named by the ChainID of the config's diff ids, which the assembler
-    /// checked against the layers when it built it.
+    /// On a cache hit every layer is still read and checked against its digests, but not
+    /// unpacked: the cached rootfs is named by the ChainID of the config's diff ids, and an
+    /// archive whose layers do not match them must be refused by a provider that has the
+    /// image exactly as by one that has not.
     pub fn load_archive(
         &self,
         bytes: &[u8],
@@ -136,6 +137,10 @@ impl ImageStore {
         let (measured, user) = if cached {
             let measured = self.read_meta(&chain);
             measured.check(limits)?;
+            for (i, layer) in image.layers.iter().enumerate() {
+                let bytes = index.require(&layer.name, &format!("layer {i}"))?;
+                crate::layer::verify_layer(i, layer, &bytes, limits)?;
+            }
             (
                 measured,
                 crate::user::resolve(&rootfs, image.config.user_spec.as_deref())?,
