@@ -210,8 +210,11 @@ impl ContainerHost {
             return Err("container jobs are turned off (--no-containers)".into());
         }
         let runtime = agora_container::probe().map_err(|e| e.to_string())?;
+        // Only the assembled root filesystems are used: keeping each layer blob as well
+        // would write every image twice (about 3x slower cold loads, docs/benchmarks.md).
         let images = ImageStore::open(&data_dir.join("images"))
-            .map_err(|e| format!("opening the image store: {e}"))?;
+            .map_err(|e| format!("opening the image store: {e}"))?
+            .keep_blobs(false);
         let calibration = match policy.fuel_per_cpu_second {
             Some(rate) => Calibration::fixed(rate),
             None => agora_container::calibrate().map_err(|e| format!("calibrating: {e}"))?,
