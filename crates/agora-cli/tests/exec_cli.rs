@@ -122,3 +122,84 @@ fn a_bad_module_and_a_missing_input_are_reported() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("reading input log"));
 }
+
+/// `agora exec --image` runs a sample image the way a provider does: its outputs are the
+/// ones `examples/containers/test.sh` pins (sha256), and a run over its memory limit is a
+/// typed failure. Skipped, saying why, where this host cannot run containers.
+#[test]
+fn an_image_runs_locally_as_on_a_provider() {
+    let containers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/containers");
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let sales = format!(
+        "sales.csv={}",
+        containers.join("inputs/sales.csv").display()
+    );
+    let image = containers.join("sqlite-report.oci.tar");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["exec", "--image"])
+            .arg(&image)
+            .arg("--image-store")
+            .arg(store.path())
+            .args(extra)
+            .output()
+            .expect("agora runs")
+    };
+    let output = run(&[
+        "--input",
+        &sales,
+        "--output-dir",
+        out.path().to_str().unwrap(),
+        "--",
+        "sales.csv",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("cannot run containers") {
+        eprintln!("skipped: {stderr}");
+        return;
+    }
+    assert!(output.status.success(), "{stderr}");
+    let pinned = std::fs::read_to_string(containers.join("expected-outputs.sha256")).unwrap();
+    for name in ["by_month_region.csv", "by_product.csv", "top_days.csv"] {
+        let data = std::fs::read(out.path().join(name)).unwrap();
+        let digest = sha256_hex(&data);
+        assert!(
+            pinned.contains(&format!("{digest}  sqlite-report/{name}")),
+            "{name}: {digest} is not the pinned output"
+        );
+    }
+    let bomb = run(&[
+        "--entrypoint",
+        "/bin/sh",
+        "--memory",
+        "32MiB",
+        "--",
+        "-c",
+        "x=a; while true; do x=\"$x$x\"; done",
+    ]);
+    assert_eq!(
+        bomb.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&bomb.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bomb.stdout).contains("memory_limit"));
+}
+
+/// SHA-256 of `data` in hex, via the `sha256sum` tool the pinned digests were made with.
+fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils)");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}

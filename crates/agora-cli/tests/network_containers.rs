@@ -337,7 +337,7 @@ fn bad_images(dir: &Path) -> Vec<BadCase> {
         ),
         case(
             "no entrypoint, no args",
-            write_image(dir, "noentry", &[base.clone()], &none),
+            write_image(dir, "noentry", std::slice::from_ref(&base), &none),
             &verify,
             &[],
             "no Entrypoint or Cmd",

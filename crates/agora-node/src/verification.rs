@@ -451,13 +451,23 @@ struct Payments {
 fn billed_fuel(workload: &agora_proto::Workload, runs: &[RunRecord], accepted: &Accepted) -> Fuel {
     match workload {
         agora_proto::Workload::Wasm => accepted.billed_fuel(),
-        agora_proto::Workload::Oci(_) => runs
-            .iter()
-            .filter(|r| accepted.agreeing.contains(&r.provider()))
-            .map(|run| run.receipt.body.fuel_used)
-            .min()
-            .unwrap_or(Fuel(0)),
+        agora_proto::Workload::Oci(_) => least_agreeing_fuel(
+            runs.iter()
+                .map(|run| (run.provider(), run.receipt.body.fuel_used)),
+            &accepted.agreeing,
+        ),
     }
+}
+
+/// The least fuel any of the `agreeing` providers' runs measured (0 when none ran).
+fn least_agreeing_fuel(
+    runs: impl Iterator<Item = (AccountId, Fuel)>,
+    agreeing: &[AccountId],
+) -> Fuel {
+    runs.filter(|(provider, _)| agreeing.contains(provider))
+        .map(|(_, fuel)| fuel)
+        .min()
+        .unwrap_or(Fuel(0))
 }
 
 fn payments(
@@ -882,6 +892,48 @@ pub async fn referee_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn account(i: u8) -> AccountId {
+        AccountId::from_bytes([i; 32])
+    }
+
+    proptest! {
+        /// A container job's bill is one agreeing run's own measurement, never more than
+        /// any agreeing run measured, and a disagreeing run cannot move it.
+        #[test]
+        fn a_container_bill_is_the_least_agreeing_measurement(
+            fuels in proptest::collection::vec(1u64..1_000_000_000, 1..6),
+            agree_mask in any::<u8>(),
+            inflated in any::<u64>(),
+        ) {
+            let runs: Vec<(AccountId, Fuel)> = fuels
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (account(i as u8), Fuel(*f)))
+                .collect();
+            let agreeing: Vec<AccountId> = runs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| agree_mask & (1 << i) != 0)
+                .map(|(_, (a, _))| *a)
+                .collect();
+            let billed = least_agreeing_fuel(runs.iter().copied(), &agreeing);
+            if agreeing.is_empty() {
+                prop_assert_eq!(billed, Fuel(0));
+            } else {
+                prop_assert!(runs.iter().any(|(a, f)| agreeing.contains(a) && *f == billed));
+                for (a, f) in &runs {
+                    if agreeing.contains(a) {
+                        prop_assert!(billed <= *f);
+                    }
+                }
+            }
+            let mut with_outlier = runs.clone();
+            with_outlier.push((account(200), Fuel(inflated)));
+            prop_assert_eq!(least_agreeing_fuel(with_outlier.into_iter(), &agreeing), billed);
+        }
+    }
 
     #[test]
     fn a_refund_closes_an_open_check_and_keeps_a_decided_one() {

@@ -1,12 +1,16 @@
 //! `agora exec`: run a WASM job locally exactly as a provider would, and
 //! `agora bench exec`: measure the executor (see [`bench`]).
 //!
+//! With `--image`, it runs an OCI image archive in a container the way a provider does
+//! ([`container`]).
+//!
 //! Buyers use `agora exec` to test a job before paying for it; providers use it to check
 //! their setup. The job id defaults to a hash of the module, arguments, environment and
 //! inputs, so reruns of the same command see the same virtual clocks and random bytes and
 //! give the same digest.
 
 mod bench_exec;
+mod container;
 mod size;
 
 use std::fs;
@@ -29,7 +33,26 @@ const EXIT_JOB_FAILED: u8 = 3;
 #[derive(clap::Args)]
 pub struct Args {
     /// The WASI preview-1 command module to run.
-    pub module: PathBuf,
+    #[arg(required_unless_present = "image", conflicts_with = "image")]
+    pub module: Option<PathBuf>,
+    /// Run a container instead, as a provider would: an OCI image archive (`oci-archive` or
+    /// `docker save` tarball) under this host's runc/crun, with /input, /output, the
+    /// sandbox and the metering of a provider (docs/containers.md). Needs root (or user
+    /// namespaces) and runc.
+    #[arg(long, value_name = "ARCHIVE")]
+    pub image: Option<PathBuf>,
+    /// Replace the image's Entrypoint with this program (with --image).
+    #[arg(long, value_name = "PROGRAM", requires = "image")]
+    pub entrypoint: Option<String>,
+    /// Replace the image's working directory (with --image).
+    #[arg(long, value_name = "DIR", requires = "image")]
+    pub image_workdir: Option<String>,
+    /// CPU cores of the container's quota (with --image).
+    #[arg(long, default_value_t = 1.0, requires = "image")]
+    pub cpus: f64,
+    /// Where unpacked images are kept (with --image; default: ~/.cache/agora/images).
+    #[arg(long, value_name = "DIR", requires = "image")]
+    pub image_store: Option<PathBuf>,
     /// An input, visible to the job read-only as /input/NAME: a file, a directory (packed
     /// into one deterministic tar blob: regular files, directories, and symlinks that stay
     /// inside it), or `tar:ARCHIVE` for a ready tar archive (checked and normalized the same way).
@@ -86,6 +109,9 @@ pub struct Args {
 
 /// Runs `agora exec`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.image.is_some() {
+        return container::run(&args);
+    }
     let job = build_job(&args)?;
     let config = ExecConfig {
         cache_dir: cache_dir(&args),
@@ -116,8 +142,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn build_job(args: &Args) -> anyhow::Result<JobSpec> {
-    let bytes = fs::read(&args.module)
-        .with_context(|| format!("reading module {}", args.module.display()))?;
+    let path = args
+        .module
+        .as_ref()
+        .context("name a WASI module, or --image ARCHIVE")?;
+    let bytes = fs::read(path).with_context(|| format!("reading module {}", path.display()))?;
     let module = WasmModule::new(bytes);
     let mut inputs = Vec::new();
     let mut trees = Vec::new();
@@ -139,15 +168,7 @@ fn build_job(args: &Args) -> anyhow::Result<JobSpec> {
         }
         None => None,
     };
-    let env = args
-        .env
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .with_context(|| format!("--env {kv:?} must be KEY=VALUE"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let env = parse_env(&args.env)?;
     let job_id = args.job_id.unwrap_or_else(|| {
         let files = Files {
             inputs: &inputs,
@@ -171,6 +192,17 @@ fn build_job(args: &Args) -> anyhow::Result<JobSpec> {
     job.limits.wall_timeout = Duration::from_secs(args.timeout);
     job.validate()?;
     Ok(job)
+}
+
+/// The `--env KEY=VALUE` flags as pairs.
+fn parse_env(env: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    env.iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("--env {kv:?} must be KEY=VALUE"))
+        })
+        .collect()
 }
 
 /// Reads `NAME=PATH`: a file input, or a directory input (`true`) packed from a directory

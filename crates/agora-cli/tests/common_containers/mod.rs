@@ -92,8 +92,11 @@ pub fn raw_entry(
     builder.append(&header, data).expect("appending to a Vec");
 }
 
-/// A layer of raw entries `(name, kind, mode, link, data)`.
-pub fn raw_layer(entries: &[(&str, tar::EntryType, u32, Option<&str>, &[u8])]) -> Vec<u8> {
+/// One raw tar entry: `(name, kind, mode, link target, data)`.
+pub type RawEntry<'a> = (&'a str, tar::EntryType, u32, Option<&'a str>, &'a [u8]);
+
+/// A layer of raw entries.
+pub fn raw_layer(entries: &[RawEntry<'_>]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, kind, mode, link, data) in entries {
         raw_entry(&mut builder, name, *kind, *mode, *link, data);
@@ -107,7 +110,7 @@ pub fn busybox_layer() -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
     let dir = tar::EntryType::Directory;
     let link = tar::EntryType::Symlink;
-    let mut entries: Vec<(&str, tar::EntryType, u32, Option<&str>, &[u8])> = vec![
+    let mut entries: Vec<RawEntry<'_>> = vec![
         ("bin/", dir, 0o755, None, &[]),
         (
             "bin/busybox",
