@@ -58,6 +58,18 @@ fn processes_mentioning(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The container sample jobs the demo ran: both where this host runs containers, none
+/// where it cannot (the demo says why and runs WASM jobs only).
+fn container_jobs(report: &Value) -> u64 {
+    let list = report["jobs"]["list"].as_array().expect("a job list");
+    let oci = list
+        .iter()
+        .filter(|j| j["label"].as_str().is_some_and(|l| l.starts_with("oci ")))
+        .count() as u64;
+    assert!(oci == 0 || oci == 2, "{oci} container jobs");
+    oci
+}
+
 #[test]
 fn every_job_settles_and_the_ledger_verifies() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,8 +78,8 @@ fn every_job_settles_and_the_ledger_verifies() {
     let submitted = report["jobs"]["submitted"].as_u64().unwrap();
     assert_eq!(
         submitted,
-        4 + 2,
-        "two tiles per provider plus two Monte Carlo jobs"
+        4 + 2 + container_jobs(&report),
+        "two tiles per provider plus two Monte Carlo jobs, and the container samples"
     );
     assert_eq!(report["jobs"]["settled"], submitted);
     assert_eq!(report["jobs"]["refunded"], 0);
@@ -78,7 +90,12 @@ fn every_job_settles_and_the_ledger_verifies() {
     assert_eq!(report["verification"]["honest_slashed"], 0);
     // Two new providers: adaptive re-runs every job once, so two runs per billed run.
     let overhead = report["verification"]["overhead"].as_f64().unwrap();
-    assert!((overhead - 2.0).abs() < 1e-9, "{overhead}");
+    if container_jobs(&report) == 0 {
+        assert!((overhead - 2.0).abs() < 1e-9, "{overhead}");
+    } else {
+        // Container runs are billed the least agreeing measurement: at least two runs' worth.
+        assert!(overhead >= 2.0 - 1e-9, "{overhead}");
+    }
     assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
     assert!(
         report["latency_ms"]["p95"].as_f64().unwrap()
@@ -159,10 +176,19 @@ fn byzantine_providers_are_caught_and_slashed_under_replication() {
     assert_eq!(v["frauds_detected"].as_u64(), Some(settled), "{v}");
     assert_eq!(v["frauds_slashed"], v["frauds_detected"]);
     let overhead = v["overhead"].as_f64().unwrap();
-    assert!(
-        (overhead - 3.0).abs() < 1e-9,
-        "three runs per billed run: {overhead}"
-    );
+    if container_jobs(&report) == 0 {
+        assert!(
+            (overhead - 3.0).abs() < 1e-9,
+            "three runs per billed run: {overhead}"
+        );
+    } else {
+        // A container run's fuel is its own CPU time and the bill the least agreeing one,
+        // so three runs cost at least three billed runs.
+        assert!(
+            overhead >= 3.0 - 1e-9,
+            "three runs per billed run: {overhead}"
+        );
+    }
     assert!(
         report["image"].is_string(),
         "the frame is made of correct tiles only"

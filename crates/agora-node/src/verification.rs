@@ -722,10 +722,17 @@ fn finish(
         run.paid = Amount(paid);
     }
     v.slashes = slashed.clone();
-    let Some(result) = plan.result.clone() else {
+    let Some(mut result) = plan.result.clone() else {
         record_all_wrong(shared, book, id, accepted, &slashed, now);
         return;
     };
+    let fuel = billed_fuel(
+        &entry.rec.order.body.job.workload,
+        &entry.rec.verification.runs,
+        accepted,
+    );
+    // A container run's own measurement may be above the bill (the least agreeing one).
+    result.fuel_used = fuel;
     entry.rec.cost = cost;
     entry.rec.refunded = plan.escrow.checked_sub(cost).unwrap_or(Amount::ZERO);
     entry.rec.provider = Some(result.provider);
@@ -735,11 +742,6 @@ fn finish(
         Checked::Referee => "verified by the market's own re-execution".to_string(),
         Checked::Unchecked => "accepted unchecked".to_string(),
     };
-    let fuel = billed_fuel(
-        &entry.rec.order.body.job.workload,
-        &entry.rec.verification.runs,
-        accepted,
-    );
     let detail = format!(
         "{checked}; paid {} for {:.6} CU; refunded {}{}",
         cost.0,
