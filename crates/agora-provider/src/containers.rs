@@ -27,7 +27,7 @@ use agora_core::{ContainerMetering, Fuel, Hash};
 use agora_exec::{ExecError, Input, Outcome};
 use agora_gpu::{Detection, GpuInfo, HostGpuFiles};
 use agora_market::{GpuDemand, GpuGroup};
-use agora_oci::{ImageError, ImageLimits, ImageStore, Overrides};
+use agora_oci::{ImageError, ImageLimits, ImageStore, Overrides, SetuidPolicy};
 use agora_proto::{InputKind, OciJob, OrderRequest};
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,10 @@ pub struct ContainerPolicy {
     pub fuel_per_cpu_second: Option<u64>,
     /// Measure the GPUs' TFLOPS at start and publish them.
     pub gpu_benchmark: bool,
+    /// Clear setuid/setgid bits in images instead of refusing the image (Debian and Ubuntu
+    /// base images ship setuid programs; the container runs without capabilities and with
+    /// `no_new_privs` either way, so the bits could not raise privileges anyway).
+    pub strip_setuid: bool,
 }
 
 impl Default for ContainerPolicy {
@@ -53,6 +57,7 @@ impl Default for ContainerPolicy {
             allow_network: false,
             fuel_per_cpu_second: None,
             gpu_benchmark: true,
+            strip_setuid: false,
         }
     }
 }
@@ -93,6 +98,7 @@ pub struct ContainerSupport {
 pub(crate) struct ContainerHost {
     executor: ContainerExecutor,
     images: ImageStore,
+    setuid: SetuidPolicy,
     calibration: Calibration,
     allow_network: bool,
     gpu: GpuState,
@@ -228,6 +234,11 @@ impl ContainerHost {
         Ok(ContainerHost {
             executor: ContainerExecutor::new(runtime, config),
             images,
+            setuid: if policy.strip_setuid {
+                SetuidPolicy::Strip
+            } else {
+                SetuidPolicy::Refuse
+            },
             calibration,
             allow_network: policy.allow_network,
             gpu: GpuState::detect(policy.gpu_benchmark),
@@ -398,6 +409,7 @@ impl ContainerHost {
         let order = job.order;
         let limits = ImageLimits {
             max_unpacked_bytes: job.oci.max_unpacked_bytes,
+            setuid: self.setuid,
             ..ImageLimits::default()
         };
         let image = self.images.load_archive_file(job.image, &limits)?;

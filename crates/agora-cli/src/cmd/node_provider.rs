@@ -98,6 +98,11 @@ pub struct Args {
     /// Do not measure the GPUs' TFLOPS at start.
     #[arg(long)]
     pub no_gpu_benchmark: bool,
+    /// Clear setuid/setgid bits in container images instead of refusing such images
+    /// (Debian and Ubuntu base images have setuid programs; jobs run without capabilities
+    /// and with no_new_privs either way).
+    #[arg(long)]
+    pub strip_setuid: bool,
     /// A GPU class's price per CU as a multiple of the CPU price.
     #[arg(long, default_value_t = agora_provider::config::DEFAULT_GPU_PRICE_MULTIPLE)]
     pub gpu_price_multiple: u64,
@@ -146,6 +151,7 @@ fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
         allow_network: args.allow_network,
         fuel_per_cpu_second: args.fuel_per_cpu_second,
         gpu_benchmark: !args.no_gpu_benchmark,
+        strip_setuid: args.strip_setuid,
     };
     config.gpu_price_multiple = args.gpu_price_multiple;
     if let Some(listen) = &args.listen {
