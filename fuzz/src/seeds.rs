@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use agora_core::{
-    AccountId, Amount, ChainId, Fuel, Hash, Keypair, Price, Receipt, Signature, Signed,
-    StepCommitment, canonical,
+    AccountId, Amount, ChainId, ContainerMetering, Fuel, Hash, Keypair, Price, Receipt, Signature,
+    Signed, StepCommitment, canonical,
 };
 use agora_ledger::TxBody;
 use agora_market::{
@@ -18,7 +18,8 @@ use agora_proto::api::{CancelRequest, ChallengeRequest, SubmitOrder, SubmitTx};
 use agora_proto::wire::{AbortJob, Bid, Heartbeat, JobFailure, OutputRef, Stream};
 use agora_proto::{
     AskOffer, Assignment, CancelOrder, ChallengeResult, Delivery, InputRef, JobSpec, MarketReply,
-    OrderRequest, ProviderReply, ToMarket, ToProvider, VerifyPolicy, hexed, signed_order_id,
+    OciJob, OrderRequest, ProviderReply, ToMarket, ToProvider, VerifyPolicy, Workload, hexed,
+    signed_order_id,
 };
 use agora_verify::evidence::{Evidence, Proof};
 use agora_verify::quorum::RunResult;
@@ -65,6 +66,7 @@ pub fn order_request() -> OrderRequest {
             args: vec!["--tile".into(), "3".into()],
             env: vec![("MODE".into(), "fast".into())],
             memory_bytes: 64 << 20,
+            workload: Workload::Wasm,
         },
         demand: Demand {
             cpu_millis: 1000,
@@ -130,6 +132,19 @@ fn ask() -> Ask {
     }
 }
 
+/// The same order for a container: an image with overrides instead of a module.
+fn container_order_request() -> OrderRequest {
+    let mut order = order_request();
+    order.job.workload = Workload::Oci(OciJob {
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+        working_dir: Some("/work".into()),
+        network: false,
+        deterministic: true,
+        max_unpacked_bytes: 1 << 30,
+    });
+    order
+}
+
 fn receipt(checkpoint: bool) -> agora_core::SignedReceipt {
     let key = provider();
     let body = Receipt {
@@ -142,6 +157,13 @@ fn receipt(checkpoint: bool) -> agora_core::SignedReceipt {
         checkpoint: checkpoint.then(|| StepCommitment {
             root: Hash::of(b"steps"),
             steps: 16,
+        }),
+        // A container run's cgroup figures ride on the plain receipt seed.
+        metering: (!checkpoint).then_some(ContainerMetering {
+            cpu_ns: 1_500_000_000,
+            peak_memory_bytes: 64 << 20,
+            wall_ms: 1_600,
+            fuel_per_cpu_second: 19_000_000_000,
         }),
     };
     Signed::sign(&key, &chain(), 0, body)
@@ -246,6 +268,7 @@ fn job_failure(provider: AccountId) -> JobFailure {
         order_id: Hash::of(b"order"),
         provider,
         reason: "out of fuel after 2.0 CU".into(),
+        kind: "out_of_fuel".into(),
         deterministic: true,
         fuel_used: Fuel::compute_units(2),
         stdout_tail: "step 1 of 3\n".into(),
@@ -425,6 +448,7 @@ pub fn all() -> Vec<Seed> {
         ),
         ("signed_order", "order", e(&order)),
         ("signed_order", "body", e(&order_request())),
+        ("signed_order", "container-body", e(&container_order_request())),
         ("blob_request", "chunk-request", e(&chunk)),
         (
             "blob_request",

@@ -48,8 +48,15 @@ fn container_providers(config: &mut LocalNetConfig) {
     ]);
 }
 
-/// Starts a network whose every provider offers container jobs.
-async fn start(providers: usize) -> TestNet {
+/// Starts a network whose every provider offers container jobs, or `None` (the test then
+/// skips, saying why) where this host cannot run containers at all: no runc/crun, no
+/// busybox-static for the runtime probe, no root or user namespaces. `.ci/run` installs
+/// what they need.
+async fn start(providers: usize) -> Option<TestNet> {
+    if let Err(why) = agora_container::probe() {
+        eprintln!("skipped: this host cannot run containers: {why}");
+        return None;
+    }
     let t = TestNet::start(providers, container_providers).await;
     for account in t.provider_accounts() {
         let view = t.provider_view(&account).await;
@@ -59,7 +66,7 @@ async fn start(providers: usize) -> TestNet {
             t.logs()
         );
     }
-    t
+    Some(t)
 }
 
 /// The sample inputs as `--input NAME=PATH` flags: `/input/notes.txt`, `/input/sales.csv`,
@@ -162,7 +169,9 @@ async fn views(t: &TestNet, runs: &[&CliRun]) -> Vec<agora_proto::OrderView> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_images_settle_metered_replicated_and_nondeterminism_is_checked() {
     let started = Instant::now();
-    let mut t = start(2).await;
+    let Some(mut t) = start(2).await else {
+        return;
+    };
     eprintln!("2 providers up in {:?}", started.elapsed());
     let funds = balance(&t).await;
 
@@ -457,7 +466,9 @@ async fn run_bad(t: &TestNet, case: &BadCase) -> (Vec<String>, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_images_and_runaway_jobs_are_refunded_and_the_provider_keeps_serving() {
     let started = Instant::now();
-    let t = start(1).await;
+    let Some(t) = start(1).await else {
+        return;
+    };
     let dir = t.scratch("images");
     let provider = t.provider_accounts()[0];
     let data_dir = t.net.providers[0].data_dir.clone();
@@ -521,7 +532,9 @@ async fn bad_images_and_runaway_jobs_are_refunded_and_the_provider_keeps_serving
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_cannot_reach_the_hosts_network() {
-    let t = start(1).await;
+    let Some(t) = start(1).await else {
+        return;
+    };
     let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("a listener");
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -597,7 +610,9 @@ async fn a_container_cannot_reach_the_hosts_network() {
 /// deterministic: "any provider would fail the same way"). Required: refused either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_altered_archive_of_a_cached_image_is_refused() {
-    let t = start(1).await;
+    let Some(t) = start(1).await else {
+        return;
+    };
     happy(&t, &["--verify", "none"]).await;
     let case = case(
         "altered layer byte, image cached",
@@ -617,7 +632,9 @@ async fn an_altered_archive_of_a_cached_image_is_refused() {
 /// order to another provider to fill its disk again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_output_then_a_timeout_is_an_output_limit_failure() {
-    let t = start(1).await;
+    let Some(t) = start(1).await else {
+        return;
+    };
     let case = case(
         "10 GiB to /output (busybox head ignores ENOSPC)",
         busybox_hash(),
@@ -645,7 +662,9 @@ async fn a_full_output_then_a_timeout_is_an_output_limit_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typed_failure_kind_reaches_the_buyer() {
     use tar::EntryType::Regular;
-    let t = start(1).await;
+    let Some(t) = start(1).await else {
+        return;
+    };
     let dir = t.scratch("images");
     let slip = raw_layer(&[("../escape", Regular, 0o644, None, b"x")]);
     let image = write_image(&dir, "slip", &[slip], &config(&["/bin/sh"]));
