@@ -185,7 +185,9 @@ pub(crate) fn explain(
         }
         remaining = now_remaining;
     }
-    let matching = placeable(parts, order, pairs, &alive, classes, remaining, &mut steps);
+    let matching = placeable(
+        parts, order, pairs, &alive, classes, remaining, now_ms, &mut steps,
+    );
     NoMatchExplanation {
         order: order.id,
         scope: scope.to_owned(),
@@ -199,7 +201,11 @@ pub(crate) fn explain(
 }
 
 /// How many replicas the feasible pairs can fill together; adds a distinctness step when
-/// distinctness is what falls short.
+/// distinctness is what falls short. The candidates are ranked by the effective price the
+/// engine ranks them by (reputation and stake included), so its greedy distinct picking
+/// gives the engine's answer: ranked by the bare price, a different order of picks could
+/// place replicas the engine cannot, and the explanation would claim a match that is not.
+#[allow(clippy::too_many_arguments)]
 fn placeable(
     parts: &Parts<'_>,
     order: &Order,
@@ -207,6 +213,7 @@ fn placeable(
     alive: &[bool],
     classes: &[ResourceClass],
     remaining: u32,
+    now_ms: u64,
     steps: &mut Vec<ExplainStep>,
 ) -> u32 {
     let mut cands: Vec<Candidate> = Vec::new();
@@ -217,12 +224,17 @@ fn placeable(
             continue;
         };
         if let Some(claim) = entry.claim(&order.demand, &classes[class]) {
+            let provider = parts.providers.get(entry.provider);
+            let score = provider
+                .reputation
+                .score_ppm(now_ms, &parts.config.reputation);
+            let effective = parts.config.pricing.effective(price, score, provider.stake);
             cands.push(Candidate::new(
                 pair.slot,
                 entry.provider,
                 class,
                 price,
-                price,
+                effective,
                 claim,
             ));
         }

@@ -415,7 +415,7 @@ proptest! {
                 }
                 Ok(MatchOutcome::NoMatch(why)) => {
                     prop_assert!(expected.is_empty(), "reference matched: {:?}", expected);
-                    prop_assert!(why.matching < u32::from(order.requirements.replicas));
+                    prop_assert!(why.matching < u32::from(order.requirements.replicas), "order {:?}\nwhy {:?}", order, why);
                 }
                 Err(MarketError::NotEnoughProviders { .. }) => prop_assert!(expected.is_empty()),
                 Err(other) => prop_assert!(false, "unexpected error {other}"),

@@ -306,8 +306,13 @@ impl GpuState {
             min_memory_bytes: demand.min_vram_bytes,
         };
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        let indices = agora_gpu::place(&self.gpus, &busy, &wanted)
-            .map_err(|why| ExecError::InvalidJob(format!("no GPUs for this job: {why}")))?;
+        // The market reserves GPUs when it matches, so a refusal here is this host's
+        // trouble (a race, a changed machine), never the buyer's: the order is reassigned.
+        let indices =
+            agora_gpu::place(&self.gpus, &busy, &wanted).map_err(|why| ExecError::Host {
+                context: "assigning GPUs".into(),
+                source: std::io::Error::other(why.to_string()),
+            })?;
         busy.extend(indices.iter().copied());
         let assigned = self
             .gpus
