@@ -9,6 +9,7 @@
 //! - [`tx`]: the signed transactions ([`Tx`] = `Signed<`[`TxBody`]`>`).
 //! - [`machine`]: the pure state machine, [`apply`], with a typed [`LedgerError`] for each
 //!   way a transaction can be refused; a refused transaction changes nothing.
+//!   [`apply_unsigned`] applies the same rules to a bare body, for simulations.
 //! - [`state`]: [`State`] (balances, nonces, escrows, stakes, burnt total), its
 //!   incrementally maintained [`State::state_root`] and the conservation check.
 //! - [`block`] and [`replay`]: building a block from a batch ([`build_block`]; signatures
@@ -54,7 +55,7 @@ pub use block::{
     Rejected, ReplayError, build_block, build_checked_block, replay_block, replay_checked_block,
 };
 pub use genesis::{DevKeys, Genesis, GenesisError, Params};
-pub use machine::{BlockContext, Effects, Event, LedgerError, apply};
+pub use machine::{BlockContext, Effects, Event, LedgerError, apply, apply_unsigned};
 pub use replay::{AuditError, Replayer};
 pub use settlement::{AccountView, BlockOutcome, Settlement};
 pub use state::{

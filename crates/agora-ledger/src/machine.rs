@@ -367,14 +367,41 @@ pub fn apply_verified(
 ) -> Result<Effects, LedgerError> {
     let tx = tx.tx();
     check_chain(tx, ctx)?;
-    let signer = tx.signer;
+    check_nonce(tx.signer, state.next_nonce(&tx.signer), tx.nonce)?;
+    apply_body_as(state, tx.signer, &tx.body, ctx)
+}
+
+/// Applies `body` as `signer`'s next transaction **without an envelope**: no chain id, no
+/// signature, no nonce to check (the signer's nonce still advances). Every rule of the body
+/// itself — who may do what, balances, escrow, fees, stake and slashing shares — is the one
+/// [`apply`] enforces; [`apply`] runs exactly this after its envelope checks.
+///
+/// This is for deterministic simulations and tests that apply millions of bodies whose
+/// signers are the simulation's own parties, where ed25519 would dominate the run time.
+/// Never feed it external input: nothing here proves that `signer` asked for `body`.
+/// On error the state is unchanged.
+pub fn apply_unsigned(
+    state: &mut State,
+    signer: AccountId,
+    body: &TxBody,
+    ctx: &BlockContext,
+) -> Result<Effects, LedgerError> {
+    apply_body_as(state, signer, body, ctx)
+}
+
+/// The body's rules, shared by the signed and the unsigned path.
+fn apply_body_as(
+    state: &mut State,
+    signer: AccountId,
+    body: &TxBody,
+    ctx: &BlockContext,
+) -> Result<Effects, LedgerError> {
     let account = state.account(&signer);
-    check_nonce(signer, account.next_nonce, tx.nonce)?;
     let next_nonce = account
         .next_nonce
         .checked_add(1)
         .ok_or(LedgerError::NonceExhausted(signer))?;
-    let events = match &tx.body {
+    let events = match body {
         TxBody::Transfer { to, amount } => transfer(state, signer, *to, *amount)?,
         TxBody::OpenEscrow {
             order_id,

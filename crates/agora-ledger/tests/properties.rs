@@ -4,11 +4,12 @@
 //! - A refused transaction leaves the state, and its root, exactly as they were.
 //! - The incrementally maintained state root always equals one computed from nothing.
 //! - Blocks built from the same sequence replay to the same state root.
+//! - The unsigned entry point for simulations applies exactly the signed path's rules.
 
 use agora_core::{AccountId, Amount, ChainId, Hash, Keypair, Signed};
 use agora_ledger::{
     BlockContext, ChainTip, DevKeys, Genesis, LedgerError, Replayer, State, Tx, TxBody, apply,
-    build_block,
+    apply_unsigned, build_block,
 };
 use proptest::prelude::*;
 
@@ -338,5 +339,26 @@ proptest! {
         prop_assert_eq!(first.state_root(), state.state_root());
         prop_assert_eq!(second.state_root(), state.recompute_state_root());
         prop_assert_eq!(first.tip(), &tip);
+    }
+
+    /// `apply_unsigned` (the simulation's entry point) and `apply` with a good envelope must
+    /// agree on every body: the same result or the same error, and the same state after.
+    #[test]
+    fn unsigned_bodies_follow_the_signed_rules(steps in prop::collection::vec((action(), 0u64..400, 0u64..2), 1..300)) {
+        let world = World::new();
+        let mut signed = world.genesis.initial_state().unwrap();
+        let mut unsigned = signed.clone();
+        let (mut height, mut now) = (1u64, world.genesis.timestamp_ms);
+        for (action, dt, dh) in &steps {
+            now += dt;
+            height += dh;
+            let ctx = BlockContext { chain_id: &world.genesis.chain_id, params: &world.genesis.params, height, timestamp_ms: now };
+            let tx = world.tx(&signed, action, &Envelope::Good, now);
+            let by_signature = apply(&mut signed, &tx, &ctx);
+            let by_body = apply_unsigned(&mut unsigned, tx.signer, &tx.body, &ctx);
+            prop_assert_eq!(&by_signature, &by_body);
+            prop_assert!(signed == unsigned, "states diverged after {:?}", action);
+        }
+        prop_assert_eq!(signed.state_root(), unsigned.state_root());
     }
 }
