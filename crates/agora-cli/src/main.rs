@@ -72,6 +72,10 @@ enum BenchCommand {
     /// What each verification policy costs and catches on the same workload with a share
     /// of faulty providers: overhead, wrong results accepted, detection, slashes.
     Verify(cmd::bench_verify::Args),
+    /// A hundred provider processes beside a small baseline under the same load: latency,
+    /// jobs/s, market CPU and memory, messages per job, provider memory; with --churn,
+    /// providers killed and restarted while every job must still settle or refund.
+    Scale(cmd::bench_scale::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,6 +97,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::E2e(args)) => cmd::bench_e2e::run(args),
         Command::Bench(BenchCommand::Dispute(args)) => cmd::bench_dispute::run(args),
         Command::Bench(BenchCommand::Verify(args)) => cmd::bench_verify::run(args),
+        Command::Bench(BenchCommand::Scale(args)) => cmd::bench_scale::run(args),
     };
     match result {
         Ok(code) => code,

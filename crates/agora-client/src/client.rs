@@ -184,6 +184,16 @@ impl MarketClient {
         self.get("/v1/info").await
     }
 
+    /// `GET /metrics`: the node's Prometheus text exposition, as it is.
+    pub async fn metrics_text(&self) -> Result<String, ClientError> {
+        let (url, request) = self.request(Method::GET, "/metrics");
+        let response = Self::check("GET /metrics", self.send(&url, request).await?).await?;
+        response.text().await.map_err(|e| ClientError::BadResponse {
+            what: "GET /metrics".into(),
+            detail: format!("the body broke off: {e}"),
+        })
+    }
+
     /// Whether the node already stores blob `hash` (`HEAD /v1/blobs/{hash}`).
     pub async fn has_blob(&self, hash: &Hash) -> Result<bool, ClientError> {
         let path = format!("/v1/blobs/{hash}");

@@ -34,8 +34,11 @@ use agora_ledger::DevKeys;
 pub use agora_provider::{FaultMode, FaultPlan};
 use serde::Deserialize;
 
-/// How long a child may take to come up.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a child may take to come up, by default ([`LocalNetConfig::ready_timeout`]).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The directory under the network's directory that providers share when
+/// [`LocalNetConfig::shared_caches`] is on: `module-cache/` and `images/`.
+pub const SHARED_DIR: &str = "shared";
 /// How long a stopped child gets to exit cleanly before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Lines of a child's log quoted in an error.
@@ -131,6 +134,14 @@ pub struct LocalNetConfig {
     /// providers (0 is the cheapest). An index past `providers` is ignored; the last
     /// entry for an index wins.
     pub faulty: Vec<(usize, FaultPlan)>,
+    /// Let every provider use one module cache and one image store under
+    /// `DIR/shared/` (`--module-cache`, `--image-store`), so a module is compiled and an
+    /// image unpacked once for the whole network instead of once per provider. Both
+    /// caches are safe for concurrent processes; off by default, so each provider is
+    /// what a separate machine would be.
+    pub shared_caches: bool,
+    /// How long the market, and then all providers together, may take to become ready.
+    pub ready_timeout: Duration,
 }
 
 impl LocalNetConfig {
@@ -149,6 +160,8 @@ impl LocalNetConfig {
             market_args: Vec::new(),
             provider_args: Vec::new(),
             faulty: Vec::new(),
+            shared_caches: false,
+            ready_timeout: START_TIMEOUT,
         }
     }
 
@@ -378,6 +391,15 @@ impl LocalNet {
         if let Some(slots) = self.config.provider_slots {
             args.extend(["--slots".into(), slots.to_string()]);
         }
+        if self.config.shared_caches {
+            let shared = self.config.dir.join(SHARED_DIR);
+            for (flag, sub) in [
+                ("--module-cache", "module-cache"),
+                ("--image-store", "images"),
+            ] {
+                args.extend([flag.into(), shared.join(sub).display().to_string()]);
+            }
+        }
         let fault = self.config.fault_of(index);
         if let Some(plan) = fault {
             args.extend(["--faulty".into(), plan.to_string()]);
@@ -400,7 +422,8 @@ impl LocalNet {
     /// Polls for the market's `node.json`; fails with the log's tail if the market exits.
     fn wait_for_market(&mut self) -> Result<NodeFile, DevnetError> {
         let path = self.market_dir.join("node.json");
-        let deadline = Instant::now() + START_TIMEOUT;
+        let timeout = self.config.ready_timeout;
+        let deadline = Instant::now() + timeout;
         loop {
             if let Ok(text) = std::fs::read_to_string(&path)
                 && let Ok(node) = serde_json::from_str::<NodeFile>(&text)
@@ -419,7 +442,7 @@ impl LocalNet {
             if Instant::now() > deadline {
                 return Err(DevnetError::NotReady {
                     what: "the market node's HTTP API".into(),
-                    timeout: START_TIMEOUT,
+                    timeout,
                     log: log_tail(&self.market_log()),
                 });
             }
@@ -432,7 +455,14 @@ impl LocalNet {
     /// `crash` provider that crashed on purpose is not waited for).
     pub async fn wait_for_providers(&mut self) -> Result<(), DevnetError> {
         let client = self.client()?;
-        let deadline = Instant::now() + START_TIMEOUT;
+        let timeout = self.config.ready_timeout;
+        let deadline = Instant::now() + timeout;
+        // Listing a hundred providers twenty times a second would slow their start.
+        let poll = if self.providers.len() > 16 {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_millis(50)
+        };
         loop {
             let listed = client.providers().await.unwrap_or_default();
             let ready = |account: &AccountId| {
@@ -440,33 +470,36 @@ impl LocalNet {
                     .iter()
                     .any(|p| p.account == *account && p.peer.is_some() && !p.asks.is_empty())
             };
-            let mut waiting = None;
-            for provider in self.providers.iter_mut().filter(|p| p.child.is_some()) {
-                if provider.crashed_on_purpose() {
+            let mut waiting = Vec::new();
+            for (index, provider) in self.providers.iter_mut().enumerate() {
+                if provider.child.is_none() || provider.crashed_on_purpose() {
                     continue;
                 }
                 if let Some(Ok(Some(status))) = provider.child.as_mut().map(Child::try_wait) {
                     return Err(DevnetError::Exited {
-                        what: format!("provider {}", provider.account),
+                        what: format!("provider {index} ({})", provider.account),
                         status,
                         log: log_tail(&provider.log),
                     });
                 }
-                if waiting.is_none() && !ready(&provider.account) {
-                    waiting = Some(provider.log.clone());
+                if !ready(&provider.account) {
+                    waiting.push((index, provider.account, provider.log.clone()));
                 }
             }
-            let Some(log) = waiting else {
+            let Some((index, account, log)) = waiting.first() else {
                 return Ok(());
             };
             if Instant::now() > deadline {
                 return Err(DevnetError::NotReady {
-                    what: "a provider's ask".into(),
-                    timeout: START_TIMEOUT,
-                    log: log_tail(&log),
+                    what: format!(
+                        "provider {index} ({account}) and {} more: connected with an ask posted",
+                        waiting.len() - 1
+                    ),
+                    timeout,
+                    log: log_tail(log),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(poll).await;
         }
     }
 

@@ -146,8 +146,9 @@ impl ModuleCache {
             return None;
         }
         // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output, since it
-        // maps it as executable code. The file lives in this executor's private cache
-        // directory, was written by `store_on_disk` below from a module we compiled, and
+        // maps it as executable code. The file lives in the operator's cache directory
+        // (this executor's, or one the operator's providers on this host share), was
+        // written by `store_on_disk` below from a module an executor compiled, and
         // is named by the module's content hash plus the engine fingerprint; wasmtime
         // additionally checks its version and engine settings in the header. Nothing
         // outside the operator's control writes there.

@@ -225,6 +225,7 @@ pub struct NetHandle {
     pub(crate) store: BlobStore,
     pub(crate) peer_id: PeerId,
     pub(crate) limits: FetchLimits,
+    pub(crate) counters: std::sync::Arc<crate::stats::Counters>,
 }
 
 impl fmt::Debug for NetHandle {
@@ -250,6 +251,11 @@ impl NetHandle {
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The messages this node has sent and received since it started.
+    pub fn stats(&self) -> crate::NetStats {
+        self.counters.snapshot()
     }
 
     /// The blob store this node serves from and fetches into.

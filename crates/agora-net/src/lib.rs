@@ -57,6 +57,7 @@ pub mod error;
 pub mod gossip;
 pub mod handle;
 pub mod identity;
+pub mod stats;
 pub mod store;
 pub mod topic;
 pub mod wire;
@@ -68,6 +69,7 @@ pub use handle::{
     GossipMessage, InboundRequest, MsgId, NetEvent, NetHandle, Network, Responder, Verdict,
 };
 pub use identity::{IdentityError, account_of, libp2p_keypair, peer_id_of};
+pub use stats::NetStats;
 pub use store::{BlobStore, BlobWriter, StoreError, TempSweep};
 pub use topic::Topic;
 

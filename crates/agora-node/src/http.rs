@@ -113,8 +113,23 @@ pub fn router(shared: AppState, max_json_bytes: usize) -> Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(max_json_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            count_request,
+        ))
         .with_state(shared)
         .merge(agora_dashboard::router())
+}
+
+/// Counts every API request (`agora_http_requests_total`), to say what a job costs in
+/// requests.
+async fn count_request(
+    State(shared): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    shared.metrics.http_requests.inc();
+    next.run(request).await
 }
 
 /// A JSON body whose rejections are [`ApiFailure`]s.
@@ -942,6 +957,7 @@ async fn metrics(State(shared): State<AppState>) -> impl IntoResponse {
     m.ledger_height.set(progress.height as i64);
     m.ledger_blocks.set(progress.blocks as i64);
     m.ledger_txs.set(progress.txs as i64);
+    m.set_p2p(&shared.net.stats());
     (
         [(
             header::CONTENT_TYPE,

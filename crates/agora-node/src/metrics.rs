@@ -50,6 +50,11 @@ pub struct Metrics {
     pub gossip_rejected: Counter,
     /// Results a quorum proved wrong.
     pub frauds: Counter,
+    /// HTTP API requests received (every route but the dashboard's static files).
+    pub http_requests: Counter,
+    /// p2p messages sent and received by this node, by kind (`agora_net::NetStats`),
+    /// brought up to date just before each scrape.
+    pub p2p_messages: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,6 +84,8 @@ impl Metrics {
             providers: Gauge::default(),
             gossip_rejected: Counter::default(),
             frauds: Counter::default(),
+            http_requests: Counter::default(),
+            p2p_messages: Family::default(),
         };
         registry.register("orders", "Orders now in each state", metrics.orders.clone());
         registry.register(
@@ -143,9 +150,37 @@ impl Metrics {
             "Gossip messages rejected as invalid",
             metrics.gossip_rejected.clone(),
         );
+        registry.register(
+            "http_requests",
+            "HTTP API requests received",
+            metrics.http_requests.clone(),
+        );
+        registry.register(
+            "p2p_messages",
+            "p2p messages sent and received, by kind (gossip duplicates excluded)",
+            metrics.p2p_messages.clone(),
+        );
         Metrics {
             registry,
             ..metrics
+        }
+    }
+
+    /// Brings the p2p message counters up to `stats`, the network's own counts since
+    /// start (which only grow).
+    pub fn set_p2p(&self, stats: &agora_net::NetStats) {
+        let kinds: [(&'static str, u64); 7] = [
+            ("gossip_published", stats.gossip_published),
+            ("gossip_received", stats.gossip_received),
+            ("rpc_sent", stats.rpc_sent),
+            ("rpc_received", stats.rpc_received),
+            ("chunk_requests_sent", stats.chunk_requests_sent),
+            ("chunk_requests_served", stats.chunk_requests_served),
+            ("connections_opened", stats.connections_opened),
+        ];
+        for (kind, total) in kinds {
+            let counter = self.p2p_messages.get_or_create(&vec![("kind", kind)]);
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 

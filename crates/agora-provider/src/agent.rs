@@ -93,7 +93,9 @@ impl ProviderAgent {
         if let Some(api) = &api {
             bond_stake(api, &config.key, &endpoint.chain, config.stake).await?;
         }
-        let executor = start_executor(&data_dir).await?;
+        let module_cache =
+            (config.module_cache.clone()).unwrap_or_else(|| data_dir.join("module-cache"));
+        let executor = start_executor(&data_dir, module_cache).await?;
         let containers = start_containers(&config.containers, &data_dir).await?;
         let mut net_config = NetConfig::new(config.key.clone(), data_dir.join("blobs"));
         if !config.listen.is_empty() {
@@ -243,11 +245,14 @@ pub(crate) async fn bond_stake(
     Ok(Some(needed))
 }
 
-/// Builds the executor with its module cache and scratch space under the data dir.
-/// Building compiles a small trampoline, so it runs on the blocking pool.
-async fn start_executor(data_dir: &std::path::Path) -> Result<Arc<WasmExecutor>, ProviderError> {
+/// Builds the executor with its module cache at `module_cache` and scratch space under
+/// the data dir. Building compiles a small trampoline, so it runs on the blocking pool.
+async fn start_executor(
+    data_dir: &std::path::Path,
+    module_cache: PathBuf,
+) -> Result<Arc<WasmExecutor>, ProviderError> {
     let config = ExecConfig {
-        cache_dir: Some(data_dir.join("module-cache")),
+        cache_dir: Some(module_cache),
         work_dir: Some(data_dir.join("work")),
         ..ExecConfig::default()
     };

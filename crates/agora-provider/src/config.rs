@@ -43,6 +43,11 @@ pub struct ProviderConfig {
     pub key: Keypair,
     /// Where the agent keeps its blobs, module cache, job scratch space and `provider.json`.
     pub data_dir: PathBuf,
+    /// Where compiled WASM modules are cached; `None` is `DATA_DIR/module-cache`.
+    /// Providers on one host may share one directory, so each module is compiled once for
+    /// all of them: entries are written to a temporary file and renamed into place, so a
+    /// reader never sees half an entry, and writers of one module write equal bytes.
+    pub module_cache: Option<PathBuf>,
     /// The market to serve.
     pub market: MarketLink,
     /// Stake to hold bonded; the agent bonds the difference at start (HTTP link only).
@@ -95,6 +100,7 @@ impl ProviderConfig {
         ProviderConfig {
             key,
             data_dir: data_dir.into(),
+            module_cache: None,
             market,
             stake: Amount::ZERO,
             pricing: PricingStrategy::Fixed(price),

@@ -47,6 +47,12 @@ pub struct ContainerPolicy {
     /// base images ship setuid programs; the container runs without capabilities and with
     /// `no_new_privs` either way, so the bits could not raise privileges anyway).
     pub strip_setuid: bool,
+    /// Where images are unpacked; `None` is `DATA_DIR/images`. Providers on one host may
+    /// share one store (each image is then unpacked once for all of them): concurrent
+    /// assemblies of one image are safe, and the root filesystems are mounted read-only.
+    /// Sharing processes must see each other's process ids (one PID namespace), since an
+    /// unfinished assembly is judged abandoned by its process id.
+    pub image_store: Option<PathBuf>,
 }
 
 impl Default for ContainerPolicy {
@@ -58,6 +64,7 @@ impl Default for ContainerPolicy {
             fuel_per_cpu_second: None,
             gpu_benchmark: true,
             strip_setuid: false,
+            image_store: None,
         }
     }
 }
@@ -218,7 +225,8 @@ impl ContainerHost {
         let runtime = agora_container::probe().map_err(|e| e.to_string())?;
         // Only the assembled root filesystems are used: keeping each layer blob as well
         // would write every image twice (about 3x slower cold loads, docs/benchmarks.md).
-        let images = ImageStore::open(&data_dir.join("images"))
+        let store_dir = (policy.image_store.clone()).unwrap_or_else(|| data_dir.join("images"));
+        let images = ImageStore::open(&store_dir)
             .map_err(|e| format!("opening the image store: {e}"))?
             .keep_blobs(false);
         let calibration = match policy.fuel_per_cpu_second {

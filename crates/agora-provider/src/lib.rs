@@ -64,7 +64,7 @@ pub use fault::{FaultMode, FaultParseError, FaultPlan};
 pub use hardware::{Capacity, CapacityOverrides, Hardware};
 pub use http::MarketApi;
 pub use pricing::{IndexSignal, PricingStrategy};
-pub use status::{DiscoveryFile, JobStats, ProviderStatus};
+pub use status::{DiscoveryFile, JobStats, ProviderStatus, StatsFile};
 
 #[cfg(test)]
 use {agora_node as _, tempfile as _, wat as _};

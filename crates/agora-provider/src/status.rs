@@ -119,9 +119,68 @@ impl DiscoveryFile {
     }
 }
 
+/// The content of `DATA_DIR/stats.json`: the agent's work and message counters since it
+/// started, rewritten every few seconds by `agora node provider` so that tools outside
+/// the process (`agora bench scale`) can read them; a provider has no HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsFile {
+    /// The agent's process id (a restarted agent starts from zero again).
+    pub pid: u32,
+    /// Its work since start.
+    pub jobs: JobStats,
+    /// Its p2p messages since start.
+    pub net: agora_net::NetStats,
+}
+
+/// The stats file's name inside the data directory.
+pub const STATS_FILE: &str = "stats.json";
+
+impl StatsFile {
+    /// Writes the file atomically (temp file, then rename).
+    pub fn write(&self, data_dir: &Path) -> Result<PathBuf, ProviderError> {
+        let path = data_dir.join(STATS_FILE);
+        let tmp = data_dir.join(format!(".{STATS_FILE}.{}.tmp", std::process::id()));
+        let text = serde_json::to_vec(self).map_err(|e| ProviderError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&tmp, text).map_err(ProviderError::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(ProviderError::io(&path))?;
+        Ok(path)
+    }
+
+    /// Reads the file an agent wrote in `data_dir`.
+    pub fn read(data_dir: &Path) -> Result<StatsFile, ProviderError> {
+        let path = data_dir.join(STATS_FILE);
+        let text = std::fs::read(&path).map_err(ProviderError::io(&path))?;
+        serde_json::from_slice(&text).map_err(|e| ProviderError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stats_file_reads_back_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StatsFile {
+            pid: 7,
+            jobs: JobStats {
+                delivered: 3,
+                ..JobStats::default()
+            },
+            net: agora_net::NetStats {
+                gossip_published: 5,
+                ..Default::default()
+            },
+        };
+        file.write(dir.path()).unwrap();
+        assert_eq!(StatsFile::read(dir.path()).unwrap(), file);
+    }
     use agora_core::Keypair;
 
     #[test]

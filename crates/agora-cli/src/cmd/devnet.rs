@@ -5,11 +5,18 @@
 //! genesis, a buyer wallet written), prints the API URL and the exact `agora job run` line
 //! to try, and keeps everything running until Ctrl-C or SIGTERM. If a child dies
 //! meanwhile, it says which and where its log is.
+//!
+//! The providers share one module cache and one image store (`DIR/shared/`), so a
+//! module is compiled and an image unpacked once for the whole network, and start-up is
+//! bounded: if a provider is not connected with an ask posted within `--ready-timeout`
+//! (by default 60 s plus 1 s per provider, for a hundred processes on a small machine),
+//! the error names it and quotes its log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use agora_client::spec::parse_duration_ms;
 use agora_core::Price;
 use agora_devnet::{LocalNet, LocalNetConfig};
 use anyhow::Context;
@@ -19,7 +26,7 @@ use serde_json::json;
 #[derive(clap::Args)]
 pub struct Args {
     /// Provider agents to start.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_PROVIDERS))]
     pub providers: u32,
     /// Funded buyer wallets to write (buyer-0.json, buyer-1.json, ...).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -37,9 +44,27 @@ pub struct Args {
     /// system temp dir, kept on exit].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// How long the market, then all providers, may take to be ready (e.g. 90s, 5m)
+    /// [default: 60 s plus 1 s per provider].
+    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
+    pub ready_timeout: Option<u64>,
+    /// Do not offer container jobs (skips each provider's runtime probe and calibration,
+    /// which is most of a provider's start-up work).
+    #[arg(long)]
+    pub no_containers: bool,
     /// Print one JSON object (URL, wallets, processes) once the network is up.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The most providers `agora devnet` starts.
+pub const MAX_PROVIDERS: i64 = 256;
+
+/// The default `--ready-timeout`: a minute, and a second more per provider, since a
+/// provider's start (bonding its stake, building its executor, probing containers) takes
+/// a few hundred ms of CPU, and a hundred of them share the machine's cores.
+pub fn default_ready_timeout(providers: usize) -> Duration {
+    agora_devnet::START_TIMEOUT + Duration::from_secs(providers as u64)
 }
 
 /// Runs `agora devnet` until a signal.
@@ -62,6 +87,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.base_price = args.base_price;
     config.provider_slots = args.slots;
     config.http = args.http.to_string();
+    config.shared_caches = true;
+    config.ready_timeout = args
+        .ready_timeout
+        .map(Duration::from_millis)
+        .unwrap_or_else(|| default_ready_timeout(args.providers as usize));
+    if args.no_containers {
+        config.provider_args.push("--no-containers".into());
+    }
     if !args.json {
         eprintln!(
             "starting a market and {} providers in {}",
@@ -70,9 +103,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let started = Instant::now();
     let mut net = LocalNet::start(&config)?;
     runtime.block_on(net.wait_for_providers())?;
-    announce(&net, args.json);
+    announce(&net, started.elapsed(), args.json);
     let exit = runtime.block_on(watch(&mut net))?;
     if !args.json {
         eprintln!("stopping the devnet...");
@@ -84,7 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(exit)
 }
 
-fn announce(net: &LocalNet, json: bool) {
+fn announce(net: &LocalNet, startup: Duration, json: bool) {
     let wallet = net.buyer_wallets[0].display().to_string();
     let try_line = format!(
         "agora job run --market {} --wallet {wallet} examples/jobs/montecarlo.wasm -- 200000 7",
@@ -107,6 +141,7 @@ fn announce(net: &LocalNet, json: bool) {
             .collect();
         let out = json!({
             "event": "ready",
+            "startup_s": startup.as_secs_f64(),
             "http_url": net.http_url,
             "dir": net.dir(),
             "market": { "pid": net.market_pid, "data_dir": net.market_dir, "log": net.market_log() },
@@ -117,7 +152,11 @@ fn announce(net: &LocalNet, json: bool) {
         outln!("{out}");
         return;
     }
-    outln!("Agora devnet is up.");
+    outln!(
+        "Agora devnet is up: a market and {} providers ready in {:.1} s.",
+        net.providers.len(),
+        startup.as_secs_f64()
+    );
     outln!("  API          {}", net.http_url);
     outln!("  OpenAPI      {}/openapi.json", net.http_url);
     outln!("  metrics      {}/metrics", net.http_url);

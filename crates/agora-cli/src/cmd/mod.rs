@@ -3,6 +3,7 @@
 
 pub mod bench_dispute;
 pub mod bench_e2e;
+pub mod bench_scale;
 pub mod bench_verify;
 pub mod demo;
 pub mod devnet;

@@ -38,6 +38,14 @@ pub struct Args {
     /// Where blobs, the module cache, job scratch space and provider.json live.
     #[arg(long)]
     pub data_dir: PathBuf,
+    /// Where compiled WASM modules are cached [default: DATA_DIR/module-cache]. Several
+    /// providers on one host may share one directory: each module is then compiled once.
+    #[arg(long, value_name = "DIR")]
+    pub module_cache: Option<PathBuf>,
+    /// Where container images are unpacked [default: DATA_DIR/images]. Several providers
+    /// on one host (one PID namespace) may share one store: each image is unpacked once.
+    #[arg(long, value_name = "DIR")]
+    pub image_store: Option<PathBuf>,
     /// Stake to hold bonded; the difference is bonded at start (e.g. 100 or 100 AGR).
     #[arg(long, default_value = "0")]
     pub stake: Amount,
@@ -145,6 +153,7 @@ fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
         slots: args.slots,
     };
     config.shutdown_grace = Duration::from_millis(args.shutdown_grace);
+    config.module_cache = args.module_cache.clone();
     config.fault = args.faulty;
     config.containers = ContainerPolicy {
         enabled: !args.no_containers,
@@ -152,6 +161,7 @@ fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
         fuel_per_cpu_second: args.fuel_per_cpu_second,
         gpu_benchmark: !args.no_gpu_benchmark,
         strip_setuid: args.strip_setuid,
+        image_store: args.image_store.clone(),
     };
     config.gpu_price_multiple = args.gpu_price_multiple;
     if let Some(listen) = &args.listen {
@@ -170,6 +180,7 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
         MarketLink::Direct(info) => info.peer_id.clone(),
     };
     let fault = config.fault;
+    let data_dir = config.data_dir.clone();
     let provider = ProviderAgent::start(config)
         .await
         .context("starting the provider agent")?;
@@ -187,7 +198,8 @@ async fn serve(config: ProviderConfig, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print_started(&market, &status, fault);
     }
-    report_until_signal(&provider, json).await?;
+    report_until_signal(&provider, &data_dir, json).await?;
+    write_stats_file(&provider, &data_dir);
     if !json {
         outln!("stopping: waiting for running jobs to deliver...");
     }
@@ -259,17 +271,30 @@ fn print_started(market: &str, status: &ProviderStatus, fault: Option<FaultPlan>
 
 /// How often the work counters are printed (only when they changed).
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// How often `DATA_DIR/stats.json` is rewritten: often enough that a provider killed
+/// without warning loses only a couple of seconds of counts.
+const STATS_FILE_EVERY: Duration = Duration::from_secs(2);
 
-/// Prints the work counters whenever they changed, until SIGINT (Ctrl-C) or SIGTERM.
-async fn report_until_signal(provider: &RunningProvider, json: bool) -> anyhow::Result<()> {
+/// Prints the work counters whenever they changed, and keeps `stats.json` current,
+/// until SIGINT (Ctrl-C) or SIGTERM.
+async fn report_until_signal(
+    provider: &RunningProvider,
+    data_dir: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut ticker = tokio::time::interval(REPORT_EVERY);
+    let mut stats_ticker = tokio::time::interval(STATS_FILE_EVERY);
     let mut last = provider.stats();
     loop {
         tokio::select! {
             result = tokio::signal::ctrl_c() => return result.context("waiting for Ctrl-C"),
             _ = term.recv() => return Ok(()),
+            _ = stats_ticker.tick() => {
+                write_stats_file(provider, data_dir);
+                continue;
+            }
             _ = ticker.tick() => {}
         }
         let stats = provider.stats();
@@ -289,6 +314,18 @@ async fn report_until_signal(provider: &RunningProvider, json: bool) -> anyhow::
             );
         }
         last = stats;
+    }
+}
+
+/// Rewrites `stats.json`; a failure is logged, not fatal (the file is for observers).
+fn write_stats_file(provider: &RunningProvider, data_dir: &std::path::Path) {
+    let file = agora_provider::StatsFile {
+        pid: std::process::id(),
+        jobs: provider.stats(),
+        net: provider.net().stats(),
+    };
+    if let Err(e) = file.write(data_dir) {
+        eprintln!("warning: could not write the stats file: {e}");
     }
 }
 

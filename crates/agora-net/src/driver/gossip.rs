@@ -10,6 +10,7 @@ use super::Driver;
 use crate::error::NetError;
 use crate::gossip::APP_PENALTY;
 use crate::handle::{GossipMessage, MsgId, NetEvent, Verdict};
+use crate::stats::Count;
 use crate::topic::Topic;
 
 /// Messages awaiting a verdict that we remember; older ones have left gossipsub's cache.
@@ -48,24 +49,27 @@ impl Driver {
             });
         }
         let size = data.len() as u64;
-        self.swarm
+        let published = self
+            .swarm
             .behaviour_mut()
             .gossip
-            .publish(topic.hash(), data)
-            .map(MsgId)
-            .map_err(|e| match e {
-                PublishError::NoPeersSubscribedToTopic => NetError::NoPeers(topic),
-                PublishError::Duplicate => NetError::Duplicate(topic),
-                PublishError::MessageTooLarge => NetError::TooLarge {
-                    what: "gossip message",
-                    size,
-                    limit: self.max_gossip as u64,
-                },
-                other => NetError::Publish {
-                    topic,
-                    reason: other.to_string(),
-                },
-            })
+            .publish(topic.hash(), data);
+        if published.is_ok() {
+            self.counters.bump(Count::GossipPublished);
+        }
+        published.map(MsgId).map_err(|e| match e {
+            PublishError::NoPeersSubscribedToTopic => NetError::NoPeers(topic),
+            PublishError::Duplicate => NetError::Duplicate(topic),
+            PublishError::MessageTooLarge => NetError::TooLarge {
+                what: "gossip message",
+                size,
+                limit: self.max_gossip as u64,
+            },
+            other => NetError::Publish {
+                topic,
+                reason: other.to_string(),
+            },
+        })
     }
 
     pub(super) fn report(&mut self, id: MsgId, verdict: Verdict) -> Result<(), NetError> {
@@ -123,6 +127,7 @@ impl Driver {
         id: MessageId,
         message: gossipsub::Message,
     ) {
+        self.counters.bump(Count::GossipReceived);
         let topic = Topic::from_hash(&message.topic);
         let checked = match (topic, message.source) {
             (Some(topic), Some(author)) if message.data.len() <= self.max_gossip => {

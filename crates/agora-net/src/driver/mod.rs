@@ -16,6 +16,7 @@ mod requests;
 mod setup;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
@@ -29,6 +30,7 @@ use crate::config::NetConfig;
 use crate::error::NetError;
 use crate::handle::{Command, FetchLimits, NetEvent, NetHandle};
 use crate::identity;
+use crate::stats::{Count, Counters};
 use crate::store::BlobStore;
 
 /// Capacity of the command channel shared by all handles.
@@ -64,6 +66,7 @@ pub(crate) async fn start(
     let (command_tx, command_rx) = mpsc::channel(COMMAND_BUFFER);
     let (event_tx, event_rx) = mpsc::channel(config.event_buffer);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let counters = Arc::new(Counters::default());
     let driver = Driver {
         swarm,
         commands: command_rx,
@@ -77,6 +80,7 @@ pub(crate) async fn start(
         pending_chunks: HashMap::new(),
         awaiting_verdict: gossip::AwaitingVerdict::default(),
         penalties: HashMap::new(),
+        counters: counters.clone(),
     };
     tokio::spawn(driver.run());
     info!(%peer_id, "agora-net node started");
@@ -90,6 +94,7 @@ pub(crate) async fn start(
         store,
         peer_id,
         limits,
+        counters,
     };
     Ok((handle, event_rx))
 }
@@ -107,6 +112,7 @@ struct Driver {
     pending_chunks: HashMap<OutboundRequestId, (PeerId, Reply<Vec<u8>>)>,
     awaiting_verdict: gossip::AwaitingVerdict,
     penalties: HashMap<PeerId, f64>,
+    counters: Arc<Counters>,
 }
 
 impl Driver {
@@ -214,8 +220,11 @@ impl Driver {
                 peer_id,
                 num_established,
                 ..
-            } if num_established.get() == 1 => {
-                self.emit(NetEvent::PeerConnected(peer_id));
+            } => {
+                self.counters.bump(Count::ConnectionOpened);
+                if num_established.get() == 1 {
+                    self.emit(NetEvent::PeerConnected(peer_id));
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,

@@ -9,6 +9,7 @@ use super::{Driver, Internal, Reply};
 use crate::blobs;
 use crate::error::NetError;
 use crate::handle::{InboundRequest, NetEvent, Responder};
+use crate::stats::Count;
 use crate::wire::{self, ChunkRequest, RpcReply};
 
 impl Driver {
@@ -19,6 +20,7 @@ impl Driver {
         reply: Reply<Vec<u8>>,
     ) {
         let frame = wire::encode(request);
+        self.counters.bump(Count::ChunkRequestSent);
         let id = self.swarm.behaviour_mut().blobs.send_request(&peer, frame);
         self.pending_chunks.insert(id, (peer, reply));
     }
@@ -32,6 +34,7 @@ impl Driver {
             }));
             return;
         }
+        self.counters.bump(Count::RpcSent);
         let id = self.swarm.behaviour_mut().rpc.send_request(&peer, data);
         self.pending_rpc.insert(id, (peer, reply));
     }
@@ -81,6 +84,7 @@ impl Driver {
         data: Vec<u8>,
         channel: ResponseChannel<Vec<u8>>,
     ) {
+        self.counters.bump(Count::RpcReceived);
         let (tx, rx) = oneshot::channel();
         let responder = Responder {
             reply: tx,
@@ -109,6 +113,7 @@ impl Driver {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    self.counters.bump(Count::ChunkRequestServed);
                     self.serve_chunk(request, channel);
                 }
                 request_response::Message::Response {
