@@ -127,6 +127,20 @@ impl Anvil {
         }
     }
 
+    /// Stops the chain (SIGKILL, as a crash would) and starts a new one on the same port with
+    /// `options` (its own port is ignored), so clients find it where they left it.
+    pub fn restart(&mut self, options: &AnvilOptions) -> Result<(), AnvilError> {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let options = AnvilOptions {
+            port: Some(self.port),
+            ..options.clone()
+        };
+        *self = Anvil::spawn_with(&options)?;
+        Ok(())
+    }
+
     /// The JSON-RPC endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -82,6 +82,16 @@ pub enum ChainError {
         /// The window.
         secs: u64,
     },
+    /// Another transaction of the sender took this nonce, so this one can never be mined.
+    #[error("nonce {nonce} of {from} was used by another transaction; {hash} will never be mined")]
+    NonceUsed {
+        /// The transaction that lost its nonce.
+        hash: B256,
+        /// Its sender.
+        from: Address,
+        /// The nonce.
+        nonce: u64,
+    },
     /// Signing failed.
     #[error("could not sign a transaction: {0}")]
     Sign(String),
@@ -322,12 +332,7 @@ impl Chain {
         let deadline = Instant::now() + self.retry_for;
         let mut last_broadcast = Instant::now();
         loop {
-            let receipt = self
-                .retry("eth_getTransactionReceipt", || {
-                    self.provider.get_transaction_receipt(sent.hash)
-                })
-                .await?;
-            match receipt {
+            match self.receipt(sent.hash).await? {
                 Some(receipt) => {
                     let block = receipt.block_number.unwrap_or_default();
                     let head = self.block_number().await?;
@@ -342,6 +347,19 @@ impl Chain {
                     }
                 }
                 None if last_broadcast.elapsed() >= Duration::from_secs(1) => {
+                    if self.nonce(sent.from).await? > sent.nonce {
+                        // Mined nonces moved past ours without our receipt: someone else's
+                        // transaction took it (checked after the receipt lookup, so ours
+                        // was not simply mined in between).
+                        if self.receipt(sent.hash).await?.is_none() {
+                            return Err(ChainError::NonceUsed {
+                                hash: sent.hash,
+                                from: sent.from,
+                                nonce: sent.nonce,
+                            });
+                        }
+                        continue;
+                    }
                     self.broadcast(sent).await?;
                     last_broadcast = Instant::now();
                 }
@@ -359,6 +377,25 @@ impl Chain {
         }
     }
 
+    /// The receipt of `hash`, if it is mined.
+    pub async fn receipt(&self, hash: B256) -> Result<Option<TransactionReceipt>, ChainError> {
+        self.retry("eth_getTransactionReceipt", || {
+            self.provider.get_transaction_receipt(hash)
+        })
+        .await
+    }
+
+    /// The canonical hash of block `number`, if the chain is that long.
+    pub async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
+        let block = self
+            .retry("eth_getBlockByNumber", || {
+                self.provider
+                    .get_block_by_number(BlockNumberOrTag::Number(number))
+            })
+            .await?;
+        Ok(block.map(|b| b.header.hash))
+    }
+
     /// Signs, sends and confirms in one go.
     pub async fn transact(
         &self,
@@ -371,16 +408,6 @@ impl Chain {
         self.broadcast(&sent).await?;
         let receipt = self.confirm(&sent).await?;
         Ok((sent, receipt))
-    }
-
-    /// Whether the receipt of `hash` is (still) in the canonical chain at `block_hash`.
-    pub async fn still_included(&self, hash: B256, block_hash: B256) -> Result<bool, ChainError> {
-        let receipt = self
-            .retry("eth_getTransactionReceipt", || {
-                self.provider.get_transaction_receipt(hash)
-            })
-            .await?;
-        Ok(receipt.is_some_and(|r| r.block_hash == Some(block_hash)))
     }
 
     /// A raw JSON-RPC request (anvil's test methods: snapshots, time, balances).

@@ -42,9 +42,9 @@ use agora_ledger::{
     Params, Settlement, Stake, State, Tx, TxBody, Unbonding, apply,
 };
 use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
-use alloy::rpc::types::TransactionReceipt;
+use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{SolCall, SolError, SolInterface};
+use alloy::sol_types::{SolCall, SolError, SolEvent, SolInterface};
 use tokio::runtime::Runtime;
 
 use crate::chain::{Chain, ChainError, Sent};
@@ -500,27 +500,49 @@ impl EvmSettlement {
         Ok(())
     }
 
-    /// Re-checks transactions sent within the reorg window; any whose receipt left the
-    /// canonical chain is broadcast again (same bytes) and awaited. Returns how many were
-    /// resubmitted.
+    /// Re-checks transactions sent within the reorg window; from the first whose block is
+    /// no longer canonical on, each is broadcast again (same bytes) and awaited. Blocks
+    /// chain by hash, so when the newest watched block is canonical all older ones are, and
+    /// the common case costs one request. Returns how many were resubmitted.
     pub fn recheck_reorgs(&mut self) -> Result<usize, EvmError> {
         let head = self.runtime.block_on(self.chain.block_number())?;
         let window = self.config.reorg_window;
         self.watched.retain(|w| w.block + window >= head);
-        let mut resubmitted = 0;
-        for i in 0..self.watched.len() {
-            let w = self.watched[i].clone();
-            let included = self
-                .runtime
-                .block_on(self.chain.still_included(w.sent.hash, w.block_hash))?;
-            if !included {
-                self.runtime.block_on(self.chain.broadcast(&w.sent))?;
-                let receipt = self.runtime.block_on(self.chain.confirm(&w.sent))?;
-                self.watched[i].block = receipt.block_number.unwrap_or_default();
-                self.watched[i].block_hash = receipt.block_hash.unwrap_or_default();
-                resubmitted += 1;
+        let canonical = |this: &EvmSettlement, w: &Watched| -> Result<bool, EvmError> {
+            Ok(this.runtime.block_on(this.chain.block_hash(w.block))? == Some(w.block_hash))
+        };
+        match self.watched.last() {
+            None => return Ok(0),
+            Some(newest) if canonical(self, newest)? => return Ok(0),
+            Some(_) => {}
+        }
+        let mut first_lost = 0;
+        for (i, w) in self.watched.iter().enumerate() {
+            if !canonical(self, w)? {
+                first_lost = i;
+                break;
             }
         }
+        let lost: Vec<Watched> = self.watched.drain(first_lost..).collect();
+        let mut resubmitted = 0;
+        for w in lost {
+            // Still mined (the reorg re-included it elsewhere)? Then only its place moved.
+            let receipt = match self.runtime.block_on(self.chain.receipt(w.sent.hash))? {
+                Some(receipt) => receipt,
+                None => {
+                    self.runtime.block_on(self.chain.broadcast(&w.sent))?;
+                    resubmitted += 1;
+                    self.runtime.block_on(self.chain.confirm(&w.sent))?
+                }
+            };
+            self.watched.push(Watched {
+                block: receipt.block_number.unwrap_or_default(),
+                block_hash: receipt.block_hash.unwrap_or_default(),
+                sent: w.sent,
+            });
+        }
+        // The authority's EVM nonce is re-read: the reorg may have moved it.
+        self.authority_evm_nonce = None;
         Ok(resubmitted)
     }
 
@@ -537,21 +559,35 @@ impl EvmSettlement {
         Ok(())
     }
 
+    /// Sends a call with the authority's key. Its EVM nonce is tracked here; if another
+    /// sender of the same key took it (the transaction can then never be mined), the call
+    /// is signed again with a fresh nonce, which is safe for exactly that reason.
     fn send_authority(&mut self, data: Bytes) -> Result<TransactionReceipt, EvmError> {
-        let nonce = match self.authority_evm_nonce {
-            Some(n) => n,
-            None => self
-                .runtime
-                .block_on(self.chain.nonce(self.authority.address()))?,
-        };
         let signer = self.authority.clone();
-        let result = self.send(&signer, data, nonce);
-        match &result {
-            Ok(_) => self.authority_evm_nonce = Some(nonce + 1),
-            // Not sent, or unknown: read the nonce from the chain next time.
-            Err(_) => self.authority_evm_nonce = None,
+        let mut attempts = 0;
+        loop {
+            let nonce = match self.authority_evm_nonce {
+                Some(n) => n,
+                None => self
+                    .runtime
+                    .block_on(self.chain.nonce(self.authority.address()))?,
+            };
+            match self.send(&signer, data.clone(), nonce) {
+                Ok(receipt) => {
+                    self.authority_evm_nonce = Some(nonce + 1);
+                    return Ok(receipt);
+                }
+                Err(EvmError::Chain(ChainError::NonceUsed { .. })) if attempts < 3 => {
+                    attempts += 1;
+                    self.authority_evm_nonce = None;
+                }
+                Err(e) => {
+                    // Not sent, or unknown: read the nonce from the chain next time.
+                    self.authority_evm_nonce = None;
+                    return Err(e);
+                }
+            }
         }
-        result
     }
 
     fn send(
@@ -656,7 +692,8 @@ impl EvmSettlement {
                 steps.push(Step::Batch(std::mem::take(batch)));
             }
         };
-        let mut assigned_now: BTreeSet<Hash> = BTreeSet::new();
+        // Assignments made by this plan, recorded in `self.assignments` once on chain.
+        let mut assigned_now: HashMap<Hash, Vec<Address>> = HashMap::new();
         for (index, tx) in accepted {
             let index = *index;
             let authority = tx.signer == self.authority_account;
@@ -666,8 +703,15 @@ impl EvmSettlement {
                         .iter()
                         .map(|(p, _)| self.address(p))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let providers = match self.assignments.get(order_id) {
-                        Some(list) => list.clone(),
+                    let known = match self.assignments.get(order_id) {
+                        Some(list) => Some(list.clone()),
+                        None => match assigned_now.get(order_id) {
+                            Some(list) => Some(list.clone()),
+                            None => self.assigned_on_chain(order_id)?,
+                        },
+                    };
+                    let providers = match known {
+                        Some(list) => list,
                         None => {
                             // Callers of the plain Settlement API (which has no assignment
                             // step) assign the first release's payees just before paying.
@@ -677,10 +721,8 @@ impl EvmSettlement {
                                     list.push(*p);
                                 }
                             }
-                            if !self.is_assigned(order_id)? && assigned_now.insert(*order_id) {
-                                batch.push((None, assign_op(*order_id, list.clone())));
-                            }
-                            self.assignments.insert(*order_id, list.clone());
+                            batch.push((None, assign_op(*order_id, list.clone())));
+                            assigned_now.insert(*order_id, list.clone());
                             list
                         }
                     };
@@ -695,7 +737,7 @@ impl EvmSettlement {
                     batch.push((
                         Some(index),
                         AgoraMarket::Op {
-                            kind: 0,
+                            kind: OP_RELEASE,
                             orderId: b32(order_id),
                             amount: 0,
                             providers,
@@ -706,7 +748,7 @@ impl EvmSettlement {
                 TxBody::RefundEscrow { order_id } if authority => batch.push((
                     Some(index),
                     AgoraMarket::Op {
-                        kind: 1,
+                        kind: OP_REFUND,
                         orderId: b32(order_id),
                         amount: 0,
                         providers: vec![],
@@ -716,7 +758,7 @@ impl EvmSettlement {
                 TxBody::BurnEscrow { order_id, amount } => batch.push((
                     Some(index),
                     AgoraMarket::Op {
-                        kind: 2,
+                        kind: OP_BURN,
                         orderId: b32(order_id),
                         amount: amount.0,
                         providers: vec![],
@@ -768,11 +810,33 @@ impl EvmSettlement {
         Ok(steps)
     }
 
-    fn is_assigned(&self, order_id: &Hash) -> Result<bool, EvmError> {
+    /// The providers an order was assigned to on chain, from its `Assigned` event (the
+    /// contract stores only their hash); `None` when unassigned.
+    fn assigned_on_chain(&mut self, order_id: &Hash) -> Result<Option<Vec<Address>>, EvmError> {
         let escrow = self.view(AgoraMarket::escrowOfCall {
             orderId: b32(order_id),
         })?;
-        Ok(escrow.assigned != FixedBytes::<20>::ZERO)
+        if escrow.assigned == FixedBytes::<20>::ZERO {
+            return Ok(None);
+        }
+        let filter = Filter::new()
+            .address(self.config.market)
+            .event_signature(AgoraMarket::Assigned::SIGNATURE_HASH)
+            .topic1(b32(order_id))
+            .from_block(0);
+        let logs = self.runtime.block_on(
+            self.chain
+                .retry("eth_getLogs", || self.chain.provider().get_logs(&filter)),
+        )?;
+        let providers = logs
+            .iter()
+            .filter_map(|log| log.log_decode::<AgoraMarket::Assigned>().ok())
+            .map(|log| log.inner.data.providers)
+            .next_back();
+        if let Some(list) = &providers {
+            self.assignments.insert(*order_id, list.clone());
+        }
+        Ok(providers)
     }
 
     fn account_call(&self, tx: &Tx, body: &TxBody, _state: &State) -> Result<Bytes, EvmError> {
@@ -813,35 +877,40 @@ impl EvmSettlement {
     }
 
     /// Sends one step; returns the ledger transactions it refused (index, why) and its receipt.
-    fn execute(
-        &mut self,
-        step: Step,
-        authority_nonce: &mut u64,
-    ) -> Result<StepResult, EvmError> {
+    fn execute(&mut self, step: Step, authority_nonce: &mut u64) -> Result<StepResult, EvmError> {
         match step {
             Step::Batch(ops) => {
                 let indices: Vec<Option<usize>> = ops.iter().map(|(i, _)| *i).collect();
                 let ledger_ops = indices.iter().filter(|i| i.is_some()).count() as u64;
-                let data: Bytes = AgoraMarket::settleBatchCall {
+                let ops: Vec<AgoraMarket::Op> = ops.into_iter().map(|(_, op)| op).collect();
+                let call = AgoraMarket::settleBatchCall {
                     firstNonce: *authority_nonce,
-                    ops: ops.into_iter().map(|(_, op)| op).collect(),
-                }
-                .abi_encode()
-                .into();
-                match self.send_authority(data) {
+                    ops,
+                };
+                match self.send_authority(call.abi_encode().into()) {
                     Ok(receipt) => {
+                        let skips = skipped(&receipt);
                         let mut refused = Vec::new();
-                        for (position, reason) in skipped(&receipt) {
-                            if let Some(Some(index)) = indices.get(position) {
-                                refused.push((*index, self.skip_error(reason)));
+                        for (position, reason) in &skips {
+                            if let (Some(Some(index)), Some(op)) =
+                                (indices.get(*position), call.ops.get(*position))
+                            {
+                                refused.push((*index, self.skip_error(*reason, op)));
+                            }
+                        }
+                        // Assignments that went through are remembered for later releases.
+                        for (position, op) in call.ops.iter().enumerate() {
+                            if op.kind == OP_ASSIGN && !skips.iter().any(|(p, _)| *p == position) {
+                                self.assignments
+                                    .insert(Hash(op.orderId.0), op.providers.clone());
                             }
                         }
                         let applied = ledger_ops - refused.len() as u64;
                         *authority_nonce += applied;
                         Ok((refused, Some(receipt)))
                     }
-                    Err(EvmError::Chain(ChainError::Reverted { data, detail, .. })) => {
-                        let error = self.revert_error(data.as_ref(), &detail);
+                    Err(EvmError::Chain(ChainError::Reverted { data, .. })) => {
+                        let error = self.revert_error(data.as_ref());
                         Ok((
                             indices
                                 .into_iter()
@@ -878,22 +947,19 @@ impl EvmSettlement {
                 };
                 match result {
                     Ok(receipt) => Ok((vec![], Some(receipt))),
-                    Err(EvmError::Chain(ChainError::Reverted { data, detail, .. })) => Ok((
-                        vec![(index, self.revert_error(data.as_ref(), &detail))],
-                        None,
-                    )),
+                    Err(EvmError::Chain(ChainError::Reverted { data, .. })) => {
+                        Ok((vec![(index, self.revert_error(data.as_ref()))], None))
+                    }
                     Err(e) => Err(e),
                 }
             }
         }
     }
 
-    fn revert_error(&self, data: Option<&Bytes>, detail: &str) -> LedgerError {
+    fn revert_error(&self, data: Option<&Bytes>) -> LedgerError {
         match data.and_then(|d| AgoraMarketErrors::abi_decode(d).ok()) {
             Some(error) => self.ledger_error(error),
-            None => self.contract_only(Box::leak(
-                format!("do this on chain (the contract reverted: {detail})").into_boxed_str(),
-            )),
+            None => self.contract_only("do this: the contract reverted without a known error"),
         }
     }
 
@@ -907,19 +973,51 @@ impl EvmSettlement {
         }
     }
 
-    fn skip_error(&self, selector: FixedBytes<4>) -> LedgerError {
+    /// The ledger error for an operation the contract skipped, rebuilt from its selector,
+    /// the operation and the escrow as it stands now.
+    fn skip_error(&self, selector: FixedBytes<4>, op: &AgoraMarket::Op) -> LedgerError {
         use AgoraMarket as M;
+        let order_id = Hash(op.orderId.0);
         let s = selector.0;
+        let escrow = || self.escrow(&order_id).ok().flatten();
         if s == M::UnknownEscrow::SELECTOR {
-            LedgerError::Overflow("a skipped operation: unknown escrow")
+            LedgerError::UnknownEscrow(order_id)
         } else if s == M::EscrowClosed::SELECTOR {
-            LedgerError::Overflow("a skipped operation: escrow already closed (settled twice)")
+            LedgerError::EscrowClosed {
+                order_id,
+                status: escrow().map_or(EscrowStatus::Released, |e| e.status),
+            }
         } else if s == M::ReleaseExceedsEscrow::SELECTOR {
-            LedgerError::Overflow("a skipped operation: release exceeds the escrow")
+            let requested = if op.kind == OP_BURN {
+                op.amount
+            } else {
+                op.payouts
+                    .iter()
+                    .map(|p| p.gross)
+                    .fold(0u64, u64::saturating_add)
+            };
+            LedgerError::ReleaseExceedsEscrow {
+                order_id,
+                remaining: escrow().map_or(Amount::ZERO, |e| e.remaining),
+                requested: Amount(requested),
+            }
+        } else if s == M::ZeroAmount::SELECTOR {
+            LedgerError::ZeroAmount {
+                what: "a payout amount",
+            }
+        } else if s == M::NoPayouts::SELECTOR {
+            LedgerError::NoPayouts
+        } else if s == M::TooManyPayouts::SELECTOR {
+            LedgerError::TooManyPayouts {
+                count: op.payouts.len().max(op.providers.len()),
+                max: agora_ledger::tx::MAX_PAYOUTS,
+            }
         } else if s == M::NotAssigned::SELECTOR {
             self.contract_only("release escrow to a provider the order was not assigned to")
         } else if s == M::StakeBelowMinimum::SELECTOR {
             self.contract_only("assign an order to a provider below the minimum stake")
+        } else if s == M::AlreadyAssigned::SELECTOR {
+            self.contract_only("assign an order twice")
         } else {
             self.contract_only("apply an operation the contract skipped")
         }
@@ -1003,9 +1101,7 @@ impl EvmSettlement {
             E::UnknownOp(_) | E::BadParameter(_) => {
                 self.contract_only("send a malformed operation")
             }
-            other => self.contract_only(Box::leak(
-                format!("do this on chain ({other:?})").into_boxed_str(),
-            )),
+            _ => self.contract_only("do this: the contract refused it"),
         }
     }
 
@@ -1068,9 +1164,14 @@ impl ChainSupply {
     }
 }
 
+const OP_RELEASE: u8 = 0;
+const OP_REFUND: u8 = 1;
+const OP_BURN: u8 = 2;
+const OP_ASSIGN: u8 = 3;
+
 fn assign_op(order_id: Hash, providers: Vec<Address>) -> AgoraMarket::Op {
     AgoraMarket::Op {
-        kind: 3,
+        kind: OP_ASSIGN,
         orderId: b32(&order_id),
         amount: 0,
         providers,
