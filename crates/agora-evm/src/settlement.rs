@@ -473,31 +473,57 @@ impl EvmSettlement {
     /// Assigns an order to providers (each with bonded stake ≥ the market's minimum); a
     /// release may then pay only them. Once per order, before any release.
     pub fn assign(&mut self, order_id: Hash, providers: &[AccountId]) -> Result<(), EvmError> {
-        let addresses = providers
-            .iter()
-            .map(|p| self.address(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        let op = assign_op(order_id, addresses.clone());
-        let nonce = self.view(AgoraMarket::authorityNonceCall {})?;
-        let receipt = self.send_authority(
-            AgoraMarket::settleBatchCall {
-                firstNonce: nonce,
-                ops: vec![op],
-            }
-            .abi_encode()
-            .into(),
-        )?;
-        if let Some(reason) = skipped(&receipt).into_iter().next() {
-            return Err(EvmError::Decode {
-                what: "assign",
-                detail: format!(
-                    "the contract refused the assignment ({})",
-                    selector_name(reason.1)
-                ),
-            });
+        self.assign_batch(&[(order_id, providers.to_vec())])
+    }
+
+    /// Assigns many orders in `settleBatch` transactions of up to [`EvmConfig::batch_size`]
+    /// operations (what a market does as it matches). Fails, naming the contract's reason,
+    /// if any assignment was refused; the others stand.
+    pub fn assign_batch(&mut self, orders: &[(Hash, Vec<AccountId>)]) -> Result<(), EvmError> {
+        self.receipts.clear();
+        let mut ops = Vec::with_capacity(orders.len());
+        for (order_id, providers) in orders {
+            let addresses = providers
+                .iter()
+                .map(|p| self.address(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            ops.push(assign_op(*order_id, addresses));
         }
-        self.assignments.insert(order_id, addresses);
-        Ok(())
+        let mut refused = Vec::new();
+        for chunk in ops.chunks(self.config.batch_size.max(1)) {
+            let nonce = self.view(AgoraMarket::authorityNonceCall {})?;
+            let receipt = self.send_authority(
+                AgoraMarket::settleBatchCall {
+                    firstNonce: nonce,
+                    ops: chunk.to_vec(),
+                }
+                .abi_encode()
+                .into(),
+            )?;
+            let skips = skipped(&receipt);
+            for (position, op) in chunk.iter().enumerate() {
+                match skips.iter().find(|(p, _)| *p == position) {
+                    Some((_, reason)) => refused.push(format!(
+                        "order {}: {}",
+                        Hash(op.orderId.0),
+                        selector_name(*reason)
+                    )),
+                    None => {
+                        self.assignments
+                            .insert(Hash(op.orderId.0), op.providers.clone());
+                    }
+                }
+            }
+            self.receipts.push(receipt);
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(EvmError::Decode {
+                what: "assign",
+                detail: format!("the contract refused assignments: {}", refused.join("; ")),
+            })
+        }
     }
 
     /// Re-checks transactions sent within the reorg window; from the first whose block is
