@@ -31,6 +31,10 @@ contract AgoraMarket is ReentrancyGuard {
     uint8 public constant OP_REFUND = 1;
     uint8 public constant OP_BURN = 2;
     uint8 public constant OP_ASSIGN = 3;
+    /// A release followed by a refund of what remains: one job settled in one operation
+    /// (two ledger transactions, so it advances `authorityNonce` by two; by one if the
+    /// release left nothing to refund).
+    uint8 public constant OP_SETTLE = 4;
 
     IERC20 public immutable token;
     address public immutable authority;
@@ -86,8 +90,8 @@ contract AgoraMarket is ReentrancyGuard {
     }
 
     /// One escrow operation of `settleBatch`. `amount` is the burn amount (OP_BURN);
-    /// `providers` is the assignment (OP_ASSIGN) or the assignment being paid (OP_RELEASE);
-    /// `payouts` are the gross payout lines (OP_RELEASE).
+    /// `providers` is the assignment (OP_ASSIGN) or the assignment being paid (OP_RELEASE,
+    /// OP_SETTLE); `payouts` are the gross payout lines (OP_RELEASE, OP_SETTLE).
     struct Op {
         uint8 kind;
         bytes32 orderId;
@@ -325,10 +329,18 @@ contract AgoraMarket is ReentrancyGuard {
         for (uint256 i; i < ops.length; ++i) {
             Op calldata op = ops[i];
             bytes4 err;
-            if (op.kind == OP_RELEASE) {
+            if (op.kind == OP_RELEASE || op.kind == OP_SETTLE) {
                 uint64 fee;
                 (err, fee) = _release(op, t);
                 fees += fee;
+                if (err == 0 && op.kind == OP_SETTLE) {
+                    Escrow storage e = escrows[op.orderId];
+                    // A release of everything closed it already: one ledger operation only.
+                    if (e.status == Status.Open) {
+                        _refund(e, op.orderId, t);
+                        ++ledgerOps;
+                    }
+                }
             } else if (op.kind == OP_REFUND) {
                 Escrow storage e = escrows[op.orderId];
                 err = _checkOpen(e, op.orderId);

@@ -184,8 +184,9 @@ struct Watched {
 
 /// One EVM transaction of a submission and the ledger transactions it carries.
 enum Step {
-    /// Authority escrow operations: (index in the batch, op) — assign ops carry no index.
-    Batch(Vec<(Option<usize>, AgoraMarket::Op)>),
+    /// Authority escrow operations, each with the indices of the ledger transactions it
+    /// carries (none for an assignment, two for a release coalesced with its refund).
+    Batch(Vec<(Vec<usize>, AgoraMarket::Op)>),
     /// One call carrying one ledger transaction.
     Single {
         index: usize,
@@ -712,8 +713,8 @@ impl EvmSettlement {
     /// Turns the accepted transactions into EVM transactions, in order.
     fn plan(&mut self, accepted: &[(usize, &Tx)], state: &State) -> Result<Vec<Step>, EvmError> {
         let mut steps = Vec::new();
-        let mut batch: Vec<(Option<usize>, AgoraMarket::Op)> = Vec::new();
-        let flush = |batch: &mut Vec<(Option<usize>, AgoraMarket::Op)>, steps: &mut Vec<Step>| {
+        let mut batch: Vec<(Vec<usize>, AgoraMarket::Op)> = Vec::new();
+        let flush = |batch: &mut Vec<(Vec<usize>, AgoraMarket::Op)>, steps: &mut Vec<Step>| {
             if !batch.is_empty() {
                 steps.push(Step::Batch(std::mem::take(batch)));
             }
@@ -747,7 +748,7 @@ impl EvmSettlement {
                                     list.push(*p);
                                 }
                             }
-                            batch.push((None, assign_op(*order_id, list.clone())));
+                            batch.push((vec![], assign_op(*order_id, list.clone())));
                             assigned_now.insert(*order_id, list.clone());
                             list
                         }
@@ -761,7 +762,7 @@ impl EvmSettlement {
                         })
                         .collect();
                     batch.push((
-                        Some(index),
+                        vec![index],
                         AgoraMarket::Op {
                             kind: OP_RELEASE,
                             orderId: b32(order_id),
@@ -771,18 +772,30 @@ impl EvmSettlement {
                         },
                     ));
                 }
-                TxBody::RefundEscrow { order_id } if authority => batch.push((
-                    Some(index),
-                    AgoraMarket::Op {
-                        kind: OP_REFUND,
-                        orderId: b32(order_id),
-                        amount: 0,
-                        providers: vec![],
-                        payouts: vec![],
-                    },
-                )),
+                TxBody::RefundEscrow { order_id } if authority => match batch.last_mut() {
+                    // A job's release and the refund of its rest: one operation (fewer
+                    // bytes and storage touches per job).
+                    Some((indices, op))
+                        if op.kind == OP_RELEASE
+                            && op.orderId == b32(order_id)
+                            && indices.len() == 1 =>
+                    {
+                        op.kind = OP_SETTLE;
+                        indices.push(index);
+                    }
+                    _ => batch.push((
+                        vec![index],
+                        AgoraMarket::Op {
+                            kind: OP_REFUND,
+                            orderId: b32(order_id),
+                            amount: 0,
+                            providers: vec![],
+                            payouts: vec![],
+                        },
+                    )),
+                },
                 TxBody::BurnEscrow { order_id, amount } => batch.push((
-                    Some(index),
+                    vec![index],
                     AgoraMarket::Op {
                         kind: OP_BURN,
                         orderId: b32(order_id),
@@ -906,8 +919,8 @@ impl EvmSettlement {
     fn execute(&mut self, step: Step, authority_nonce: &mut u64) -> Result<StepResult, EvmError> {
         match step {
             Step::Batch(ops) => {
-                let indices: Vec<Option<usize>> = ops.iter().map(|(i, _)| *i).collect();
-                let ledger_ops = indices.iter().filter(|i| i.is_some()).count() as u64;
+                let indices: Vec<Vec<usize>> = ops.iter().map(|(i, _)| i.clone()).collect();
+                let ledger_ops = indices.iter().map(Vec::len).sum::<usize>() as u64;
                 let ops: Vec<AgoraMarket::Op> = ops.into_iter().map(|(_, op)| op).collect();
                 let call = AgoraMarket::settleBatchCall {
                     firstNonce: *authority_nonce,
@@ -918,10 +931,12 @@ impl EvmSettlement {
                         let skips = skipped(&receipt);
                         let mut refused = Vec::new();
                         for (position, reason) in &skips {
-                            if let (Some(Some(index)), Some(op)) =
+                            if let (Some(carried), Some(op)) =
                                 (indices.get(*position), call.ops.get(*position))
                             {
-                                refused.push((*index, self.skip_error(*reason, op)));
+                                for index in carried {
+                                    refused.push((*index, self.skip_error(*reason, op)));
+                                }
                             }
                         }
                         // Assignments that went through are remembered for later releases.
@@ -1194,6 +1209,7 @@ const OP_RELEASE: u8 = 0;
 const OP_REFUND: u8 = 1;
 const OP_BURN: u8 = 2;
 const OP_ASSIGN: u8 = 3;
+const OP_SETTLE: u8 = 4;
 
 fn assign_op(order_id: Hash, providers: Vec<Address>) -> AgoraMarket::Op {
     AgoraMarket::Op {

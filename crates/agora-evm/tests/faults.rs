@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use agora_core::{Amount, Hash, Keypair};
+use agora_core::{Amount, Hash, Keypair, Signed};
 use agora_evm::contracts::AgoraMarket::{self, AgoraMarketErrors};
 use agora_evm::contracts::{
     HostileToken, MarketConfig, hostile_token_creation_code, market_creation_code,
@@ -766,6 +766,80 @@ fn a_reorg_that_drops_a_settlement_is_detected_and_resubmitted() {
         balance(&mut e, &provider.account()).0 - before.0,
         2 * 975,
         "paid once per order"
+    );
+    assert_conserved(&mut e, SUPPLY);
+}
+
+#[test]
+fn a_release_and_its_refund_settle_as_one_operation_and_count_as_two() {
+    let Some(mut e) = common::evm(3, 0) else {
+        return;
+    };
+    let (buyer, provider) = (e.keys.users[0].clone(), e.keys.users[1].clone());
+    open(&mut e, &buyer, order(1), 1_000);
+    open(&mut e, &buyer, order(2), 1_000);
+    let market = e.keys.market.clone();
+    let chain_id = e.evm.chain_id().clone();
+    let nonce = e.evm.account(&market.account()).unwrap().next_nonce;
+    let (b0, p0) = (
+        balance(&mut e, &buyer.account()),
+        balance(&mut e, &provider.account()),
+    );
+    let txs = vec![
+        Signed::sign(
+            &market,
+            &chain_id,
+            nonce,
+            TxBody::ReleaseEscrow {
+                order_id: order(1),
+                payouts: vec![(provider.account(), Amount(700))],
+            },
+        ),
+        Signed::sign(
+            &market,
+            &chain_id,
+            nonce + 1,
+            TxBody::RefundEscrow { order_id: order(1) },
+        ),
+        // Released in full: its refund is refused by the rules, and not coalesced.
+        Signed::sign(
+            &market,
+            &chain_id,
+            nonce + 2,
+            TxBody::ReleaseEscrow {
+                order_id: order(2),
+                payouts: vec![(provider.account(), Amount(1_000))],
+            },
+        ),
+        Signed::sign(
+            &market,
+            &chain_id,
+            nonce + 3,
+            TxBody::RefundEscrow { order_id: order(2) },
+        ),
+    ];
+    let producer = e.keys.producer.clone();
+    let outcome = e.evm.submit(txs, 0, &producer).unwrap();
+    assert_eq!(outcome.included.len(), 3);
+    assert_eq!(outcome.rejected.len(), 1);
+    assert!(matches!(
+        outcome.rejected[0].error,
+        LedgerError::EscrowClosed { .. }
+    ));
+    assert_eq!(
+        e.evm.last_receipts().len(),
+        1,
+        "one EVM transaction for the whole batch"
+    );
+    assert_eq!(
+        e.evm.account(&market.account()).unwrap().next_nonce,
+        nonce + 3
+    );
+    assert_eq!(balance(&mut e, &buyer.account()).0 - b0.0, 300);
+    assert_eq!(balance(&mut e, &provider.account()).0 - p0.0, 683 + 975);
+    assert_eq!(
+        e.evm.escrow(&order(1)).unwrap().unwrap().status,
+        EscrowStatus::Refunded
     );
     assert_conserved(&mut e, SUPPLY);
 }
