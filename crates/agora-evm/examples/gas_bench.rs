@@ -1,8 +1,12 @@
 //! Gas and speed of settlement on the EVM backend, beside the embedded ledger in the same run.
 //!
 //! ```text
-//! cargo run --release -p agora-evm --example gas_bench [-- --rounds N]
+//! cargo run --release -p agora-evm --example gas_bench [-- --rounds N] [--distinct]
 //! ```
+//!
+//! Jobs cycle through 20 buyers and 10 providers, so in a batch of 100 most balance slots
+//! are already warm; `--distinct` gives every job of a batch its own buyer and provider
+//! (every slot cold: the worst case for gas per job).
 //!
 //! For batch sizes 1, 10 and 100 it opens that many escrows (each buyer's own transaction),
 //! assigns them (one authority transaction per batch) and settles them: per job a release
@@ -19,8 +23,6 @@ use agora_evm::{Anvil, EvmConfig, EvmSettlement};
 use agora_ledger::{Genesis, Ledger, Settlement, Tx, TxBody};
 
 const SIZES: [usize; 3] = [1, 10, 100];
-const BUYERS: usize = 20;
-const PROVIDERS: usize = 10;
 const PRICE: u64 = 700;
 const BUDGET: u64 = 1_000;
 
@@ -107,14 +109,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|n| n.parse())
         .transpose()?
         .unwrap_or(5);
+    let distinct = std::env::args().any(|a| a == "--distinct");
+    let (buyers_n, providers_n) = if distinct { (100, 100) } else { (20, 10) };
     let (genesis, keys) = Genesis::dev(
         "gas-bench",
         1_000,
-        BUYERS + PROVIDERS,
+        buyers_n + providers_n,
         Amount(1_000_000_000),
     );
-    let buyers = &keys.users[..BUYERS];
-    let providers = &keys.users[BUYERS..];
+    let buyers = &keys.users[..buyers_n];
+    let providers = &keys.users[buyers_n..];
 
     let anvil = Anvil::spawn()?;
     let funded: Vec<(&Keypair, Amount)> = keys
@@ -152,12 +156,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut samples = Vec::new();
         for _ in 0..rounds {
             let jobs: Vec<(Hash, Keypair, Keypair)> = (0..size)
-                .map(|i| {
+                .map(|_| {
                     serial += 1;
                     (
                         Hash::of(&serial.to_le_bytes()),
-                        buyers[(serial as usize + i) % BUYERS].clone(),
-                        providers[serial as usize % PROVIDERS].clone(),
+                        buyers[serial as usize % buyers_n].clone(),
+                        providers[serial as usize % providers_n].clone(),
                     )
                 })
                 .collect();
