@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::VerifyPolicy;
 use crate::quorum::{self, Accepted, NextStep, QuorumDecision, QuorumError, QuorumRule};
 use crate::quorum::{ReplicaReceipt, RunResult};
-use crate::sampling::{self, ProviderHistory};
+use crate::sampling::{self, Exposure, ProviderHistory};
 
 /// Where an order's verification stands; persisted with the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,10 +109,37 @@ impl Flow {
     /// least one, one per provider); `first` is the history of the first run's provider as
     /// it was when that run was assigned; `seed` is the value revealed after the first
     /// receipt was recorded (only read when [`Flow::needs_seed`]); `order_id` binds the draw.
+    /// The audit rate is [`sampling::plan`]'s, the policy's worst case; the market node,
+    /// which knows the job's value and the provider's stake, calls
+    /// [`Flow::on_result_at_risk`].
     pub fn on_result(
         &mut self,
         results: &[ReplicaReceipt],
         first: &ProviderHistory,
+        seed: Option<Hash>,
+        order_id: Hash,
+    ) -> Result<Step, FlowError> {
+        self.step(results, first, None, seed, order_id)
+    }
+
+    /// [`Flow::on_result`] with what the first run's job put at stake for its provider:
+    /// the audit draw uses [`sampling::plan_at_risk`].
+    pub fn on_result_at_risk(
+        &mut self,
+        results: &[ReplicaReceipt],
+        first: &ProviderHistory,
+        exposure: &Exposure,
+        seed: Option<Hash>,
+        order_id: Hash,
+    ) -> Result<Step, FlowError> {
+        self.step(results, first, Some(exposure), seed, order_id)
+    }
+
+    fn step(
+        &mut self,
+        results: &[ReplicaReceipt],
+        first: &ProviderHistory,
+        exposure: Option<&Exposure>,
         seed: Option<Hash>,
         order_id: Hash,
     ) -> Result<Step, FlowError> {
@@ -121,9 +148,12 @@ impl Flow {
         };
         if self.needs_seed(results.len()) {
             let seed = seed.ok_or(FlowError::SeedMissing)?;
-            let plan = sampling::plan(&self.policy, first);
+            let plan = match exposure {
+                Some(exposure) => sampling::plan_at_risk(&self.policy, first, exposure),
+                None => sampling::plan(&self.policy, first),
+            };
             let audit =
-                plan.replicas > 1 || sampling::should_audit(&self.policy, seed, order_id, first);
+                plan.replicas > 1 || sampling::audit_draw_ppm(seed, order_id) < plan.audit_ppm;
             self.audited = Some(audit);
             if audit {
                 self.target_runs = 2;

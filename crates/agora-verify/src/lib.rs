@@ -8,7 +8,11 @@
 //! - [`quorum`]: [`decide`] counts replicas' receipts into an accepted result (and the
 //!   providers to slash) or says whether to add providers or refund.
 //! - [`sampling`]: [`plan`] and [`should_audit`] — replicas up front and the spot-check draw
-//!   from a seed revealed after the receipt; adaptive trust; expected overhead.
+//!   from a seed revealed after the receipt; adaptive trust, weighted by what a job puts
+//!   at stake against the provider's stake ([`plan_at_risk`], [`Exposure`]); expected
+//!   overhead.
+//! - [`trust`]: [`SuspensionRule`] — how long a proven fault keeps a provider out of
+//!   matching (doubling with each fault), and that it is not trusted meanwhile.
 //! - [`flow`]: [`Flow`], one order's verification as a state machine the market node
 //!   drives run by run: run another provider, accept (and slash whom), or refund.
 //! - [`economics`]: the deterrence condition S ≥ C/p − R: [`required_stake`] and
@@ -62,6 +66,7 @@ pub mod flow;
 pub mod policy;
 pub mod quorum;
 pub mod sampling;
+pub mod trust;
 
 pub use bisect::{
     Answer, BisectError, Bisection, Commitment, LossReason, Opening, Party, Progress, RefereeTask,
@@ -84,7 +89,11 @@ pub use quorum::{
     Accepted, Disagreement, NextStep, NoQuorum, QuorumDecision, QuorumError, QuorumRule,
     ReplicaReceipt, RunResult, decide,
 };
-pub use sampling::{ProviderHistory, VerificationPlan, expected_overhead_ppm, plan, should_audit};
+pub use sampling::{
+    Exposure, MIN_AUDIT_PPM, ProviderHistory, VerificationPlan, expected_overhead_ppm, plan,
+    plan_at_risk, should_audit, should_audit_at_risk,
+};
+pub use trust::{FaultRecord, SuspensionRule};
 
 #[cfg(test)]
 use {proptest as _, serde_json as _};

@@ -10,8 +10,16 @@
 //! Adaptive replication trusts a provider by its run of consecutive verified results: below
 //! `full_until` every job runs twice; from then on a job is audited with probability
 //! `max(1/count, floor)`, so the check thins out as trust grows but never stops.
+//!
+//! When the market knows what a job puts at stake ([`Exposure`]: the job's reward R, the
+//! provider's cost C and its slashable stake S), the floor is the job's own deterrence
+//! rate instead of the policy's worst case: cheating on the job is a losing bet once
+//! p ≥ C/(S + R) (the stake rule S ≥ C/p − R solved for p), so a provider whose stake
+//! covers the job many times over is audited at that rate, never below
+//! [`MIN_AUDIT_PPM`] (or the policy's floor, if lower), and a job worth more than the
+//! stake backs is audited more. See [`plan_at_risk`].
 
-use agora_core::Hash;
+use agora_core::{Amount, Hash};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{PPM, VerifyPolicy};
@@ -36,6 +44,40 @@ pub struct VerificationPlan {
     /// Probability, in ppm, that a single result is re-run afterwards by an independent
     /// provider; decided by [`should_audit`] once the seed is revealed.
     pub audit_ppm: u32,
+}
+
+/// The least audit probability adaptive sampling uses for a trusted provider whose stake
+/// more than covers the job: 1 %. Deterrence alone would allow less for a large stake,
+/// but faults that are not a calculated bet (broken hardware, a bad build) are only found
+/// by re-running, and 1 in 100 bounds how long such a fault goes unseen at the cost of
+/// 1 % more compute.
+pub const MIN_AUDIT_PPM: u32 = 10_000;
+
+/// What one job puts at stake for the provider that runs it: the value-at-risk input of
+/// [`plan_at_risk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// R: the most the job pays the provider (its price × the fuel budget).
+    pub reward: Amount,
+    /// C: what the provider saves by not doing the work (at most R in a market where
+    /// honest work pays).
+    pub cost: Amount,
+    /// S: the provider's stake that a proven fault can take.
+    pub stake: Amount,
+}
+
+impl Exposure {
+    /// The least audit probability, in ppm, at which cheating on this job loses money in
+    /// expectation: `⌈C·10⁶ / (S + R)⌉`, at most 10⁶. With this p,
+    /// [`crate::economics::cheating_is_irrational`] holds for (R, C, S).
+    pub fn deterrent_ppm(&self) -> u32 {
+        let at_risk = self.stake.base_units() as u128 + self.reward.base_units() as u128;
+        if at_risk == 0 {
+            return if self.cost.is_zero() { 0 } else { PPM };
+        }
+        let needed = (self.cost.base_units() as u128 * PPM as u128).div_ceil(at_risk);
+        u32::try_from(needed.min(PPM as u128)).unwrap_or(PPM)
+    }
 }
 
 /// The plan for `policy` and a provider with `history`.
@@ -66,6 +108,58 @@ pub fn plan(policy: &VerifyPolicy, history: &ProviderHistory) -> VerificationPla
             }
         }
     }
+}
+
+/// The plan for `policy`, a provider with `history` and a job that puts `exposure` at
+/// stake. Only `adaptive` reads the exposure; newcomers are replicated as in [`plan`] and
+/// `spot:P` keeps the P the buyer asked for. For a trusted provider with `count` results in
+/// a row, with `d = C/(S + R)` the least rate at which cheating on this job loses money
+/// ([`Exposure::deterrent_ppm`]):
+///
+/// ```text
+/// audit = max( min(d, floor)/floor · 1/count ,  max(min(floor, 1 %), d) )
+///              └ history, weighed by how thin   └ the least rate: deterrence, and never
+///                the stake is for this job        below 1 % (or the floor, if lower)
+/// ```
+///
+/// A provider holding exactly the stake the order requires (S = C/floor − R, so d = floor)
+/// is audited as by [`plan`], `max(1/count, floor)`. The more its stake covers the job, the
+/// less its history has to prove — a proven wrong result costs it more than the job could
+/// gain it — and the rate falls toward 1 %. A job worth more than the stake backs (d >
+/// floor) is audited at d or more. Every rate is ≥ d, so cheating never pays at it.
+pub fn plan_at_risk(
+    policy: &VerifyPolicy,
+    history: &ProviderHistory,
+    exposure: &Exposure,
+) -> VerificationPlan {
+    match *policy {
+        VerifyPolicy::Adaptive {
+            floor_ppm,
+            full_until,
+        } if history.consecutive_verified >= full_until => VerificationPlan {
+            replicas: 1,
+            audit_ppm: adaptive_audit_at_risk_ppm(
+                floor_ppm,
+                history.consecutive_verified,
+                exposure,
+            ),
+        },
+        _ => plan(policy, history),
+    }
+}
+
+/// Adaptive's audit probability at risk (see [`plan_at_risk`]), in ppm.
+pub fn adaptive_audit_at_risk_ppm(
+    floor_ppm: u32,
+    consecutive_verified: u32,
+    exposure: &Exposure,
+) -> u32 {
+    let floor = floor_ppm.max(1);
+    let deterrent = exposure.deterrent_ppm();
+    let least = floor.min(MIN_AUDIT_PPM).max(deterrent);
+    let inverse = PPM.checked_div(consecutive_verified).unwrap_or(PPM) as u64;
+    let history = inverse * deterrent.min(floor) as u64 / floor as u64;
+    u32::try_from(history).unwrap_or(PPM).max(least).min(PPM)
 }
 
 /// Adaptive's audit probability for a trusted provider: `max(1/count, floor)` in ppm.
@@ -99,6 +193,18 @@ pub fn should_audit(
     audit_draw_ppm(seed, order_id) < audit_ppm
 }
 
+/// [`should_audit`] with the job's [`Exposure`], as [`plan_at_risk`] weighs it.
+pub fn should_audit_at_risk(
+    policy: &VerifyPolicy,
+    seed: Hash,
+    order_id: Hash,
+    history: &ProviderHistory,
+    exposure: &Exposure,
+) -> bool {
+    let audit_ppm = plan_at_risk(policy, history, exposure).audit_ppm;
+    audit_draw_ppm(seed, order_id) < audit_ppm
+}
+
 /// Expected runs executed per run billed, in ppm (10⁶ = no overhead, 3·10⁶ for
 /// `replicate:3:2`), for an honest provider with `history`. Tie-breaking runs after a
 /// disagreement are not counted: they only happen when somebody cheated.
@@ -119,6 +225,28 @@ pub fn expected_overhead_over_jobs_ppm(policy: &VerifyPolicy, jobs: u32) -> u64 
                 consecutive_verified: count,
             };
             expected_overhead_ppm(policy, &history)
+        })
+        .sum();
+    total / jobs as u64
+}
+
+/// [`expected_overhead_over_jobs_ppm`] for jobs that each put `exposure` at stake, audited
+/// as [`plan_at_risk`] says.
+pub fn expected_overhead_at_risk_over_jobs_ppm(
+    policy: &VerifyPolicy,
+    exposure: &Exposure,
+    jobs: u32,
+) -> u64 {
+    if jobs == 0 {
+        return PPM as u64;
+    }
+    let total: u64 = (0..jobs)
+        .map(|count| {
+            let history = ProviderHistory {
+                consecutive_verified: count,
+            };
+            let plan = plan_at_risk(policy, &history, exposure);
+            plan.replicas as u64 * PPM as u64 + plan.audit_ppm as u64
         })
         .sum();
     total / jobs as u64
@@ -175,6 +303,82 @@ mod tests {
             order,
             &h
         ));
+    }
+
+    fn exposure(reward: u64, stake: u64) -> Exposure {
+        Exposure {
+            reward: Amount(reward),
+            cost: Amount(reward),
+            stake: Amount(stake),
+        }
+    }
+
+    #[test]
+    fn the_deterrent_rate_is_cost_over_what_a_fault_loses() {
+        // C = R = 1, S = 99: p = 1/100.
+        assert_eq!(exposure(1, 99).deterrent_ppm(), 10_000);
+        // Rounded up, so the rate always deters.
+        assert_eq!(exposure(1, 2).deterrent_ppm(), 333_334);
+        // No stake and C = R: only always auditing deters.
+        assert_eq!(exposure(5, 0).deterrent_ppm(), PPM);
+        assert_eq!(exposure(0, 0).deterrent_ppm(), 0);
+    }
+
+    #[test]
+    fn stake_that_covers_the_job_lowers_adaptive_sampling_to_one_percent() {
+        let policy = VerifyPolicy::DEFAULT;
+        let well_staked = exposure(1_000, 1_000_000_000);
+        // Newcomers are still replicated, whatever their stake.
+        assert_eq!(plan_at_risk(&policy, &history(3), &well_staked).replicas, 2);
+        // A stake that covers the job a million times over leaves history little to prove.
+        for count in [10, 20, 10_000] {
+            assert_eq!(
+                plan_at_risk(&policy, &history(count), &well_staked).audit_ppm,
+                MIN_AUDIT_PPM
+            );
+        }
+        // Twice the stake the floor needs: half the history term, down to the floor's half.
+        let required = crate::economics::required_stake(Amount(1_000), Amount(1_000), &policy);
+        let doubled = exposure(1_000, 2 * required.0 + 1_000);
+        assert_eq!(
+            plan_at_risk(&policy, &history(10), &doubled).audit_ppm,
+            50_000
+        );
+        assert_eq!(
+            plan_at_risk(&policy, &history(1_000), &doubled).audit_ppm,
+            25_000
+        );
+        // Exactly the stake the order requires at the floor: as without exposure.
+        let at_minimum = exposure(1_000, required.0);
+        for count in [10, 15, 20, 100, 10_000] {
+            assert_eq!(
+                plan_at_risk(&policy, &history(count), &at_minimum),
+                plan(&policy, &history(count))
+            );
+        }
+        // A job worth more than the stake backs is audited more than the floor.
+        let thin = exposure(1_000, 1_000);
+        assert_eq!(
+            plan_at_risk(&policy, &history(10_000), &thin).audit_ppm,
+            500_000
+        );
+    }
+
+    #[test]
+    fn a_floor_below_one_percent_is_kept() {
+        let policy = VerifyPolicy::Adaptive {
+            floor_ppm: 2_000,
+            full_until: 10,
+        };
+        let plan = plan_at_risk(&policy, &history(u32::MAX), &exposure(1, u64::MAX / 2));
+        assert_eq!(plan.audit_ppm, 2_000);
+    }
+
+    #[test]
+    fn spot_ignores_the_exposure() {
+        let spot = VerifyPolicy::Spot { p_ppm: 200_000 };
+        let plan = plan_at_risk(&spot, &history(1_000), &exposure(1, 1_000_000));
+        assert_eq!(plan.audit_ppm, 200_000);
     }
 
     #[test]

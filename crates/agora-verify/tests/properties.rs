@@ -2,7 +2,9 @@
 //! never slashes an agreeing provider, an honest majority always wins, bisection pins the
 //! first differing step in ⌈log₂ n⌉ rounds and a forged answer always loses, the audit draw
 //! is deterministic and hits its rate, every settlement conserves value, and policies
-//! survive a print-and-parse round trip.
+//! survive a print-and-parse round trip; weighted by value at risk, adaptive sampling never
+//! lets cheating pay and falls to its floor for honest providers, and a suspended provider
+//! is never trusted.
 
 use agora_core::{AccountId, Amount, Fuel, Hash};
 use agora_verify::checkpoint::{StepTree, verify_inclusion};
@@ -509,5 +511,102 @@ proptest! {
             let canonical = policy.to_string();
             prop_assert_eq!(canonical.parse::<VerifyPolicy>(), Ok(policy));
         }
+    }
+}
+
+fn any_adaptive() -> impl Strategy<Value = VerifyPolicy> {
+    (1u32..=PPM, 0u32..=1_000).prop_map(|(floor_ppm, full_until)| VerifyPolicy::Adaptive {
+        floor_ppm,
+        full_until,
+    })
+}
+
+fn history(consecutive_verified: u32) -> ProviderHistory {
+    ProviderHistory {
+        consecutive_verified,
+    }
+}
+
+proptest! {
+    #![proptest_config(config(1_024))]
+
+    /// Weighted by value at risk, adaptive never audits a trusted provider so little that
+    /// cheating on the job pays: for any job value R, cost C ≤ R, stake S (whether or not
+    /// it meets the order's minimum) and trust count, p·(S + R) ≥ C.
+    #[test]
+    fn a_cheaters_expected_profit_is_never_positive_at_the_audit_rate(
+        policy in any_adaptive(),
+        reward in 0u64..=u64::MAX / 4,
+        cost_share in 0u64..=1_000,
+        stake in 0u64..=u64::MAX / 4,
+        count in any::<u32>(),
+    ) {
+        let cost = Amount((reward as u128 * cost_share as u128 / 1_000) as u64);
+        let exposure = Exposure { reward: Amount(reward), cost, stake: Amount(stake) };
+        let plan = plan_at_risk(&policy, &history(count), &exposure);
+        let p = if plan.replicas > 1 { PPM } else { plan.audit_ppm };
+        prop_assert!(
+            cheating_is_irrational(Amount(reward), cost, Amount(stake), p),
+            "p {p} for R {reward} C {} S {stake}", cost.0
+        );
+    }
+
+    /// An honest provider's audit rate falls as its record grows, and settles on the floor
+    /// the job's value at risk allows: never below it, and reached once 1/count is under it.
+    #[test]
+    fn an_honest_providers_audit_rate_falls_to_the_floor(
+        policy in any_adaptive(),
+        reward in 1u64..=1_000_000_000,
+        stake in 0u64..=1_000_000_000_000_000,
+        count in 0u32..=2_000_000,
+    ) {
+        let VerifyPolicy::Adaptive { floor_ppm, full_until } = policy else { unreachable!() };
+        let exposure = Exposure { reward: Amount(reward), cost: Amount(reward), stake: Amount(stake) };
+        let floor = floor_ppm.min(MIN_AUDIT_PPM).max(exposure.deterrent_ppm());
+        let now = plan_at_risk(&policy, &history(count), &exposure);
+        let later = plan_at_risk(&policy, &history(count.saturating_add(1)), &exposure);
+        let cost = |p: VerificationPlan| p.replicas as u64 * PPM as u64 + p.audit_ppm as u64;
+        prop_assert!(cost(later) <= cost(now));
+        if count >= full_until {
+            prop_assert_eq!(now.replicas, 1);
+            prop_assert!(now.audit_ppm >= floor);
+            let settled = full_until.max(PPM / floor.max(1) + 1);
+            prop_assert_eq!(plan_at_risk(&policy, &history(settled), &exposure).audit_ppm, floor);
+        }
+    }
+
+    /// A provider with a proven fault is not trusted until its suspension is over, however
+    /// long its record was: every job it runs meanwhile is replicated under adaptive.
+    #[test]
+    fn a_provider_with_a_proven_fault_is_never_trusted_within_its_suspension(
+        base_ms in 1u64..=86_400_000,
+        faults in 1u32..=40,
+        fault_at in 0u64..=u64::MAX / 2,
+        into in 0u64..=1_000_000_000_000,
+        count in any::<u32>(),
+        full_until in 1u32..=1_000,
+    ) {
+        let rule = SuspensionRule { base_ms, max_ms: SuspensionRule::DEFAULT.max_ms };
+        let record = FaultRecord { proven_faults: faults, last_fault_ms: fault_at };
+        let length = rule.length_ms(faults);
+        prop_assert!(length >= base_ms.min(rule.max_ms));
+        let now = fault_at + into;
+        let policy = VerifyPolicy::Adaptive { floor_ppm: 10_000, full_until };
+        let trusted = rule.trusted_history(history(count), &record, now);
+        let well_staked = Exposure { reward: Amount(1), cost: Amount(1), stake: Amount(u64::MAX / 2) };
+        if into < length {
+            prop_assert!(rule.is_suspended(&record, now));
+            prop_assert_eq!(plan_at_risk(&policy, &trusted, &well_staked).replicas, 2);
+        } else {
+            prop_assert!(!rule.is_suspended(&record, now));
+            prop_assert_eq!(trusted, history(count));
+        }
+    }
+
+    /// Each further fault suspends at least as long as the one before.
+    #[test]
+    fn suspension_never_shortens_with_more_faults(base_ms in 0u64..=u64::MAX, faults in 0u32..u32::MAX) {
+        let rule = SuspensionRule { base_ms, max_ms: SuspensionRule::DEFAULT.max_ms };
+        prop_assert!(rule.length_ms(faults + 1) >= rule.length_ms(faults));
     }
 }
