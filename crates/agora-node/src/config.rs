@@ -49,6 +49,8 @@ pub const ENV_IDLE_TIMEOUT_MS: &str = "AGORA_MARKET_IDLE_TIMEOUT_MS";
 pub const ENV_HEADER_TIMEOUT_MS: &str = "AGORA_MARKET_HEADER_TIMEOUT_MS";
 /// Environment variable overriding [`MarketConfig::max_deadline`], in ms.
 pub const ENV_MAX_DEADLINE_MS: &str = "AGORA_MARKET_MAX_DEADLINE_MS";
+/// Environment variable overriding [`MarketConfig::fault_suspension`], in ms (0: off).
+pub const ENV_FAULT_SUSPENSION_MS: &str = "AGORA_MARKET_FAULT_SUSPENSION_MS";
 
 /// A configuration the node cannot run with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +144,10 @@ pub struct MarketConfig {
     /// the deadline, so an absurd one would hold a buyer's funds and the market's books
     /// for ever.
     pub max_deadline: Duration,
+    /// How long a provider's first proven fault keeps it out of matching; each further
+    /// fault doubles it, up to 7 days ([`agora_verify::SuspensionRule`]). Default 15
+    /// minutes, `AGORA_MARKET_FAULT_SUSPENSION_MS`; zero turns suspension off.
+    pub fault_suspension: Duration,
     /// An environment override that could not be read, reported when the node starts.
     env_error: Option<ConfigError>,
 }
@@ -168,6 +174,7 @@ impl MarketConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_deadline: DEFAULT_MAX_DEADLINE,
+            fault_suspension: Duration::from_millis(agora_verify::SuspensionRule::DEFAULT.base_ms),
             env_error: None,
         };
         config.env_error = config.apply_env().err();
@@ -209,6 +216,9 @@ impl MarketConfig {
         }
         if let Some(ms) = number(ENV_MAX_DEADLINE_MS)? {
             self.max_deadline = Duration::from_millis(ms);
+        }
+        if let Some(ms) = number(ENV_FAULT_SUSPENSION_MS)? {
+            self.fault_suspension = Duration::from_millis(ms);
         }
         Ok(())
     }
@@ -263,6 +273,15 @@ impl MarketConfig {
         u64::try_from(self.max_deadline.as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// How proven faults suspend providers: [`MarketConfig::fault_suspension`] after the
+    /// first, doubling up to the default cap (or the base, if that is longer).
+    pub fn suspension_rule(&self) -> agora_verify::SuspensionRule {
+        agora_verify::SuspensionRule {
+            base_ms: u64::try_from(self.fault_suspension.as_millis()).unwrap_or(u64::MAX),
+            max_ms: agora_verify::SuspensionRule::DEFAULT.max_ms,
+        }
+    }
+
     /// The heartbeat interval in ms (at least 1).
     pub fn heartbeat_ms(&self) -> u64 {
         (self.heartbeat.as_millis() as u64).max(1)
@@ -280,6 +299,7 @@ mod tests {
         config.idle_timeout = DEFAULT_IDLE_TIMEOUT;
         config.header_timeout = DEFAULT_HEADER_TIMEOUT;
         config.max_deadline = DEFAULT_MAX_DEADLINE;
+        config.fault_suspension = Duration::from_secs(15 * 60);
         config.env_error = None;
         let result = config.apply_vars(|var| {
             vars.iter()
@@ -296,12 +316,14 @@ mod tests {
             (ENV_IDLE_TIMEOUT_MS, "1500"),
             (ENV_HEADER_TIMEOUT_MS, " 250 "),
             (ENV_MAX_DEADLINE_MS, "3600000"),
+            (ENV_FAULT_SUSPENSION_MS, "0"),
         ]);
         assert_eq!(result, Ok(()));
         assert_eq!(config.max_connections, 16);
         assert_eq!(config.idle_timeout, Duration::from_millis(1_500));
         assert_eq!(config.header_timeout, Duration::from_millis(250));
         assert_eq!(config.max_deadline, Duration::from_secs(3_600));
+        assert_eq!(config.suspension_rule().length_ms(1), 0, "0 turns it off");
         assert_eq!(config.validate(), Ok(()));
     }
 
@@ -313,6 +335,10 @@ mod tests {
         assert_eq!(config.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(config.header_timeout, DEFAULT_HEADER_TIMEOUT);
         assert_eq!(config.max_deadline, DEFAULT_MAX_DEADLINE);
+        assert_eq!(
+            config.suspension_rule(),
+            agora_verify::SuspensionRule::DEFAULT
+        );
         assert_eq!(config.validate(), Ok(()));
     }
 

@@ -391,6 +391,7 @@ fn rule(
                 .record_event(provider, agora_market::ReputationEvent::ProvenFault, now);
             let p = book.providers.entry(provider).or_default();
             p.history = agora_verify::ProviderHistory::default();
+            p.faults.record(now);
             p.slashed += 1;
             shared.metrics.frauds.inc();
             lifecycle::begin_refund(&mut book, id, reason)

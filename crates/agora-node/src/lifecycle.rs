@@ -127,18 +127,30 @@ pub fn run(shared: &Arc<Shared>, actions: Vec<Action>) {
 /// says what happened to the previous attempt, for the refund reason.
 pub fn try_match(shared: &Shared, book: &mut Book, id: Hash, before: Option<&str>) -> Vec<Action> {
     let now = now_ms();
-    let Some(entry) = book.orders.get(&id).filter(|e| unassigned(e)) else {
+    if !book.orders.get(&id).is_some_and(unassigned) {
+        return Vec::new();
+    }
+    let rule = shared.settings.fault_suspension;
+    let Some((order, left_out)) = book.order_to_match(&id, &rule, now) else {
         return Vec::new();
     };
-    let order = entry.market_order();
-    let miss = match book.market.submit_order(order, now) {
-        Ok(MatchOutcome::Filled(fill)) => match fill.winners.into_iter().next() {
-            Some(winner) => return assign_winner(shared, book, id, winner, now),
-            None => Miss::Never("the engine filled the order with no winner".to_string()),
-        },
-        Ok(MatchOutcome::NoMatch(why)) if why.only_busy() => Miss::Busy(why),
-        Ok(MatchOutcome::NoMatch(why)) => Miss::Never(why.to_string()),
-        Err(err) => Miss::Never(err.to_string()),
+    let mut placed = match_one(book, order, now);
+    if left_out && matches!(placed, Err(Miss::Never(_))) {
+        // Nobody but providers suspended for a proven fault can run it: offer it to them
+        // after all rather than refund. Their runs are never trusted meanwhile, so a
+        // sampling policy replicates them.
+        let Some(entry) = book.orders.get_mut(&id) else {
+            return Vec::new();
+        };
+        entry.allow_suspended = true;
+        let Some((order, _)) = book.order_to_match(&id, &rule, now) else {
+            return Vec::new();
+        };
+        placed = match_one(book, order, now);
+    }
+    let miss = match placed {
+        Ok(winner) => return assign_winner(shared, book, id, winner, now),
+        Err(miss) => miss,
     };
     let Some(entry) = book.orders.get_mut(&id) else {
         return Vec::new();
@@ -163,6 +175,20 @@ pub fn try_match(shared: &Shared, book: &mut Book, id: Hash, before: Option<&str
         None => format!("no provider can run this order: {why}"),
     };
     begin_refund(book, id, reason)
+}
+
+/// Submits `order` to the engine: its winner, or why there is none.
+fn match_one(book: &mut Book, order: Order, now: u64) -> Result<Winner, Miss> {
+    match book.market.submit_order(order, now) {
+        Ok(MatchOutcome::Filled(fill)) => {
+            fill.winners.into_iter().next().ok_or_else(|| {
+                Miss::Never("the engine filled the order with no winner".to_string())
+            })
+        }
+        Ok(MatchOutcome::NoMatch(why)) if why.only_busy() => Err(Miss::Busy(why)),
+        Ok(MatchOutcome::NoMatch(why)) => Err(Miss::Never(why.to_string())),
+        Err(err) => Err(Miss::Never(err.to_string())),
+    }
 }
 
 /// Why an order found no provider.
@@ -266,7 +292,10 @@ pub fn serve_queue(shared: &Shared, book: &mut Book) -> Vec<Action> {
             // waiting as the miss says.
             actions.extend(try_match(shared, book, id, None));
         } else {
-            let order = entry.market_order();
+            let rule = shared.settings.fault_suspension;
+            let Some((order, _)) = book.order_to_match(&id, &rule, now) else {
+                continue;
+            };
             let terms = terms_of(&order);
             if full.contains(&terms) || !has_room(book, &order, now) {
                 full.insert(terms);
@@ -308,7 +337,11 @@ fn refund_unplaced(shared: &Shared, book: &mut Book, id: Hash, now: u64) -> Vec<
         return Vec::new();
     };
     let waited = waits_for_capacity(entry);
-    let why = book.market.explain(&entry.market_order(), now);
+    let rule = shared.settings.fault_suspension;
+    let Some((order, _)) = book.order_to_match(&id, &rule, now) else {
+        return Vec::new();
+    };
+    let why = book.market.explain(&order, now);
     if let Some(actions) = verification::accept_without_more(shared, book, id, &why.to_string()) {
         return actions;
     }

@@ -16,7 +16,7 @@ use agora_market::{Ask, AskId, AttributeConstraint, Market, MatchId, Order, Orde
 use agora_net::{BlobStore, NetHandle};
 use agora_proto::api::{OrderView, ProviderView};
 use agora_proto::{OrderEvent, OrderState};
-use agora_verify::ProviderHistory;
+use agora_verify::{FaultRecord, ProviderHistory, SuspensionRule};
 use tokio::sync::broadcast;
 
 use crate::chain::Chain;
@@ -42,6 +42,8 @@ pub struct Settings {
     pub resume_grace_ms: u64,
     /// The furthest order deadline accepted, ms from the submission.
     pub max_deadline_ms: u64,
+    /// How long proven faults keep a provider out of matching.
+    pub fault_suspension: SuspensionRule,
 }
 
 impl Settings {
@@ -73,6 +75,10 @@ pub struct OrderEntry {
     /// The provider that held the order before a market restart: until
     /// `resume_until_ms` (extended by its heartbeats) its delivery is still taken.
     pub resumed_from: Option<AccountId>,
+    /// Only providers suspended for a proven fault can run the order, so matching offers
+    /// it to them after all (their runs are never trusted meanwhile; see
+    /// [`Book::order_to_match`]).
+    pub allow_suspended: bool,
 }
 
 impl OrderEntry {
@@ -88,6 +94,7 @@ impl OrderEntry {
             submitted: Instant::now(),
             resume_until_ms: 0,
             resumed_from: None,
+            allow_suspended: false,
         }
     }
 
@@ -190,6 +197,8 @@ pub struct ProviderEntry {
     pub history: ProviderHistory,
     /// Times it was slashed for a wrong result.
     pub slashed: u64,
+    /// Its proven faults: what suspends it from matching.
+    pub faults: FaultRecord,
 }
 
 /// Everything mutable.
@@ -206,6 +215,44 @@ pub struct Book {
     pub providers: HashMap<AccountId, ProviderEntry>,
     /// Connected peers.
     pub peers: usize,
+}
+
+impl Book {
+    /// Providers a proven fault keeps out of matching at `now_ms`, in account order.
+    pub fn suspended(&self, rule: &SuspensionRule, now_ms: u64) -> Vec<AccountId> {
+        let mut out: Vec<AccountId> = self
+            .providers
+            .iter()
+            .filter(|(_, p)| rule.is_suspended(&p.faults, now_ms))
+            .map(|(account, _)| *account)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The engine order for order `id`'s next attempt: [`OrderEntry::market_order`] without
+    /// the providers suspended for a proven fault — unless only they can run it
+    /// (`allow_suspended`). The flag says whether anyone was left out.
+    pub fn order_to_match(
+        &self,
+        id: &Hash,
+        rule: &SuspensionRule,
+        now_ms: u64,
+    ) -> Option<(Order, bool)> {
+        let entry = self.orders.get(id)?;
+        let mut order = entry.market_order();
+        if entry.allow_suspended {
+            return Some((order, false));
+        }
+        let suspended = self.suspended(rule, now_ms);
+        for provider in &suspended {
+            order.requirements.attributes.push(AttributeConstraint::not(
+                PROVIDER_ATTR,
+                &provider.to_string(),
+            ));
+        }
+        Some((order, !suspended.is_empty()))
+    }
 }
 
 /// An order event with its position in the order's history, for SSE followers.

@@ -132,6 +132,7 @@ impl MarketNode {
                 max_json_bytes: config.max_json_bytes,
                 resume_grace_ms: config.resume_grace.as_millis() as u64,
                 max_deadline_ms: config.max_deadline_ms(),
+                fault_suspension: config.suspension_rule(),
             },
             chain,
             records,

@@ -239,6 +239,20 @@ pub fn required_stake(body: &OrderRequest) -> Amount {
     agora_verify::economics::required_stake(per_run, per_run, &body.verify)
 }
 
+/// What a run of the order at `price` puts at stake for a provider with `stake`: the
+/// reward R is the run's worst-case bill at that price, the cost C is taken as R (as in
+/// [`required_stake`]), and S is the provider's bonded stake as the node last read it.
+/// A stake read before a slash overstates S only until the next read, and a slashed
+/// provider is untrusted (replicated) until long after that.
+pub fn exposure(body: &OrderRequest, price: Price, stake: Amount) -> agora_verify::Exposure {
+    let reward = price.max_cost(body.fuel_budget).unwrap_or(Amount(u64::MAX));
+    agora_verify::Exposure {
+        reward,
+        cost: reward,
+        stake,
+    }
+}
+
 /// A delivery whose outputs checked out: records the run and takes the flow's next step.
 pub async fn on_delivered(shared: Arc<Shared>, id: Hash, billing: Billing, delivery: Delivery) {
     let stdio = lifecycle::store_stdio(&shared, &delivery).await;
@@ -265,10 +279,12 @@ fn record_run(
     run: RunRecord,
 ) -> Vec<Action> {
     let provider = billing.provider;
-    let history = book
+    let now = now_ms();
+    let rule = shared.settings.fault_suspension;
+    let (history, stake) = book
         .providers
         .get(&provider)
-        .map(|p| p.history)
+        .map(|p| (rule.trusted_history(p.history, &p.faults, now), p.stake))
         .unwrap_or_default();
     let Some(entry) = book.orders.get_mut(&id) else {
         return Vec::new();
@@ -297,7 +313,11 @@ fn record_run(
     };
     let votes = v.votes();
     let first = v.first_history;
-    let step = v.flow.on_result(&votes, &first, seed, id);
+    let exposure = exposure(&entry.rec.order.body, billing.price, stake);
+    let v = &mut entry.rec.verification;
+    let step = v
+        .flow
+        .on_result_at_risk(&votes, &first, &exposure, seed, id);
     if let Some(match_id) = match_id {
         let _ = book.market.complete(&match_id);
     }
@@ -345,9 +365,21 @@ pub fn accept_without_more(
     id: Hash,
     why: &str,
 ) -> Option<Vec<Action>> {
-    let entry = book.orders.get_mut(&id)?;
+    let rule = shared.settings.fault_suspension;
+    let now = now_ms();
+    let suspended = |who: &AccountId| {
+        book.providers
+            .get(who)
+            .is_some_and(|p| rule.is_suspended(&p.faults, now))
+    };
+    let entry = book.orders.get(&id)?;
     let v = &entry.rec.verification;
     let accepted = v.flow.without_more_providers(&v.votes())?;
+    if accepted.agreeing.iter().any(suspended) {
+        // A provider suspended for a proven fault is never trusted unchecked: refund.
+        return None;
+    }
+    let entry = book.orders.get_mut(&id)?;
     let detail =
         format!("no independent provider can re-run it ({why}); accepting the result unchecked");
     shared.enter(entry, OrderState::Verifying, detail);
@@ -819,6 +851,7 @@ fn record_faults(
             .record_event(wrong, ReputationEvent::ProvenFault, now);
         let p = book.providers.entry(wrong).or_default();
         p.history = ProviderHistory::default();
+        p.faults.record(now);
         p.failed += 1;
         p.slashed += u64::from(
             slashed

@@ -180,6 +180,8 @@ fn tally(
         "honest_slashed": total.honest_slashed,
         "overhead": total.overhead(),
         "overhead_after_warmup": steady.overhead(),
+        "jobs_rerun": total.rerun,
+        "jobs_rerun_after_warmup": steady.rerun,
         "steady_jobs": steady.jobs,
         "warmup_jobs_per_provider": args.warmup,
     }))
@@ -242,6 +244,8 @@ struct Tally {
     caught: usize,
     slashed: usize,
     honest_slashed: usize,
+    /// Jobs run more than once (replicated, audited or tie-broken).
+    rerun: usize,
     executed: u64,
     billed: u64,
 }
@@ -264,6 +268,7 @@ impl Tally {
             caught: usize::from(cheated && v.runs.len() > 1),
             slashed,
             honest_slashed: v.slashes.len() - slashed,
+            rerun: usize::from(v.runs.len() > 1),
             executed: v.fuel_executed.0,
             billed: summary
                 .compute_units
@@ -279,6 +284,7 @@ impl Tally {
         self.caught += other.caught;
         self.slashed += other.slashed;
         self.honest_slashed += other.honest_slashed;
+        self.rerun += other.rerun;
         self.executed += other.executed;
         self.billed += other.billed;
     }
@@ -290,7 +296,7 @@ impl Tally {
 
 fn print_row(row: &serde_json::Value) {
     outln!(
-        "{:<14} settled {}/{}  wrong accepted {} ({} after warm-up)  cheats {} caught {} (rate {:.3}, p {:.3})  slashed {}  honest slashed {}  overhead {:.2} ({:.2} over the {} jobs after warm-up)",
+        "{:<14} settled {}/{}  wrong accepted {} ({} after warm-up)  cheats {} caught {} (rate {:.3}, p {:.3})  slashed {}  honest slashed {}  re-run {} ({} after warm-up)  overhead {:.2} ({:.2} over the {} jobs after warm-up)",
         row["policy"].as_str().unwrap_or(""),
         row["settled"],
         row["jobs"],
@@ -302,6 +308,8 @@ fn print_row(row: &serde_json::Value) {
         row["p"].as_f64().unwrap_or(0.0),
         row["frauds_slashed"],
         row["honest_slashed"],
+        row["jobs_rerun"],
+        row["jobs_rerun_after_warmup"],
         row["overhead"].as_f64().unwrap_or(0.0),
         row["overhead_after_warmup"].as_f64().unwrap_or(0.0),
         row["steady_jobs"],
