@@ -146,18 +146,30 @@ impl Flow {
         let Some(head) = results.first() else {
             return Err(FlowError::NoResults);
         };
+        let mut drawn = None;
         if self.needs_seed(results.len()) {
             let seed = seed.ok_or(FlowError::SeedMissing)?;
             let plan = match exposure {
                 Some(exposure) => sampling::plan_at_risk(&self.policy, first, exposure),
                 None => sampling::plan(&self.policy, first),
             };
-            let audit =
-                plan.replicas > 1 || sampling::audit_draw_ppm(seed, order_id) < plan.audit_ppm;
+            let draw = sampling::audit_draw_ppm(seed, order_id);
+            let audit = plan.replicas > 1 || draw < plan.audit_ppm;
             self.audited = Some(audit);
             if audit {
                 self.target_runs = 2;
                 self.rule = Some(QuorumRule::audit());
+                drawn = Some(if plan.replicas > 1 {
+                    format!(
+                        "replicating on another provider (adaptive: the provider has {} results in a row verified, fewer than it needs to be trusted)",
+                        first.consecutive_verified
+                    )
+                } else {
+                    format!(
+                        "auditing on another provider (the draw {draw} ppm fell under the audit rate {} ppm)",
+                        plan.audit_ppm
+                    )
+                });
             }
         }
         let Some(rule) = self.rule else {
@@ -168,12 +180,9 @@ impl Flow {
         };
         let runs = u32::try_from(results.len()).unwrap_or(u32::MAX);
         if runs < self.target_runs {
+            let reason = drawn.unwrap_or_else(|| self.reason_for_more().to_string());
             return Ok(Step::RunAnother {
-                why: format!(
-                    "result {runs} of {} in; {}",
-                    self.target_runs,
-                    self.reason_for_more()
-                ),
+                why: format!("result {runs} of {} in; {reason}", self.target_runs),
             });
         }
         match quorum::decide(&rule, results, runs)? {

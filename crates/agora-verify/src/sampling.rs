@@ -365,6 +365,18 @@ mod tests {
     }
 
     #[test]
+    fn overhead_at_risk_matches_the_documented_table() {
+        // A provider whose stake covers the job 10⁶ times over (docs/verification.md).
+        let policy = VerifyPolicy::DEFAULT;
+        let covered = exposure(1_000, 1_000_000_000);
+        let at = |jobs| expected_overhead_at_risk_over_jobs_ppm(&policy, &covered, jobs);
+        assert_eq!(at(10), 2_000_000);
+        assert_eq!(at(200), 1_059_500);
+        assert_eq!(at(1_000), 1_019_900);
+        assert_eq!(at(10_000), 1_010_990);
+    }
+
+    #[test]
     fn a_floor_below_one_percent_is_kept() {
         let policy = VerifyPolicy::Adaptive {
             floor_ppm: 2_000,
