@@ -221,7 +221,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "conservation violated on chain: {supply:?}"
     );
     println!(
-        "EVM settlement on anvil vs the embedded ledger, median of {rounds} rounds per batch size"
+        "EVM settlement on anvil vs the embedded ledger, median of {rounds} rounds per batch size; {buyers_n} buyers, {providers_n} providers"
     );
     println!();
     println!(

@@ -158,6 +158,10 @@ pub enum EvmError {
         /// Why.
         detail: String,
     },
+    /// The contract refused assignments (an order not open or already assigned, a provider
+    /// below the minimum stake); the others in the same call stand.
+    #[error("the market contract refused assignments: {0}")]
+    AssignmentRefused(String),
     /// The market authority sends settlement operations only.
     #[error(
         "the market authority may not send a {0} on the EVM backend; its key only settles, assigns and slashes"
@@ -337,7 +341,6 @@ impl EvmSettlement {
     }
 
     fn check_contract(&mut self) -> Result<(), EvmError> {
-        let market = self.config.market;
         let params = self.config.params.clone();
         let on_chain_authority = self.view(AgoraMarket::authorityCall {})?;
         if on_chain_authority != self.authority.address() {
@@ -375,7 +378,6 @@ impl EvmSettlement {
         self.token = self.view(AgoraMarket::tokenCall {})?;
         let treasury = self.view(AgoraMarket::treasuryCall {})?;
         self.register(params.treasury, treasury);
-        let _ = market;
         self.height = self.runtime.block_on(self.chain.block_number())?;
         Ok(())
     }
@@ -520,10 +522,7 @@ impl EvmSettlement {
         if refused.is_empty() {
             Ok(())
         } else {
-            Err(EvmError::Decode {
-                what: "assign",
-                detail: format!("the contract refused assignments: {}", refused.join("; ")),
-            })
+            Err(EvmError::AssignmentRefused(refused.join("; ")))
         }
     }
 
@@ -711,7 +710,7 @@ impl EvmSettlement {
     }
 
     /// Turns the accepted transactions into EVM transactions, in order.
-    fn plan(&mut self, accepted: &[(usize, &Tx)], state: &State) -> Result<Vec<Step>, EvmError> {
+    fn plan(&mut self, accepted: &[(usize, &Tx)]) -> Result<Vec<Step>, EvmError> {
         let mut steps = Vec::new();
         let mut batch: Vec<(Vec<usize>, AgoraMarket::Op)> = Vec::new();
         let flush = |batch: &mut Vec<(Vec<usize>, AgoraMarket::Op)>, steps: &mut Vec<Step>| {
@@ -833,7 +832,7 @@ impl EvmSettlement {
                 }
                 body => {
                     flush(&mut batch, &mut steps);
-                    let data = self.account_call(tx, body, state)?;
+                    let data = self.account_call(tx, body)?;
                     steps.push(Step::Single {
                         index,
                         from: Sender::Account(tx.signer, tx.nonce),
@@ -878,7 +877,7 @@ impl EvmSettlement {
         Ok(providers)
     }
 
-    fn account_call(&self, tx: &Tx, body: &TxBody, _state: &State) -> Result<Bytes, EvmError> {
+    fn account_call(&self, tx: &Tx, body: &TxBody) -> Result<Bytes, EvmError> {
         if !self.keys.contains_key(&tx.signer) {
             return Err(EvmError::NoLocalKey {
                 account: tx.signer,
@@ -1407,7 +1406,7 @@ impl Settlement for EvmSettlement {
                 }),
             }
         }
-        let steps = self.plan(&accepted, &state)?;
+        let steps = self.plan(&accepted)?;
         let mut authority_nonce = self.view(AgoraMarket::authorityNonceCall {})?;
         let mut refused_on_chain = BTreeSet::new();
         for step in steps {

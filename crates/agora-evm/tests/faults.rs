@@ -248,7 +248,7 @@ fn only_assigned_staked_providers_can_be_paid() {
     // Below the minimum stake: no assignment.
     let refused = e.evm.assign(order(1), &[staked.account()]);
     assert!(
-        matches!(refused, Err(EvmError::Decode { detail, .. }) if detail.contains("StakeBelowMinimum"))
+        matches!(refused, Err(EvmError::AssignmentRefused(detail)) if detail.contains("StakeBelowMinimum"))
     );
     submit(
         &mut e,

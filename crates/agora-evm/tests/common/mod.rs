@@ -24,10 +24,14 @@ pub trait Harness {
 
 /// Rules of the scenario tests (tests/rules.rs of agora-ledger uses the same values).
 pub fn genesis(users: usize) -> (Genesis, DevKeys) {
+    genesis_with(users, 5)
+}
+
+pub fn genesis_with(users: usize, unbonding_period_blocks: u64) -> (Genesis, DevKeys) {
     let (mut genesis, keys) = Genesis::dev("evm-rules", 1_000, users, Amount(1_000_000));
     genesis.params.fee_bps = 250;
     genesis.params.slash_beneficiary_bps = 3_000;
-    genesis.params.unbonding_period_blocks = 5;
+    genesis.params.unbonding_period_blocks = unbonding_period_blocks;
     (genesis, keys)
 }
 
@@ -71,7 +75,11 @@ pub struct Embedded {
 
 impl Embedded {
     pub fn new(users: usize) -> Embedded {
-        let (genesis, keys) = genesis(users);
+        Embedded::with_unbonding(users, 5)
+    }
+
+    pub fn with_unbonding(users: usize, unbonding_period_blocks: u64) -> Embedded {
+        let (genesis, keys) = genesis_with(users, unbonding_period_blocks);
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::create(dir.path(), genesis).unwrap();
         Embedded {
@@ -126,6 +134,11 @@ pub struct Evm {
 /// A fresh anvil with the market deployed and the dev users funded, or `None` (with the
 /// reason printed) when no anvil binary is installed.
 pub fn evm(users: usize, min_stake: u64) -> Option<Evm> {
+    evm_with(users, min_stake, 5)
+}
+
+/// As [`evm`], with the unbonding period given.
+pub fn evm_with(users: usize, min_stake: u64, unbonding_period_blocks: u64) -> Option<Evm> {
     let anvil = match Anvil::spawn() {
         Ok(anvil) => anvil,
         Err(agora_evm::AnvilError::NotFound) => {
@@ -134,7 +147,7 @@ pub fn evm(users: usize, min_stake: u64) -> Option<Evm> {
         }
         Err(e) => panic!("{e}"),
     };
-    let (genesis, keys) = genesis(users);
+    let (genesis, keys) = genesis_with(users, unbonding_period_blocks);
     let funded: Vec<(&Keypair, Amount)> =
         keys.users.iter().map(|k| (k, Amount(1_000_000))).collect();
     let deployment = EvmSettlement::deploy_dev(
