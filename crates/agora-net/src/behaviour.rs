@@ -59,18 +59,24 @@ impl Behaviour {
                 IDENTIFY_VERSION.to_owned(),
                 key.public(),
             )),
-            kad: kademlia(peer),
+            kad: kademlia(peer, config.discover_peers),
             ping: ping::Behaviour::new(ping::Config::new()),
         })
     }
 }
 
-fn kademlia(peer: libp2p::PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+fn kademlia(peer: libp2p::PeerId, discover: bool) -> kad::Behaviour<kad::store::MemoryStore> {
     let mut config = kad::Config::new(KAD_PROTOCOL);
-    config.set_periodic_bootstrap_interval(Some(Duration::from_secs(60)));
+    config.set_periodic_bootstrap_interval(discover.then_some(Duration::from_secs(60)));
     let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), config);
     // Without confirmed external addresses kad would stay a client and never be added to
-    // other nodes' routing tables; every agora node is meant to be reachable.
-    kad.set_mode(Some(kad::Mode::Server));
+    // other nodes' routing tables; every agora node that discovers is meant to be
+    // reachable. One that does not stays out of them, so nobody is handed its address.
+    let mode = if discover {
+        kad::Mode::Server
+    } else {
+        kad::Mode::Client
+    };
+    kad.set_mode(Some(mode));
     kad
 }

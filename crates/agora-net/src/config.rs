@@ -50,6 +50,13 @@ pub struct NetConfig {
     /// Capacity of the event channel; events beyond it are dropped (and logged) rather
     /// than stalling the network.
     pub event_buffer: usize,
+    /// Find the whole network through the DHT and connect to every peer found (the
+    /// default), so gossip reaches everyone; and be findable there. A node that talks to
+    /// its bootstrap peers only (a provider agent, which works for one market) turns this
+    /// off: it dials no peer the DHT reports and runs Kademlia as a client, so no routing
+    /// table lists it. Otherwise N such nodes open N² connections among themselves and
+    /// each receives every other's gossip only to ignore it.
+    pub discover_peers: bool,
 }
 
 impl NetConfig {
@@ -68,6 +75,7 @@ impl NetConfig {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             event_buffer: 1024,
+            discover_peers: true,
         }
     }
 

@@ -38,6 +38,48 @@ async fn three_nodes_discover_each_other_and_gossip_on_every_topic() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_without_discovery_talk_to_their_bootstrap_peer_only() {
+    let hub = node("hub", &[]).await;
+    let addr = hub.handle.bootstrap_addr().await.unwrap();
+    let leaf = |name| {
+        node_with(name, std::slice::from_ref(&addr), |c| {
+            c.discover_peers = false
+        })
+    };
+    let (b, c, mut d) = (leaf("b").await, leaf("c").await, leaf("d").await);
+    let mut hub = hub;
+    let hh = hub.handle.clone();
+    let leaves = [b.handle.peer_id(), c.handle.peer_id(), d.handle.peer_id()];
+    until("the hub to have every leaf", || async {
+        let peers = hh.peers().await.unwrap();
+        leaves.iter().all(|leaf| peers.contains(leaf))
+    })
+    .await;
+    // Gossip from a leaf still reaches the hub, and the hub's relay the other leaves.
+    publish_when_ready(&b.handle, Topic::Asks, b"ask from b".to_vec())
+        .await
+        .unwrap();
+    let message = next_gossip(&mut hub.events).await;
+    assert_eq!(message.author, b.handle.peer_id());
+    hub.handle
+        .report(&message.id, Verdict::Accept)
+        .await
+        .unwrap();
+    let relayed = next_gossip(&mut d.events).await;
+    assert_eq!(relayed.data, b"ask from b");
+    // Several discovery rounds later the leaves still know the hub alone (with
+    // discovery on they find each other within one; see the test above).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for leaf in [&b, &c, &d] {
+        assert_eq!(leaf.handle.peers().await.unwrap(), vec![hh.peer_id()]);
+    }
+    let stats = b.handle.stats();
+    assert_eq!(stats.gossip_published, 1);
+    assert!(stats.connections_opened >= 1);
+    assert!(hub.handle.stats().gossip_received >= 1);
+}
+
 #[tokio::test]
 async fn node_peer_id_is_its_account_key() {
     let n = node("binding", &[]).await;

@@ -102,6 +102,9 @@ impl ProviderAgent {
             net_config.listen = config.listen.clone();
         }
         net_config.bootstrap = endpoint.addrs.clone();
+        // An agent works for its market alone: connecting to every provider the market's
+        // DHT knows would give N agents N² connections and each every other's asks.
+        net_config.discover_peers = false;
         let (net, events) = Network::start(net_config).await?;
         let shared = Arc::new(Shared::new(
             &config, api, endpoint, capacity, executor, containers, net,

@@ -134,10 +134,10 @@ impl Args {
         Ok(())
     }
 
+    /// Progress, on stderr even with --json (stdout carries the report alone): a run of
+    /// a hundred processes takes minutes.
     fn note(&self, line: &str) {
-        if !self.json {
-            eprintln!("{line}");
-        }
+        eprintln!("{line}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! Discovery on the network task: identify feeds Kademlia, Kademlia finds peers, and
-//! every peer found is dialled so gossip can reach it.
+//! every peer found is dialled so gossip can reach it (unless
+//! [`crate::NetConfig::discover_peers`] is off).
 
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{identify, kad};
@@ -22,6 +23,9 @@ impl Driver {
         }
         // Ask the new peer for the peers closest to us: this is how a node that only
         // knows a bootstrap peer learns about the rest of the network.
+        if !self.discover_peers {
+            return;
+        }
         if let Err(e) = kad.bootstrap() {
             debug!(error = %e, "kademlia bootstrap not possible yet");
         }
@@ -31,6 +35,7 @@ impl Driver {
         if let kad::Event::RoutingUpdated {
             peer, addresses, ..
         } = event
+            && self.discover_peers
             && !self.swarm.is_connected(&peer)
         {
             // Gossip only reaches connected peers, so connect to everyone kad finds.

@@ -81,6 +81,7 @@ pub(crate) async fn start(
         awaiting_verdict: gossip::AwaitingVerdict::default(),
         penalties: HashMap::new(),
         counters: counters.clone(),
+        discover_peers: config.discover_peers,
     };
     tokio::spawn(driver.run());
     info!(%peer_id, "agora-net node started");
@@ -113,6 +114,7 @@ struct Driver {
     awaiting_verdict: gossip::AwaitingVerdict,
     penalties: HashMap<PeerId, f64>,
     counters: Arc<Counters>,
+    discover_peers: bool,
 }
 
 impl Driver {
