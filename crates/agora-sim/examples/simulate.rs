@@ -1,0 +1,151 @@
+//! The market simulation from the command line.
+//!
+//! ```text
+//! cargo run --release -p agora-sim --example simulate -- \
+//!     --providers 10000 --jobs 1000000 --seed 1 --json sim.json --plots docs/sim
+//! ```
+//!
+//! Runs one simulation, prints the summary and the simulated jobs per minute of wall time
+//! (the issue's target: ≥ 1,000,000 on one core), writes the report as JSON, and with
+//! `--sweep` also runs the stake-rule sweep; `--plots` regenerates the SVG figures.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use agora_sim::shard::{self, ShardConfig};
+use agora_sim::{SimConfig, World, plot, sweep};
+use anyhow::{Context, Result};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Run Agora's deterministic market simulation")]
+struct Args {
+    /// Providers online at the start.
+    #[arg(long, default_value_t = 10_000)]
+    providers: u32,
+    /// Jobs to simulate.
+    #[arg(long, default_value_t = 1_000_000)]
+    jobs: u64,
+    /// The seed; the same seed gives a byte-identical report.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Mean job arrivals per simulated second [default: providers / 100].
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Stake slashed per proven fault, as a multiple of the rule's C/p − R.
+    #[arg(long, default_value_t = 1.0)]
+    stake_ratio: f64,
+    /// Cheaters price at the bottom of the market.
+    #[arg(long)]
+    cheaters_cheapest: bool,
+    /// Also run the stake-rule sweep (audit rates × slash ratios) at this many providers
+    /// and jobs per point, e.g. `--sweep 1000:50000`.
+    #[arg(long, value_parser = parse_pair)]
+    sweep: Option<(u32, u64)>,
+    /// Also run the sharded market with this many shards (1,000 providers, 100,000 jobs).
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Write the SVG figures into this directory.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    /// Write the report here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Print the report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    print_json: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut config = SimConfig::scaled(args.providers, args.jobs, args.seed);
+    config.arrivals_per_s = args.rate.unwrap_or(config.arrivals_per_s);
+    config.cheaters_cheapest = args.cheaters_cheapest;
+    config.stake_ratio_ppm = (args.stake_ratio * 1e6).round() as u32;
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let world = World::new(config).context("the simulation's configuration")?;
+    let setup_s = started.elapsed().as_secs_f64();
+    let report = world.run();
+    let wall_s = started.elapsed().as_secs_f64();
+    // On a shared machine the wall clock counts other processes' turns too; the CPU time
+    // this thread ran is what "on one core" means.
+    let cpu_s = match (cpu_before, cpu_seconds()) {
+        (Some(a), Some(b)) => b - a,
+        _ => wall_s,
+    };
+    let per_min = report.config.jobs as f64 / cpu_s * 60.0;
+    let per_min_wall = report.config.jobs as f64 / wall_s * 60.0;
+    if args.print_json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+    }
+    eprintln!(
+        "\nsimulated {} jobs in {cpu_s:.2} s of CPU time ({wall_s:.2} s wall, {setup_s:.2} s set-up): {per_min:.0} simulated jobs per minute on one core ({per_min_wall:.0} per wall-clock minute)",
+        report.config.jobs
+    );
+    let sweep = args.sweep.map(|(providers, jobs)| {
+        let base = SimConfig::scaled(providers, jobs, args.seed);
+        let t = Instant::now();
+        let sweep = sweep::run(&base, &sweep::AUDIT_RATES_PPM, &sweep::STAKE_RATIOS_PPM);
+        eprintln!(
+            "\nstake sweep: {} points in {:.1} s",
+            sweep.points.len(),
+            t.elapsed().as_secs_f64()
+        );
+        print!("{}", sweep.summary());
+        sweep
+    });
+    let sharding = args.shards.map(|shards| {
+        let config = ShardConfig {
+            shards,
+            seed: args.seed,
+            ..ShardConfig::default()
+        };
+        let t = Instant::now();
+        let report = shard::run(config);
+        eprintln!("\nsharded run in {:.1} s", t.elapsed().as_secs_f64());
+        print!("{}", report.summary());
+        report
+    });
+    if let Some(dir) = &args.plots {
+        let files = plot::all(&report, sweep.as_ref(), dir).context("drawing the figures")?;
+        eprintln!("figures: {}", files.join(", "));
+    }
+    if let Some(path) = &args.json {
+        let out = serde_json::json!({
+            "run": report,
+            "sweep": sweep,
+            "sharding": sharding,
+            "performance": {
+                "cpu_s": cpu_s,
+                "wall_s": wall_s,
+                "setup_s": setup_s,
+                "simulated_jobs_per_cpu_minute": per_min,
+                "simulated_jobs_per_wall_minute": per_min_wall,
+            },
+        });
+        let text = serde_json::to_string_pretty(&out).context("encoding the report")?;
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// CPU time this process has run, from Linux's /proc/self/schedstat (None elsewhere).
+fn cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
+/// Reads `PROVIDERS:JOBS`.
+fn parse_pair(text: &str) -> Result<(u32, u64), String> {
+    let (a, b) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected PROVIDERS:JOBS, e.g. 1000:50000"))?;
+    let providers = a.parse().map_err(|e| format!("providers {a:?}: {e}"))?;
+    let jobs = b.parse().map_err(|e| format!("jobs {b:?}: {e}"))?;
+    Ok((providers, jobs))
+}
