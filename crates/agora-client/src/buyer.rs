@@ -854,6 +854,7 @@ mod tests {
             peer_id: String::new(),
             version: String::new(),
             max_blob_bytes: None,
+            settlement: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The block producer: one thread owns the [`Ledger`]; everyone else talks to it through
-//! a [`Chain`] handle.
+//! The block producer: one thread owns the [`Books`] (the embedded [`Ledger`] by default,
+//! or the EVM contract with `--settlement evm`); everyone else talks to it through a
+//! [`Chain`] handle.
 //!
 //! Callers send transactions and await their inclusion. The thread takes whatever is
 //! pending when it is free, builds ONE block from all of it and commits it (one redb
@@ -14,8 +15,10 @@
 //! transactions after it. If the ledger refuses one anyway, the market transactions that
 //! only failed on the resulting nonce gap go into the next block.
 //!
-//! Reads run on the same thread between blocks ([`Chain::query`]), so they see a
-//! committed state and never race a block.
+//! Reads run on the same thread between blocks, so they see a committed state and never
+//! race a block: [`Chain::account`], [`Chain::escrow`], [`Chain::stake`] on either backend,
+//! [`Chain::query`] for what only the embedded ledger has (blocks, full tables, replay),
+//! which on the EVM backend answers [`ChainError::OnEvm`] naming the chain to read instead.
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
@@ -23,8 +26,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use agora_core::{AccountId, Amount, ChainId, Hash, Keypair, Signed};
-use agora_ledger::{EscrowStatus, Ledger, LedgerError, Tx, TxBody};
+use agora_ledger::{Account, Escrow, EscrowStatus, Ledger, LedgerError, Stake, Tx, TxBody};
+use agora_proto::api::SettlementInfo;
 use tokio::sync::{oneshot, watch};
+
+use crate::books::Books;
 
 /// Most transactions one block takes; more wait for the next block.
 pub const MAX_BLOCK_TXS: usize = 4_096;
@@ -55,12 +61,31 @@ pub enum ChainError {
     /// The ledger (or the pre-check for market transactions) refused it; nothing changed.
     #[error("{0}")]
     Refused(String),
-    /// The block could not be stored; nothing changed.
-    #[error("the ledger could not store the block: {0}")]
+    /// The backend failed the batch: the embedded ledger could not store the block
+    /// (nothing changed), or the EVM chain could not be reached or answered wrongly (what
+    /// was confirmed before the failure stands; callers re-read the escrow).
+    #[error("the settlement backend failed the batch: {0}")]
     Store(String),
     /// The producer thread is gone.
     #[error("the block producer has stopped")]
     Stopped,
+    /// The settlement backend could not be read (an unreachable EVM node, an account with
+    /// no known EVM address); nothing changed.
+    #[error("the settlement backend could not be read: {0}")]
+    Read(String),
+    /// Blocks, full escrow and stake tables and the ledger audit exist on the embedded
+    /// ledger only; this market settles on an EVM chain.
+    #[error(
+        "this market settles on EVM chain {evm_chain_id} ({rpc_url}), contract {contract}: read blocks, escrows, stakes and events from that chain (the embedded ledger's views do not exist here)"
+    )]
+    OnEvm {
+        /// The chain's JSON-RPC endpoint.
+        rpc_url: String,
+        /// The EVM chain id.
+        evm_chain_id: u64,
+        /// The `AgoraMarket` contract.
+        contract: String,
+    },
 }
 
 /// The chain's progress, published after every block.
@@ -74,7 +99,7 @@ pub struct ChainProgress {
     pub txs: u64,
 }
 
-type Query = Box<dyn FnOnce(&mut Ledger) + Send>;
+type Query = Box<dyn FnOnce(&mut Books) + Send>;
 type Reply = oneshot::Sender<Result<Vec<Inclusion>, ChainError>>;
 
 struct Submission {
@@ -95,6 +120,7 @@ pub struct Chain {
     requests: std_mpsc::Sender<Request>,
     progress: watch::Receiver<ChainProgress>,
     chain_id: ChainId,
+    settlement: SettlementInfo,
 }
 
 /// Keys and timing for the producer thread.
@@ -108,20 +134,25 @@ pub struct Producer {
 }
 
 impl Chain {
-    /// Starts the producer thread over `ledger`.
-    pub fn start(ledger: Ledger, keys: Producer) -> std::io::Result<(Chain, JoinHandle<()>)> {
+    /// Starts the producer thread over `books`.
+    pub fn start(books: Books, keys: Producer) -> std::io::Result<(Chain, JoinHandle<()>)> {
         let (requests, inbox) = std_mpsc::channel();
-        let chain_id = ledger.genesis().chain_id.clone();
+        let chain_id = books.chain_id();
+        let settlement = books.info();
+        let last_timestamp_ms = match &books {
+            Books::Embedded(ledger) => ledger.tip().timestamp_ms,
+            Books::Evm(_) => 0,
+        };
         let (progress_tx, progress) = watch::channel(ChainProgress {
-            height: ledger.height(),
+            height: books.height(),
             ..ChainProgress::default()
         });
         let thread = std::thread::Builder::new()
             .name("agora-block-producer".into())
             .spawn(move || {
                 let mut worker = Worker {
-                    last_timestamp_ms: ledger.tip().timestamp_ms,
-                    ledger,
+                    last_timestamp_ms,
+                    books,
                     keys,
                     progress: progress_tx,
                     pending_retries: Vec::new(),
@@ -133,6 +164,7 @@ impl Chain {
                 requests,
                 progress,
                 chain_id,
+                settlement,
             },
             thread,
         ))
@@ -141,6 +173,11 @@ impl Chain {
     /// The chain every signature must name.
     pub fn chain_id(&self) -> &ChainId {
         &self.chain_id
+    }
+
+    /// Where the money is kept.
+    pub fn settlement(&self) -> &SettlementInfo {
+        &self.settlement
     }
 
     /// The latest progress (height, counts).
@@ -163,19 +200,65 @@ impl Chain {
         answer.await.map_err(|_| ChainError::Stopped)?
     }
 
-    /// Runs `read` on the producer thread between blocks and returns its answer.
+    /// Runs `read` over the embedded ledger on the producer thread between blocks and
+    /// returns its answer; on the EVM backend, [`ChainError::OnEvm`] (these views live on
+    /// the chain there).
     pub async fn query<T: Send + 'static>(
         &self,
         read: impl FnOnce(&mut Ledger) -> T + Send + 'static,
     ) -> Result<T, ChainError> {
+        if let SettlementInfo::Evm {
+            rpc_url,
+            evm_chain_id,
+            contract,
+            ..
+        } = &self.settlement
+        {
+            return Err(ChainError::OnEvm {
+                rpc_url: rpc_url.clone(),
+                evm_chain_id: *evm_chain_id,
+                contract: contract.clone(),
+            });
+        }
+        self.read(move |books| books.ledger().map(read))
+            .await?
+            .ok_or(ChainError::Stopped)
+    }
+
+    /// Runs `read` over either backend on the producer thread between blocks.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Books) -> T + Send + 'static,
+    ) -> Result<T, ChainError> {
         let (reply, answer) = oneshot::channel();
-        let job: Query = Box::new(move |ledger| {
-            let _ = reply.send(read(ledger));
+        let job: Query = Box::new(move |books| {
+            let _ = reply.send(read(books));
         });
         self.requests
             .send(Request::Query(job))
             .map_err(|_| ChainError::Stopped)?;
         answer.await.map_err(|_| ChainError::Stopped)
+    }
+
+    /// An account's balance and next nonce, on either backend.
+    pub async fn account(&self, id: AccountId) -> Result<Account, ChainError> {
+        self.read(move |books| books.account(&id))
+            .await?
+            .map_err(ChainError::Read)
+    }
+
+    /// An order's escrow, on either backend.
+    pub async fn escrow(&self, order_id: Hash) -> Result<Option<Escrow>, ChainError> {
+        self.read(move |books| books.escrow(&order_id))
+            .await?
+            .map_err(ChainError::Read)
+    }
+
+    /// A provider's stake, on either backend.
+    pub async fn stake(&self, id: AccountId) -> Result<Option<Stake>, ChainError> {
+        self.read(move |books| books.stake(&id))
+            .await?
+            .map_err(ChainError::Read)
     }
 
     /// Asks the thread to finish what is queued and stop.
@@ -185,7 +268,7 @@ impl Chain {
 }
 
 struct Worker {
-    ledger: Ledger,
+    books: Books,
     keys: Producer,
     progress: watch::Sender<ChainProgress>,
     last_timestamp_ms: u64,
@@ -236,7 +319,7 @@ impl Worker {
     fn take(&mut self, request: Request, batch: &mut Vec<Submission>) -> bool {
         match request {
             Request::Submit(s) => batch.push(s),
-            Request::Query(q) => q(&mut self.ledger),
+            Request::Query(q) => q(&mut self.books),
             Request::Stop => return true,
         }
         false
@@ -244,7 +327,16 @@ impl Worker {
 
     fn produce(&mut self, batch: Vec<Submission>) {
         let market = self.keys.market.account();
-        let mut next_nonce = self.ledger.state().next_nonce(&market);
+        let chain_id = self.books.chain_id();
+        let mut next_nonce = match self.books.account(&market) {
+            Ok(account) => account.next_nonce,
+            Err(err) => {
+                for submission in batch {
+                    let _ = submission.reply.send(Err(ChainError::Read(err.clone())));
+                }
+                return;
+            }
+        };
         let mut view = EscrowView::default();
         let mut txs = Vec::new();
         // For each submission kept: its reply and the range of its txs in the block.
@@ -257,24 +349,28 @@ impl Worker {
             for op in &submission.ops {
                 match op {
                     LedgerOp::External(tx) => {
-                        if let Err(why) = local.admit_external(&self.ledger, tx) {
+                        let admitted = self
+                            .books
+                            .can_carry(tx, &market)
+                            .and_then(|()| local.admit_external(&self.books, tx));
+                        if let Err(why) = admitted {
                             refused = Some(why);
                             break;
                         }
                         signed.push(tx.clone());
                     }
                     LedgerOp::Market(body) => {
-                        if let Err(why) = local.admit(&self.ledger, body) {
+                        let nonce = next_nonce + signed_by(&signed, &market);
+                        let tx = Signed::sign(&self.keys.market, &chain_id, nonce, body.clone());
+                        let admitted = self
+                            .books
+                            .can_carry(&tx, &market)
+                            .and_then(|()| local.admit(&self.books, body));
+                        if let Err(why) = admitted {
                             refused = Some(why);
                             break;
                         }
-                        let nonce = next_nonce + signed_by(&signed, &market);
-                        signed.push(Signed::sign(
-                            &self.keys.market,
-                            &self.ledger.genesis().chain_id,
-                            nonce,
-                            body.clone(),
-                        ));
+                        signed.push(tx);
                     }
                 }
             }
@@ -292,17 +388,12 @@ impl Worker {
         }
         let ids: Vec<Hash> = txs.iter().map(Signed::id).collect();
         let timestamp = self.tick();
-        let outcome = match self
-            .ledger
-            .produce_block(txs, timestamp, &self.keys.producer)
-        {
+        let outcome = match self.books.submit(txs, timestamp, &self.keys.producer) {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::error!("block production failed: {err}");
                 for (submission, _) in kept {
-                    let _ = submission
-                        .reply
-                        .send(Err(ChainError::Store(err.to_string())));
+                    let _ = submission.reply.send(Err(ChainError::Store(err.clone())));
                 }
                 return;
             }
@@ -380,14 +471,14 @@ struct EscrowView {
 
 impl EscrowView {
     /// Checks a transaction signed by someone else and records its nonce and spending.
-    fn admit_external(&mut self, ledger: &Ledger, tx: &Tx) -> Result<(), String> {
-        let state = ledger.state();
+    fn admit_external(&mut self, books: &Books, tx: &Tx) -> Result<(), String> {
         let signer = tx.signer;
+        let account = books.account(&signer)?;
         let expected = self
             .nonces
             .get(&signer)
             .copied()
-            .unwrap_or_else(|| state.next_nonce(&signer));
+            .unwrap_or(account.next_nonce);
         let found = tx.nonce;
         if found < expected {
             return Err(LedgerError::NonceReused {
@@ -410,7 +501,7 @@ impl EscrowView {
             TxBody::OpenEscrow {
                 order_id, amount, ..
             } => {
-                if self.touched.contains_key(order_id) || state.escrow(order_id).is_some() {
+                if self.touched.contains_key(order_id) || books.escrow(order_id)?.is_some() {
                     return Err(format!(
                         "order {order_id} already has an escrow; order ids are used once"
                     ));
@@ -422,7 +513,7 @@ impl EscrowView {
         };
         let spent = self.spent.get(&signer).copied().unwrap_or(Amount::ZERO);
         let need = spent.checked_add(spends).map_err(|e| e.to_string())?;
-        let have = state.balance(&signer);
+        let have = account.balance;
         if need > have {
             return Err(LedgerError::InsufficientBalance {
                 account: signer,
@@ -436,22 +527,21 @@ impl EscrowView {
         Ok(())
     }
 
-    fn current(&self, ledger: &Ledger, order_id: &Hash) -> Option<(Amount, bool)> {
+    fn current(&self, books: &Books, order_id: &Hash) -> Result<Option<(Amount, bool)>, String> {
         if let Some(seen) = self.touched.get(order_id) {
-            return Some(*seen);
+            return Ok(Some(*seen));
         }
-        ledger
-            .state()
-            .escrow(order_id)
-            .map(|e| (e.remaining, e.status == EscrowStatus::Open))
+        Ok(books
+            .escrow(order_id)?
+            .map(|e| (e.remaining, e.status == EscrowStatus::Open)))
     }
 
     /// Checks `body` against the escrow it touches and records its effect.
-    fn admit(&mut self, ledger: &Ledger, body: &TxBody) -> Result<(), String> {
+    fn admit(&mut self, books: &Books, body: &TxBody) -> Result<(), String> {
         match body {
             TxBody::ReleaseEscrow { order_id, payouts } => {
                 let (remaining, open) = self
-                    .current(ledger, order_id)
+                    .current(books, order_id)?
                     .ok_or_else(|| format!("no escrow for order {order_id}"))?;
                 if !open {
                     return Err(format!("the escrow of order {order_id} is already closed"));
@@ -465,7 +555,7 @@ impl EscrowView {
             }
             TxBody::RefundEscrow { order_id } => {
                 let (_, open) = self
-                    .current(ledger, order_id)
+                    .current(books, order_id)?
                     .ok_or_else(|| format!("no escrow for order {order_id}"))?;
                 if !open {
                     return Err(format!("the escrow of order {order_id} is already closed"));
@@ -494,7 +584,10 @@ mod tests {
             market: keys.market.clone(),
             block_interval: Duration::ZERO,
         };
-        (Chain::start(ledger, producer).unwrap().0, keys)
+        (
+            Chain::start(Books::Embedded(ledger), producer).unwrap().0,
+            keys,
+        )
     }
 
     fn escrow(key: &Keypair, chain: &Chain, nonce: u64, order: u8, amount: u64) -> LedgerOp {

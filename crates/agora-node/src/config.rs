@@ -99,6 +99,26 @@ pub enum ChainSetup {
     },
 }
 
+/// Where the market keeps its money.
+#[derive(Clone, Debug, Default)]
+pub enum SettlementSetup {
+    /// The embedded ledger in the data directory (the default).
+    #[default]
+    Embedded,
+    /// The `AgoraMarket` contract on an EVM chain (docs/settlement-evm.md). The market key
+    /// must be the contract's authority (its EVM key is derived with
+    /// `agora_evm::evm_signer`), and the contract's fee, slash split and unbonding period
+    /// must equal the chain's genesis parameters. On a dev chain the node also holds the
+    /// public dev users' EVM keys and sends their own transactions for them; otherwise
+    /// every account sends its own to the chain.
+    Evm {
+        /// The EVM node's JSON-RPC endpoint.
+        rpc_url: String,
+        /// The deployed `AgoraMarket` contract.
+        contract: agora_evm::Address,
+    },
+}
+
 /// A market node's configuration.
 #[derive(Clone, Debug)]
 pub struct MarketConfig {
@@ -111,6 +131,8 @@ pub struct MarketConfig {
     pub p2p_listen: Multiaddr,
     /// The chain and its keys.
     pub chain: ChainSetup,
+    /// Where settlement happens (the embedded ledger unless set).
+    pub settlement: SettlementSetup,
     /// Largest blob accepted over HTTP (413 beyond) or fetched from a provider.
     pub max_blob_bytes: u64,
     /// Largest JSON request body.
@@ -164,6 +186,7 @@ impl MarketConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             p2p_listen: agora_net::config::loopback_any_port(),
             chain: ChainSetup::Dev { users },
+            settlement: SettlementSetup::Embedded,
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             max_json_bytes: DEFAULT_MAX_JSON_BYTES,
             heartbeat: DEFAULT_HEARTBEAT,

@@ -799,11 +799,9 @@ pub async fn prepare_order(
     let order_id = agora_proto::order_id(&signer, &chain, salt, &body);
     let (balance, escrow_nonce) = shared
         .chain
-        .query(move |ledger| {
-            let account = ledger.state().account(&signer);
-            (account.balance, account.next_nonce)
-        })
+        .account(signer)
         .await
+        .map(|account| (account.balance, account.next_nonce))
         .map_err(|e| ApiFailure::Internal(e.to_string()))?;
     let escrow_msg = unsigned(signer, &chain, escrow_nonce, escrow_body(order_id, &body));
     let (quoted, no_match) = quote(&shared.book(), order_id, &body, now);

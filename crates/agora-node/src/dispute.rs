@@ -201,10 +201,11 @@ async fn stake_at_risk(
 ) -> Amount {
     let stake = shared
         .chain
-        .query(move |ledger| ledger.state().stake(&provider).and_then(|s| s.total().ok()))
+        .stake(provider)
         .await
         .ok()
         .flatten()
+        .and_then(|s| s.total().ok())
         .unwrap_or(Amount::ZERO);
     verification::required_stake(body)
         .max(verification::MIN_SLASH)

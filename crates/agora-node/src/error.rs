@@ -193,6 +193,19 @@ pub enum ApiFailure {
     /// The node failed internally; nothing the caller did.
     #[error("internal error: {0}; the request may be retried")]
     Internal(String),
+    /// A view of the embedded ledger (blocks, escrow and stake tables, the audit) asked of
+    /// a market that settles on an EVM chain; the message names the chain and contract.
+    #[error("{0}")]
+    SettledOnEvm(String),
+}
+
+impl From<crate::chain::ChainError> for ApiFailure {
+    fn from(err: crate::chain::ChainError) -> ApiFailure {
+        match err {
+            crate::chain::ChainError::OnEvm { .. } => ApiFailure::SettledOnEvm(err.to_string()),
+            other => ApiFailure::Internal(other.to_string()),
+        }
+    }
 }
 
 impl ApiFailure {
@@ -223,6 +236,7 @@ impl ApiFailure {
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Http { status, .. } => (*status, http_code(*status)),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            SettledOnEvm(_) => (StatusCode::NOT_FOUND, "settled_on_evm"),
         }
     }
 

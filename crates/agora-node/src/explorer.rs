@@ -95,7 +95,7 @@ async fn blocks_desc(shared: &Shared, from: u64, to: u64) -> ApiResult<Vec<Block
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
-        .map_err(|e| ApiFailure::Internal(e.to_string()))?
+        .map_err(ApiFailure::from)?
         .map_err(|e| ApiFailure::Internal(e.to_string()))?;
     blocks.reverse();
     Ok(blocks)
@@ -256,7 +256,7 @@ pub async fn list_escrows(
             }
         })
         .await
-        .map_err(|e| ApiFailure::Internal(e.to_string()))?;
+        .map_err(ApiFailure::from)?;
     Ok(Json(page))
 }
 
@@ -292,7 +292,7 @@ pub async fn list_stakes(State(shared): State<AppState>) -> ApiResult<Json<Vec<S
                 .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| ApiFailure::Internal(e.to_string()))?;
+        .map_err(ApiFailure::from)?;
     stakes.sort_by(|a, b| b.bonded.cmp(&a.bonded).then(a.account.cmp(&b.account)));
     Ok(Json(stakes))
 }

@@ -184,6 +184,7 @@ async fn info(State(shared): State<AppState>) -> Json<MarketInfo> {
         peer_id: id.peer_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         max_blob_bytes: Some(shared.settings.max_blob_bytes),
+        settlement: Some(shared.chain.settlement().clone()),
     })
 }
 
@@ -711,21 +712,21 @@ async fn get_account(
     let account = parse_account(&id)?;
     let view = shared
         .chain
-        .query(move |ledger| {
-            let state = ledger.state();
-            let record = state.account(&account);
-            let stake = state.stake(&account).cloned().unwrap_or_default();
+        .read(move |books| {
+            let record = books.account(&account)?;
+            let stake = books.stake(&account)?.unwrap_or_default();
             let unbonding =
                 Amount::sum(stake.unbonding.iter().map(|u| u.amount)).unwrap_or(Amount(u64::MAX));
-            AccountView {
+            Ok::<_, String>(AccountView {
                 account,
                 balance: record.balance,
                 stake: stake.bonded,
                 unbonding,
                 next_nonce: record.next_nonce,
-            }
+            })
         })
         .await
+        .map_err(internal)?
         .map_err(internal)?;
     Ok(Json(view))
 }
@@ -832,7 +833,7 @@ async fn list_blocks(
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
-        .map_err(internal)?
+        .map_err(ApiFailure::from)?
         .map_err(internal)?;
     Ok(Json(blocks))
 }
@@ -851,7 +852,7 @@ async fn get_block(
         .chain
         .query(move |ledger| ledger.block(height))
         .await
-        .map_err(internal)?
+        .map_err(ApiFailure::from)?
         .map_err(internal)?
         .ok_or(ApiFailure::UnknownBlock(height))?;
     Ok(Json(BlockView::from(&block)))
@@ -866,7 +867,7 @@ pub(crate) async fn verify_ledger(State(shared): State<AppState>) -> ApiResult<J
         .chain
         .query(|ledger| (ledger.genesis().clone(), ledger.height()))
         .await
-        .map_err(internal)?;
+        .map_err(ApiFailure::from)?;
     let mut replayer = Replayer::new(genesis).map_err(internal)?;
     let mut next = 1;
     let mut error = None;

@@ -25,6 +25,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod books;
 pub mod chain;
 pub mod clock;
 pub mod config;
@@ -43,7 +44,7 @@ pub mod server;
 mod start;
 pub mod verification;
 
-pub use config::{ChainSetup, ConfigError, MarketConfig};
+pub use config::{ChainSetup, ConfigError, MarketConfig, SettlementSetup};
 pub use error::{ApiFailure, NodeError};
 pub use start::{MarketNode, NODE_FILE, NodeFile, RunningMarket};
 

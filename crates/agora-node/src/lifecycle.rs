@@ -603,10 +603,7 @@ fn finish_refunded(shared: &Shared, book: &mut Book, id: Hash, reason: String) {
 /// After a settlement or refund did not commit: reads the escrow and either records the
 /// final state the ledger already holds, or leaves the order for the watchdog to retry.
 pub async fn reconcile(shared: &Arc<Shared>, id: Hash, refund_reason: Option<String>) {
-    let escrow = shared
-        .chain
-        .query(move |ledger| ledger.state().escrow(&id).copied())
-        .await;
+    let escrow = shared.chain.escrow(id).await;
     let mut book = shared.book();
     match escrow {
         Ok(Some(escrow)) if escrow.status != EscrowStatus::Open => {

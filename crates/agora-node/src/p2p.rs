@@ -105,8 +105,9 @@ fn judge_gossip(shared: &Arc<Shared>, message: &GossipMessage) -> Verdict {
 pub async fn refresh_stake(shared: &Shared, provider: AccountId) {
     let stake = shared
         .chain
-        .query(move |ledger| ledger.state().stake(&provider).map(|s| s.bonded))
-        .await;
+        .stake(provider)
+        .await
+        .map(|stake| stake.map(|s| s.bonded));
     if let Ok(stake) = stake {
         let stake = stake.unwrap_or(agora_core::Amount::ZERO);
         let mut book = shared.book();

@@ -17,7 +17,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use agora_core::{AccountId, Hash, Keypair};
-use agora_ledger::{DevKeys, Escrow, EscrowStatus, Genesis, Ledger};
+use agora_evm::{EvmConfig, EvmSettlement};
+use agora_ledger::{DevKeys, Escrow, EscrowStatus, Genesis, Ledger, Params};
 use agora_market::Market;
 use agora_net::{BlobStore, NetConfig, Network};
 use agora_proto::OrderState;
@@ -25,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle as TaskHandle;
 
+use crate::books::{Books, EvmBooks};
 use crate::chain::{Chain, Producer};
 use crate::clock::now_ms;
-use crate::config::{ChainSetup, DEV_CHAIN_ID, DEV_USER_FUNDS, MarketConfig};
+use crate::config::{ChainSetup, DEV_CHAIN_ID, DEV_USER_FUNDS, MarketConfig, SettlementSetup};
 use crate::error::NodeError;
 use crate::lifecycle;
 use crate::metrics::Metrics;
@@ -80,12 +82,11 @@ impl MarketNode {
             path: config.data_dir.clone(),
             source,
         })?;
-        let (ledger, market_key, producer_key) = open_ledger(&config)?;
-        let params = ledger.genesis().params.clone();
-        let chain_id = ledger.genesis().chain_id.clone();
+        let (books, params, market_key, producer_key) = open_books(&config).await?;
+        let chain_id = books.chain_id();
         let mut threads = Vec::new();
         let (chain, producer_thread) = Chain::start(
-            ledger,
+            books,
             Producer {
                 producer: producer_key,
                 market: market_key.clone(),
@@ -212,6 +213,11 @@ impl RunningMarket {
         self.shared.identity.p2p_addrs.clone()
     }
 
+    /// Where this market's money is kept.
+    pub fn settlement(&self) -> &agora_proto::api::SettlementInfo {
+        self.shared.chain.settlement()
+    }
+
     /// The market authority's account (also the node's p2p identity).
     pub fn market_account(&self) -> AccountId {
         self.shared.identity.market_key.account()
@@ -277,6 +283,56 @@ impl RunningMarket {
     }
 }
 
+/// Opens where the market's money is kept, with the chain's parameters and the market
+/// and producer keys: the embedded ledger (default), or the EVM contract.
+async fn open_books(config: &MarketConfig) -> Result<(Books, Params, Keypair, Keypair), NodeError> {
+    let SettlementSetup::Evm { rpc_url, contract } = &config.settlement else {
+        let (ledger, market, producer) = open_ledger(config)?;
+        let params = ledger.genesis().params.clone();
+        return Ok((Books::Embedded(ledger), params, market, producer));
+    };
+    // On the EVM backend the genesis gives the chain id and the rules only: balances,
+    // escrows and stakes are on the contract, and nothing is stored locally.
+    let (genesis, market, producer, local) = match &config.chain {
+        ChainSetup::Dev { users } => {
+            let keys = DevKeys::new(*users);
+            let (mut genesis, _) = Genesis::dev(DEV_CHAIN_ID, 0, *users, DEV_USER_FUNDS);
+            genesis.params.allow_faulty_providers = true;
+            (genesis, keys.market, keys.producer, keys.users)
+        }
+        ChainSetup::Genesis { genesis, key } => (
+            (**genesis).clone(),
+            (**key).clone(),
+            (**key).clone(),
+            Vec::new(),
+        ),
+    };
+    if genesis.params.market_authority != market.account() {
+        return Err(NodeError::Chain(format!(
+            "chain {:?} names market authority {}, but this node's key is {}",
+            genesis.chain_id.0,
+            genesis.params.market_authority,
+            market.account()
+        )));
+    }
+    let params = genesis.params.clone();
+    let evm_config = EvmConfig::new(rpc_url.clone(), *contract, genesis.chain_id, params.clone());
+    let authority = market.clone();
+    let rpc = rpc_url.clone();
+    // The EVM client runs its own runtime: connect (and later drop) it off this one.
+    let settlement = tokio::task::spawn_blocking(move || {
+        EvmSettlement::connect(evm_config, &authority).map(|s| EvmBooks::new(s, rpc, &local))
+    })
+    .await
+    .map_err(|e| NodeError::Chain(format!("connecting to the EVM chain panicked: {e}")))?
+    .map_err(|e| {
+        NodeError::Chain(format!(
+            "cannot settle on contract {contract} at {rpc_url}: {e}; check --rpc and --contracts, and that the contract was deployed for this market's key and rules"
+        ))
+    })?;
+    Ok((Books::Evm(settlement), params, market, producer))
+}
+
 /// Opens the ledger in the data directory (creating it on first start) and returns it
 /// with the market and producer keys, checked against its genesis.
 fn open_ledger(config: &MarketConfig) -> Result<(Ledger, Keypair, Keypair), NodeError> {
@@ -336,17 +392,25 @@ fn open_ledger(config: &MarketConfig) -> Result<(Ledger, Keypair, Keypair), Node
 /// Reconciles stored records against the ledger and loads them into the book.
 async fn resume(shared: &Arc<Shared>, stored: Vec<OrderRecord>) -> Result<(), NodeError> {
     let ids: Vec<Hash> = stored.iter().map(OrderRecord::id).collect();
-    let (escrows, height) = shared
+    let read = shared
         .chain
-        .query(move |ledger| {
-            let escrows: HashMap<Hash, Escrow> = ids
-                .iter()
-                .filter_map(|id| ledger.state().escrow(id).map(|e| (*id, *e)))
-                .collect();
-            (escrows, ledger.height())
+        .read(move |books| {
+            let mut escrows: HashMap<Hash, Escrow> = HashMap::new();
+            for id in ids {
+                if let Some(escrow) = books.escrow(&id)? {
+                    escrows.insert(id, escrow);
+                }
+            }
+            Ok::<_, String>((escrows, books.height()))
         })
         .await
         .map_err(|_| NodeError::ProducerStopped)?;
+    // A record whose escrow cannot be read now is not dropped as if it never landed.
+    let (escrows, height) = read.map_err(|e| {
+        NodeError::Chain(format!(
+            "cannot read the escrows of stored orders to resume them: {e}"
+        ))
+    })?;
     let (dropped, resumed) = load_into_book(shared, stored, &escrows, height);
     for id in dropped {
         let _ = shared.records.delete(id).await;

@@ -653,15 +653,14 @@ async fn slash_all(shared: &Shared, plan: &Payments) -> Vec<SlashView> {
         let who = *provider;
         let stake = shared
             .chain
-            .query(move |ledger| {
-                ledger.state().stake(&who).map(|s| {
-                    let unbonding = s.unbonding.iter().map(|u| u.amount.0).sum::<u64>();
-                    Amount(s.bonded.0.saturating_add(unbonding))
-                })
-            })
+            .stake(who)
             .await
             .ok()
             .flatten()
+            .map(|s| {
+                let unbonding = s.unbonding.iter().map(|u| u.amount.0).sum::<u64>();
+                Amount(s.bonded.0.saturating_add(unbonding))
+            })
             .unwrap_or(Amount::ZERO);
         let amount = plan.slash_amount.min(stake);
         let evidence_hash = evidence.hash();

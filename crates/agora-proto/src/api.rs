@@ -379,6 +379,32 @@ pub struct MarketInfo {
     /// the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_blob_bytes: Option<u64>,
+    /// Where this market's money is kept. Absent from markets that predate the field, which
+    /// settle on their embedded ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementInfo>,
+}
+
+/// Where a market settles: its embedded ledger, or the `AgoraMarket` contract on an EVM
+/// chain (docs/settlement-evm.md), so clients and providers can send their own
+/// transactions there and read balances, escrows and stakes from the chain itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SettlementInfo {
+    /// The market node's own hash-chained ledger (`/v1/blocks`, `/v1/ledger/verify`).
+    Embedded,
+    /// A contract on an EVM chain.
+    Evm {
+        /// The chain's JSON-RPC endpoint the market uses.
+        rpc_url: String,
+        /// The EVM chain id.
+        evm_chain_id: u64,
+        /// The `AgoraMarket` contract, `0x…`.
+        contract: String,
+        /// The ERC-20 payment token, `0x…`.
+        token: String,
+    },
 }
 
 /// `GET /v1/accounts/{id}`: an account on the ledger.

@@ -1103,6 +1103,7 @@ mod tests {
             peer_id: peer,
             version: "0".into(),
             max_blob_bytes: None,
+            settlement: None,
         }
     }
 

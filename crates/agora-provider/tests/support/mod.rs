@@ -116,6 +116,7 @@ impl FakeMarket {
             peer_id: self.net.peer_id().to_string(),
             version: "test".into(),
             max_blob_bytes: None,
+            settlement: None,
         }
     }
 

@@ -1,0 +1,178 @@
+//! Where the market's money is kept: the embedded [`Ledger`] (the default) or the
+//! `AgoraMarket` contract on an EVM chain ([`EvmSettlement`], `--settlement evm`).
+//!
+//! The block producer thread owns one [`Books`] and reads accounts, escrows and stakes and
+//! submits batches through the same [`Settlement`] rules on either backend. What only the
+//! embedded ledger has — its blocks, its full escrow and stake tables, its replayable
+//! history — is reached through [`Books::ledger`]; on the EVM backend those live on the
+//! chain, and [`SettlementInfo`] says which chain and contract to read them from.
+
+use std::collections::HashSet;
+
+use agora_core::{AccountId, ChainId, Keypair};
+use agora_evm::EvmSettlement;
+use agora_ledger::{Account, BlockOutcome, Escrow, Ledger, Settlement, Stake, Tx, TxBody};
+use agora_proto::api::SettlementInfo;
+
+/// The settlement backend the block producer runs over.
+pub enum Books {
+    /// The node's own hash-chained ledger.
+    Embedded(Ledger),
+    /// The contract on an EVM chain.
+    Evm(EvmBooks),
+}
+
+/// The EVM backend and the accounts whose own transactions this node may send.
+pub struct EvmBooks {
+    /// The backend (its own single-threaded runtime; used on the producer thread only).
+    pub settlement: Box<EvmSettlement>,
+    /// Accounts whose EVM key this node holds (a dev chain's public dev keys). Any other
+    /// account's own transaction (escrow, bond, transfer) is refused before anything is
+    /// sent: that account sends it to the chain itself.
+    pub local_keys: HashSet<AccountId>,
+    /// The JSON-RPC endpoint, as configured.
+    pub rpc_url: String,
+}
+
+impl EvmBooks {
+    /// Wraps `settlement` (connected to `rpc_url`), holding the EVM keys of `local` (dev
+    /// chains only).
+    pub fn new(mut settlement: EvmSettlement, rpc_url: String, local: &[Keypair]) -> EvmBooks {
+        for key in local {
+            settlement.add_key(key);
+        }
+        EvmBooks {
+            settlement: Box::new(settlement),
+            local_keys: local.iter().map(Keypair::account).collect(),
+            rpc_url,
+        }
+    }
+
+    /// What clients are told about this chain.
+    pub fn info(&self) -> SettlementInfo {
+        SettlementInfo::Evm {
+            rpc_url: self.rpc_url.clone(),
+            evm_chain_id: self.settlement.chain().chain_id(),
+            contract: self.settlement.market().to_string(),
+            token: self.settlement.token().to_string(),
+        }
+    }
+}
+
+impl Books {
+    /// The Agora chain id signatures name.
+    pub fn chain_id(&self) -> ChainId {
+        match self {
+            Books::Embedded(l) => Settlement::chain_id(l).clone(),
+            Books::Evm(e) => e.settlement.chain_id().clone(),
+        }
+    }
+
+    /// The last block's height (on the EVM backend: the EVM block number last seen).
+    pub fn height(&self) -> u64 {
+        match self {
+            Books::Embedded(l) => Settlement::height(l),
+            Books::Evm(e) => e.settlement.height(),
+        }
+    }
+
+    /// What clients are told about where the money is.
+    pub fn info(&self) -> SettlementInfo {
+        match self {
+            Books::Embedded(_) => SettlementInfo::Embedded,
+            Books::Evm(e) => e.info(),
+        }
+    }
+
+    /// The embedded ledger, if that is the backend.
+    pub fn ledger(&mut self) -> Option<&mut Ledger> {
+        match self {
+            Books::Embedded(l) => Some(l),
+            Books::Evm(_) => None,
+        }
+    }
+
+    /// An account's balance and next nonce.
+    pub fn account(&self, id: &AccountId) -> Result<Account, String> {
+        match self {
+            Books::Embedded(l) => Ok(l.state().account(id)),
+            Books::Evm(e) => e.settlement.account(id).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// An order's escrow, open or closed.
+    pub fn escrow(&self, order_id: &agora_core::Hash) -> Result<Option<Escrow>, String> {
+        match self {
+            Books::Embedded(l) => Ok(l.state().escrow(order_id).copied()),
+            Books::Evm(e) => e.settlement.escrow(order_id).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A provider's stake.
+    pub fn stake(&self, id: &AccountId) -> Result<Option<Stake>, String> {
+        match self {
+            Books::Embedded(l) => Ok(l.state().stake(id).cloned()),
+            Books::Evm(e) => e.settlement.stake(id).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Whether this backend can carry `tx` at all, checked before anything is sent so one
+    /// transaction it cannot carry never fails a whole batch. The embedded ledger carries
+    /// everything its rules accept; on the EVM backend an account's own transaction needs
+    /// that account's key here, every account named needs a known EVM address, and the
+    /// market authority only settles and slashes (it holds no spendable balance there).
+    pub fn can_carry(&self, tx: &Tx, market: &AccountId) -> Result<(), String> {
+        let Books::Evm(evm) = self else {
+            return Ok(());
+        };
+        if &tx.signer == market {
+            if let TxBody::Transfer { .. } = tx.body {
+                return Err("the market authority holds no spendable balance on the EVM backend (the verification fund is an embedded-ledger feature); nothing was sent".into());
+            }
+        } else if !evm.local_keys.contains(&tx.signer) {
+            return Err(format!(
+                "on the EVM backend account {} sends its own {} to contract {} itself; this node holds no key for it and sent nothing",
+                tx.signer,
+                tx.body.kind(),
+                evm.settlement.market()
+            ));
+        }
+        let named: Vec<AccountId> = match &tx.body {
+            TxBody::Transfer { to, .. } => vec![*to],
+            TxBody::ReleaseEscrow { payouts, .. } => payouts.iter().map(|(p, _)| *p).collect(),
+            TxBody::Slash {
+                provider,
+                beneficiary,
+                ..
+            } => vec![*provider, *beneficiary],
+            _ => Vec::new(),
+        };
+        match named
+            .iter()
+            .find(|a| evm.settlement.address_of(a).is_none())
+        {
+            Some(unknown) => Err(format!(
+                "account {unknown} has no known EVM address on this market; a provider is paid only at the address it published"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Settles `txs` in order, durably; refused ones come back in the outcome.
+    pub fn submit(
+        &mut self,
+        txs: Vec<Tx>,
+        timestamp_ms: u64,
+        producer: &Keypair,
+    ) -> Result<BlockOutcome, String> {
+        match self {
+            Books::Embedded(l) => l
+                .produce_block(txs, timestamp_ms, producer)
+                .map_err(|e| e.to_string()),
+            Books::Evm(e) => e
+                .settlement
+                .submit(txs, timestamp_ms, producer)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
