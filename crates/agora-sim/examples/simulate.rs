@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use agora_sim::shard::{self, ShardConfig};
 use agora_sim::{SimConfig, World, plot, sweep};
+use agora_verify::VerifyPolicy;
 use anyhow::{Context, Result};
 use clap::Parser;
 
@@ -38,8 +39,22 @@ struct Args {
     /// Cheaters price at the bottom of the market.
     #[arg(long)]
     cheaters_cheapest: bool,
+    /// Adaptive draws by the policy alone, not by the value at risk (the node's way).
+    #[arg(long)]
+    plain_adaptive: bool,
+    /// No suspension after a proven fault (the node suspends).
+    #[arg(long)]
+    no_suspension: bool,
+    /// Buyers' policies, comma-separated, equally weighted (e.g. `adaptive,spot:0.1`)
+    /// [default: none, spot:0.05, spot:0.2, replicate:3:2 and adaptive ×4].
+    #[arg(long, value_delimiter = ',')]
+    policies: Vec<VerifyPolicy>,
+    /// Cheater shares in percent for always,rarely,high_value,colluding,after_trust
+    /// [default: 2,2,2,2,2].
+    #[arg(long, value_delimiter = ',')]
+    cheaters: Vec<f64>,
     /// Also run the stake-rule sweep (audit rates × slash ratios) at this many providers
-    /// and jobs per point, e.g. `--sweep 1000:50000`.
+    /// and jobs per point, e.g. `--sweep 1000:200000`.
     #[arg(long, value_parser = parse_pair)]
     sweep: Option<(u32, u64)>,
     /// Also run the sharded market with this many shards (1,000 providers, 100,000 jobs).
@@ -61,6 +76,18 @@ fn main() -> Result<()> {
     let mut config = SimConfig::scaled(args.providers, args.jobs, args.seed);
     config.arrivals_per_s = args.rate.unwrap_or(config.arrivals_per_s);
     config.cheaters_cheapest = args.cheaters_cheapest;
+    config.sample_at_risk = !args.plain_adaptive;
+    if !args.policies.is_empty() {
+        config.policies = args.policies.iter().map(|p| (*p, 1)).collect();
+    }
+    match args.cheaters[..] {
+        [] => {}
+        [a, b, c, d, e] => {
+            config.cheater_ppm = [a, b, c, d, e].map(|pct| (pct * 1e4).round() as u32)
+        }
+        _ => anyhow::bail!("--cheaters takes 5 percentages, e.g. 2,2,2,2,2"),
+    }
+    config.suspension = !args.no_suspension;
     config.stake_ratio_ppm = (args.stake_ratio * 1e6).round() as u32;
     let started = Instant::now();
     let cpu_before = cpu_seconds();
@@ -86,7 +113,7 @@ fn main() -> Result<()> {
         report.config.jobs
     );
     let sweep = args.sweep.map(|(providers, jobs)| {
-        let base = SimConfig::scaled(providers, jobs, args.seed);
+        let base = sweep::base(providers, jobs, args.seed);
         let t = Instant::now();
         let sweep = sweep::run(&base, &sweep::AUDIT_RATES_PPM, &sweep::STAKE_RATIOS_PPM);
         eprintln!(

@@ -96,6 +96,13 @@ pub struct SimConfig {
     pub join_per_min_ppm: u32,
     /// Regions providers and buyers live in (the simulated network's latency matrix).
     pub regions: u32,
+    /// Whether adaptive draws its audits by the value at risk, as the market node does
+    /// (`Flow::on_result_at_risk` with R = the run's worst-case bill, C = R, S = the
+    /// provider's bonded stake); otherwise by the policy alone (`Flow::on_result`).
+    pub sample_at_risk: bool,
+    /// Whether a proven fault takes the provider out of matching for a while, as the market
+    /// node does (`SuspensionRule::DEFAULT`: 15 minutes, doubling per fault up to 7 days).
+    pub suspension: bool,
 }
 
 impl Default for SimConfig {
@@ -124,6 +131,8 @@ impl Default for SimConfig {
             restart_per_min_ppm: 200_000,
             join_per_min_ppm: 1_000,
             regions: 3,
+            sample_at_risk: true,
+            suspension: true,
         }
     }
 }

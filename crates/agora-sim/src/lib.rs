@@ -12,20 +12,25 @@
 //!
 //! Key components:
 //! - [`config`]: [`SimConfig`] and the provider [`Behaviour`]s.
-//! - [`world`]: [`World`], the event loop (see its module docs for a job's life).
+//! - [`world`]: [`World`], the event loop (see its module docs for a job's life). Its
+//!   settlement mirrors the market node's: providers are suspended after a proven fault
+//!   ([`agora_verify::SuspensionRule`]) and adaptive audits by the value at risk, each of
+//!   which a [`SimConfig`] flag turns off.
 //! - [`money`]: the ledger wrapper.
 //! - [`network`]: region-to-region latency.
 //! - [`report`]: [`Report`], JSON and a human summary.
-//! - [`sweep`]: the stake-rule evidence — cheater profit over stake ratio × audit rate.
+//! - [`sweep`]: the stake-rule evidence — each strategy's gain per cheat over slash ratio ×
+//!   audit rate.
 //! - [`shard`]: two or more market shards sharing providers through slot leases settled on
 //!   one chain, and the measurement of cross-shard latency.
 //! - [`plot`]: the SVG figures in `docs/sim/`.
 //!
 //! Entry point: `World::new(config)?.run()`; the `simulate` example is the command line.
 //!
-//! The model is pure: no I/O, no wall clock, no
-//! threads; the only randomness is one ChaCha8 stream seeded from [`SimConfig::seed`], and
-//! events are ordered by (time, sequence number), so a seed gives one byte-identical run.
+//! The model is pure: no I/O (only [`plot`] writes files, and only when called), no wall
+//! clock, no threads; the only randomness is one ChaCha8 stream seeded from
+//! [`SimConfig::seed`], and events are ordered by (time, sequence number), so a seed gives
+//! one byte-identical run.
 #![warn(unused_crate_dependencies, missing_docs)]
 
 pub mod config;

@@ -130,17 +130,14 @@ fn sweep_by_strategy(sweep: &Sweep, dir: &Path) -> Result<String, PlotError> {
         .iter()
         .map(|&b| Line {
             label: b.name().to_string(),
-            points: advantage(sweep, b, p_ppm),
+            points: gain_per_cheat(sweep, b, p_ppm),
         })
         .collect();
     chart(
         dir,
         "stake_sweep_by_strategy.svg",
-        "Cheater's profit per run minus honest, spot:0.05, vs slash ÷ (C/p − R)",
-        (
-            "slash per proven fault ÷ (C/p − R)",
-            "AGR per run over honest",
-        ),
+        "Gain per cheat by strategy under spot:0.05 (> 0: cheating pays)",
+        ("slash per proven fault ÷ (C/p − R)", "AGR gained per cheat"),
         lines,
         Some(0.0),
     )
@@ -153,23 +150,20 @@ fn sweep_by_rate(sweep: &Sweep, dir: &Path) -> Result<String, PlotError> {
         .iter()
         .map(|&p| Line {
             label: format!("always, spot:{}", p as f64 / 1e6),
-            points: advantage(sweep, Behaviour::Always, p),
+            points: gain_per_cheat(sweep, Behaviour::Always, p),
         })
         .collect();
     chart(
         dir,
         "stake_sweep_by_rate.svg",
-        "Always-cheater's profit per run minus honest, by audit rate p",
-        (
-            "slash per proven fault ÷ (C/p − R)",
-            "AGR per run over honest",
-        ),
+        "Gain per cheat of the always-cheater, by audit rate p (> 0: cheating pays)",
+        ("slash per proven fault ÷ (C/p − R)", "AGR gained per cheat"),
         lines,
         Some(0.0),
     )
 }
 
-fn advantage(sweep: &Sweep, behaviour: Behaviour, p_ppm: u32) -> Vec<(f64, f64)> {
+fn gain_per_cheat(sweep: &Sweep, behaviour: Behaviour, p_ppm: u32) -> Vec<(f64, f64)> {
     sweep
         .points
         .iter()
@@ -178,7 +172,7 @@ fn advantage(sweep: &Sweep, behaviour: Behaviour, p_ppm: u32) -> Vec<(f64, f64)>
             p.strategies
                 .iter()
                 .find(|s| s.behaviour == behaviour && s.cheats > 0)
-                .map(|s| (p.stake_ratio, s.advantage_per_run_agr))
+                .map(|s| (p.stake_ratio, s.gain_per_cheat_agr))
         })
         .collect()
 }

@@ -134,6 +134,14 @@ pub struct BehaviourStats {
     pub cost: u128,
     /// Change in balance + stake on the ledger, base units.
     pub ledger_gain: i128,
+    /// Cost its cheats saved (its own cost of the jobs it did not run), base units.
+    pub cost_saved: u128,
+    /// Pay its caught cheats forfeited, base units.
+    pub pay_forfeited: u128,
+    /// What one cheat gained over doing the job, AGR: (cost saved − pay forfeited − stake
+    /// slashed) ÷ cheats, counted event by event in the run. Reputation and suspension
+    /// (fewer jobs later) are not in it: they deter on top.
+    pub gain_per_cheat_agr: f64,
     /// ledger_gain − cost, AGR.
     pub profit_agr: f64,
     /// Profit per provider, AGR.
@@ -156,6 +164,9 @@ impl BehaviourStats {
             slashed: 0,
             cost: 0,
             ledger_gain: 0,
+            cost_saved: 0,
+            pay_forfeited: 0,
+            gain_per_cheat_agr: 0.0,
             profit_agr: 0.0,
             profit_per_provider_agr: 0.0,
             profit_per_run_agr: 0.0,
@@ -170,6 +181,8 @@ impl BehaviourStats {
         self.profit_per_provider_agr = per(profit, self.providers);
         self.profit_per_run_agr = per(profit, self.runs);
         self.caught_per_cheat = ratio(u128::from(self.caught), u128::from(self.cheats));
+        let gain = self.cost_saved as i128 - self.pay_forfeited as i128 - self.slashed as i128;
+        self.gain_per_cheat_agr = per(gain, self.cheats);
     }
 }
 
@@ -325,20 +338,28 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n{:<12} {:>9} {:>9} {:>8} {:>8} {:>13} {:>13}",
-            "behaviour", "providers", "runs", "cheats", "caught", "profit/prov", "profit/run"
+            "\n{:<12} {:>9} {:>9} {:>8} {:>8} {:>13} {:>13} {:>14}",
+            "behaviour",
+            "providers",
+            "runs",
+            "cheats",
+            "caught",
+            "profit/prov",
+            "profit/run",
+            "gain/cheat"
         );
         for b in &self.behaviours {
             let _ = writeln!(
                 s,
-                "{:<12} {:>9} {:>9} {:>8} {:>8} {:>10.4} AGR {:>9.6} AGR",
+                "{:<12} {:>9} {:>9} {:>8} {:>8} {:>10.4} AGR {:>9.6} AGR {:>10.6} AGR",
                 b.behaviour.name(),
                 b.providers,
                 b.runs,
                 b.cheats,
                 b.caught,
                 b.profit_per_provider_agr,
-                b.profit_per_run_agr
+                b.profit_per_run_agr,
+                b.gain_per_cheat_agr
             );
         }
         let l = &self.ledger;

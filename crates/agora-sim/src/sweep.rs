@@ -1,11 +1,13 @@
 //! The stake rule's evidence: cheaters' profit as the slash per proven fault moves around
 //! the rule's `S = C/p − R`, for several audit rates p.
 //!
-//! Each point is a whole simulation in which every buyer uses `spot:p` and a proven fault
-//! costs `ratio × (C/p − R)` (capped at the provider's stake). A cheating strategy *pays*
-//! at a point when its providers earn more per run delivered than honest providers do —
-//! per run, not per provider, so that losing work to a damaged reputation (which also
-//! deters) is not counted in the rule's favour.
+//! Each point is a whole simulation in which every buyer uses `spot:p`, a proven fault
+//! costs `ratio × (C/p − R)` (capped at the provider's stake), and there is no suspension
+//! after a fault (it deters on its own and would hide where the stake stops deterring). A cheating strategy *pays*
+//! at a point when its cheats gained money: the cost they saved minus the pay they forfeited
+//! and the stake slashed, counted cheat by cheat in the run (`gain_per_cheat_agr`). Losing
+//! work to a damaged reputation also deters, and is deliberately not counted in the rule's
+//! favour; the providers' whole profit per run is reported beside it.
 //!
 //! The expectation the points are checked against: one cheat saves the cost C and risks,
 //! with probability p, the pay R and the slash S, so it gains `C − p·(R + S)` over honest
@@ -24,9 +26,20 @@ use crate::world::World;
 /// Audit rates swept, ppm.
 pub const AUDIT_RATES_PPM: [u32; 4] = [20_000, 50_000, 100_000, 200_000];
 /// Slash per fault as multiples of the rule, ppm.
-pub const STAKE_RATIOS_PPM: [u32; 8] = [
-    0, 250_000, 500_000, 750_000, 1_000_000, 1_250_000, 1_500_000, 2_000_000,
+pub const STAKE_RATIOS_PPM: [u32; 7] = [
+    0, 500_000, 750_000, 1_000_000, 1_250_000, 1_500_000, 2_000_000,
 ];
+/// Each cheating behaviour's share of providers in the sweep, ppm: 4 % each, 20 % cheaters
+/// together, so every point has thousands of cheats to count.
+pub const SWEEP_CHEATER_PPM: [u32; 5] = [40_000; 5];
+
+/// The sweep's base configuration for `providers` and `jobs` per point.
+pub fn base(providers: u32, jobs: u64, seed: u64) -> SimConfig {
+    SimConfig {
+        cheater_ppm: SWEEP_CHEATER_PPM,
+        ..SimConfig::scaled(providers, jobs, seed)
+    }
+}
 
 /// One behaviour at one point of the sweep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,14 +52,14 @@ pub struct StrategyPoint {
     pub profit_per_provider_agr: f64,
     /// Its profit per run minus honest providers', AGR: > 0 means cheating paid.
     pub advantage_per_run_agr: f64,
-    /// What one cheat gained over running the job honestly, AGR: the advantage over all its
-    /// runs, divided by its cheats. Compare with `(1 − ratio)·(C − p·R)`.
+    /// What one cheat gained over running the job, AGR: (cost saved − pay forfeited −
+    /// slashed) ÷ cheats. Compare with `(1 − ratio)·(C − p·R)`.
     pub gain_per_cheat_agr: f64,
     /// Runs with a wrong result.
     pub cheats: u64,
     /// Caught.
     pub caught: u64,
-    /// Whether it earned more per run than honest providers.
+    /// Whether its cheats gained money (gain per cheat > 0).
     pub pays: bool,
 }
 
@@ -130,6 +143,9 @@ pub fn run(base: &SimConfig, rates: &[u32], ratios: &[u32]) -> Sweep {
             let config = SimConfig {
                 policies: vec![(VerifyPolicy::Spot { p_ppm }, 1)],
                 stake_ratio_ppm: ratio,
+                // The rule alone: a suspended cheater earns nothing for a while, which
+                // would deter on its own and hide where the stake stops deterring.
+                suspension: false,
                 ..base.clone()
             };
             let report = match World::new(config) {
@@ -152,20 +168,15 @@ fn point(report: &Report, p_ppm: u32, ratio: u32) -> SweepPoint {
         .map(|&b| {
             let s = report.behaviour(b);
             let advantage = s.profit_per_run_agr - honest;
-            let gain_per_cheat = if s.cheats == 0 {
-                0.0
-            } else {
-                advantage * s.runs as f64 / s.cheats as f64
-            };
             StrategyPoint {
                 behaviour: b,
                 profit_per_run_agr: s.profit_per_run_agr,
                 profit_per_provider_agr: s.profit_per_provider_agr,
                 advantage_per_run_agr: advantage,
-                gain_per_cheat_agr: gain_per_cheat,
+                gain_per_cheat_agr: s.gain_per_cheat_agr,
                 cheats: s.cheats,
                 caught: s.caught,
-                pays: s.runs > 0 && advantage > 0.0,
+                pays: s.cheats > 0 && s.gain_per_cheat_agr > 0.0,
             }
         })
         .collect();

@@ -15,11 +15,11 @@
 //!    are paid from the verification fund, each disagreeing provider is slashed
 //!    `ratio × (C/p − R)` (capped at its stake), reputation and trust history are updated.
 //!
-//! Every minute of simulated time providers leave, restart and join, reprice by their
-//! utilisation, and the spot index is sampled.
+//! Every minute of simulated time providers leave, restart and join and the spot index is
+//! sampled; every five minutes providers reprice by their utilisation.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 
 use agora_core::{AccountId, Amount, FUEL_PER_COMPUTE_UNIT, Fuel, Hash, Price};
 use agora_ledger::{Params, TxBody};
@@ -30,9 +30,12 @@ use agora_market::{
 };
 use agora_verify::economics::{detection_ppm, deterrent_stake};
 use agora_verify::quorum::{Accepted, ReplicaReceipt, RunResult};
-use agora_verify::{Checked, Flow, ProviderHistory, Step, VerifyPolicy};
+use agora_verify::{
+    Checked, Exposure, FaultRecord, Flow, ProviderHistory, Step, SuspensionRule, VerifyPolicy,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHashMap;
 
 use crate::config::{Behaviour, ConfigError, PPM, SimConfig};
 use crate::money::Books;
@@ -60,6 +63,8 @@ pub const BUYER_FUNDS: Amount = Amount::agr(1_000_000);
 /// The market's verification fund at genesis (pays audits and tie-breakers).
 pub const FUND: Amount = Amount::agr(1_000_000);
 const MINUTE_MS: u64 = 60_000;
+/// Providers reprice every this many simulated minutes.
+const REPRICE_EVERY_MIN: usize = 5;
 const ASK_EXPIRY_MS: u64 = u64::MAX / 4;
 const PROVIDER_ATTR: &str = "provider";
 
@@ -81,6 +86,9 @@ struct Provider {
     epoch: u32,
     running: u32,
     history: ProviderHistory,
+    faults: FaultRecord,
+    /// Until when (simulated ms) it is suspended from matching.
+    suspended_until: u64,
     target_stake: Amount,
     /// Balance + stake when it became active, base units.
     start_worth: u64,
@@ -94,6 +102,10 @@ struct ProviderTally {
     caught: u64,
     slashed: u64,
     cost: u64,
+    /// What its cheats saved it: its cost of the jobs it did not run.
+    cost_saved: u64,
+    /// The pay its caught cheats forfeited (what the run would have earned).
+    pay_forfeited: u64,
 }
 
 struct Buyer {
@@ -118,6 +130,8 @@ struct Job {
     arrived_ms: u64,
     flow: Flow,
     first: ProviderHistory,
+    /// What the first run put at stake for its provider, as the node computes it.
+    exposure: Exposure,
     runs: Vec<Run>,
     tried: Vec<u32>,
     correct: Hash,
@@ -133,8 +147,12 @@ enum Event {
         provider: u32,
         epoch: u32,
         cheated: bool,
+        match_id: MatchId,
     },
     Minute,
+    Unsuspend {
+        provider: u32,
+    },
 }
 
 /// A simulation ready to run.
@@ -146,14 +164,13 @@ pub struct World {
     books: Books,
     authority: AccountId,
     providers: Vec<Provider>,
-    by_account: HashMap<AccountId, u32>,
+    by_account: FxHashMap<AccountId, u32>,
     buyers: Vec<Buyer>,
-    jobs: HashMap<u64, Job>,
+    jobs: FxHashMap<u64, Job>,
     queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
     seq: u64,
     now: u64,
     submitted: u64,
-    matches: HashMap<(u64, u32), MatchId>,
     tally: Tally,
     per_policy: Vec<PolicyStats>,
     series: Vec<SeriesPoint>,
@@ -209,7 +226,7 @@ impl World {
             policy: "genesis".into(),
             reason: e.to_string(),
         })?;
-        let by_account = providers
+        let by_account: FxHashMap<AccountId, u32> = providers
             .iter()
             .enumerate()
             .map(|(i, p)| (p.account, i as u32))
@@ -231,12 +248,11 @@ impl World {
             providers,
             by_account,
             buyers,
-            jobs: HashMap::new(),
+            jobs: FxHashMap::default(),
             queue: BinaryHeap::new(),
             seq: 0,
             now: 0,
             submitted: 0,
-            matches: HashMap::new(),
             tally: Tally::default(),
             per_policy,
             series: Vec::new(),
@@ -262,8 +278,10 @@ impl World {
                     provider,
                     epoch,
                     cheated,
-                } => self.run_done(job, provider, epoch, cheated),
+                    match_id,
+                } => self.run_done(job, provider, epoch, cheated, match_id),
                 Event::Minute => self.minute(),
+                Event::Unsuspend { provider } => self.sync_listing(provider),
             }
         }
         self.finish()
@@ -304,13 +322,15 @@ impl World {
         self.sync_listing(i);
     }
 
-    /// Keeps a provider's ask on the book while it is online with a free slot, and off it
-    /// otherwise, as a provider agent re-announces capacity. The engine would skip a full
+    /// Keeps a provider's ask on the book while it is online with a free slot and not
+    /// suspended, and off it otherwise, as a provider agent re-announces capacity (the node
+    /// excludes a suspended provider with a constraint per provider; taking its ask off the
+    /// book has the same effect on matching and costs nothing per order). The engine would skip a full
     /// ask by itself, but one at a time: at 10,000 providers, with the cheapest third
     /// saturated, that was ~3,000 candidate checks per order (docs/simulation.md).
     fn sync_listing(&mut self, i: u32) {
         let p = &mut self.providers[i as usize];
-        let want = p.online && p.running < p.cores;
+        let want = p.online && p.running < p.cores && p.suspended_until <= self.now;
         if want == p.listed {
             return;
         }
@@ -377,6 +397,11 @@ impl World {
                     arrived_ms: self.now,
                     flow: Flow::new(policy),
                     first: ProviderHistory::default(),
+                    exposure: Exposure {
+                        reward: Amount::ZERO,
+                        cost: Amount::ZERO,
+                        stake: Amount::ZERO,
+                    },
                     runs: Vec::new(),
                     tried: Vec::new(),
                     correct: Hash::tagged("agora-sim/right/v1", &[id.as_bytes()]),
@@ -418,8 +443,7 @@ impl World {
         let Some(&i) = self.by_account.get(&winner.provider) else {
             return self.without_more(seq);
         };
-        self.matches.insert((seq, i), winner.match_id);
-        self.start_run(seq, i, winner.price);
+        self.start_run(seq, i, winner.match_id, winner.price);
     }
 
     fn order_of(&self, job: &Job) -> Order {
@@ -462,13 +486,23 @@ impl World {
         )
     }
 
-    fn start_run(&mut self, seq: u64, i: u32, price: Price) {
+    fn start_run(&mut self, seq: u64, i: u32, match_id: MatchId, price: Price) {
         let Some(job) = self.jobs.get_mut(&seq) else {
             return;
         };
         let p = &mut self.providers[i as usize];
         if job.tried.is_empty() {
-            job.first = p.history;
+            job.first = if self.config.suspension {
+                SuspensionRule::DEFAULT.trusted_history(p.history, &p.faults, self.now)
+            } else {
+                p.history
+            };
+            let reward = price.max_cost(job.fuel).unwrap_or(Amount(u64::MAX));
+            job.exposure = Exposure {
+                reward,
+                cost: reward,
+                stake: self.books.bonded(&p.account),
+            };
         }
         job.tried.push(i);
         p.running += 1;
@@ -481,7 +515,6 @@ impl World {
         let back = self.net.delay_ms(p.region, buyer_region, &mut self.rng);
         let epoch = p.epoch;
         let at = self.now + there + run_ms + back;
-        let _ = price;
         self.schedule(
             at,
             Event::RunDone {
@@ -489,14 +522,17 @@ impl World {
                 provider: i,
                 epoch,
                 cheated,
+                match_id,
             },
         );
         self.sync_listing(i);
     }
 
-    fn run_done(&mut self, seq: u64, i: u32, epoch: u32, cheated: bool) {
-        let match_id = self.matches.remove(&(seq, i));
-        let info = match_id.and_then(|m| self.market.release(&m, ReleaseReason::Completed).ok());
+    fn run_done(&mut self, seq: u64, i: u32, epoch: u32, cheated: bool, match_id: MatchId) {
+        let info = self
+            .market
+            .release(&match_id, ReleaseReason::Completed)
+            .ok();
         let p = &mut self.providers[i as usize];
         p.running = p.running.saturating_sub(1);
         self.sync_listing(i);
@@ -517,6 +553,7 @@ impl World {
         p.tally.runs += 1;
         if cheated {
             p.tally.cheats += 1;
+            p.tally.cost_saved += p.cost_per_cu * job.cu;
         } else {
             p.tally.cost += p.cost_per_cu * job.cu;
         }
@@ -553,9 +590,13 @@ impl World {
                 receipts[0].provider.as_bytes(),
             ],
         );
-        let step = job
-            .flow
-            .on_result(&receipts, &job.first, Some(seed), job.id);
+        let step = if self.config.sample_at_risk {
+            job.flow
+                .on_result_at_risk(&receipts, &job.first, &job.exposure, Some(seed), job.id)
+        } else {
+            job.flow
+                .on_result(&receipts, &job.first, Some(seed), job.id)
+        };
         match step {
             Ok(Step::RunAnother { .. }) => self.place(seq),
             Ok(Step::Accept { accepted, how }) => self.settle(seq, accepted, how),
@@ -696,7 +737,17 @@ impl World {
                 .min(self.books.bonded(&account));
             let p = &mut self.providers[i as usize];
             p.tally.caught += 1;
+            if run.cheated {
+                p.tally.pay_forfeited += reward.0;
+            }
             p.history = ProviderHistory::default();
+            p.faults.record(self.now);
+            if self.config.suspension
+                && let Some(until) = SuspensionRule::DEFAULT.until_ms(&p.faults)
+            {
+                p.suspended_until = until;
+                self.schedule(until, Event::Unsuspend { provider: i });
+            }
             if !run.cheated {
                 self.tally.honest_slashed += 1;
             }
@@ -719,6 +770,7 @@ impl World {
                 }
             }
             self.top_up(i);
+            self.sync_listing(i);
             count += 1;
         }
         count
@@ -755,7 +807,9 @@ impl World {
 
     fn minute(&mut self) {
         self.churn();
-        self.reprice();
+        if self.series.len() % REPRICE_EVERY_MIN == 0 {
+            self.reprice();
+        }
         self.sample();
         let _ = self.market.expire(self.now);
         self.books.end_block();
@@ -807,8 +861,8 @@ impl World {
         }
     }
 
-    /// Busy providers raise their price 5 %, idle ones lower it 2 % (not below cost + 5 %),
-    /// within the buyers' cap.
+    /// Every five minutes busy providers (≥ 80 % of their slots taken) raise their price 5 %,
+    /// idle ones lower it 2 % (not below cost + 5 %), within the buyers' cap.
     fn reprice(&mut self) {
         for i in 0..self.providers.len() as u32 {
             let p = &mut self.providers[i as usize];
@@ -893,6 +947,8 @@ impl World {
             s.caught += p.tally.caught;
             s.slashed += u128::from(p.tally.slashed);
             s.cost += u128::from(p.tally.cost);
+            s.cost_saved += u128::from(p.tally.cost_saved);
+            s.pay_forfeited += u128::from(p.tally.pay_forfeited);
             s.ledger_gain += i128::from(worth) - i128::from(p.start_worth);
         }
         s.finish();
@@ -939,6 +995,8 @@ fn new_provider(config: &SimConfig, rng: &mut ChaCha8Rng, i: u32) -> Provider {
         epoch: 0,
         running: 0,
         history: ProviderHistory::default(),
+        faults: FaultRecord::default(),
+        suspended_until: 0,
         target_stake: target_stake(config),
         start_worth: 0,
         tally: ProviderTally::default(),
