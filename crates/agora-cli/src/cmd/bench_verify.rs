@@ -8,7 +8,10 @@
 //! the same job (the truth), and for each policy the report gives: wrong results accepted,
 //! cheating runs and how many were caught (against p), frauds slashed, honest providers
 //! slashed, and the overhead — compute units executed ÷ compute units billed — over all
-//! jobs and over the jobs after the warm-up (every provider's first jobs).
+//! jobs and over the jobs after the warm-up (every provider's first jobs), counted two
+//! ways: as the issue counts it (runs of every job submitted before) and strictly (runs
+//! of jobs that had finished before the job was submitted). For sampling policies it
+//! recomputes each re-run job's audit draw from the seed signature the market published.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -87,8 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         let dir = temp.path().join(format!("net-{i}"));
-        let (summaries, faulty) = runtime.block_on(one_policy(&args, *policy, &module, &dir))?;
-        let row = tally(&args, *policy, &module, &executor, &summaries, &faulty)?;
+        let (jobs, faulty) = runtime.block_on(one_policy(&args, *policy, &module, &dir))?;
+        let row = tally(&args, *policy, &module, &executor, &jobs, &faulty)?;
         if !args.json {
             print_row(&row);
         }
@@ -113,13 +116,13 @@ fn faulty_indices(args: &Args) -> Vec<usize> {
 }
 
 /// Runs the workload under `policy` on a fresh network; returns every job's summary and
-/// the faulty providers.
+/// timing, and the faulty providers.
 async fn one_policy(
     args: &Args,
     policy: VerifyPolicy,
     module: &Path,
     dir: &Path,
-) -> anyhow::Result<(Vec<JobSummary>, HashSet<AccountId>)> {
+) -> anyhow::Result<(Vec<TimedJob>, HashSet<AccountId>)> {
     let mut config = LocalNetConfig::new(
         std::env::current_exe().context("finding the agora binary")?,
         dir,
@@ -139,27 +142,38 @@ async fn one_policy(
 }
 
 /// Compares every result with a local run (off the async runtime: the executor blocks)
-/// and sums the figures.
+/// and sums the figures: over all jobs, over the jobs after warm-up as the issue counts it
+/// (the first run went to a provider that had already run `warmup` jobs of the workload,
+/// counting every run of every job submitted before), and over the jobs after a strict
+/// warm-up (counting only runs of jobs that had finished before this one was submitted —
+/// what the market could have verified by then).
 fn tally(
     args: &Args,
     policy: VerifyPolicy,
     module: &Path,
     executor: &WasmExecutor,
-    summaries: &[JobSummary],
+    jobs: &[TimedJob],
     faulty: &HashSet<AccountId>,
 ) -> anyhow::Result<serde_json::Value> {
     let mut total = Tally::default();
     let mut steady = Tally::default();
+    let mut strict = Tally::default();
     // Jobs each provider ran so far, in submission order.
     let mut ran: std::collections::HashMap<AccountId, u32> = Default::default();
-    for (i, summary) in summaries.iter().enumerate() {
+    for (i, job) in jobs.iter().enumerate() {
+        let summary = &job.summary;
         let truth = truth(executor, module, i, summary.order_id)?;
         let tally = Tally::of(summary, truth, faulty);
         total.add(&tally);
         let runs = &summary.verification.runs;
-        let first = runs.first().map(|r| r.provider);
-        if first.is_some_and(|p| ran.get(&p).copied().unwrap_or(0) >= args.warmup) {
+        let Some(first) = runs.first().map(|r| r.provider) else {
+            continue;
+        };
+        if ran.get(&first).copied().unwrap_or(0) >= args.warmup {
             steady.add(&tally);
+        }
+        if runs_finished_before(jobs, first, job.submitted) >= args.warmup as usize {
+            strict.add(&tally);
         }
         for run in runs {
             *ran.entry(run.provider).or_default() += 1;
@@ -168,7 +182,7 @@ fn tally(
     let p = agora_verify::economics::detection_ppm(&policy) as f64 / 1e6;
     Ok(json!({
         "policy": policy.to_string(),
-        "jobs": summaries.len(),
+        "jobs": jobs.len(),
         "settled": total.settled,
         "wrong_results_accepted": total.wrong,
         "wrong_results_accepted_after_warmup": steady.wrong,
@@ -182,9 +196,23 @@ fn tally(
         "overhead_after_warmup": steady.overhead(),
         "jobs_rerun": total.rerun,
         "jobs_rerun_after_warmup": steady.rerun,
+        "jobs_rerun_after_warmup_drawn_under_min_audit": steady.rerun_low_draw,
         "steady_jobs": steady.jobs,
+        "overhead_after_strict_warmup": strict.overhead(),
+        "wrong_results_accepted_after_strict_warmup": strict.wrong,
+        "jobs_rerun_after_strict_warmup": strict.rerun,
+        "strict_steady_jobs": strict.jobs,
         "warmup_jobs_per_provider": args.warmup,
     }))
+}
+
+/// Runs by `provider` in jobs that had finished by `at`.
+fn runs_finished_before(jobs: &[TimedJob], provider: AccountId, at: std::time::Duration) -> usize {
+    jobs.iter()
+        .filter(|job| job.finished <= at)
+        .flat_map(|job| &job.summary.verification.runs)
+        .filter(|run| run.provider == provider)
+        .count()
 }
 
 /// The `i`th job of the workload: a hash chain with its own seed.
@@ -197,32 +225,49 @@ fn request(module: &Path, i: usize, policy: VerifyPolicy) -> JobRequest {
     request
 }
 
+/// One job's summary and when it ran, relative to the start of the workload.
+struct TimedJob {
+    summary: JobSummary,
+    /// When the order was submitted (its slot among those in flight acquired).
+    submitted: std::time::Duration,
+    /// When the buyer had its final state.
+    finished: std::time::Duration,
+}
+
 async fn run_jobs(
     net: &mut LocalNet,
     args: &Args,
     policy: VerifyPolicy,
     module: &Path,
-) -> anyhow::Result<Vec<JobSummary>> {
+) -> anyhow::Result<Vec<TimedJob>> {
     net.wait_for_providers().await?;
     let buyer = Arc::new(Buyer::connect(net.buyer_keys[0].clone(), &net.http_url).await?);
     let limit = Arc::new(tokio::sync::Semaphore::new(args.in_flight.max(1) as usize));
     let out = net.dir().join("outputs");
     let mut running = tokio::task::JoinSet::new();
+    let start = std::time::Instant::now();
     for i in 0..args.jobs as usize {
         let (buyer, limit) = (buyer.clone(), limit.clone());
         let request = request(module, i, policy);
         let out = out.join(i.to_string());
         running.spawn(async move {
             let _slot = limit.acquire_owned().await;
-            (i, buyer.run_job(&request, &out, |_| {}).await)
+            let submitted = start.elapsed();
+            let summary = buyer.run_job(&request, &out, |_| {}).await;
+            (i, summary, submitted, start.elapsed())
         });
     }
-    let mut summaries: Vec<Option<JobSummary>> = (0..args.jobs).map(|_| None).collect();
+    let mut jobs: Vec<Option<TimedJob>> = (0..args.jobs).map(|_| None).collect();
     while let Some(joined) = running.join_next().await {
-        let (i, summary) = joined.context("a job task panicked")?;
-        summaries[i] = Some(summary.with_context(|| format!("job {i}"))?);
+        let (i, summary, submitted, finished) = joined.context("a job task panicked")?;
+        let summary = summary.with_context(|| format!("job {i}"))?;
+        jobs[i] = Some(TimedJob {
+            summary,
+            submitted,
+            finished,
+        });
     }
-    Ok(summaries.into_iter().flatten().collect())
+    Ok(jobs.into_iter().flatten().collect())
 }
 
 /// The digest a local run of job `i` gives as order `order`.
@@ -246,6 +291,11 @@ struct Tally {
     honest_slashed: usize,
     /// Jobs run more than once (replicated, audited or tie-broken).
     rerun: usize,
+    /// Of those, jobs whose audit draw (recomputed from the published seed) was under
+    /// [`agora_verify::MIN_AUDIT_PPM`]: re-runs that a trusted provider whose stake covers
+    /// the job would also get. The others were replicated because the provider was not
+    /// trusted yet, or audited at a higher rate.
+    rerun_low_draw: usize,
     executed: u64,
     billed: u64,
 }
@@ -269,6 +319,10 @@ impl Tally {
             slashed,
             honest_slashed: v.slashes.len() - slashed,
             rerun: usize::from(v.runs.len() > 1),
+            rerun_low_draw: usize::from(
+                v.runs.len() > 1
+                    && audit_draw(summary).is_some_and(|d| d < agora_verify::MIN_AUDIT_PPM),
+            ),
             executed: v.fuel_executed.0,
             billed: summary
                 .compute_units
@@ -285,6 +339,7 @@ impl Tally {
         self.slashed += other.slashed;
         self.honest_slashed += other.honest_slashed;
         self.rerun += other.rerun;
+        self.rerun_low_draw += other.rerun_low_draw;
         self.executed += other.executed;
         self.billed += other.billed;
     }
@@ -294,9 +349,20 @@ impl Tally {
     }
 }
 
+/// The audit draw of a sampled order, recomputed from the seed signature the market
+/// published, as anyone can.
+fn audit_draw(summary: &JobSummary) -> Option<u32> {
+    let signature = hex::decode(summary.verification.audit_seed_signature.as_ref()?).ok()?;
+    let seed = agora_verify::flow::audit_seed(&signature);
+    Some(agora_verify::sampling::audit_draw_ppm(
+        seed,
+        summary.order_id,
+    ))
+}
+
 fn print_row(row: &serde_json::Value) {
     outln!(
-        "{:<14} settled {}/{}  wrong accepted {} ({} after warm-up)  cheats {} caught {} (rate {:.3}, p {:.3})  slashed {}  honest slashed {}  re-run {} ({} after warm-up)  overhead {:.2} ({:.2} over the {} jobs after warm-up)",
+        "{:<14} settled {}/{}  wrong accepted {} ({} after warm-up)  cheats {} caught {} (rate {:.3}, p {:.3})  slashed {}  honest slashed {}  re-run {} ({} after warm-up, {} of them drawn under 1 %)  overhead {:.3} ({:.3} over the {} jobs after warm-up)",
         row["policy"].as_str().unwrap_or(""),
         row["settled"],
         row["jobs"],
@@ -310,8 +376,17 @@ fn print_row(row: &serde_json::Value) {
         row["honest_slashed"],
         row["jobs_rerun"],
         row["jobs_rerun_after_warmup"],
+        row["jobs_rerun_after_warmup_drawn_under_min_audit"],
         row["overhead"].as_f64().unwrap_or(0.0),
         row["overhead_after_warmup"].as_f64().unwrap_or(0.0),
         row["steady_jobs"],
+    );
+    outln!(
+        "{:<14} after a strict warm-up (runs of jobs finished before): {} jobs, wrong accepted {}, re-run {}, overhead {:.3}",
+        "",
+        row["strict_steady_jobs"],
+        row["wrong_results_accepted_after_strict_warmup"],
+        row["jobs_rerun_after_strict_warmup"],
+        row["overhead_after_strict_warmup"].as_f64().unwrap_or(0.0),
     );
 }
