@@ -34,6 +34,8 @@ use agora_ledger::DevKeys;
 pub use agora_provider::{FaultMode, FaultPlan};
 use serde::Deserialize;
 
+pub mod evm;
+
 /// How long a child may take to come up, by default ([`LocalNetConfig::ready_timeout`]).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The directory under the network's directory that providers share when
@@ -96,6 +98,9 @@ pub enum DevnetError {
     /// No such provider in this network.
     #[error("there is no provider {0} in this network")]
     NoProvider(usize),
+    /// The local EVM chain for `--settlement evm` could not be set up.
+    #[error(transparent)]
+    Evm(#[from] evm::EvmSetupError),
 }
 
 impl DevnetError {
@@ -142,6 +147,9 @@ pub struct LocalNetConfig {
     pub shared_caches: bool,
     /// How long the market, and then all providers together, may take to become ready.
     pub ready_timeout: Duration,
+    /// Settle on a local anvil chain ([`evm::EvmChain`]) instead of the market's embedded
+    /// ledger. Off by default (and then no anvil is needed).
+    pub settle_on_evm: bool,
 }
 
 impl LocalNetConfig {
@@ -162,6 +170,7 @@ impl LocalNetConfig {
             faulty: Vec::new(),
             shared_caches: false,
             ready_timeout: START_TIMEOUT,
+            settle_on_evm: false,
         }
     }
 
@@ -256,6 +265,9 @@ pub struct LocalNet {
     pub buyer_keys: Vec<Keypair>,
     market: Option<Child>,
     market_starts: usize,
+    /// The EVM chain the market settles on, with `settle_on_evm` (dropped, so stopped,
+    /// after every child).
+    pub evm: Option<evm::EvmChain>,
 }
 
 impl LocalNet {
@@ -276,7 +288,13 @@ impl LocalNet {
             buyer_keys: buyer_keys.to_vec(),
             market: None,
             market_starts: 0,
+            evm: None,
         };
+        if config.settle_on_evm {
+            let chain = evm::EvmChain::start(config.buyers + config.providers)?;
+            net.config.market_args.extend(chain.market_args());
+            net.evm = Some(chain);
+        }
         net.start_market(&config.http)?;
         for (i, key) in buyer_keys.iter().enumerate() {
             let wallet = dir.join(format!("buyer-{i}.json"));

@@ -55,6 +55,11 @@ pub struct Args {
     /// Print one JSON object (URL, wallets, processes) once the network is up.
     #[arg(long)]
     pub json: bool,
+    /// Where the market settles: `embedded` (its own ledger) or `evm` (starts anvil,
+    /// deploys the AgoraMarket contract and a test token, funds the dev users there;
+    /// needs `cd contracts && npm ci --ignore-scripts`).
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub settlement: crate::cmd::node_market::SettlementKind,
 }
 
 /// The most providers `agora devnet` starts.
@@ -88,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.provider_slots = args.slots;
     config.http = args.http.to_string();
     config.shared_caches = true;
+    config.settle_on_evm = args.settlement == crate::cmd::node_market::SettlementKind::Evm;
     config.ready_timeout = args
         .ready_timeout
         .map(Duration::from_millis)
@@ -147,6 +153,12 @@ fn announce(net: &LocalNet, startup: Duration, json: bool) {
             "market": { "pid": net.market_pid, "data_dir": net.market_dir, "log": net.market_log() },
             "providers": providers,
             "buyer_wallets": net.buyer_wallets,
+            "evm": net.evm.as_ref().map(|e| json!({
+                "rpc_url": e.rpc_url,
+                "contract": e.market.to_string(),
+                "token": e.token.to_string(),
+                "anvil_pid": e.anvil.pid(),
+            })),
             "try": try_line,
         });
         outln!("{out}");
@@ -158,6 +170,15 @@ fn announce(net: &LocalNet, startup: Duration, json: bool) {
         startup.as_secs_f64()
     );
     outln!("  API          {}", net.http_url);
+    if let Some(evm) = &net.evm {
+        outln!(
+            "  EVM chain    {} (anvil pid {}), AgoraMarket {}, token {}",
+            evm.rpc_url,
+            evm.anvil.pid(),
+            evm.market,
+            evm.token
+        );
+    }
     outln!("  OpenAPI      {}/openapi.json", net.http_url);
     outln!("  metrics      {}/metrics", net.http_url);
     outln!(

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agora_ledger::Genesis;
-use agora_node::{ChainSetup, MarketConfig, MarketNode, RunningMarket};
+use agora_node::{ChainSetup, MarketConfig, MarketNode, RunningMarket, SettlementSetup};
 use anyhow::{Context, bail};
 
 /// Arguments of `agora node market`.
@@ -67,9 +67,53 @@ pub struct Args {
     /// The furthest an order's deadline may lie ahead, in ms (default 7 days).
     #[arg(long, env = agora_node::config::ENV_MAX_DEADLINE_MS)]
     pub max_deadline_ms: Option<u64>,
+    /// Where the money is kept: `embedded` (the node's own ledger, the default) or `evm`
+    /// (the AgoraMarket contract at --contracts on the chain at --rpc; the market key is
+    /// its authority). See docs/settlement-evm.md.
+    #[arg(
+        long,
+        value_enum,
+        env = "AGORA_MARKET_SETTLEMENT",
+        default_value = "embedded"
+    )]
+    pub settlement: SettlementKind,
+    /// The EVM chain's JSON-RPC URL (with --settlement evm).
+    #[arg(long, env = "AGORA_MARKET_RPC")]
+    pub rpc: Option<String>,
+    /// The deployed AgoraMarket contract, 0x… (with --settlement evm).
+    #[arg(long, env = "AGORA_MARKET_CONTRACTS")]
+    pub contracts: Option<String>,
     /// Print one JSON line (the contents of node.json) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where a market keeps its money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SettlementKind {
+    /// The node's own hash-chained ledger.
+    Embedded,
+    /// The AgoraMarket contract on an EVM chain.
+    Evm,
+}
+
+/// The settlement flags as the node's setting.
+fn settlement_from(args: &Args) -> anyhow::Result<SettlementSetup> {
+    match (args.settlement, &args.rpc, &args.contracts) {
+        (SettlementKind::Embedded, None, None) => Ok(SettlementSetup::Embedded),
+        (SettlementKind::Embedded, _, _) => {
+            bail!("--rpc and --contracts only apply with --settlement evm")
+        }
+        (SettlementKind::Evm, Some(rpc), Some(contracts)) => Ok(SettlementSetup::Evm {
+            rpc_url: rpc.clone(),
+            contract: contracts.parse().with_context(|| {
+                format!("--contracts {contracts:?} is not an EVM address (0x and 40 hex digits)")
+            })?,
+        }),
+        (SettlementKind::Evm, _, _) => bail!(
+            "--settlement evm needs --rpc URL and --contracts ADDRESS (the deployed AgoraMarket; `agora devnet --settlement evm` deploys one on a local anvil)"
+        ),
+    }
 }
 
 /// Runs the node until SIGINT or SIGTERM.
@@ -98,6 +142,7 @@ fn config_from(args: &Args) -> anyhow::Result<MarketConfig> {
     };
     let mut config = MarketConfig::dev(&args.data_dir, 0);
     config.chain = chain;
+    config.settlement = settlement_from(args)?;
     config.http_listen = args.http;
     config.p2p_listen = args.p2p.parse().with_context(|| {
         format!(
@@ -159,6 +204,15 @@ fn announce(node: &RunningMarket, data_dir: &std::path::Path, json: bool) -> any
         node.chain_id(),
         node.market_account()
     );
+    if let agora_proto::api::SettlementInfo::Evm {
+        rpc_url,
+        evm_chain_id,
+        contract,
+        ..
+    } = node.settlement()
+    {
+        outln!("  settles   on EVM chain {evm_chain_id} at {rpc_url}, contract {contract}");
+    }
     outln!("  HTTP API  {}", node.http_url());
     for addr in node.p2p_addrs() {
         outln!("  p2p       {addr}");

@@ -11,6 +11,7 @@
 //! settled, the replay verified and conservation held. Every child process is stopped on
 //! exit, Ctrl-C included.
 
+mod chain;
 mod image;
 mod plan;
 mod report;
@@ -26,7 +27,7 @@ use agora_devnet::{LocalNet, LocalNetConfig};
 use anyhow::Context;
 
 use plan::{Frame, Task};
-use report::{Balance, JobLine, Report};
+use report::{Audit, Balance, JobLine, Report};
 
 /// Arguments of `agora demo`.
 #[derive(clap::Args)]
@@ -77,6 +78,12 @@ pub struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Where the market settles: `embedded` (its own ledger, replayed at the end) or
+    /// `evm` (a local anvil chain with the AgoraMarket contract; balances and
+    /// conservation are read back from the chain; needs
+    /// `cd contracts && npm ci --ignore-scripts`).
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub settlement: crate::cmd::node_market::SettlementKind,
 }
 
 /// The lowest provider price; the others ask 10%, 20%, ... more.
@@ -122,6 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.base_price = BASE_PROVIDER_PRICE;
     // One job at a time per provider, so the frame's bands spread over all of them.
     config.provider_slots = Some(1);
+    config.settle_on_evm = args.settlement == crate::cmd::node_market::SettlementKind::Evm;
     let config = config.with_byzantine(args.byzantine as usize, args.fault);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut net = LocalNet::start(&config)?;
@@ -131,14 +139,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => Ok(None),
         }
     });
-    let Some((lines, balances, height, elapsed)) = outcome? else {
+    let Some((lines, mut balances, height, elapsed)) = outcome? else {
         net.stop();
         eprintln!("interrupted; every process stopped");
         return Ok(ExitCode::from(130));
     };
-    // The ledger store is locked while the market runs: stop it, then replay it.
+    // The ledger store is locked while the market runs: stop it, then replay it. On the
+    // EVM backend the chain (which outlives the children) is read instead.
     net.stop();
-    let audit = agora_ledger::verify(net.ledger_dir());
+    let audit = if net.evm.is_some() {
+        let who = balances.iter().map(|b| (b.role.clone(), b.account)).collect();
+        match chain::read(&net, who) {
+            Ok((on_chain, audit)) => {
+                balances = on_chain;
+                Audit::Chain(Ok(audit))
+            }
+            Err(e) => Audit::Chain(Err(format!("{e:#}"))),
+        }
+    } else {
+        Audit::Ledger(agora_ledger::verify(net.ledger_dir()))
+    };
     let image = assemble_image(&out_dir, &tasks, &lines)?;
     let byzantine = net
         .faulty_providers()

@@ -9,6 +9,7 @@ use agora_ledger::{VerifyError, VerifyReport};
 use agora_proto::OrderState;
 use serde_json::json;
 
+use super::chain::ChainAudit;
 use super::verify::Summary;
 
 /// One job's result.
@@ -124,12 +125,29 @@ pub struct Balance {
     pub stake: Amount,
 }
 
+/// How the books were checked at the end.
+pub enum Audit {
+    /// The embedded ledger, replayed from genesis after the market stopped.
+    Ledger(Result<VerifyReport, VerifyError>),
+    /// The contract's totals read from the EVM chain (`--settlement evm`).
+    Chain(Result<ChainAudit, String>),
+}
+
+impl Audit {
+    fn is_ok(&self) -> bool {
+        match self {
+            Audit::Ledger(r) => r.is_ok(),
+            Audit::Chain(r) => r.is_ok(),
+        }
+    }
+}
+
 /// Everything the demo shows at the end.
 pub struct Report {
     jobs: Vec<JobLine>,
     balances: Vec<Balance>,
     height: u64,
-    audit: Result<VerifyReport, VerifyError>,
+    audit: Audit,
     image: Option<PathBuf>,
     data_dir: PathBuf,
     elapsed: Duration,
@@ -143,7 +161,7 @@ impl Report {
         jobs: Vec<JobLine>,
         balances: Vec<Balance>,
         height: u64,
-        audit: Result<VerifyReport, VerifyError>,
+        audit: Audit,
         image: Option<PathBuf>,
         data_dir: PathBuf,
         elapsed: Duration,
@@ -166,11 +184,17 @@ impl Report {
     }
 
     fn conservation(&self) -> bool {
-        self.audit.as_ref().is_ok_and(|r| {
-            let s = &r.supply;
-            Amount::sum([s.balances, s.escrow, s.stakes, s.burned])
-                .is_ok_and(|total| total == s.minted)
-        })
+        match &self.audit {
+            Audit::Ledger(audit) => audit.as_ref().is_ok_and(|r| {
+                let s = &r.supply;
+                Amount::sum([s.balances, s.escrow, s.stakes, s.burned])
+                    .is_ok_and(|total| total == s.minted)
+            }),
+            // Every escrow settled or refunded, and every token held accounted for.
+            Audit::Chain(audit) => audit
+                .as_ref()
+                .is_ok_and(|a| a.conserved && a.escrowed.is_zero()),
+        }
     }
 
     /// Every job settled, the replay verified, conservation held and no honest provider
@@ -219,10 +243,22 @@ impl Report {
             .map(|b| json!({"role": b.role, "account": b.account, "balance": b.balance.0, "stake": b.stake.0}))
             .collect();
         let audit = match &self.audit {
-            Ok(r) => {
+            Audit::Ledger(Ok(r)) => {
                 json!({"verified": true, "state_root": r.state_root, "txs": r.txs, "supply": r.supply.minted.0})
             }
-            Err(e) => json!({"verified": false, "error": e.to_string()}),
+            Audit::Ledger(Err(e)) => json!({"verified": false, "error": e.to_string()}),
+            Audit::Chain(Ok(a)) => json!({
+                "settlement": "evm",
+                "rpc_url": a.rpc_url,
+                "contract": a.contract,
+                "balances": a.balances.0,
+                "escrowed": a.escrowed.0,
+                "staked": a.staked.0,
+                "burnt": a.burnt.0,
+                "held": a.held,
+                "conserved": a.conserved,
+            }),
+            Audit::Chain(Err(e)) => json!({"settlement": "evm", "error": e}),
         };
         json!({
             "jobs": {
@@ -300,7 +336,26 @@ impl Report {
             );
         }
         match &self.audit {
-            Ok(r) => outln!(
+            Audit::Chain(Ok(a)) => outln!(
+                "\nEVM chain {} contract {}: balances {} + escrowed {} + staked {} + burnt {} against {} of tokens held; conservation {}",
+                a.rpc_url,
+                a.contract,
+                a.balances,
+                a.escrowed,
+                a.staked,
+                a.burnt,
+                a.held.parse::<u64>().map_or_else(
+                    |_| format!("{} base units", a.held),
+                    |h| Amount(h).to_string()
+                ),
+                if self.conservation() {
+                    "holds"
+                } else {
+                    "VIOLATED"
+                }
+            ),
+            Audit::Chain(Err(e)) => outln!("\nEVM chain: reading the contract FAILED: {e}"),
+            Audit::Ledger(Ok(r)) => outln!(
                 "\nledger: {} blocks, {} txs replayed from genesis and verified; state root {}; supply {}; conservation {}",
                 r.height,
                 r.txs,
@@ -312,12 +367,14 @@ impl Report {
                     "VIOLATED"
                 }
             ),
-            Err(e) => outln!("\nledger: verification FAILED: {e}"),
+            Audit::Ledger(Err(e)) => outln!("\nledger: verification FAILED: {e}"),
         }
-        outln!(
-            "market data: {} (try `agora ledger verify --data-dir {0}`)",
-            self.data_dir.display()
-        );
+        if let Audit::Ledger(_) = self.audit {
+            outln!(
+                "market data: {} (try `agora ledger verify --data-dir {0}`)",
+                self.data_dir.display()
+            );
+        }
         self.verification.print();
         match &self.image {
             Some(path) => outln!("image: {}", path.display()),

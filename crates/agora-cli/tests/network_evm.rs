@@ -1,0 +1,282 @@
+//! The market on the EVM backend (`agora node market --settlement evm`), with real
+//! processes: a devnet (`LocalNetConfig::settle_on_evm`) starts anvil, deploys the
+//! `AgoraMarket` contract and a test token, funds the dev users on it and starts the
+//! market node and provider agents settling there. The same rules as on the embedded
+//! ledger, read back from the chain itself (an independent connection to the contract,
+//! not the market's API):
+//!
+//! - a job settles: its escrow on the contract is released for what the order cost and
+//!   closed (the rest refunded), the provider is paid less the fee, the treasury gets the fee, and the contract's tokens
+//!   equal its totals; the node's `/v1/info` names the chain and contract, and its
+//!   embedded-ledger views (`/v1/blocks`) answer `settled_on_evm` naming them;
+//! - a provider returning wrong output under `replicate:3:2` is slashed on the contract;
+//! - a cancelled order is refunded on the contract, every unit back to the buyer.
+//!
+//! Each test prints `skipped: …` and passes only when no anvil binary exists
+//! (`cd contracts && npm ci --ignore-scripts` installs it; CI does). Each is bounded by
+//! [`TEST_LIMIT`].
+
+mod common_net;
+
+use std::time::Duration;
+
+use agora_core::{AccountId, Amount, ChainId, Fuel, Hash};
+use agora_devnet::{FaultMode, FaultPlan, LocalNetConfig};
+use agora_evm::{Anvil, EvmConfig, EvmSettlement};
+use agora_ledger::{DevKeys, EscrowStatus, Genesis, Settlement};
+use agora_proto::api::SettlementInfo;
+use agora_proto::{OrderState, VerifyPolicy};
+use common_net::{TestNet, job, one_job_per_provider};
+
+/// Each test's whole run, network start to the last check.
+const TEST_LIMIT: Duration = Duration::from_secs(90);
+
+/// What the chain says about the accounts and orders a test looks at.
+#[derive(Debug)]
+struct OnChain {
+    balances: Vec<Amount>,
+    stakes: Vec<Amount>,
+    escrows: Vec<Option<agora_ledger::Escrow>>,
+    conserved: bool,
+    burnt: u64,
+}
+
+/// Reads `accounts` and `orders` straight from the contract the network settles on.
+async fn read_chain(t: &TestNet, accounts: Vec<AccountId>, orders: Vec<Hash>) -> OnChain {
+    let evm = t.net.evm.as_ref().expect("an EVM network");
+    let (rpc_url, market) = (evm.rpc_url.clone(), evm.market);
+    let users = t.net.buyer_keys.len() + t.net.providers.len();
+    // The EVM client runs (and drops) its own runtime: off this one.
+    tokio::task::spawn_blocking(move || {
+        let keys = DevKeys::new(users);
+        let (genesis, _) = Genesis::dev("agora-devnet", 0, users, Amount::ZERO);
+        let config = EvmConfig::new(
+            rpc_url,
+            market,
+            ChainId::new("agora-devnet"),
+            genesis.params,
+        );
+        let mut chain = EvmSettlement::connect(config, &keys.market).expect("connects");
+        for user in &keys.users {
+            chain.add_key(user);
+        }
+        let supply = chain.supply().expect("the contract's totals");
+        OnChain {
+            balances: accounts
+                .iter()
+                .map(|a| chain.account(a).expect("an account").balance)
+                .collect(),
+            stakes: accounts
+                .iter()
+                .map(|a| {
+                    chain
+                        .stake(a)
+                        .expect("a stake")
+                        .map_or(Amount::ZERO, |s| s.total().expect("no overflow"))
+                })
+                .collect(),
+            escrows: orders
+                .iter()
+                .map(|o| chain.escrow(o).expect("an escrow read"))
+                .collect(),
+            conserved: supply.conserved(),
+            burnt: supply.burnt,
+        }
+    })
+    .await
+    .expect("the chain read")
+}
+
+/// A network settling on a fresh anvil, or `None` (printing why) without an anvil binary.
+async fn evm_net(providers: usize, configure: impl FnOnce(&mut LocalNetConfig)) -> Option<TestNet> {
+    if Anvil::find_binary().is_none() {
+        eprintln!(
+            "skipped: no anvil binary (install it with `cd contracts && npm ci --ignore-scripts`, or set AGORA_ANVIL)"
+        );
+        return None;
+    }
+    Some(
+        TestNet::start(providers, |c: &mut LocalNetConfig| {
+            one_job_per_provider(c);
+            c.settle_on_evm = true;
+            configure(c);
+        })
+        .await,
+    )
+}
+
+fn tile_job(verify: VerifyPolicy) -> agora_client::JobRequest {
+    let args: Vec<String> = ["32", "24", "0", "24", "2"].map(String::from).to_vec();
+    let mut request = job("pathtrace", &args);
+    request.fuel_budget = Fuel::compute_units(5);
+    request.verify = verify;
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_settles_on_the_contract() {
+    let Some(t) = evm_net(2, |_| {}).await else {
+        return;
+    };
+    tokio::time::timeout(TEST_LIMIT, async {
+        let info = t.client.info().await.expect("/v1/info");
+        let evm = t.net.evm.as_ref().unwrap();
+        let Some(SettlementInfo::Evm {
+            contract, rpc_url, ..
+        }) = &info.settlement
+        else {
+            panic!("the market does not say it settles on EVM: {info:?}");
+        };
+        assert_eq!(
+            contract.to_lowercase(),
+            evm.market.to_string().to_lowercase()
+        );
+        assert_eq!(rpc_url, &evm.rpc_url);
+
+        let buyer = t.buyer.account();
+        let treasury = info.treasury;
+        let providers = t.provider_accounts();
+        let mut who = vec![buyer, treasury];
+        who.extend(&providers);
+        let before = read_chain(&t, who.clone(), vec![]).await;
+
+        let submitted = t
+            .buyer
+            .submit_job(&tile_job(VerifyPolicy::None))
+            .await
+            .unwrap_or_else(|e| panic!("submit: {e}\n{}", t.logs()));
+        let view = t
+            .wait_final(&submitted.order_id, Duration::from_secs(40))
+            .await;
+        assert_eq!(view.state, OrderState::Settled, "{view:#?}\n{}", t.logs());
+        let paid = view.provider.expect("a settled order names its provider");
+
+        let after = read_chain(&t, who.clone(), vec![submitted.order_id]).await;
+        let escrow = after.escrows[0].expect("the escrow is on the contract");
+        // Released for the cost, the rest refunded in the same settlement: closed.
+        assert_ne!(escrow.status, EscrowStatus::Open, "{escrow:?}");
+        assert_eq!(escrow.released, view.cost, "{escrow:?} vs {view:#?}");
+        assert!(escrow.remaining.is_zero(), "{escrow:?}");
+        assert!(!view.cost.is_zero());
+        let fee = Amount(view.cost.0 * u64::from(info.fee_bps) / 10_000);
+        let spent = before.balances[0].0 - after.balances[0].0;
+        assert_eq!(
+            spent, view.cost.0,
+            "the buyer paid what the order cost, on chain"
+        );
+        assert_eq!(
+            after.balances[1].0 - before.balances[1].0,
+            fee.0,
+            "treasury fee"
+        );
+        let index = 2 + providers.iter().position(|p| *p == paid).unwrap();
+        assert_eq!(
+            after.balances[index].0 - before.balances[index].0,
+            view.cost.0 - fee.0,
+            "the provider is paid the cost less the fee, on chain"
+        );
+        assert!(after.conserved, "the contract's tokens equal its totals");
+
+        // The embedded ledger's views say where to look instead.
+        let url = format!("{}/v1/blocks", t.net.http_url);
+        let response = t.http.get(&url).send().await.expect("GET /v1/blocks");
+        assert_eq!(response.status().as_u16(), 404);
+        let body: serde_json::Value = response.json().await.expect("a JSON error");
+        assert_eq!(body["error"], "settled_on_evm", "{body}");
+        let message = body["message"].as_str().unwrap_or_default().to_lowercase();
+        assert!(message.contains(&contract.to_lowercase()), "{message}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not done within {TEST_LIMIT:?}\n{}", t.logs()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_output_provider_is_slashed_on_the_contract() {
+    let plan: FaultPlan = "wrong-output".parse().expect("a fault plan");
+    assert_eq!(plan.mode, FaultMode::WrongOutput);
+    let Some(t) = evm_net(3, |c| c.faulty = vec![(0, plan)]).await else {
+        return;
+    };
+    tokio::time::timeout(TEST_LIMIT, async {
+        let liar = t.net.provider_account(0).unwrap();
+        let before = read_chain(&t, vec![liar], vec![]).await;
+        assert!(
+            !before.stakes[0].is_zero(),
+            "the faulty provider bonded on chain"
+        );
+        let policy: VerifyPolicy = "replicate:3:2".parse().unwrap();
+        let submitted = t
+            .buyer
+            .submit_job(&tile_job(policy))
+            .await
+            .unwrap_or_else(|e| panic!("submit: {e}\n{}", t.logs()));
+        let view = t
+            .wait_final(&submitted.order_id, Duration::from_secs(60))
+            .await;
+        assert_eq!(view.state, OrderState::Settled, "{view:#?}\n{}", t.logs());
+        let slashes = &view.verification.slashes;
+        let slashed = Amount(
+            slashes
+                .iter()
+                .filter(|s| s.provider == liar)
+                .map(|s| s.amount.0)
+                .sum(),
+        );
+        assert!(
+            !slashed.is_zero(),
+            "the liar is slashed: {slashes:?}\n{}",
+            t.logs()
+        );
+        let after = read_chain(&t, vec![liar], vec![submitted.order_id]).await;
+        assert_eq!(
+            before.stakes[0].0 - after.stakes[0].0,
+            slashed.0,
+            "the contract holds the slash the market reported"
+        );
+        assert!(after.burnt > before.burnt, "part of a slash is burnt");
+        assert!(after.conserved);
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not done within {TEST_LIMIT:?}\n{}", t.logs()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_order_is_refunded_on_the_contract() {
+    let Some(t) = evm_net(1, |_| {}).await else {
+        return;
+    };
+    tokio::time::timeout(TEST_LIMIT, async {
+        let buyer = t.buyer.account();
+        let before = read_chain(&t, vec![buyer], vec![]).await;
+        // Runs for longer than this test needs.
+        let mut request = job("montecarlo", &["40000000".into(), "3".into()]);
+        request.fuel_budget = Fuel::compute_units(40);
+        let submitted = t
+            .buyer
+            .submit_job(&request)
+            .await
+            .unwrap_or_else(|e| panic!("submit: {e}\n{}", t.logs()));
+        let id = submitted.order_id;
+        let locked = read_chain(&t, vec![buyer], vec![id]).await;
+        let escrow = locked.escrows[0].expect("the escrow is open on chain");
+        assert_eq!(escrow.status, EscrowStatus::Open);
+        assert_eq!(before.balances[0].0 - locked.balances[0].0, escrow.locked.0);
+        t.wait_order(&id, Duration::from_secs(20), "running", |v| {
+            v.state == OrderState::Running
+        })
+        .await;
+        let cancelled = t
+            .buyer
+            .cancel(&id)
+            .await
+            .unwrap_or_else(|e| panic!("cancel: {e}\n{}", t.logs()));
+        assert_eq!(cancelled.state, OrderState::Refunded, "{cancelled:#?}");
+        let after = read_chain(&t, vec![buyer], vec![id]).await;
+        let escrow = after.escrows[0].expect("the escrow stays on chain");
+        assert_eq!(escrow.status, EscrowStatus::Refunded, "{escrow:?}");
+        assert_eq!(after.balances[0], before.balances[0], "every unit back");
+        assert!(after.conserved);
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not done within {TEST_LIMIT:?}\n{}", t.logs()));
+}
