@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agora_core::{AccountId, Amount, ChainId, Fuel, Hash, Keypair, Price, Signed};
-use agora_exec::{ExecConfig, WasmExecutor};
+use agora_exec::ExecConfig;
 use agora_ledger::{Tx, TxBody};
 use agora_market::{Ask, AskId, ResourceClass};
 use agora_net::{
@@ -44,6 +44,7 @@ use crate::containers::Containers;
 use crate::error::ProviderError;
 use crate::hardware::{Capacity, Hardware};
 use crate::http::MarketApi;
+use crate::lazy_exec::LazyExecutor;
 use crate::pricing::{IndexSignal, PricingStrategy};
 use crate::status::{DiscoveryFile, JobStats, ProviderStatus};
 use crate::verify::{AssignmentRules, Decline, check_abort, check_assignment};
@@ -95,7 +96,7 @@ impl ProviderAgent {
         }
         let module_cache =
             (config.module_cache.clone()).unwrap_or_else(|| data_dir.join("module-cache"));
-        let executor = start_executor(&data_dir, module_cache).await?;
+        let executor = executor_config(&data_dir, module_cache)?;
         let containers = start_containers(&config.containers, &data_dir).await?;
         let mut net_config = NetConfig::new(config.key.clone(), data_dir.join("blobs"));
         if !config.listen.is_empty() {
@@ -248,12 +249,12 @@ pub(crate) async fn bond_stake(
     Ok(Some(needed))
 }
 
-/// Builds the executor with its module cache at `module_cache` and scratch space under
-/// the data dir. Building compiles a small trampoline, so it runs on the blocking pool.
-async fn start_executor(
+/// The executor with its module cache at `module_cache` and scratch space under the data
+/// dir, whose directories are made now; the executor itself is built on the first job.
+fn executor_config(
     data_dir: &std::path::Path,
     module_cache: PathBuf,
-) -> Result<Arc<WasmExecutor>, ProviderError> {
+) -> Result<Arc<LazyExecutor>, ProviderError> {
     let config = ExecConfig {
         cache_dir: Some(module_cache),
         work_dir: Some(data_dir.join("work")),
@@ -262,10 +263,7 @@ async fn start_executor(
     for dir in [&config.cache_dir, &config.work_dir].into_iter().flatten() {
         std::fs::create_dir_all(dir).map_err(ProviderError::io(dir))?;
     }
-    let executor = tokio::task::spawn_blocking(move || WasmExecutor::new(config))
-        .await
-        .map_err(|e| ProviderError::Config(format!("executor setup panicked: {e}")))??;
-    Ok(Arc::new(executor))
+    Ok(Arc::new(LazyExecutor::new(config)))
 }
 
 /// Finds out whether this host runs container jobs (a working OCI runtime, the image
@@ -317,7 +315,7 @@ pub(crate) struct Shared {
     market_addrs: Mutex<Vec<Multiaddr>>,
     pub api: Option<MarketApi>,
     pub net: NetHandle,
-    pub executor: Arc<WasmExecutor>,
+    pub executor: Arc<LazyExecutor>,
     /// Container support: the host that runs them, or why there is none.
     pub containers: Containers,
     gpu_price_multiple: u64,
@@ -361,7 +359,7 @@ impl Shared {
         api: Option<MarketApi>,
         market: MarketEndpoint,
         capacity: Capacity,
-        executor: Arc<WasmExecutor>,
+        executor: Arc<LazyExecutor>,
         containers: Containers,
         net: NetHandle,
     ) -> Shared {

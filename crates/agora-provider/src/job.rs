@@ -379,7 +379,13 @@ fn spawn_sandbox(
         let remaining = Duration::from_millis(order.deadline_ms.saturating_sub(now_ms()));
         let mut ran = match (order.job.workload.oci(), containers) {
             (None, _) => run_wasm(
-                &executor, provider, order_id, &order, &blobs, remaining, cancel,
+                &*executor.get()?,
+                provider,
+                order_id,
+                &order,
+                &blobs,
+                remaining,
+                cancel,
             )?
             .into(),
             (Some(oci), Some(host)) => {

@@ -52,6 +52,7 @@ pub mod fault;
 pub mod hardware;
 pub mod http;
 mod job;
+mod lazy_exec;
 pub mod pricing;
 pub mod status;
 pub mod verify;

@@ -202,10 +202,7 @@ struct Churn {
 impl Plan {
     fn new(args: &Args, providers: u32, churn: bool, dir: &Path) -> Plan {
         let n = providers as usize;
-        let k = ((n as f64 * args.faulty).round() as usize).min(n.saturating_sub(1));
-        // Spread over the price ladder (1, 11, 21, ... for 10 of 100), so cheap and
-        // dear providers alike cheat; the cheapest is honest.
-        let faulty = (0..k).map(|i| (i * n / k.max(1) + 1).min(n - 1)).collect();
+        let faulty = faulty_indices(n, args.faulty);
         let churn = churn.then(|| Churn {
             every: Duration::from_millis(args.churn_every),
             down: Duration::from_millis(args.churn_down),
@@ -218,6 +215,14 @@ impl Plan {
             dir: dir.join(format!("net-{n}")),
         }
     }
+}
+
+/// The faulty providers among `n`: the nearest count to `share` of them (never all),
+/// spread over the price ladder (1, 11, 21, ... for 10 of 100), so cheap and dear
+/// providers alike cheat; the cheapest is honest.
+fn faulty_indices(n: usize, share: f64) -> Vec<usize> {
+    let k = ((n as f64 * share).round() as usize).min(n.saturating_sub(1));
+    (0..k).map(|i| (i * n / k.max(1) + 1).min(n - 1)).collect()
 }
 
 /// What one network did.
@@ -397,8 +402,14 @@ struct Churner {
 }
 
 impl Churner {
-    fn kill_round(&mut self, net: &mut LocalNet, tally: &mut ProviderTally) -> anyhow::Result<()> {
+    /// Kills the next providers in turn; returns their indices.
+    fn kill_round(
+        &mut self,
+        net: &mut LocalNet,
+        tally: &mut ProviderTally,
+    ) -> anyhow::Result<Vec<usize>> {
         let n = net.providers.len();
+        let mut killed = Vec::new();
         for _ in 0..self.churn.per_round {
             let i = self.next_victim % n;
             self.next_victim += 1;
@@ -408,10 +419,11 @@ impl Churner {
             // Its counts up to its last rewrite survive it.
             tally.read(i, &net.providers[i].data_dir);
             net.kill_provider(i)?;
+            killed.push(i);
             self.kills += 1;
             self.down.push((i, Instant::now() + self.churn.down));
         }
-        Ok(())
+        Ok(killed)
     }
 
     fn restart_due(&mut self, net: &mut LocalNet, all: bool) -> anyhow::Result<()> {
@@ -515,7 +527,8 @@ async fn load(net: &mut LocalNet, args: &Args, plan: &Plan, module: &Path) -> an
             }
             _ = churn_tick.tick(), if churner.is_some() => {
                 if let Some(churner) = churner.as_mut() {
-                    churner.kill_round(net, &mut tally)?;
+                    let killed = churner.kill_round(net, &mut tally)?;
+                    args.note(&format!("  churn: SIGKILLed providers {killed:?}"));
                 }
             }
             _ = &mut deadline => {
@@ -634,9 +647,8 @@ impl Outcomes {
                 }
                 Ok((_, OrderState::Refunded, reason)) => {
                     out.refunded += 1;
-                    let reason = reason.as_deref().unwrap_or("no reason given");
-                    let short: String = reason.chars().take(80).collect();
-                    *out.refund_reasons.entry(short).or_default() += 1;
+                    let cause = refund_cause(reason.as_deref().unwrap_or("no reason given"));
+                    *out.refund_reasons.entry(cause).or_default() += 1;
                 }
                 Ok((id, state, _)) => out.errors.push(format!("order {id} ended {state}")),
                 Err(e) => out.errors.push(e.clone()),
@@ -645,6 +657,18 @@ impl Outcomes {
         out.settled_latencies.sort();
         out
     }
+}
+
+/// A refund reason with account ids blanked out, so equal causes count together.
+fn refund_cause(reason: &str) -> String {
+    let words: Vec<&str> = reason
+        .split_whitespace()
+        .map(|w| {
+            let is_account = w.len() >= 40 && w.starts_with("ag");
+            if is_account { "<provider>" } else { w }
+        })
+        .collect();
+    words.join(" ").chars().take(200).collect()
 }
 
 /// The ledger audit: `agora ledger verify` as a process, and the supply it replays.
@@ -888,5 +912,30 @@ fn print_human(report: &Value) {
             f(&r["latency_p95"]),
             f(&r["market_cpu_ms_per_job"])
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refund_causes_count_together_whoever_failed() {
+        let a = "attempt 3 by agBZAAgZJmhehANMaPpaRTS6vnMgVdnsccHp7b8mvRAK6P failed (the provider disconnected) and no attempts left";
+        let b = "attempt 3 by ag56gzohijrAsM6tgsaUfu1ZiUHTuFfz3s5Tcwr1TnJ1rg failed (the provider disconnected) and no attempts left";
+        assert_eq!(refund_cause(a), refund_cause(b));
+        assert!(refund_cause(a).contains("<provider> failed (the provider disconnected)"));
+    }
+
+    #[test]
+    fn faulty_providers_are_spread_and_the_cheapest_is_honest() {
+        assert_eq!(
+            faulty_indices(100, 0.1),
+            vec![1, 11, 21, 31, 41, 51, 61, 71, 81, 91]
+        );
+        assert_eq!(faulty_indices(12, 0.1), vec![1]);
+        assert_eq!(faulty_indices(4, 0.1), Vec::<usize>::new());
+        assert_eq!(faulty_indices(2, 0.9), vec![1]);
+        assert_eq!(faulty_indices(1, 0.5), Vec::<usize>::new());
     }
 }
