@@ -63,6 +63,10 @@ struct Args {
     /// Write the SVG figures into this directory.
     #[arg(long)]
     plots: Option<PathBuf>,
+    /// Redraw the figures from a report written by `--json` instead of simulating
+    /// (with `--plots`).
+    #[arg(long, requires = "plots")]
+    replot: Option<PathBuf>,
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -73,6 +77,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let (Some(from), Some(dir)) = (&args.replot, &args.plots) {
+        return replot(from, dir);
+    }
     let mut config = SimConfig::scaled(args.providers, args.jobs, args.seed);
     config.arrivals_per_s = args.rate.unwrap_or(config.arrivals_per_s);
     config.cheaters_cheapest = args.cheaters_cheapest;
@@ -157,6 +164,22 @@ fn main() -> Result<()> {
         std::fs::write(path, text)
             .with_context(|| format!("writing the report to {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// Draws the figures of a saved report.
+fn replot(from: &std::path::Path, dir: &std::path::Path) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        run: agora_sim::Report,
+        sweep: Option<sweep::Sweep>,
+    }
+    let text = std::fs::read_to_string(from)
+        .with_context(|| format!("reading the report {}", from.display()))?;
+    let saved: Saved = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a report written by --json", from.display()))?;
+    let files = plot::all(&saved.run, saved.sweep.as_ref(), dir).context("drawing the figures")?;
+    eprintln!("figures: {}", files.join(", "));
     Ok(())
 }
 

@@ -807,13 +807,13 @@ impl World {
 
     fn minute(&mut self) {
         self.churn();
-        if self.series.len() % REPRICE_EVERY_MIN == 0 {
+        if self.series.len().is_multiple_of(REPRICE_EVERY_MIN) {
             self.reprice();
         }
         self.sample();
         let _ = self.market.expire(self.now);
         self.books.end_block();
-        if self.series.len() % 10 == 0 {
+        if self.series.len().is_multiple_of(10) {
             self.check_conservation();
         }
         let done = self.submitted >= self.config.jobs && self.jobs.is_empty();
