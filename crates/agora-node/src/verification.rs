@@ -13,9 +13,11 @@
 //! under every other policy, even when that run's provider was caught and an auditor's
 //! result is delivered instead. Audits and tie-breakers of the other policies are paid
 //! from the market's verification fund (the market authority's balance), which the
-//! beneficiary share of quorum slashes refills. A slash takes
+//! beneficiary share of quorum slashes refills. A slash takes [`fault_slash`]: under
+//! `adaptive`, the deterrent stake at the least audit rate a trusted provider can get
+//! (1 %), the stake its audit rate relies on; under the other policies
 //! `max(required stake, MIN_SLASH)` — the deterrent stake of
-//! [`agora_verify::economics::required_stake`] — capped at what the provider has.
+//! [`agora_verify::economics::required_stake`]. Either way capped at what the provider has.
 //!
 //! **Audit seed.** A spot-check draw is seeded by the market's Ed25519 signature over the
 //! order id and the first receipt's id ([`agora_verify::flow::audit_seed`]): it does not
@@ -239,17 +241,43 @@ pub fn required_stake(body: &OrderRequest) -> Amount {
     agora_verify::economics::required_stake(per_run, per_run, &body.verify)
 }
 
+/// What a proven fault on this order takes from a provider (capped at what it has).
+///
+/// Under `adaptive` the audit rate of a trusted provider falls as its stake grows
+/// ([`exposure`]), down to 1 % ([`agora_verify::sampling::MIN_AUDIT_PPM`]). That is only
+/// a deterrent if a caught fault costs the stake the rate relied on, so an adaptive order's
+/// slash is the deterrent stake at 1 % (C/p − R, about 99 runs' worst-case bill) — and
+/// [`exposure`] never counts more stake than this. Other policies slash the stake the
+/// order required. Never less than [`MIN_SLASH`].
+pub fn fault_slash(body: &OrderRequest) -> Amount {
+    let required = required_stake(body).max(MIN_SLASH);
+    if !matches!(body.verify, VerifyPolicy::Adaptive { .. }) {
+        return required;
+    }
+    let per_run = body
+        .max_price
+        .max_cost(body.fuel_budget)
+        .unwrap_or(Amount(u64::MAX));
+    let at_least_rate = agora_verify::economics::deterrent_stake(
+        per_run,
+        per_run,
+        agora_verify::sampling::MIN_AUDIT_PPM,
+    );
+    required.max(at_least_rate)
+}
+
 /// What a run of the order at `price` puts at stake for a provider with `stake`: the
 /// reward R is the run's worst-case bill at that price, the cost C is taken as R (as in
-/// [`required_stake`]), and S is the provider's bonded stake as the node last read it.
-/// A stake read before a slash overstates S only until the next read, and a slashed
-/// provider is untrusted (replicated) until long after that.
+/// [`required_stake`]), and S is the provider's bonded stake as the node last read it, but
+/// no more than a proven fault on this order takes ([`fault_slash`]): stake beyond what
+/// can be lost deters nothing. A stake read before a slash overstates S only until the
+/// next read, and a slashed provider is untrusted (replicated) until long after that.
 pub fn exposure(body: &OrderRequest, price: Price, stake: Amount) -> agora_verify::Exposure {
     let reward = price.max_cost(body.fuel_budget).unwrap_or(Amount(u64::MAX));
     agora_verify::Exposure {
         reward,
         cost: reward,
-        stake,
+        stake: stake.min(fault_slash(body)),
     }
 }
 
@@ -602,7 +630,7 @@ fn payments(
         escrow: body.escrow,
         slashes,
         result: agreeing.first().map(|r| r.result.clone()),
-        slash_amount: required_stake(body).max(MIN_SLASH),
+        slash_amount: fault_slash(body),
     })
 }
 
@@ -932,7 +960,62 @@ mod tests {
         AccountId::from_bytes([i; 32])
     }
 
+    fn adaptive_order(max_price: u64, compute_units: u64) -> OrderRequest {
+        OrderRequest {
+            job: agora_proto::JobSpec {
+                module: Hash::of(b"module"),
+                module_size: 6,
+                inputs: Vec::new(),
+                args: Vec::new(),
+                env: Vec::new(),
+                memory_bytes: 1 << 20,
+                workload: agora_proto::Workload::Wasm,
+            },
+            demand: agora_market::Demand {
+                cpu_millis: 1_000,
+                memory_bytes: 1 << 20,
+                disk_bytes: 0,
+                gpu: None,
+            },
+            requirements: agora_market::Requirements::default(),
+            max_price: Price(max_price),
+            fuel_budget: Fuel::compute_units(compute_units),
+            deadline_ms: 60_000,
+            escrow: Amount(u64::MAX),
+            replicas: 1,
+            verify: VerifyPolicy::DEFAULT,
+            label: String::new(),
+            task: None,
+        }
+    }
+
     proptest! {
+        /// Value-at-risk sampling never relies on stake a proven fault would not take: at
+        /// the audit rate a trusted provider gets for any bond, however large, cheating on
+        /// the job loses money in expectation given what the node actually slashes.
+        #[test]
+        fn the_audit_rate_relies_only_on_stake_a_fault_takes(
+            max_price in 1u64..1_000_000,
+            compute_units in 1u64..1_000,
+            price_share in 1u64..=100,
+            bonded in any::<u64>(),
+            verified in 10u32..100_000,
+        ) {
+            let body = adaptive_order(max_price, compute_units);
+            let price = Price((max_price * price_share / 100).max(1));
+            let exposure = exposure(&body, price, Amount(bonded));
+            let slash = fault_slash(&body).min(Amount(bonded));
+            prop_assert!(exposure.stake <= slash);
+            let history = ProviderHistory { consecutive_verified: verified };
+            let plan = agora_verify::sampling::plan_at_risk(&body.verify, &history, &exposure);
+            prop_assert!(agora_verify::economics::cheating_is_irrational(
+                exposure.reward,
+                exposure.cost,
+                slash,
+                plan.audit_ppm,
+            ));
+        }
+
         /// A container job's bill is one agreeing run's own measurement, never more than
         /// any agreeing run measured, and a disagreeing run cannot move it.
         #[test]
