@@ -123,7 +123,7 @@ async fn a_job_settles_on_the_contract() {
         let evm = t.net.evm.as_ref().unwrap();
         let Some(SettlementInfo::Evm {
             contract, rpc_url, ..
-        }) = &info.settlement
+        }) = info.settlement.as_deref()
         else {
             panic!("the market does not say it settles on EVM: {info:?}");
         };

@@ -15,6 +15,8 @@ use agora_ledger::{Account, BlockOutcome, Escrow, Ledger, Settlement, Stake, Tx,
 use agora_proto::api::SettlementInfo;
 
 /// The settlement backend the block producer runs over.
+// One per node, owned by the producer thread for its whole life: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Books {
     /// The node's own hash-chained ledger.
     Embedded(Ledger),

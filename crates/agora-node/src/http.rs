@@ -184,7 +184,7 @@ async fn info(State(shared): State<AppState>) -> Json<MarketInfo> {
         peer_id: id.peer_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         max_blob_bytes: Some(shared.settings.max_blob_bytes),
-        settlement: Some(shared.chain.settlement().clone()),
+        settlement: Some(Box::new(shared.chain.settlement().clone())),
     })
 }
 

@@ -381,8 +381,9 @@ pub struct MarketInfo {
     pub max_blob_bytes: Option<u64>,
     /// Where this market's money is kept. Absent from markets that predate the field, which
     /// settle on their embedded ledger.
+    // Boxed: most clients never look, and `MarketInfo` is passed around by value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settlement: Option<SettlementInfo>,
+    pub settlement: Option<Box<SettlementInfo>>,
 }
 
 /// Where a market settles: its embedded ledger, or the `AgoraMarket` contract on an EVM
