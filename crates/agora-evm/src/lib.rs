@@ -23,13 +23,13 @@ pub mod contracts;
 pub mod keys;
 pub mod settlement;
 
+/// EVM addresses, as the node and CLI parse them from flags.
+pub use alloy::primitives::Address;
 pub use anvil::{Anvil, AnvilError, AnvilOptions};
 pub use chain::{Chain, ChainError, Sent};
 pub use contracts::MarketConfig;
 pub use keys::{EVM_KEY_INFO, evm_address, evm_signer};
 pub use settlement::{DevDeployment, EvmConfig, EvmError, EvmSettlement};
-/// EVM addresses, as the node and CLI parse them from flags.
-pub use alloy::primitives::Address;
 
 #[cfg(test)]
 use {proptest as _, tempfile as _};

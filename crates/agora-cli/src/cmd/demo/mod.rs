@@ -148,7 +148,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // EVM backend the chain (which outlives the children) is read instead.
     net.stop();
     let audit = if net.evm.is_some() {
-        let who = balances.iter().map(|b| (b.role.clone(), b.account)).collect();
+        let who = balances
+            .iter()
+            .map(|b| (b.role.clone(), b.account))
+            .collect();
         match chain::read(&net, who) {
             Ok((on_chain, audit)) => {
                 balances = on_chain;
