@@ -24,7 +24,14 @@ fn every_job_settles_or_refunds_and_no_coin_is_lost_while_providers_churn() {
         .args(["--baseline-providers", "0", "--jobs", &JOBS.to_string()])
         .args(["--buyers", "6", "--faulty", "0.1", "--verify", "adaptive"])
         .args(["--churn", "--churn-every", "600ms", "--churn-down", "1s"])
-        .args(["--churn-fraction", "0.15", "--idle", "500ms"])
+        .args([
+            "--churn-fraction",
+            "0.15",
+            "--idle",
+            "500ms",
+            "--warmup",
+            "0",
+        ])
         .args(["--max-duration", "100s"])
         .arg("--dir")
         .arg(dir.path())

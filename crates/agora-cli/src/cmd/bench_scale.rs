@@ -76,6 +76,12 @@ pub struct Args {
     /// Jobs per network (the same count for both, so both do the same work).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: u32,
+    /// Jobs each network runs before the measured ones, from the same buyers, so the
+    /// figures describe a running market: each provider builds its WASM executor on its
+    /// first job (see docs/provider-agent.md), a one-off cost a short run would otherwise
+    /// count as throughput. Checked like the measured jobs (settled or refunded), not timed.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..))]
+    pub warmup: u32,
     /// Buyers submitting at once; each waits for its order to end before the next.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub buyers: u32,
@@ -344,10 +350,10 @@ struct Bench {
 }
 
 impl Bench {
-    /// Submits order `i` as `buyer` and follows it until it ends.
-    async fn run(&self, buyer: &Buyer, i: u32) -> JobRecord {
+    /// Submits an order labelled `label` as `buyer` and follows it until it ends.
+    async fn run(&self, buyer: &Buyer, label: &str) -> JobRecord {
         let mut request = self.request.clone();
-        request.label = format!("scale-{i}");
+        request.label = label.to_string();
         let started = Instant::now();
         let outcome = async {
             let body = request.order_request(self.job.clone(), agora_client::buyer::now_ms())?;
@@ -454,6 +460,23 @@ async fn load(net: &mut LocalNet, args: &Args, plan: &Plan, module: &Path) -> an
     request.verify = args.verify;
     let job = buyers[0].upload_job(&request).await?;
     let bench = Arc::new(Bench { request, job });
+    let mut problems = Vec::new();
+    if args.warmup > 0 {
+        args.note(&format!(
+            "{} providers: {} warm-up jobs (not measured)...",
+            plan.providers, args.warmup
+        ));
+        let warm = Outcomes::of(&warm_up(&buyers, &bench, args.warmup).await?);
+        let lost = args.warmup as usize - warm.settled - warm.refunded;
+        if lost > 0 {
+            problems.push(format!(
+                "{} providers: {lost} of {} warm-up jobs did not end settled or refunded (first error: {})",
+                plan.providers,
+                args.warmup,
+                warm.errors.first().map_or("none", String::as_str)
+            ));
+        }
+    }
 
     let mut tally = ProviderTally::default();
     for (i, p) in net.providers.iter().enumerate() {
@@ -493,7 +516,7 @@ async fn load(net: &mut LocalNet, args: &Args, plan: &Plan, module: &Path) -> an
                 if i >= jobs {
                     return records;
                 }
-                records.push(bench.run(&buyer, i).await);
+                records.push(bench.run(&buyer, &format!("scale-{i}")).await);
             }
         });
     }
@@ -552,7 +575,6 @@ async fn load(net: &mut LocalNet, args: &Args, plan: &Plan, module: &Path) -> an
     let metrics = client.metrics_text().await?;
     let market_msgs = Counts::of_market(&metrics).since(&market_before);
 
-    let mut problems = Vec::new();
     let outcome = Outcomes::of(&records);
     let submitted = next.load(Ordering::Relaxed).min(args.jobs);
     let lost = args.jobs as usize - outcome.settled - outcome.refunded;
@@ -619,6 +641,35 @@ async fn load(net: &mut LocalNet, args: &Args, plan: &Plan, module: &Path) -> an
         tally,
         problems,
     })
+}
+
+/// Runs `jobs` orders from `buyers` as fast as each buyer's last order ends; returns how
+/// each ended.
+async fn warm_up(
+    buyers: &[Arc<Buyer>],
+    bench: &Arc<Bench>,
+    jobs: u32,
+) -> anyhow::Result<Vec<JobRecord>> {
+    let next = Arc::new(AtomicU32::new(0));
+    let mut running = tokio::task::JoinSet::new();
+    for buyer in buyers {
+        let (buyer, bench, next) = (buyer.clone(), bench.clone(), next.clone());
+        running.spawn(async move {
+            let mut records = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs {
+                    return records;
+                }
+                records.push(bench.run(&buyer, &format!("scale-warmup-{i}")).await);
+            }
+        });
+    }
+    let mut records = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        records.extend(joined.context("a warm-up buyer task panicked")?);
+    }
+    Ok(records)
 }
 
 /// The buyers' records summed up.
