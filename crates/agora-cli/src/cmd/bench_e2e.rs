@@ -28,8 +28,8 @@ use agora_proto::{JobSpec, OciJob, OrderState, Workload};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-/// A WASI command that prints `hello agora` and exits 0.
-const HELLO_WAT: &str = r#"(module
+/// A WASI command that prints `hello agora` and exits 0 (also the job of `bench scale`).
+pub(crate) const HELLO_WAT: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 8) "hello agora\n")

@@ -44,16 +44,6 @@ use serde_json::{Value, json};
 use messages::{Counts, ProviderTally};
 use proc_stats::{Memory, Spread};
 
-/// A WASI command that prints `hello agora` and exits 0 (the job of `agora bench e2e`).
-const HELLO_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 8) "hello agora\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 8))
-    (i32.store (i32.const 4) (i32.const 12))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))))"#;
-
 /// How often the market's memory is sampled during the load; the providers' every
 /// [`PROVIDER_SAMPLE_EVERY`] samples.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -159,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let module = dir.join("hello.wasm");
-    std::fs::write(&module, wat::parse_str(HELLO_WAT)?)?;
+    std::fs::write(&module, wat::parse_str(super::bench_e2e::HELLO_WAT)?)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
