@@ -97,25 +97,12 @@ pub const DISCOVERY_FILE: &str = "provider.json";
 impl DiscoveryFile {
     /// Writes the file atomically (temp file, then rename), so a reader never sees half of it.
     pub fn write(&self, data_dir: &Path) -> Result<PathBuf, ProviderError> {
-        let path = data_dir.join(DISCOVERY_FILE);
-        let tmp = data_dir.join(format!(".{DISCOVERY_FILE}.{}.tmp", std::process::id()));
-        let text = serde_json::to_vec_pretty(self).map_err(|e| ProviderError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        std::fs::write(&tmp, text).map_err(ProviderError::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(ProviderError::io(&path))?;
-        Ok(path)
+        write_json(data_dir, DISCOVERY_FILE, serde_json::to_vec_pretty(self))
     }
 
     /// Reads the file another agent wrote in `data_dir`.
     pub fn read(data_dir: &Path) -> Result<DiscoveryFile, ProviderError> {
-        let path = data_dir.join(DISCOVERY_FILE);
-        let text = std::fs::read(&path).map_err(ProviderError::io(&path))?;
-        serde_json::from_slice(&text).map_err(|e| ProviderError::Io {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })
+        read_json(data_dir, DISCOVERY_FILE)
     }
 }
 
@@ -138,26 +125,44 @@ pub const STATS_FILE: &str = "stats.json";
 impl StatsFile {
     /// Writes the file atomically (temp file, then rename).
     pub fn write(&self, data_dir: &Path) -> Result<PathBuf, ProviderError> {
-        let path = data_dir.join(STATS_FILE);
-        let tmp = data_dir.join(format!(".{STATS_FILE}.{}.tmp", std::process::id()));
-        let text = serde_json::to_vec(self).map_err(|e| ProviderError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        std::fs::write(&tmp, text).map_err(ProviderError::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(ProviderError::io(&path))?;
-        Ok(path)
+        write_json(data_dir, STATS_FILE, serde_json::to_vec(self))
     }
 
     /// Reads the file an agent wrote in `data_dir`.
     pub fn read(data_dir: &Path) -> Result<StatsFile, ProviderError> {
-        let path = data_dir.join(STATS_FILE);
-        let text = std::fs::read(&path).map_err(ProviderError::io(&path))?;
-        serde_json::from_slice(&text).map_err(|e| ProviderError::Io {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })
+        read_json(data_dir, STATS_FILE)
     }
+}
+
+/// Writes `name` in `data_dir` atomically (a temporary file, then a rename), so a reader
+/// in another process never sees half of it.
+fn write_json(
+    data_dir: &Path,
+    name: &str,
+    encoded: serde_json::Result<Vec<u8>>,
+) -> Result<PathBuf, ProviderError> {
+    let path = data_dir.join(name);
+    let tmp = data_dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let text = encoded.map_err(|e| ProviderError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&tmp, text).map_err(ProviderError::io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(ProviderError::io(&path))?;
+    Ok(path)
+}
+
+/// Reads the JSON file `name` another process wrote in `data_dir`.
+fn read_json<T: serde::de::DeserializeOwned>(
+    data_dir: &Path,
+    name: &str,
+) -> Result<T, ProviderError> {
+    let path = data_dir.join(name);
+    let text = std::fs::read(&path).map_err(ProviderError::io(&path))?;
+    serde_json::from_slice(&text).map_err(|e| ProviderError::Io {
+        path,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })
 }
 
 #[cfg(test)]
