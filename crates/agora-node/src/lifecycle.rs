@@ -293,11 +293,19 @@ pub fn serve_queue(shared: &Shared, book: &mut Book) -> Vec<Action> {
             actions.extend(try_match(shared, book, id, None));
         } else {
             let rule = shared.settings.fault_suspension;
-            let Some((order, _)) = book.order_to_match(&id, &rule, now) else {
+            let Some((order, left_out)) = book.order_to_match(&id, &rule, now) else {
                 continue;
             };
             let terms = terms_of(&order);
-            if full.contains(&terms) || !has_room(book, &order, now) {
+            // Room only at a provider suspended for a proven fault still calls for a full
+            // match: `try_match` offers it the order when nobody else ever could (the
+            // others all tried), and keeps waiting when they are only busy. Without this
+            // an order whose last possible provider is suspended waited for its deadline.
+            let room_if_suspended_allowed =
+                || left_out && has_room(book, &book.orders[&id].market_order(), now);
+            if full.contains(&terms)
+                || !(has_room(book, &order, now) || room_if_suspended_allowed())
+            {
                 full.insert(terms);
             } else {
                 actions.extend(try_match(shared, book, id, None));
