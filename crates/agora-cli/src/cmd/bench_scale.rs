@@ -496,20 +496,7 @@ async fn load(net: &mut LocalNet, args: &Args, plan: &Plan, module: &Path) -> an
     ));
     let started = Instant::now();
     let next = Arc::new(AtomicU32::new(0));
-    let mut running = tokio::task::JoinSet::new();
-    for buyer in &buyers {
-        let (buyer, bench, next, jobs) = (buyer.clone(), bench.clone(), next.clone(), args.jobs);
-        running.spawn(async move {
-            let mut records = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= jobs {
-                    return records;
-                }
-                records.push(bench.run(&buyer, &format!("scale-{i}")).await);
-            }
-        });
-    }
+    let mut running = spawn_buyers(&buyers, &bench, &next, args.jobs, "scale");
     let mut samples = Samples::default();
     let mut sample_tick = tokio::time::interval(SAMPLE_EVERY);
     let churn_every = plan.churn.map_or(Duration::from_secs(3600), |c| c.every);
@@ -641,6 +628,23 @@ async fn warm_up(
     jobs: u32,
 ) -> anyhow::Result<Vec<JobRecord>> {
     let next = Arc::new(AtomicU32::new(0));
+    let mut running = spawn_buyers(buyers, bench, &next, jobs, "scale-warmup");
+    let mut records = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        records.extend(joined.context("a warm-up buyer task panicked")?);
+    }
+    Ok(records)
+}
+
+/// One task per buyer, each submitting the next of `jobs` orders (numbered by `next`,
+/// labelled `PREFIX-i`) as soon as its last one ended; each returns its records.
+fn spawn_buyers(
+    buyers: &[Arc<Buyer>],
+    bench: &Arc<Bench>,
+    next: &Arc<AtomicU32>,
+    jobs: u32,
+    prefix: &'static str,
+) -> tokio::task::JoinSet<Vec<JobRecord>> {
     let mut running = tokio::task::JoinSet::new();
     for buyer in buyers {
         let (buyer, bench, next) = (buyer.clone(), bench.clone(), next.clone());
@@ -651,15 +655,11 @@ async fn warm_up(
                 if i >= jobs {
                     return records;
                 }
-                records.push(bench.run(&buyer, &format!("scale-warmup-{i}")).await);
+                records.push(bench.run(&buyer, &format!("{prefix}-{i}")).await);
             }
         });
     }
-    let mut records = Vec::new();
-    while let Some(joined) = running.join_next().await {
-        records.extend(joined.context("a warm-up buyer task panicked")?);
-    }
-    Ok(records)
+    running
 }
 
 /// The buyers' records summed up.
