@@ -14,6 +14,8 @@
 //! - [`explain`]: the structured "why no match" answer, which also says whether only busy
 //!   capacity is in the way (the order would match once some frees).
 //! - [`reference`](mod@reference): a brute-force matcher that the indexed engine is checked against.
+//! - [`quote`](mod@quote): the risk-adjusted quote — every qualifying provider, and the
+//!   expected price, success probability and bill with retries, before any money moves.
 //!
 //! The entry point is [`Market`]: `upsert_ask` / `withdraw_ask`, `submit_order` (instant
 //! matching; `quote` and `preview` do the same without reserving), `open_auction` /
@@ -78,6 +80,7 @@ pub mod explain;
 mod market;
 pub mod order;
 pub mod pricing;
+pub mod quote;
 pub mod reference;
 pub mod reputation;
 pub mod requirements;
@@ -93,6 +96,7 @@ pub use order::{
     Winner,
 };
 pub use pricing::PricingPolicy;
+pub use quote::{Quote, QuoteCandidate, QuoteTerms, quote};
 pub use reputation::{Reputation, ReputationEvent, ReputationPolicy};
 pub use requirements::{AttributeConstraint, AttributeRule, Requirements};
 pub use resources::{Demand, GpuDemand, GpuGroup, ResourceClass, Resources};
