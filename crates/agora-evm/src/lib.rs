@@ -11,7 +11,9 @@
 //! - [`chain`]: signing and sending transactions with explicit nonces, awaiting receipts to
 //!   a confirmation depth, and rebroadcasting the same signed bytes after a timeout, a
 //!   restart or a reorg (so a retry can never apply twice).
-//! - [`settlement`]: [`EvmSettlement`], the `Settlement` implementation.
+//! - [`settlement`]: [`EvmSettlement`], the `Settlement` implementation (the market's side).
+//! - [`participant`]: [`Participant`], a buyer's or provider's own transactions (escrow,
+//!   bond) sent with its own key.
 //!
 //! See docs/settlement-evm.md for the trust model and what is not integrated yet.
 #![warn(unused_crate_dependencies, missing_docs)]
@@ -21,6 +23,7 @@ pub mod chain;
 #[allow(missing_docs)] // the `sol!` bindings are generated from the ABI, which carries no docs
 pub mod contracts;
 pub mod keys;
+pub mod participant;
 pub mod settlement;
 
 /// EVM addresses, as the node and CLI parse them from flags.
@@ -29,6 +32,7 @@ pub use anvil::{Anvil, AnvilError, AnvilOptions};
 pub use chain::{Chain, ChainError, Sent};
 pub use contracts::MarketConfig;
 pub use keys::{EVM_KEY_INFO, evm_address, evm_signer};
+pub use participant::{OpenedEscrow, Participant, ParticipantError};
 pub use settlement::{DevDeployment, EvmConfig, EvmError, EvmSettlement};
 
 #[cfg(test)]

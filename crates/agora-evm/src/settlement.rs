@@ -168,6 +168,37 @@ pub enum EvmError {
         "the market authority may not send a {0} on the EVM backend; its key only settles, assigns and slashes"
     )]
     AuthorityAccountTx(&'static str),
+    /// A transaction kind the contract has no counterpart for.
+    #[error(
+        "the EVM backend does not carry {0} transactions (they exist on the embedded ledger only); nothing was sent"
+    )]
+    Unsupported(&'static str),
+    /// An escrow already open on chain for an order differs from the order.
+    #[error(
+        "the escrow on chain for order {order_id} has {field} {on_chain}, but the order says {expected}; open the escrow with exactly the order's id, amount and deadline from the buyer's own key (or sign a new order)"
+    )]
+    EscrowMismatch {
+        /// The order.
+        order_id: Hash,
+        /// Which part differs.
+        field: &'static str,
+        /// What the chain holds.
+        on_chain: String,
+        /// What the order says.
+        expected: String,
+    },
+    /// An address published by one account is already another account's.
+    #[error(
+        "EVM address {address} is already {owner}'s on this market; account {claimant} must publish an address of its own"
+    )]
+    AddressTaken {
+        /// The address.
+        address: Address,
+        /// The account it belongs to.
+        owner: AccountId,
+        /// The account that published it too.
+        claimant: AccountId,
+    },
 }
 
 /// A contract deployed by [`EvmSettlement::deploy_dev`]: addresses and the funded keys.
@@ -221,6 +252,10 @@ pub struct EvmSettlement {
     addresses: HashMap<AccountId, Address>,
     accounts: HashMap<Address, AccountId>,
     assignments: HashMap<Hash, Vec<Address>>,
+    /// Buyers of escrows they opened on chain themselves, by order: an escrow's opener is
+    /// paid its refund by the contract, so it needs no account-wide binding here.
+    order_buyers: HashMap<Hash, AccountId>,
+    min_stake: u64,
     authority_evm_nonce: Option<u64>,
     watched: Vec<Watched>,
     height: u64,
@@ -330,6 +365,8 @@ impl EvmSettlement {
             addresses: HashMap::new(),
             accounts: HashMap::new(),
             assignments: HashMap::new(),
+            order_buyers: HashMap::new(),
+            min_stake: 0,
             authority_evm_nonce: None,
             watched: Vec::new(),
             height: 0,
@@ -377,6 +414,7 @@ impl EvmSettlement {
             }
         }
         self.token = self.view(AgoraMarket::tokenCall {})?;
+        self.min_stake = self.view(AgoraMarket::minStakeCall {})?;
         let treasury = self.view(AgoraMarket::treasuryCall {})?;
         self.register(params.treasury, treasury);
         self.height = self.runtime.block_on(self.chain.block_number())?;
@@ -395,6 +433,112 @@ impl EvmSettlement {
     pub fn register(&mut self, account: AccountId, address: Address) {
         self.addresses.insert(account, address);
         self.accounts.insert(address, account);
+    }
+
+    /// Records the EVM address a provider published in its signed ask (`evm.address`),
+    /// refusing one that is already another account's (payouts to either would be
+    /// ambiguous).
+    pub fn register_published(
+        &mut self,
+        account: AccountId,
+        address: Address,
+    ) -> Result<(), EvmError> {
+        match self.accounts.get(&address) {
+            Some(owner) if *owner != account => Err(EvmError::AddressTaken {
+                address,
+                owner: *owner,
+                claimant: account,
+            }),
+            _ => {
+                if let Some(old) = self.addresses.get(&account).copied()
+                    && old != address
+                {
+                    self.accounts.remove(&old);
+                }
+                self.register(account, address);
+                Ok(())
+            }
+        }
+    }
+
+    /// Bonded stake the contract requires of a provider before an order is assigned to it.
+    pub fn min_stake(&self) -> u64 {
+        self.min_stake
+    }
+
+    /// Takes over an escrow the buyer opened on chain itself for `order_id`, if there is
+    /// one: it must be open, untouched (nothing released, no assignment), for exactly
+    /// `amount` until `deadline_ms`, and opened from `buyer`'s address when this market
+    /// knows one for it (otherwise from an address no other account holds). Returns
+    /// `None` when no escrow exists for the order (the buyer has not opened it).
+    pub fn adopt_escrow(
+        &mut self,
+        order_id: Hash,
+        buyer: AccountId,
+        amount: Amount,
+        deadline_ms: u64,
+    ) -> Result<Option<Escrow>, EvmError> {
+        let e = self.view(AgoraMarket::escrowOfCall {
+            orderId: b32(&order_id),
+        })?;
+        let Some(status) = status_of(e.status) else {
+            return Ok(None);
+        };
+        let mismatch = |field: &'static str, on_chain: String, expected: String| {
+            Err(EvmError::EscrowMismatch {
+                order_id,
+                field,
+                on_chain,
+                expected,
+            })
+        };
+        if status != EscrowStatus::Open {
+            return mismatch("status", format!("{status:?}"), "Open".into());
+        }
+        if e.locked != amount.0 {
+            return mismatch("amount", e.locked.to_string(), amount.0.to_string());
+        }
+        let deadline = e.deadlineMs.to::<u64>();
+        if deadline != deadline_ms {
+            return mismatch(
+                "deadline (ms)",
+                deadline.to_string(),
+                deadline_ms.to_string(),
+            );
+        }
+        if e.remaining != e.locked || e.released != 0 {
+            return mismatch(
+                "remaining",
+                e.remaining.to_string(),
+                format!("{} (untouched)", e.locked),
+            );
+        }
+        if e.assigned != FixedBytes::<20>::ZERO {
+            return mismatch("an assignment", "set".into(), "none yet".into());
+        }
+        let owner = self.accounts.get(&e.buyer).copied();
+        match (self.address_of(&buyer), owner) {
+            (Some(known), _) if known != e.buyer => {
+                return mismatch("buyer", e.buyer.to_string(), known.to_string());
+            }
+            (None, Some(other)) if other != buyer => {
+                return mismatch(
+                    "buyer",
+                    format!("{} (account {other})", e.buyer),
+                    format!("an address of {buyer}"),
+                );
+            }
+            _ => {}
+        }
+        self.order_buyers.insert(order_id, buyer);
+        Ok(Some(Escrow {
+            buyer,
+            locked: Amount(e.locked),
+            remaining: Amount(e.remaining),
+            released: Amount(e.released),
+            deadline_ms: deadline,
+            status,
+        }))
     }
 
     /// The EVM address of an account, if known.
@@ -468,8 +612,15 @@ impl EvmSettlement {
         let Some(status) = status_of(e.status) else {
             return Ok(None);
         };
+        let buyer = match self.accounts.get(&e.buyer) {
+            Some(id) => *id,
+            None => match self.order_buyers.get(order_id) {
+                Some(id) => *id,
+                None => return Err(EvmError::UnknownAddress(e.buyer)),
+            },
+        };
         Ok(Some(Escrow {
-            buyer: self.account_id(e.buyer)?,
+            buyer,
             locked: Amount(e.locked),
             remaining: Amount(e.remaining),
             released: Amount(e.released),
@@ -733,6 +884,8 @@ impl EvmSettlement {
                     accounts.insert(*beneficiary);
                     evidence.insert(*e);
                 }
+                // Kinds the contract has no counterpart for are refused when planned.
+                _ => {}
             }
         }
         // The reads are independent: issue them together (one round trip's latency, not
@@ -975,9 +1128,7 @@ impl EvmSettlement {
             TxBody::Bond { amount } => AgoraMarket::bondCall { amount: amount.0 }.abi_encode(),
             TxBody::Unbond { amount } => AgoraMarket::unbondCall { amount: amount.0 }.abi_encode(),
             TxBody::Withdraw => AgoraMarket::withdrawStakeCall {}.abi_encode(),
-            TxBody::ReleaseEscrow { .. } | TxBody::BurnEscrow { .. } | TxBody::Slash { .. } => {
-                unreachable!("authority-only kinds were refused by the preview")
-            }
+            other => return Err(EvmError::Unsupported(other.kind())),
         }
         .into())
     }
