@@ -17,6 +17,9 @@
 //!   [`KeyCache`] of signers' decompressed keys) and replaying one ([`Replayer`]).
 //! - [`genesis`]: the chain's allocations and parameters ([`Genesis`], JSON).
 //! - [`store`]: the durable [`Ledger`] on redb and the audit, [`verify`].
+//! - [`voucher`]: compute vouchers — fungible, transferable claims on CU of one resource
+//!   class, backed by locked balance at a market-quoted price, with an optional forward
+//!   delivery window.
 //! - [`settlement`]: the [`Settlement`] trait that callers use, so another backend (EVM)
 //!   can slot in.
 //!
@@ -49,6 +52,7 @@ pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod tx;
+pub mod voucher;
 
 pub use block::{
     Block, BlockHeader, BuildError, BuiltBlock, ChainTip, CheckedBatch, CheckedBlock, KeyCache,
@@ -63,6 +67,9 @@ pub use state::{
 };
 pub use store::{BlockFault, Ledger, StoreError, VerifyError, VerifyReport, verify};
 pub use tx::{Tx, TxBody};
+pub use voucher::{
+    SignedQuote, VoucherHolding, VoucherQuote, VoucherSeries, VoucherTerms, holding_key,
+};
 
 #[cfg(test)]
 use {proptest as _, serde_json as _, tempfile as _};

@@ -13,6 +13,9 @@
 //! | release escrow | the market authority only |
 //! | refund escrow | the market authority at any time; anyone once the block timestamp ≥ the deadline |
 //! | slash | the market authority only |
+//! | mint voucher | the buyer, carrying a quote signed by the market authority |
+//! | transfer / redeem voucher | the holder |
+//! | expire voucher | anyone once the block timestamp ≥ the series' expiry |
 //!
 //! # Fees and slashing shares, exactly
 //!
@@ -33,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::genesis::Params;
 use crate::state::{Account, Escrow, EscrowStatus, Stake, State, Unbonding};
 use crate::tx::{MAX_PAYOUTS, MAX_REASON_BYTES, Tx, TxBody};
+use crate::voucher::{SignedQuote, VoucherSeries, VoucherTerms};
 
 /// What a transaction is applied against besides the state: the block it lands in and the
 /// chain's rules.
@@ -138,6 +142,52 @@ pub enum Event {
         evidence: Hash,
         /// Why.
         reason: String,
+    },
+    /// Voucher units were minted against locked backing.
+    VoucherMinted {
+        /// Who holds them.
+        holder: AccountId,
+        /// The series.
+        series: Hash,
+        /// How many CU.
+        cu: u64,
+        /// What was locked from the holder's balance.
+        backing: Amount,
+    },
+    /// Voucher units changed hands.
+    VoucherTransferred {
+        /// From.
+        from: AccountId,
+        /// To.
+        to: AccountId,
+        /// The series.
+        series: Hash,
+        /// How many CU.
+        cu: u64,
+    },
+    /// Voucher units were spent on an order: their backing became its escrow.
+    VoucherRedeemed {
+        /// Who spent them (the order's buyer).
+        holder: AccountId,
+        /// The series.
+        series: Hash,
+        /// How many CU.
+        cu: u64,
+        /// The order whose escrow was opened.
+        order_id: Hash,
+        /// The escrow's amount.
+        amount: Amount,
+    },
+    /// Expired voucher units were refunded to their holder.
+    VoucherExpired {
+        /// The holder.
+        holder: AccountId,
+        /// The series.
+        series: Hash,
+        /// How many CU expired.
+        cu: u64,
+        /// What went back to the holder's balance.
+        refund: Amount,
     },
 }
 
@@ -322,6 +372,97 @@ pub enum LedgerError {
     /// A sum or height that would not fit in 64 bits.
     #[error("arithmetic overflow in {0}")]
     Overflow(&'static str),
+    /// A voucher quote not signed by the market authority.
+    #[error(
+        "the voucher quote is signed by {signer}; only the market authority {market} may vouch for a price"
+    )]
+    QuoteNotByMarket {
+        /// Who signed the quote.
+        signer: AccountId,
+        /// The market authority.
+        market: AccountId,
+    },
+    /// A voucher quote whose signature or chain does not check out.
+    #[error("the voucher quote does not verify: {0}; ask the market for a fresh quote")]
+    QuoteInvalid(String),
+    /// A voucher quote used after its validity.
+    #[error(
+        "the voucher quote was valid until {valid_until_ms} ms; block time is {now_ms} ms; ask the market for a fresh quote"
+    )]
+    QuoteExpired {
+        /// Its last valid block time.
+        valid_until_ms: u64,
+        /// The block timestamp.
+        now_ms: u64,
+    },
+    /// A voucher class name that is empty, too long or has odd characters.
+    #[error(
+        "voucher class {0:?} is not a resource class name (1-64 bytes of letters, digits and `:._-`, e.g. `cpu`)"
+    )]
+    BadVoucherClass(String),
+    /// Voucher terms whose window is empty or already over, or whose price is zero.
+    #[error(
+        "voucher terms are unusable: price {price} per CU, redeemable from {redeem_from_ms} ms until {expires_ms} ms, block time {now_ms} ms; the price must be positive and the expiry after both the block time and the window's start"
+    )]
+    BadVoucherTerms {
+        /// The price per CU.
+        price: u64,
+        /// Start of the redeem window.
+        redeem_from_ms: u64,
+        /// Expiry.
+        expires_ms: u64,
+        /// The block timestamp.
+        now_ms: u64,
+    },
+    /// No voucher of this series was ever minted.
+    #[error("no voucher series {0} exists")]
+    UnknownVoucherSeries(Hash),
+    /// Spending or sending more voucher units than held.
+    #[error("{holder} holds {have} CU of voucher series {series} but needs {need}")]
+    InsufficientVouchers {
+        /// The holder.
+        holder: AccountId,
+        /// The series.
+        series: Hash,
+        /// What it holds.
+        have: u64,
+        /// What the transaction needs.
+        need: u64,
+    },
+    /// Moving or redeeming units of an expired series.
+    #[error(
+        "voucher series {series} expired at {expires_ms} ms (block time {now_ms} ms); it can only be refunded with an expire-voucher transaction"
+    )]
+    VoucherExpired {
+        /// The series.
+        series: Hash,
+        /// Its expiry.
+        expires_ms: u64,
+        /// The block timestamp.
+        now_ms: u64,
+    },
+    /// Redeeming a forward voucher before its delivery window opens.
+    #[error(
+        "voucher series {series} is redeemable from {redeem_from_ms} ms; block time is {now_ms} ms"
+    )]
+    VoucherNotYetRedeemable {
+        /// The series.
+        series: Hash,
+        /// Start of the window.
+        redeem_from_ms: u64,
+        /// The block timestamp.
+        now_ms: u64,
+    },
+    /// Expiring units before the series' expiry.
+    #[error("voucher series {series} expires at {expires_ms} ms; block time is {now_ms} ms")]
+    VoucherNotExpired {
+        /// The series.
+        series: Hash,
+        /// Its expiry.
+        expires_ms: u64,
+        /// The block timestamp.
+        now_ms: u64,
+    },
 }
 
 /// A transaction whose signature was checked (singly or in a batch). Only this crate
@@ -436,6 +577,27 @@ fn apply_body_as(
                 beneficiary: *beneficiary,
             },
         )?,
+        TxBody::MintVoucher { quote, cu } => mint_voucher(state, ctx, signer, quote, *cu)?,
+        TxBody::TransferVoucher { to, series, cu } => {
+            transfer_voucher(state, ctx, signer, *to, *series, *cu)?
+        }
+        TxBody::RedeemVoucher {
+            terms,
+            cu,
+            order_id,
+            deadline_ms,
+        } => redeem_voucher(
+            state,
+            ctx,
+            signer,
+            Redemption {
+                terms,
+                cu: *cu,
+                order_id: *order_id,
+                deadline_ms: *deadline_ms,
+            },
+        )?,
+        TxBody::ExpireVoucher { holder, series } => expire_voucher(state, ctx, *holder, *series)?,
     };
     // The body succeeded; bumping the nonce cannot fail any more.
     let after = state.account(&signer);
@@ -948,4 +1110,271 @@ fn take_from_stake(mut stake: Stake, amount: Amount) -> Stake {
         }
     }
     stake
+}
+
+fn require_units(cu: u64) -> Result<(), LedgerError> {
+    if cu == 0 {
+        Err(LedgerError::ZeroAmount {
+            what: "a voucher CU count",
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks that the market authority signed `quote` for this chain and that it is still
+/// valid in this block.
+fn check_quote(ctx: &BlockContext, quote: &SignedQuote) -> Result<(), LedgerError> {
+    let market = ctx.params.market_authority;
+    if quote.signer != market {
+        return Err(LedgerError::QuoteNotByMarket {
+            signer: quote.signer,
+            market,
+        });
+    }
+    quote
+        .verify(ctx.chain_id)
+        .map_err(|e| LedgerError::QuoteInvalid(e.to_string()))?;
+    if ctx.timestamp_ms > quote.body.valid_until_ms {
+        return Err(LedgerError::QuoteExpired {
+            valid_until_ms: quote.body.valid_until_ms,
+            now_ms: ctx.timestamp_ms,
+        });
+    }
+    Ok(())
+}
+
+fn check_terms(ctx: &BlockContext, terms: &VoucherTerms) -> Result<(), LedgerError> {
+    if !terms.class_is_well_formed() {
+        return Err(LedgerError::BadVoucherClass(terms.class.clone()));
+    }
+    if terms.price_per_cu.0 == 0
+        || terms.expires_ms <= ctx.timestamp_ms
+        || terms.expires_ms <= terms.redeem_from_ms
+    {
+        return Err(LedgerError::BadVoucherTerms {
+            price: terms.price_per_cu.0,
+            redeem_from_ms: terms.redeem_from_ms,
+            expires_ms: terms.expires_ms,
+            now_ms: ctx.timestamp_ms,
+        });
+    }
+    Ok(())
+}
+
+/// The series, refused if unknown or expired at this block.
+fn live_series(ctx: &BlockContext, state: &State, id: Hash) -> Result<VoucherSeries, LedgerError> {
+    let series = state
+        .voucher_series(&id)
+        .cloned()
+        .ok_or(LedgerError::UnknownVoucherSeries(id))?;
+    if ctx.timestamp_ms >= series.terms.expires_ms {
+        return Err(LedgerError::VoucherExpired {
+            series: id,
+            expires_ms: series.terms.expires_ms,
+            now_ms: ctx.timestamp_ms,
+        });
+    }
+    Ok(series)
+}
+
+/// `holder`'s units of `series` less `cu`, or the shortfall.
+fn take_units(state: &State, holder: AccountId, series: Hash, cu: u64) -> Result<u64, LedgerError> {
+    let have = state.voucher_units(&holder, &series);
+    have.checked_sub(cu)
+        .ok_or(LedgerError::InsufficientVouchers {
+            holder,
+            series,
+            have,
+            need: cu,
+        })
+}
+
+fn mint_voucher(
+    state: &mut State,
+    ctx: &BlockContext,
+    buyer: AccountId,
+    quote: &SignedQuote,
+    cu: u64,
+) -> Result<Vec<Event>, LedgerError> {
+    require_units(cu)?;
+    check_quote(ctx, quote)?;
+    let terms = &quote.body.terms;
+    check_terms(ctx, terms)?;
+    let backing = terms
+        .backing(cu)
+        .ok_or(LedgerError::Overflow("a voucher's backing"))?;
+    let payer = debit(state, buyer, backing)?;
+    let id = terms.series_id();
+    let mut series = state.voucher_series(&id).cloned().unwrap_or(VoucherSeries {
+        terms: terms.clone(),
+        outstanding_cu: 0,
+    });
+    series.outstanding_cu = series
+        .outstanding_cu
+        .checked_add(cu)
+        .ok_or(LedgerError::Overflow("a series' outstanding CU"))?;
+    // The series' total backing must stay countable as an Amount.
+    series
+        .terms
+        .backing(series.outstanding_cu)
+        .ok_or(LedgerError::Overflow("a series' backing"))?;
+    let held = state
+        .voucher_units(&buyer, &id)
+        .checked_add(cu)
+        .ok_or(LedgerError::Overflow("a voucher holding"))?;
+    state.set_account(buyer, payer);
+    state.set_voucher_series(id, series);
+    state.set_voucher_units(buyer, id, held);
+    Ok(vec![Event::VoucherMinted {
+        holder: buyer,
+        series: id,
+        cu,
+        backing,
+    }])
+}
+
+fn transfer_voucher(
+    state: &mut State,
+    ctx: &BlockContext,
+    from: AccountId,
+    to: AccountId,
+    series: Hash,
+    cu: u64,
+) -> Result<Vec<Event>, LedgerError> {
+    require_units(cu)?;
+    live_series(ctx, state, series)?;
+    let left = take_units(state, from, series, cu)?;
+    if from != to {
+        let received = state
+            .voucher_units(&to, &series)
+            .checked_add(cu)
+            .ok_or(LedgerError::Overflow("a voucher holding"))?;
+        state.set_voucher_units(from, series, left);
+        state.set_voucher_units(to, series, received);
+    }
+    Ok(vec![Event::VoucherTransferred {
+        from,
+        to,
+        series,
+        cu,
+    }])
+}
+
+struct Redemption<'a> {
+    terms: &'a VoucherTerms,
+    cu: u64,
+    order_id: Hash,
+    deadline_ms: u64,
+}
+
+fn redeem_voucher(
+    state: &mut State,
+    ctx: &BlockContext,
+    holder: AccountId,
+    redemption: Redemption,
+) -> Result<Vec<Event>, LedgerError> {
+    let Redemption {
+        terms,
+        cu,
+        order_id,
+        deadline_ms,
+    } = redemption;
+    require_units(cu)?;
+    let id = terms.series_id();
+    let mut series = live_series(ctx, state, id)?;
+    if ctx.timestamp_ms < series.terms.redeem_from_ms {
+        return Err(LedgerError::VoucherNotYetRedeemable {
+            series: id,
+            redeem_from_ms: series.terms.redeem_from_ms,
+            now_ms: ctx.timestamp_ms,
+        });
+    }
+    let left = take_units(state, holder, id, cu)?;
+    if state.escrow(&order_id).is_some() {
+        return Err(LedgerError::EscrowExists(order_id));
+    }
+    if deadline_ms <= ctx.timestamp_ms {
+        return Err(LedgerError::DeadlineNotInFuture {
+            deadline_ms,
+            now_ms: ctx.timestamp_ms,
+        });
+    }
+    // Cannot overflow: the series' whole backing fitted when its units were minted.
+    let amount = series
+        .terms
+        .backing(cu)
+        .ok_or(LedgerError::Overflow("a voucher's backing"))?;
+    series.outstanding_cu -= cu;
+    state.set_voucher_series(id, series);
+    state.set_voucher_units(holder, id, left);
+    state.set_escrow(
+        order_id,
+        Escrow {
+            buyer: holder,
+            locked: amount,
+            remaining: amount,
+            released: Amount::ZERO,
+            deadline_ms,
+            status: EscrowStatus::Open,
+        },
+    );
+    Ok(vec![
+        Event::VoucherRedeemed {
+            holder,
+            series: id,
+            cu,
+            order_id,
+            amount,
+        },
+        Event::EscrowOpened {
+            order_id,
+            buyer: holder,
+            amount,
+            deadline_ms,
+        },
+    ])
+}
+
+fn expire_voucher(
+    state: &mut State,
+    ctx: &BlockContext,
+    holder: AccountId,
+    id: Hash,
+) -> Result<Vec<Event>, LedgerError> {
+    let mut series = state
+        .voucher_series(&id)
+        .cloned()
+        .ok_or(LedgerError::UnknownVoucherSeries(id))?;
+    if ctx.timestamp_ms < series.terms.expires_ms {
+        return Err(LedgerError::VoucherNotExpired {
+            series: id,
+            expires_ms: series.terms.expires_ms,
+            now_ms: ctx.timestamp_ms,
+        });
+    }
+    let cu = state.voucher_units(&holder, &id);
+    require_units(cu).map_err(|_| LedgerError::InsufficientVouchers {
+        holder,
+        series: id,
+        have: 0,
+        need: 1,
+    })?;
+    let refund = series
+        .terms
+        .backing(cu)
+        .ok_or(LedgerError::Overflow("a voucher's backing"))?;
+    let credited = credits(state, &BTreeMap::from([(holder, refund)]))?;
+    series.outstanding_cu -= cu;
+    state.set_voucher_series(id, series);
+    state.set_voucher_units(holder, id, 0);
+    for (account, value) in credited {
+        state.set_account(account, value);
+    }
+    Ok(vec![Event::VoucherExpired {
+        holder,
+        series: id,
+        cu,
+        refund,
+    }])
 }

@@ -20,8 +20,15 @@ pub enum AuditError {
     #[error(transparent)]
     Replay(#[from] ReplayError),
     /// The block replays but breaks conservation (a bug in the rules, never a user error).
+    /// Boxed: its seven sums would make every audit result large.
     #[error(transparent)]
-    Conservation(#[from] ConservationError),
+    Conservation(Box<ConservationError>),
+}
+
+impl From<ConservationError> for AuditError {
+    fn from(error: ConservationError) -> AuditError {
+        AuditError::Conservation(Box::new(error))
+    }
 }
 
 /// Replays blocks on top of genesis.

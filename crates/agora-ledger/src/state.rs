@@ -15,8 +15,13 @@
 //!                        key ‖ len(value) as u32 LE ‖ canonical(value))
 //! section root  = blake3("agora/state-section/v1" ‖ section ‖ for each non-empty bucket in order:
 //!                        bucket index as u16 BE ‖ bucket hash)
-//! state root    = blake3("agora/state-root/v1" ‖ minted LE ‖ burned LE ‖ the four section roots)
+//! state root    = blake3("agora/state-root/v1" ‖ minted LE ‖ burned LE ‖ the four section roots
+//!                        [‖ voucher-series root ‖ voucher-holdings root])
 //! ```
+//!
+//! The two voucher sections (keyed by series id and by [`crate::voucher::holding_key`])
+//! join the root from the first minted voucher on; a chain that never minted one keeps
+//! exactly the root it had before vouchers existed, so stored ledgers stay valid.
 //!
 //! Mutations mark their bucket dirty, so sealing a block rehashes only the buckets its
 //! transactions touched: O(touched × bucket size) instead of O(state). Replay recomputes the
@@ -29,6 +34,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use agora_core::hash::Hasher;
 use agora_core::{AccountId, Amount, Hash, canonical};
 use serde::{Deserialize, Serialize};
+
+use crate::voucher::{VoucherHolding, VoucherSeries};
 
 /// An account's spendable balance and the nonce its next transaction must carry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +106,7 @@ impl Stake {
 /// The conservation law does not hold: a bug, never a user error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "conservation violated: minted {minted} but balances {balances} + escrow {escrow} + stakes {stakes} + burned {burned} = {total}"
+    "conservation violated: minted {minted} but balances {balances} + escrow {escrow} + stakes {stakes} + voucher backing {vouchers} + burned {burned} = {total}"
 )]
 pub struct ConservationError {
     /// Minted at genesis.
@@ -110,6 +117,8 @@ pub struct ConservationError {
     pub escrow: u128,
     /// Σ bonded and unbonding stake.
     pub stakes: u128,
+    /// Σ voucher backing (outstanding CU × price per series).
+    pub vouchers: u128,
     /// Burnt so far.
     pub burned: u128,
     /// The right-hand side.
@@ -127,6 +136,8 @@ pub struct Supply {
     pub escrow: Amount,
     /// Σ bonded and unbonding stake.
     pub stakes: Amount,
+    /// Σ backing locked by outstanding compute vouchers.
+    pub vouchers: Amount,
     /// Burnt by slashing.
     pub burned: Amount,
 }
@@ -143,6 +154,10 @@ pub struct Changes {
     pub stakes: Vec<(AccountId, Option<Stake>)>,
     /// Evidence hashes newly used.
     pub evidence: Vec<Hash>,
+    /// Voucher series touched.
+    pub voucher_series: Vec<(Hash, Option<VoucherSeries>)>,
+    /// Voucher holdings touched, by holding key.
+    pub voucher_holdings: Vec<(Hash, Option<VoucherHolding>)>,
     /// The burnt total after the changes.
     pub burned: Amount,
 }
@@ -154,6 +169,8 @@ pub struct State {
     escrows: BTreeMap<Hash, Escrow>,
     stakes: BTreeMap<AccountId, Stake>,
     evidence: BTreeSet<Hash>,
+    voucher_series: BTreeMap<Hash, VoucherSeries>,
+    voucher_holdings: BTreeMap<Hash, VoucherHolding>,
     minted: Amount,
     burned: Amount,
     roots: RootCache,
@@ -167,6 +184,8 @@ impl PartialEq for State {
             && self.escrows == other.escrows
             && self.stakes == other.stakes
             && self.evidence == other.evidence
+            && self.voucher_series == other.voucher_series
+            && self.voucher_holdings == other.voucher_holdings
             && self.minted == other.minted
             && self.burned == other.burned
     }
@@ -193,11 +212,61 @@ impl State {
             escrows: escrows.into_iter().collect(),
             stakes: stakes.into_iter().filter(|(_, s)| !s.is_empty()).collect(),
             evidence: evidence.into_iter().collect(),
+            voucher_series: BTreeMap::new(),
+            voucher_holdings: BTreeMap::new(),
             minted,
             burned,
             roots: RootCache::default(),
             touched: Touched::default(),
         }
+    }
+
+    /// This state with these voucher series and holdings added (as loaded from storage);
+    /// empty holdings are dropped, like zero accounts.
+    pub fn with_vouchers(
+        mut self,
+        series: impl IntoIterator<Item = (Hash, VoucherSeries)>,
+        holdings: impl IntoIterator<Item = (Hash, VoucherHolding)>,
+    ) -> State {
+        self.voucher_series = series.into_iter().collect();
+        self.voucher_holdings = holdings.into_iter().filter(|(_, h)| h.cu > 0).collect();
+        self.roots = RootCache::default();
+        self
+    }
+
+    /// The voucher series with this id, if any was ever minted.
+    pub fn voucher_series(&self, series: &Hash) -> Option<&VoucherSeries> {
+        self.voucher_series.get(series)
+    }
+
+    /// How many CU of `series` `holder` holds.
+    pub fn voucher_units(&self, holder: &AccountId, series: &Hash) -> u64 {
+        self.voucher_holdings
+            .get(&crate::voucher::holding_key(holder, series))
+            .map_or(0, |h| h.cu)
+    }
+
+    /// Every voucher series ever minted, in series-id order.
+    pub fn all_voucher_series(&self) -> impl Iterator<Item = (&Hash, &VoucherSeries)> {
+        self.voucher_series.iter()
+    }
+
+    /// Every non-empty voucher holding, in holding-key order.
+    pub fn voucher_holdings(&self) -> impl Iterator<Item = &VoucherHolding> {
+        self.voucher_holdings.values()
+    }
+
+    /// `holder`'s non-empty holdings with their series, in series-id order. Scans all
+    /// holdings: fine for an API listing, not for a hot path.
+    pub fn vouchers_of(&self, holder: &AccountId) -> Vec<(VoucherHolding, &VoucherSeries)> {
+        let mut held: Vec<_> = self
+            .voucher_holdings
+            .values()
+            .filter(|h| &h.holder == holder)
+            .filter_map(|h| Some((*h, self.voucher_series.get(&h.series)?)))
+            .collect();
+        held.sort_by_key(|(h, _)| h.series);
+        held
     }
 
     /// The account's balance and next nonce (zero for accounts never seen).
@@ -263,22 +332,24 @@ impl State {
     /// Where the supply sits. Sums are exact while conservation holds; a sum that would
     /// overflow is reported by [`State::check_conservation`] instead.
     pub fn supply(&self) -> Supply {
-        let sums = self.sums();
+        let (balances, escrow, stakes, vouchers) = self.sums();
         let clamp = |v: u128| Amount(u64::try_from(v).unwrap_or(u64::MAX));
         Supply {
             minted: self.minted,
-            balances: clamp(sums.0),
-            escrow: clamp(sums.1),
-            stakes: clamp(sums.2),
+            balances: clamp(balances),
+            escrow: clamp(escrow),
+            stakes: clamp(stakes),
+            vouchers: clamp(vouchers),
             burned: self.burned,
         }
     }
 
-    /// Checks minted = Σ balances + Σ escrow + Σ stakes (bonded and unbonding) + burned.
+    /// Checks minted = Σ balances + Σ escrow + Σ stakes (bonded and unbonding) + Σ voucher
+    /// backing + burned.
     pub fn check_conservation(&self) -> Result<(), ConservationError> {
-        let (balances, escrow, stakes) = self.sums();
+        let (balances, escrow, stakes, vouchers) = self.sums();
         let burned = self.burned.0 as u128;
-        let total = balances + escrow + stakes + burned;
+        let total = balances + escrow + stakes + vouchers + burned;
         if total == self.minted.0 as u128 {
             Ok(())
         } else {
@@ -287,13 +358,14 @@ impl State {
                 balances,
                 escrow,
                 stakes,
+                vouchers,
                 burned,
                 total,
             })
         }
     }
 
-    fn sums(&self) -> (u128, u128, u128) {
+    fn sums(&self) -> (u128, u128, u128, u128) {
         let balances = self.accounts.values().map(|a| a.balance.0 as u128).sum();
         let escrow = self.escrows.values().map(|e| e.remaining.0 as u128).sum();
         let stakes = self
@@ -303,13 +375,20 @@ impl State {
                 s.bonded.0 as u128 + s.unbonding.iter().map(|u| u.amount.0 as u128).sum::<u128>()
             })
             .sum();
-        (balances, escrow, stakes)
+        let vouchers = self
+            .voucher_series
+            .values()
+            .map(VoucherSeries::backing)
+            .sum();
+        (balances, escrow, stakes, vouchers)
     }
 
     /// The state root, rehashing only buckets changed since the last call.
     pub fn state_root(&mut self) -> Hash {
         self.roots
             .refresh(&self.accounts, &self.escrows, &self.stakes, &self.evidence);
+        self.roots
+            .refresh_vouchers(&self.voucher_series, &self.voucher_holdings);
         self.roots.root(self.minted, self.burned)
     }
 
@@ -318,6 +397,7 @@ impl State {
     pub fn recompute_state_root(&self) -> Hash {
         let mut fresh = RootCache::default();
         fresh.refresh(&self.accounts, &self.escrows, &self.stakes, &self.evidence);
+        fresh.refresh_vouchers(&self.voucher_series, &self.voucher_holdings);
         fresh.root(self.minted, self.burned)
     }
 
@@ -341,6 +421,16 @@ impl State {
                 .map(|id| (id, self.stakes.get(&id).cloned()))
                 .collect(),
             evidence: touched.evidence.into_iter().collect(),
+            voucher_series: touched
+                .voucher_series
+                .into_iter()
+                .map(|id| (id, self.voucher_series.get(&id).cloned()))
+                .collect(),
+            voucher_holdings: touched
+                .voucher_holdings
+                .into_iter()
+                .map(|id| (id, self.voucher_holdings.get(&id).copied()))
+                .collect(),
             burned: self.burned,
         }
     }
@@ -383,6 +473,25 @@ impl State {
     pub(crate) fn set_burned(&mut self, burned: Amount) {
         self.burned = burned;
     }
+
+    pub(crate) fn set_voucher_series(&mut self, id: Hash, series: VoucherSeries) {
+        self.voucher_series.insert(id, series);
+        self.roots.voucher_series.mark(id.as_bytes());
+        self.touched.voucher_series.insert(id);
+    }
+
+    /// Sets `holder`'s units of `series` to `cu` (zero removes the holding).
+    pub(crate) fn set_voucher_units(&mut self, holder: AccountId, series: Hash, cu: u64) {
+        let key = crate::voucher::holding_key(&holder, &series);
+        if cu == 0 {
+            self.voucher_holdings.remove(&key);
+        } else {
+            self.voucher_holdings
+                .insert(key, VoucherHolding { holder, series, cu });
+        }
+        self.roots.voucher_holdings.mark(key.as_bytes());
+        self.touched.voucher_holdings.insert(key);
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -391,6 +500,8 @@ struct Touched {
     escrows: BTreeSet<Hash>,
     stakes: BTreeSet<AccountId>,
     evidence: BTreeSet<Hash>,
+    voucher_series: BTreeSet<Hash>,
+    voucher_holdings: BTreeSet<Hash>,
 }
 
 /// A map key that is 32 bytes, so it can be bucketed by its first two.
@@ -541,6 +652,8 @@ struct RootCache {
     escrows: SectionCache,
     stakes: SectionCache,
     evidence: SectionCache,
+    voucher_series: SectionCache,
+    voucher_holdings: SectionCache,
 }
 
 impl Default for RootCache {
@@ -550,6 +663,8 @@ impl Default for RootCache {
             escrows: SectionCache::new(b"escrows"),
             stakes: SectionCache::new(b"stakes"),
             evidence: SectionCache::new(b"evidence"),
+            voucher_series: SectionCache::new(b"voucher-series"),
+            voucher_holdings: SectionCache::new(b"voucher-holdings"),
         }
     }
 }
@@ -568,6 +683,15 @@ impl RootCache {
         self.evidence.refresh(evidence);
     }
 
+    fn refresh_vouchers(
+        &mut self,
+        series: &BTreeMap<Hash, VoucherSeries>,
+        holdings: &BTreeMap<Hash, VoucherHolding>,
+    ) {
+        self.voucher_series.refresh(series);
+        self.voucher_holdings.refresh(holdings);
+    }
+
     fn root(&self, minted: Amount, burned: Amount) -> Hash {
         let mut h = Hasher::new();
         h.update(b"agora/state-root/v1")
@@ -575,6 +699,12 @@ impl RootCache {
             .update(&burned.0.to_le_bytes());
         for section in [&self.accounts, &self.escrows, &self.stakes, &self.evidence] {
             h.update(section.root().as_bytes());
+        }
+        // Series are never removed, so once a voucher was minted the sections stay in.
+        if !self.voucher_series.buckets.is_empty() {
+            for section in [&self.voucher_series, &self.voucher_holdings] {
+                h.update(section.root().as_bytes());
+            }
         }
         h.finalize()
     }

@@ -12,6 +12,11 @@
 //! | `accounts` / `stakes` | account id | canonical [`Account`] / [`Stake`] |
 //! | `escrows` | order id | canonical [`Escrow`] |
 //! | `evidence` | evidence hash | empty |
+//! | `voucher_series` | series id | canonical [`VoucherSeries`] |
+//! | `voucher_holdings` | [`crate::voucher::holding_key`] | canonical [`VoucherHolding`] |
+//!
+//! The voucher tables appear with the first block written by a build that knows vouchers;
+//! a ledger created before reads as having none.
 //!
 //! A block's header, its transactions, every state entry it changed and the burnt total
 //! are written in one redb write transaction committed with `Durability::Immediate`, so
@@ -39,6 +44,7 @@ use crate::replay::{AuditError, Replayer};
 use crate::settlement::{BlockOutcome, Settlement};
 use crate::state::{Account, Changes, Escrow, Stake, State, Supply};
 use crate::tx::Tx;
+use crate::voucher::{VoucherHolding, VoucherSeries};
 
 /// The ledger file's name inside a data directory.
 pub const LEDGER_FILE: &str = "ledger.redb";
@@ -51,6 +57,8 @@ const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts")
 const ESCROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("escrows");
 const STAKES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stakes");
 const EVIDENCE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("evidence");
+const VOUCHER_SERIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("voucher_series");
+const VOUCHER_HOLDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("voucher_holdings");
 
 /// What went wrong reading or writing a ledger directory.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +165,7 @@ impl Ledger {
             for table in [HEADERS, BODIES] {
                 txn.open_table(table).map_err(db_err(&path))?;
             }
-            for table in [ESCROWS, STAKES, EVIDENCE] {
+            for table in [ESCROWS, STAKES, EVIDENCE, VOUCHER_SERIES, VOUCHER_HOLDINGS] {
                 txn.open_table(table).map_err(db_err(&path))?;
             }
         }
@@ -403,6 +411,24 @@ fn write_changes(
         changes.evidence.iter().map(|k| (k.as_bytes(), Some(&()))),
         path,
     )?;
+    write_entries(
+        txn,
+        VOUCHER_SERIES,
+        changes
+            .voucher_series
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_ref())),
+        path,
+    )?;
+    write_entries(
+        txn,
+        VOUCHER_HOLDINGS,
+        changes
+            .voucher_holdings
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_ref())),
+        path,
+    )?;
     let mut meta = txn.open_table(META).map_err(db_err(path))?;
     meta.insert("burned", canonical::encode(&changes.burned).as_slice())
         .map_err(db_err(path))?;
@@ -441,6 +467,10 @@ fn load(
     let escrows = read_entries::<Escrow>(&txn, ESCROWS, "escrow", path)?;
     let stakes = read_entries::<Stake>(&txn, STAKES, "stake", path)?;
     let evidence = read_entries::<()>(&txn, EVIDENCE, "evidence", path)?;
+    let voucher_series =
+        read_entries::<VoucherSeries>(&txn, VOUCHER_SERIES, "voucher series", path)?;
+    let voucher_holdings =
+        read_entries::<VoucherHolding>(&txn, VOUCHER_HOLDINGS, "voucher holding", path)?;
     let state = State::from_parts(
         accounts
             .into_iter()
@@ -452,6 +482,10 @@ fn load(
         evidence.into_iter().map(|(k, ())| Hash(k)),
         genesis.supply()?,
         burned,
+    )
+    .with_vouchers(
+        voucher_series.into_iter().map(|(k, v)| (Hash(k), v)),
+        voucher_holdings.into_iter().map(|(k, v)| (Hash(k), v)),
     );
     let headers = txn.open_table(HEADERS).map_err(db_err(path))?;
     let head = match headers.last().map_err(db_err(path))? {
@@ -487,7 +521,12 @@ fn read_entries<V: DeserializeOwned>(
     what: &str,
     path: &Path,
 ) -> Result<Vec<([u8; 32], V)>, StoreError> {
-    let table = txn.open_table(table).map_err(db_err(path))?;
+    let table = match txn.open_table(table) {
+        Ok(table) => table,
+        // A ledger written before this table existed simply has no entries in it.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(db_err(path)(e)),
+    };
     let mut out = Vec::new();
     for entry in table.iter().map_err(db_err(path))? {
         let (key, value) = entry.map_err(db_err(path))?;
@@ -706,6 +745,13 @@ fn state_difference(stored: &State, replayed: &State) -> String {
         "stakes".into()
     } else if !stored.used_evidence().eq(replayed.used_evidence()) {
         "slashing evidence".into()
+    } else if !stored
+        .all_voucher_series()
+        .eq(replayed.all_voucher_series())
+    {
+        "voucher series".into()
+    } else if !stored.voucher_holdings().eq(replayed.voucher_holdings()) {
+        "voucher holdings".into()
     } else {
         format!(
             "burned {} vs replayed {}",

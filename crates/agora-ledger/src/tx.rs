@@ -8,6 +8,8 @@
 use agora_core::{AccountId, Amount, Domain, Hash, Signed};
 use serde::{Deserialize, Serialize};
 
+use crate::voucher::{SignedQuote, VoucherTerms};
+
 /// A signed ledger transaction.
 pub type Tx = Signed<TxBody>;
 
@@ -88,6 +90,46 @@ pub enum TxBody {
         /// Who receives the beneficiary share, typically the challenger.
         beneficiary: AccountId,
     },
+    /// Locks `cu × price_per_cu` of the signer's balance as the backing of `cu` voucher
+    /// units of the quote's series and credits them to the signer. The quote must be signed
+    /// by the market authority and still valid (see [`crate::voucher`]).
+    MintVoucher {
+        /// The market authority's quote for the series' terms.
+        quote: SignedQuote,
+        /// How many CU to mint; must be positive.
+        cu: u64,
+    },
+    /// Moves `cu` units of `series` from the signer to `to`, before the series expires.
+    TransferVoucher {
+        /// The recipient.
+        to: AccountId,
+        /// The series id ([`VoucherTerms::series_id`]).
+        series: Hash,
+        /// How many CU; must be positive and at most what the signer holds.
+        cu: u64,
+    },
+    /// Spends `cu` of the signer's units of the series with `terms` on order `order_id`:
+    /// their backing becomes that order's escrow (the signer is its buyer), which then
+    /// settles like one opened by [`TxBody::OpenEscrow`]. Only inside the redeem window.
+    RedeemVoucher {
+        /// The series' full terms, so a node can check the order against class and price
+        /// without reading the ledger.
+        terms: VoucherTerms,
+        /// How many CU to spend; must be positive.
+        cu: u64,
+        /// The order the escrow is for; unique for the life of the chain.
+        order_id: Hash,
+        /// The escrow's refund deadline (block time, ms).
+        deadline_ms: u64,
+    },
+    /// Refunds every unit `holder` has of an expired `series` to the holder's balance, at the
+    /// series' price. Anyone may sign it once the block time reaches the expiry.
+    ExpireVoucher {
+        /// Whose units.
+        holder: AccountId,
+        /// Which series.
+        series: Hash,
+    },
 }
 
 impl Domain for TxBody {
@@ -107,6 +149,10 @@ impl TxBody {
             TxBody::Unbond { .. } => "unbond",
             TxBody::Withdraw => "withdraw",
             TxBody::Slash { .. } => "slash",
+            TxBody::MintVoucher { .. } => "mint-voucher",
+            TxBody::TransferVoucher { .. } => "transfer-voucher",
+            TxBody::RedeemVoucher { .. } => "redeem-voucher",
+            TxBody::ExpireVoucher { .. } => "expire-voucher",
         }
     }
 }

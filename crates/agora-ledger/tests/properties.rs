@@ -5,11 +5,14 @@
 //! - The incrementally maintained state root always equals one computed from nothing.
 //! - Blocks built from the same sequence replay to the same state root.
 //! - The unsigned entry point for simulations applies exactly the signed path's rules.
+//! - Compute vouchers (mint, transfer, redeem, expire) are part of every random sequence:
+//!   their backing is counted by conservation, and each series' outstanding CU always equals
+//!   the sum of its holdings (no unit is created or spent twice).
 
-use agora_core::{AccountId, Amount, ChainId, Hash, Keypair, Signed};
+use agora_core::{AccountId, Amount, ChainId, Hash, Keypair, Price, Signed};
 use agora_ledger::{
-    BlockContext, ChainTip, DevKeys, Genesis, LedgerError, Replayer, State, Tx, TxBody, apply,
-    apply_unsigned, build_block,
+    BlockContext, ChainTip, DevKeys, Genesis, LedgerError, Replayer, State, Tx, TxBody,
+    VoucherQuote, VoucherTerms, apply, apply_unsigned, build_block,
 };
 use proptest::prelude::*;
 
@@ -70,6 +73,60 @@ enum Action {
         evidence: u8,
         beneficiary: usize,
     },
+    MintVoucher {
+        buyer: usize,
+        series: usize,
+        cu: u64,
+        quote: Quote,
+    },
+    TransferVoucher {
+        from: usize,
+        to: usize,
+        series: usize,
+        cu: u64,
+    },
+    RedeemVoucher {
+        holder: usize,
+        series: usize,
+        cu: u64,
+        order: u8,
+        deadline_in: u64,
+    },
+    ExpireVoucher {
+        signer: usize,
+        holder: usize,
+        series: usize,
+    },
+}
+
+/// How a mint's price quote is made: mostly by the market and fresh.
+#[derive(Clone, Debug)]
+enum Quote {
+    Good,
+    Stale,
+    NotByMarket,
+}
+
+/// The voucher series the random sequences use: a spot `cpu` voucher, a forward `cpu`
+/// purchase whose window opens later, and a short-lived GPU one. Indices past the end name
+/// a series nobody can mint (a wrong class for the holder's units).
+fn series_terms(genesis_ms: u64, index: usize) -> VoucherTerms {
+    let (class, price, from, until) = match index {
+        0 => ("cpu", 3, 0, 6_000),
+        1 => ("cpu", 5, 3_000, 12_000),
+        2 => ("gpu:A100", 7, 0, 2_500),
+        _ => ("gpu:H100", 3, 0, 6_000),
+    };
+    VoucherTerms {
+        class: class.into(),
+        price_per_cu: Price(price),
+        redeem_from_ms: genesis_ms + from,
+        expires_ms: genesis_ms + until,
+    }
+}
+
+fn voucher_cu() -> impl Strategy<Value = u64> {
+    prop_oneof![1 => Just(0u64), 8 => 1u64..400, 1 => Just(u64::MAX)]
 }
 
 /// Signer indices: 0..USERS are users, USERS is the market authority, USERS+1 the treasury.
@@ -101,6 +158,10 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0..USERS).prop_map(|who| Action::Withdraw { who }),
         1 => (authority(), 0u8..6, small_amount()).prop_map(|(signer, order, amount)| Action::Burn { signer, order, amount }),
         1 => (authority(), 0..USERS, small_amount(), 0u8..4, 0..USERS + 2).prop_map(|(signer, provider, amount, evidence, beneficiary)| Action::Slash { signer, provider, amount, evidence, beneficiary }),
+        2 => (0..USERS, 0usize..3, voucher_cu(), prop_oneof![8 => Just(Quote::Good), 1 => Just(Quote::Stale), 1 => Just(Quote::NotByMarket)]).prop_map(|(buyer, series, cu, quote)| Action::MintVoucher { buyer, series, cu, quote }),
+        2 => (0..USERS, 0..USERS + 2, 0usize..3, voucher_cu()).prop_map(|(from, to, series, cu)| Action::TransferVoucher { from, to, series, cu }),
+        2 => (0..USERS, 0usize..4, voucher_cu(), 0u8..6, prop_oneof![1 => Just(0u64), 9 => 1u64..3_000]).prop_map(|(holder, series, cu, order, deadline_in)| Action::RedeemVoucher { holder, series, cu, order, deadline_in }),
+        1 => (signer(), 0..USERS + 2, 0usize..4).prop_map(|(signer, holder, series)| Action::ExpireVoucher { signer, holder, series }),
     ]
 }
 
@@ -231,7 +292,73 @@ impl World {
                     beneficiary: self.account(beneficiary),
                 },
             ),
+            Action::MintVoucher {
+                buyer,
+                series,
+                cu,
+                quote,
+            } => {
+                let (by, valid_until_ms) = match quote {
+                    Quote::Good => (&self.keys.market, now_ms + 100),
+                    Quote::Stale => (&self.keys.market, now_ms.saturating_sub(1)),
+                    Quote::NotByMarket => (&self.keys.users[buyer], now_ms + 100),
+                };
+                let quote = VoucherQuote {
+                    terms: self.terms(series),
+                    valid_until_ms,
+                };
+                (
+                    buyer,
+                    TxBody::MintVoucher {
+                        quote: Signed::sign(by, &self.genesis.chain_id, 0, quote),
+                        cu,
+                    },
+                )
+            }
+            Action::TransferVoucher {
+                from,
+                to,
+                series,
+                cu,
+            } => (
+                from,
+                TxBody::TransferVoucher {
+                    to: self.account(to),
+                    series: self.terms(series).series_id(),
+                    cu,
+                },
+            ),
+            Action::RedeemVoucher {
+                holder,
+                series,
+                cu,
+                order,
+                deadline_in,
+            } => (
+                holder,
+                TxBody::RedeemVoucher {
+                    terms: self.terms(series),
+                    cu,
+                    order_id: self.order(order),
+                    deadline_ms: now_ms.saturating_add(deadline_in),
+                },
+            ),
+            Action::ExpireVoucher {
+                signer,
+                holder,
+                series,
+            } => (
+                signer,
+                TxBody::ExpireVoucher {
+                    holder: self.account(holder),
+                    series: self.terms(series).series_id(),
+                },
+            ),
         }
+    }
+
+    fn terms(&self, series: usize) -> VoucherTerms {
+        series_terms(self.genesis.timestamp_ms, series)
     }
 
     fn tx(&self, state: &State, action: &Action, envelope: &Envelope, now_ms: u64) -> Tx {
@@ -304,6 +431,7 @@ proptest! {
             }
             prop_assert!(state.check_conservation().is_ok(), "{:?}", state.check_conservation());
             prop_assert_eq!(state.state_root(), state.recompute_state_root());
+            check_voucher_units(&state)?;
         }
         prop_assert_eq!(applied + refused, steps.len());
     }
@@ -361,4 +489,18 @@ proptest! {
         }
         prop_assert_eq!(signed.state_root(), unsigned.state_root());
     }
+}
+
+/// Every series' outstanding CU is exactly what its holders hold: no unit appears from
+/// nowhere or is spent twice.
+fn check_voucher_units(state: &State) -> Result<(), TestCaseError> {
+    for (id, series) in state.all_voucher_series() {
+        let held: u128 = state
+            .voucher_holdings()
+            .filter(|h| &h.series == id)
+            .map(|h| u128::from(h.cu))
+            .sum();
+        prop_assert_eq!(held, u128::from(series.outstanding_cu), "series {}", id);
+    }
+    Ok(())
 }
