@@ -210,6 +210,48 @@ impl Market {
         else {
             return Err(MarketError::UnknownAuction(*order));
         };
+        Ok(self.close_with(order, terms, &bids, now_ms))
+    }
+
+    /// Awards the auction for `bid.order` to `bid` at once: a Dutch clock's acceptance at
+    /// the current price. The bid is checked exactly as a sealed bid is (open, at most
+    /// the cap, the bidder's own qualifying ask); if its capacity cannot take the order
+    /// now the auction stays open (without the bid) and the outcome says why.
+    pub fn award_now(&mut self, bid: Bid, now_ms: u64) -> Result<MatchOutcome, MarketError> {
+        let id = bid.order;
+        self.submit_bid(bid, now_ms)?;
+        let Some(mut auction) = self.auctions.remove(&id) else {
+            return Err(MarketError::UnknownAuction(id));
+        };
+        let Some(accepted) = auction.bids.pop() else {
+            return Err(MarketError::UnknownAuction(id));
+        };
+        let outcome = self.close_with(
+            auction.order.clone(),
+            auction.terms,
+            std::slice::from_ref(&accepted),
+            now_ms,
+        );
+        if matches!(outcome, MatchOutcome::NoMatch(_)) {
+            auction.bidders.remove(&accepted.bid.provider);
+            self.auctions.insert(id, auction);
+        }
+        Ok(outcome)
+    }
+
+    /// Drops an open auction without a winner (its order was refunded or cancelled).
+    pub fn abandon_auction(&mut self, order: &OrderId) -> bool {
+        self.auctions.remove(order).is_some()
+    }
+
+    /// Ranks `bids` and reserves the winners' capacity (see [`Market::close_auction`]).
+    fn close_with(
+        &mut self,
+        order: Order,
+        terms: AuctionTerms,
+        bids: &[SealedBid],
+        now_ms: u64,
+    ) -> MatchOutcome {
         let classes = order.demand.classes(self.book.classes.keys());
         let k = usize::from(order.requirements.replicas);
         // A uniform price needs the next pick too: its price is the clearing price.
@@ -220,22 +262,20 @@ impl Market {
             &self.config,
             &order,
             &classes,
-            self.offers(&bids),
+            self.offers(bids),
             wanted,
             now_ms,
         );
         if picks.len() < k {
-            let pairs = self.bid_pairs(&classes, &bids);
+            let pairs = self.bid_pairs(&classes, bids);
             let why = explain::explain(&self.parts(), &order, &classes, &pairs, now_ms, "bidders");
             self.stats.unmatched += 1;
-            return Ok(MatchOutcome::NoMatch(why));
+            return MatchOutcome::NoMatch(why);
         }
         let clearing = picks.get(k).map(|&i| cands[i].price);
         picks.truncate(k);
         let prices = payments(&cands, &picks, terms.rule, clearing, order.cap);
-        Ok(MatchOutcome::Filled(
-            self.commit(&order, &classes, &cands, &picks, &prices, now_ms),
-        ))
+        MatchOutcome::Filled(self.commit(&order, &classes, &cands, &picks, &prices, now_ms))
     }
 
     /// The bids as offers sorted by the lowest effective price any of them could have, so

@@ -86,6 +86,7 @@ pub mod reputation;
 pub mod requirements;
 pub mod resources;
 pub mod spot;
+pub mod terms;
 
 pub use ask::{Ask, AskId};
 pub use error::MarketError;
@@ -101,6 +102,7 @@ pub use reputation::{Reputation, ReputationEvent, ReputationPolicy};
 pub use requirements::{AttributeConstraint, AttributeRule, Requirements};
 pub use resources::{Demand, GpuDemand, GpuGroup, ResourceClass, Resources};
 pub use spot::{DepthLevel, PriceIndex, WindowStats};
+pub use terms::{DutchSchedule, DutchTick, MatchTerms, TermsError, dutch_tick};
 
 #[cfg(test)]
 use serde_json as _;

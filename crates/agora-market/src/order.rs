@@ -100,7 +100,7 @@ impl Order {
 }
 
 /// How winners of a reverse auction are paid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum PricingRule {
     /// Each winner is paid its own bid.
     #[default]
