@@ -35,6 +35,10 @@ contract AgoraMarket is ReentrancyGuard {
     /// (two ledger transactions, so it advances `authorityNonce` by two; by one if the
     /// release left nothing to refund).
     uint8 public constant OP_SETTLE = 4;
+    /// A payment from the authority's own balance (the verification fund: its share of
+    /// slashes) to `payouts[0].payee`: the ledger's `Transfer` signed by the authority,
+    /// which pays audits and tie-breaking runs. One ledger operation.
+    uint8 public constant OP_PAY = 5;
 
     IERC20 public immutable token;
     address public immutable authority;
@@ -89,9 +93,10 @@ contract AgoraMarket is ReentrancyGuard {
         uint64 gross;
     }
 
-    /// One escrow operation of `settleBatch`. `amount` is the burn amount (OP_BURN);
+    /// One operation of `settleBatch`. `amount` is the burn amount (OP_BURN);
     /// `providers` is the assignment (OP_ASSIGN) or the assignment being paid (OP_RELEASE,
-    /// OP_SETTLE); `payouts` are the gross payout lines (OP_RELEASE, OP_SETTLE).
+    /// OP_SETTLE); `payouts` are the gross payout lines (OP_RELEASE, OP_SETTLE) or the one
+    /// payment (OP_PAY, whose `orderId` is only a label).
     struct Op {
         uint8 kind;
         bytes32 orderId;
@@ -349,6 +354,8 @@ contract AgoraMarket is ReentrancyGuard {
                 err = _burn(op.orderId, op.amount, t);
             } else if (op.kind == OP_ASSIGN) {
                 err = _assign(op.orderId, op.providers);
+            } else if (op.kind == OP_PAY) {
+                err = _pay(op.payouts);
             } else {
                 err = UnknownOp.selector;
             }
@@ -516,6 +523,19 @@ contract AgoraMarket is ReentrancyGuard {
         t.escrowed -= amount;
         t.burnt += amount;
         emit EscrowBurned(orderId, amount);
+        return 0;
+    }
+
+    /// Pays one line from the authority's own balance; nothing else it holds can move.
+    function _pay(Payout[] calldata payouts) internal returns (bytes4) {
+        if (payouts.length != 1) return NoPayouts.selector;
+        Payout calldata p = payouts[0];
+        if (p.gross == 0) return ZeroAmount.selector;
+        uint64 have = balanceOf[authority];
+        if (have < p.gross) return InsufficientBalance.selector;
+        balanceOf[authority] = have - p.gross;
+        balanceOf[p.payee] += p.gross;
+        emit Transferred(authority, p.payee, p.gross);
         return 0;
     }
 

@@ -10,7 +10,8 @@
 //!    typed [`LedgerError`] before any gas is spent, and the effects to report. The contract
 //!    enforces the same rules again on its own; it is the authority, this is the preview.
 //! 3. Accepted transactions go on chain in order. Consecutive market-authority escrow
-//!    transactions (release, refund, burn) become one `settleBatch` call of up to
+//!    transactions (release, refund, burn, and payments from the verification fund) become
+//!    one `settleBatch` call of up to
 //!    [`EvmConfig::batch_size`] operations; a slash is one `slash` call; an account's own
 //!    transaction is sent with that account's EVM key, which this process must hold
 //!    ([`EvmSettlement::add_key`]) — otherwise the whole submission is refused before
@@ -433,6 +434,23 @@ impl EvmSettlement {
     pub fn register(&mut self, account: AccountId, address: Address) {
         self.addresses.insert(account, address);
         self.accounts.insert(address, account);
+    }
+
+    /// Whether the contract has a counterpart for this kind of transaction (escrows,
+    /// transfers, stake, slashes); others exist on the embedded ledger only.
+    pub fn carries(body: &TxBody) -> bool {
+        matches!(
+            body,
+            TxBody::Transfer { .. }
+                | TxBody::OpenEscrow { .. }
+                | TxBody::ReleaseEscrow { .. }
+                | TxBody::RefundEscrow { .. }
+                | TxBody::BurnEscrow { .. }
+                | TxBody::Bond { .. }
+                | TxBody::Unbond { .. }
+                | TxBody::Withdraw
+                | TxBody::Slash { .. }
+        )
     }
 
     /// Records the EVM address a provider published in its signed ask (`evm.address`),
@@ -1014,6 +1032,21 @@ impl EvmSettlement {
                         },
                     )),
                 },
+                // The verification fund: the authority pays an audit or a tie-breaking run
+                // from its own balance (its share of slashes), as on the embedded ledger.
+                TxBody::Transfer { to, amount } if authority => batch.push((
+                    vec![index],
+                    AgoraMarket::Op {
+                        kind: OP_PAY,
+                        orderId: FixedBytes::ZERO,
+                        amount: 0,
+                        providers: vec![],
+                        payouts: vec![AgoraMarket::Payout {
+                            payee: self.address(to)?,
+                            gross: amount.0,
+                        }],
+                    },
+                )),
                 TxBody::BurnEscrow { order_id, amount } => batch.push((
                     vec![index],
                     AgoraMarket::Op {
@@ -1264,6 +1297,20 @@ impl EvmSettlement {
             LedgerError::ZeroAmount {
                 what: "a payout amount",
             }
+        } else if s == M::InsufficientBalance::SELECTOR {
+            let have = self
+                .account(&self.authority_account)
+                .map_or(Amount::ZERO, |a| a.balance);
+            LedgerError::InsufficientBalance {
+                account: self.authority_account,
+                have,
+                need: Amount(
+                    op.payouts
+                        .iter()
+                        .map(|p| p.gross)
+                        .fold(0u64, u64::saturating_add),
+                ),
+            }
         } else if s == M::NoPayouts::SELECTOR {
             LedgerError::NoPayouts
         } else if s == M::TooManyPayouts::SELECTOR {
@@ -1428,6 +1475,7 @@ const OP_REFUND: u8 = 1;
 const OP_BURN: u8 = 2;
 const OP_ASSIGN: u8 = 3;
 const OP_SETTLE: u8 = 4;
+const OP_PAY: u8 = 5;
 
 fn assign_op(order_id: Hash, providers: Vec<Address>) -> AgoraMarket::Op {
     AgoraMarket::Op {

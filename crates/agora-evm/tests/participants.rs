@@ -275,3 +275,63 @@ fn a_provider_bonds_itself_and_only_a_staked_published_provider_is_assigned() {
     assert_eq!(e.evm.block_on(p.balance()).unwrap(), 975);
     assert_eq!(assert_conserved(&e), before);
 }
+
+#[test]
+fn the_verification_fund_pays_audits_from_the_authoritys_share_of_slashes_only() {
+    let Some(mut e) = common::evm(2, 1) else {
+        return;
+    };
+    let (cheat, auditor) = (e.keys.users[0].clone(), e.keys.users[1].clone());
+    let market = e.keys.market.clone();
+    submit(
+        &mut e,
+        &cheat,
+        TxBody::Bond {
+            amount: Amount(1_000),
+        },
+    )
+    .unwrap();
+    // Nothing in the fund yet: an audit payment is refused up front and pays nothing.
+    let pay = |amount| TxBody::Transfer {
+        to: auditor.account(),
+        amount: Amount(amount),
+    };
+    let empty = submit(&mut e, &market, pay(10));
+    assert!(
+        matches!(empty, Err(LedgerError::InsufficientBalance { .. })),
+        "{empty:?}"
+    );
+    // A slash gives the fund its share (30 % here), which then pays an audit.
+    submit(
+        &mut e,
+        &market,
+        TxBody::Slash {
+            provider: cheat.account(),
+            amount: Amount(1_000),
+            evidence: Hash::of(b"wrong output"),
+            reason: "wrong output".into(),
+            beneficiary: market.account(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        e.evm.account(&market.account()).unwrap().balance,
+        Amount(300)
+    );
+    let before = e.evm.account(&auditor.account()).unwrap().balance;
+    submit(&mut e, &market, pay(120)).unwrap();
+    assert_eq!(
+        e.evm.account(&auditor.account()).unwrap().balance,
+        Amount(before.0 + 120)
+    );
+    // Never more than the fund holds.
+    let over = submit(&mut e, &market, pay(181));
+    assert!(
+        matches!(over, Err(LedgerError::InsufficientBalance { .. })),
+        "{over:?}"
+    );
+    assert_eq!(
+        e.evm.account(&market.account()).unwrap().balance,
+        Amount(180)
+    );
+}
