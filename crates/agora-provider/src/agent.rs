@@ -41,12 +41,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::{MarketLink, ProviderConfig};
 use crate::containers::Containers;
+use crate::cost::CostModel;
 use crate::error::ProviderError;
 use crate::hardware::{Capacity, Hardware};
 use crate::http::MarketApi;
 use crate::lazy_exec::LazyExecutor;
 use crate::pricing::{IndexSignal, PricingStrategy};
-use crate::status::{DiscoveryFile, JobStats, ProviderStatus};
+use crate::status::{DiscoveryFile, Economics, JobStats, ProviderStatus};
 use crate::verify::{AssignmentRules, Decline, check_abort, check_assignment};
 
 /// The name of the agent's one ask (an upsert under the same id replaces it).
@@ -107,9 +108,11 @@ impl ProviderAgent {
         // DHT knows would give N agents N² connections and each every other's asks.
         net_config.discover_peers = false;
         let (net, events) = Network::start(net_config).await?;
+        let cost = CostModel::new(config.cost.clone(), hardware.cores, now_ms());
         let shared = Arc::new(Shared::new(
-            &config, api, endpoint, capacity, executor, containers, net,
+            &config, api, endpoint, capacity, executor, containers, net, cost,
         ));
+        shared.note_earnings_at_start().await;
         let discovery = match write_discovery(&shared, &data_dir).await {
             Ok(path) => path,
             Err(e) => {
@@ -341,6 +344,12 @@ pub(crate) struct Shared {
     live_runs: AtomicUsize,
     stats: Mutex<JobStats>,
     price: Mutex<Price>,
+    /// What a CU costs here and the floor under every ask and bid ([`crate::cost`]).
+    cost: Mutex<CostModel>,
+    /// When the agent started (Unix ms), and what the market said it had earned then:
+    /// earnings per hour are counted from there.
+    started_ms: u64,
+    earned_at_start: Mutex<Option<Amount>>,
     /// Receipts, heartbeats and asks need unique nonces (they are not ledger txs); a
     /// counter that starts at the start time in µs stays unique across restarts.
     nonces: AtomicU64,
@@ -354,6 +363,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    // Each argument is one part that `ProviderAgent::start` built in turn; bundling them
+    // into a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         config: &ProviderConfig,
         api: Option<MarketApi>,
@@ -362,13 +374,15 @@ impl Shared {
         executor: Arc<LazyExecutor>,
         containers: Containers,
         net: NetHandle,
+        cost: CostModel,
     ) -> Shared {
         let mut attributes = config.attributes.clone();
         attributes.extend(containers.attributes());
         if let Some(region) = &config.region {
             attributes.insert("region".into(), region.clone());
         }
-        let start_price = config.pricing.price(IndexSignal::default());
+        let start_price =
+            crate::cost::ask_price(config.pricing.price(IndexSignal::default()), cost.floor());
         Shared {
             key: config.key.clone(),
             market_addrs: Mutex::new(market.addrs.clone()),
@@ -394,6 +408,9 @@ impl Shared {
             live_runs: AtomicUsize::new(0),
             stats: Mutex::new(JobStats::default()),
             price: Mutex::new(start_price),
+            cost: Mutex::new(cost),
+            started_ms: now_ms(),
+            earned_at_start: Mutex::new(None),
             nonces: AtomicU64::new(now_us()),
             stopping: AtomicBool::new(false),
             publish_now: Notify::new(),
@@ -428,6 +445,53 @@ impl Shared {
 
     fn market_addrs(&self) -> MutexGuard<'_, Vec<Multiaddr>> {
         self.market_addrs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cost model: break-even and the floor under every ask and bid.
+    pub fn cost(&self) -> MutexGuard<'_, CostModel> {
+        self.cost.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The least this agent asks or bids per CU of `class` now: break-even plus the
+    /// operator's margin for a CPU CU, times the GPU multiple for a GPU class (as the
+    /// asks are priced). Bidding code calls this and never goes below it.
+    pub fn floor(&self, class: &ResourceClass) -> Price {
+        let cpu = self.cost().floor();
+        if class == &ResourceClass::cpu() {
+            cpu
+        } else {
+            Price(cpu.0.saturating_mul(self.gpu_price_multiple))
+        }
+    }
+
+    /// Records what the market says this provider had earned before this run, so
+    /// earnings per hour count this run alone. Best effort: without it the status says
+    /// it cannot tell.
+    async fn note_earnings_at_start(&self) {
+        let Some(api) = &self.api else { return };
+        let earned = match api.provider(&self.key.account()).await {
+            Ok(view) => view.map(|v| v.earned).unwrap_or(Amount::ZERO),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read earnings at start");
+                return;
+            }
+        };
+        *self
+            .earned_at_start
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(earned);
+    }
+
+    /// The cost figures and the uptime.
+    pub fn economics(&self) -> Economics {
+        Economics {
+            cost: self.cost().status().clone(),
+            started_ms: self.started_ms,
+            earned_at_start: *self
+                .earned_at_start
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     fn current_price(&self) -> Price {
@@ -584,6 +648,11 @@ impl RunningProvider {
         self.shared.stats().clone()
     }
 
+    /// The cost model's figures and the uptime (no network calls).
+    pub fn economics(&self) -> Economics {
+        self.shared.economics()
+    }
+
     /// A full snapshot; with an HTTP link it also asks the market for the ledger account
     /// and the market's view of this provider (a failure there is reported in
     /// `market_error`, not as an error).
@@ -602,6 +671,8 @@ impl RunningProvider {
             ledger: None,
             market_view: None,
             market_error: None,
+            economics: shared.economics(),
+            earnings_per_hour: None,
         };
         let Some(api) = &shared.api else {
             status.market_error = Some("no HTTP link to the market configured".into());
@@ -615,6 +686,10 @@ impl RunningProvider {
             Ok(view) => status.market_view = view,
             Err(e) => status.market_error = Some(e.to_string()),
         }
+        status.earnings_per_hour = status
+            .market_view
+            .as_ref()
+            .and_then(|view| status.economics.earnings_per_hour(view.earned, now_ms()));
         status
     }
 
@@ -1050,24 +1125,29 @@ async fn dial_market(shared: &Shared) {
     }
 }
 
-/// The price for the next ask: fixed, or from the index when following it. An index
-/// that cannot be fetched keeps the last price.
+/// The price for the next ask: fixed, or from the index when following it, and never
+/// below the cost model's floor (re-read from the power sensor first). An index that
+/// cannot be fetched keeps the last strategy price.
 async fn reprice(shared: &Shared) -> Price {
-    let last = shared.current_price();
-    let (true, Some(api)) = (shared.pricing.follows_index(), &shared.api) else {
-        return last;
+    shared.cost().refresh(now_ms());
+    let floor = shared.floor(&ResourceClass::cpu());
+    let strategy = match (shared.pricing.follows_index(), &shared.api) {
+        (true, Some(api)) => match api.index().await {
+            Ok(body) => Some(
+                shared
+                    .pricing
+                    .price(IndexSignal::from_index_json(&body, &ResourceClass::cpu())),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "index unavailable; keeping the last price");
+                None
+            }
+        },
+        _ => Some(shared.pricing.price(IndexSignal::default())),
     };
-    let price = match api.index().await {
-        Ok(body) => shared
-            .pricing
-            .price(IndexSignal::from_index_json(&body, &ResourceClass::cpu())),
-        Err(e) => {
-            tracing::debug!(error = %e, "index unavailable; keeping the last price");
-            last
-        }
-    };
-    *shared.price.lock().unwrap_or_else(|e| e.into_inner()) = price;
-    price
+    let mut price = shared.price.lock().unwrap_or_else(|e| e.into_inner());
+    *price = crate::cost::ask_price(strategy.unwrap_or(*price), floor);
+    *price
 }
 
 /// Unix time in ms.

@@ -9,6 +9,7 @@ use agora_net::Multiaddr;
 use agora_proto::api::MarketInfo;
 
 use crate::containers::ContainerPolicy;
+use crate::cost::CostConfig;
 use crate::fault::FaultPlan;
 use crate::hardware::CapacityOverrides;
 use crate::pricing::PricingStrategy;
@@ -87,6 +88,9 @@ pub struct ProviderConfig {
     /// A GPU class's price per CU as a multiple of the CPU price (a CU of a GPU job is a
     /// CPU-second's worth of fuel while the GPUs are held, so it costs more).
     pub gpu_price_multiple: u64,
+    /// What a CU costs this machine (power, electricity, hardware) and the margin over it:
+    /// the agent never asks below the floor this gives ([`crate::cost`]).
+    pub cost: CostConfig,
 }
 
 /// The default [`ProviderConfig::gpu_price_multiple`].
@@ -119,6 +123,7 @@ impl ProviderConfig {
             fault: None,
             containers: ContainerPolicy::default(),
             gpu_price_multiple: DEFAULT_GPU_PRICE_MULTIPLE,
+            cost: CostConfig::default(),
         }
     }
 }

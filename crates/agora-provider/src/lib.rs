@@ -20,6 +20,8 @@
 //! - [`hardware`]: detection of cores, memory, disk and GPUs, and the declared
 //!   [`Capacity`].
 //! - [`pricing`]: fixed price or follow the index within a floor and ceiling.
+//! - [`cost`]: measured power and the break-even price; the agent never asks below
+//!   break-even plus the operator's margin.
 //! - [`verify`]: the pure checks every assignment must pass.
 //! - [`status`]: counters, the status snapshot, and the `provider.json` discovery file.
 //! - [`fault`]: deliberate misbehaviour for test networks ([`FaultPlan`]), refused
@@ -47,6 +49,7 @@
 pub mod agent;
 pub mod config;
 pub mod containers;
+pub mod cost;
 pub mod error;
 pub mod fault;
 pub mod hardware;
@@ -60,6 +63,7 @@ pub mod verify;
 pub use agent::{ProviderAgent, RunningProvider};
 pub use config::{MarketLink, ProviderConfig};
 pub use containers::{ContainerPolicy, ContainerSupport};
+pub use cost::{CostConfig, CostModel, CostStatus, PowerSource};
 pub use error::ProviderError;
 pub use fault::{FaultMode, FaultParseError, FaultPlan};
 pub use hardware::{Capacity, CapacityOverrides, Hardware};

@@ -6,6 +6,7 @@ use agora_core::{AccountId, Amount, Fuel, Price};
 use agora_proto::api::{AccountView, ProviderView};
 use serde::{Deserialize, Serialize};
 
+use crate::cost::CostStatus;
 use crate::error::ProviderError;
 use crate::hardware::Capacity;
 
@@ -72,6 +73,33 @@ pub struct ProviderStatus {
     pub market_view: Option<ProviderView>,
     /// Why the ledger or market figures are missing, if they are.
     pub market_error: Option<String>,
+    /// Cost, floor and uptime.
+    pub economics: Economics,
+    /// Settled earnings per hour of uptime, when the market's figures are known.
+    pub earnings_per_hour: Option<Amount>,
+}
+
+/// What a CU costs the agent, the floor under its prices, and what it has earned since it
+/// started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Economics {
+    /// The cost model's figures.
+    pub cost: CostStatus,
+    /// When the agent started, Unix ms.
+    pub started_ms: u64,
+    /// What the market said the provider had earned when the agent started (`None` when
+    /// it could not be asked).
+    pub earned_at_start: Option<Amount>,
+}
+
+impl Economics {
+    /// Settled earnings per hour of this run: what the market says the provider has
+    /// `earned_now`, less what it had at start, over the uptime to `now_ms`. `None` when
+    /// the start figure is unknown or the agent has run less than a minute.
+    pub fn earnings_per_hour(&self, earned_now: Amount, now_ms: u64) -> Option<Amount> {
+        let since_start = earned_now.0.checked_sub(self.earned_at_start?.0)?;
+        crate::cost::earnings_per_hour(Amount(since_start), now_ms.saturating_sub(self.started_ms))
+    }
 }
 
 /// The content of `DATA_DIR/provider.json`, written once the agent is connected.
@@ -117,6 +145,9 @@ pub struct StatsFile {
     pub jobs: JobStats,
     /// Its p2p messages since start.
     pub net: agora_net::NetStats,
+    /// Its cost model and uptime (absent in files of older agents).
+    #[serde(default)]
+    pub economics: Option<Economics>,
 }
 
 /// The stats file's name inside the data directory.
@@ -182,11 +213,40 @@ mod tests {
                 gossip_published: 5,
                 ..Default::default()
             },
+            economics: None,
         };
         file.write(dir.path()).unwrap();
         assert_eq!(StatsFile::read(dir.path()).unwrap(), file);
     }
     use agora_core::Keypair;
+
+    #[test]
+    fn earnings_per_hour_count_this_run_only() {
+        let model = crate::cost::CostModel::new(
+            crate::cost::CostConfig {
+                milliwatts: Some(50_000),
+                ..Default::default()
+            },
+            4,
+            0,
+        );
+        let economics = Economics {
+            cost: model.status().clone(),
+            started_ms: 1_000,
+            earned_at_start: Some(Amount(5_000)),
+        };
+        // 1 000 more over half an hour: 2 000 an hour.
+        assert_eq!(
+            economics.earnings_per_hour(Amount(6_000), 1_000 + 1_800_000),
+            Some(Amount(2_000))
+        );
+        assert_eq!(economics.earnings_per_hour(Amount(6_000), 2_000), None);
+        let unknown = Economics {
+            earned_at_start: None,
+            ..economics
+        };
+        assert_eq!(unknown.earnings_per_hour(Amount(6_000), 3_600_000), None);
+    }
 
     #[test]
     fn deliveries_add_up() {

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use agora_core::{Fuel, Hash, Keypair, Price};
+use agora_core::{Amount, Fuel, Hash, Keypair, Price};
 use agora_exec::{ExecConfig, Executor, Input, WasmExecutor, WasmModule};
 use agora_proto::order::InputRef;
 use agora_proto::wire::{ProviderReply, ToMarket, ToProvider};
@@ -49,6 +49,8 @@ async fn start_provider_with(
         MarketLink::Direct(market.info().await),
         PRICE,
     );
+    // What the machine's power costs is not the subject here: no floor under PRICE.
+    config.cost.electricity_per_kwh = Amount::ZERO;
     config.region = Some("eu".into());
     config.overrides = CapacityOverrides {
         cpus: Some(2),
@@ -117,6 +119,34 @@ fn declined(reply: ProviderReply) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ask_never_goes_below_break_even_plus_the_margin() {
+    let mut market = FakeMarket::start().await;
+    // 1 AGR an hour of hardware: 10⁹ / 3600 / cores base units per CU (138 889 on two
+    // cores), above PRICE on any machine of fewer than 555 cores.
+    let (provider, _dir) = start_provider_with(&market, "provider costly", 2, |config| {
+        config.cost.amortization_per_hour = Amount::agr(1);
+        config.cost.milliwatts = Some(1);
+        config.cost.electricity_per_kwh = Amount::ZERO;
+    })
+    .await;
+    let economics = provider.economics();
+    let cost = &economics.cost;
+    assert_eq!(cost.power_source, agora_provider::PowerSource::Configured);
+    let share = u128::from(cost.cu_share_ppm);
+    let expected = (share * 1_000_000_000 * 1_000_000).div_ceil(3_600_000_000_000_000);
+    assert_eq!(u128::from(cost.break_even.0), expected, "{cost:?}");
+    assert!(cost.floor > PRICE, "{cost:?}");
+    let offer = market.wait_for_ask(&provider.account()).await;
+    assert_eq!(
+        offer.body.ask.prices.values().copied().collect::<Vec<_>>(),
+        vec![cost.floor],
+        "the ask is lifted to the floor"
+    );
+    assert_eq!(provider.status().await.price, cost.floor);
+    provider.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_and_its_receipt_checks_out() {
     let mut market = FakeMarket::start().await;
     let (provider, dir) = start_provider(&market, "provider one", 2).await;
@@ -144,6 +174,7 @@ async fn a_job_runs_and_its_receipt_checks_out() {
         name: "data.txt".into(),
         hash: input,
         size: CAT_INPUT.len() as u64,
+        sealed: false,
     }];
     let order = market.order(&buyer, &module, inputs, Fuel(50_000_000));
     let key = market.key.clone();
@@ -447,6 +478,7 @@ async fn memory_is_reserved_per_job() {
         MarketLink::Direct(market.info().await),
         PRICE,
     );
+    config.cost.electricity_per_kwh = Amount::ZERO;
     // Four slots, but memory for only two of the 16 MiB jobs.
     config.overrides = CapacityOverrides {
         cpus: Some(4),
@@ -736,6 +768,7 @@ async fn assignment_to_delivery_latency() {
         MarketLink::Direct(market.info().await),
         Price(1),
     );
+    config.cost.electricity_per_kwh = Amount::ZERO;
     config.overrides = CapacityOverrides {
         cpus: Some(1),
         memory_bytes: Some(1 << 30),
@@ -757,6 +790,7 @@ async fn assignment_to_delivery_latency() {
             name: "data.txt".into(),
             hash: input,
             size: CAT_INPUT.len() as u64,
+            sealed: false,
         }];
         let order = market.order(&buyer, &module, inputs, Fuel(50_000_000));
         let assign = market.assignment(&key, order, me, Price(1));

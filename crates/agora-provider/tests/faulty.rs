@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use agora_core::{AccountId, Fuel, Hash, Keypair, Price};
+use agora_core::{AccountId, Amount, Fuel, Hash, Keypair, Price};
 use agora_exec::{ExecConfig, Executor, Input, Outcome, WasmExecutor, WasmModule};
 use agora_proto::order::{InputRef, SignedOrder, signed_order_id};
 use agora_proto::wire::{Delivery, ProviderReply, ToMarket, ToProvider};
@@ -35,6 +35,8 @@ fn config(
         MarketLink::Direct(market_info),
         PRICE,
     );
+    // What the machine's power costs is not the subject here: no floor under PRICE.
+    config.cost.electricity_per_kwh = Amount::ZERO;
     config.overrides = CapacityOverrides {
         cpus: Some(2),
         memory_bytes: Some(1 << 30),
@@ -70,6 +72,7 @@ fn cat_inputs(market: &FakeMarket) -> (Vec<u8>, Vec<InputRef>) {
         name: "data.txt".into(),
         hash: input,
         size: CAT_INPUT.len() as u64,
+        sealed: false,
     }];
     (module, inputs)
 }

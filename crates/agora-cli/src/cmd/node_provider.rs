@@ -114,6 +114,26 @@ pub struct Args {
     /// A GPU class's price per CU as a multiple of the CPU price.
     #[arg(long, default_value_t = agora_provider::config::DEFAULT_GPU_PRICE_MULTIPLE)]
     pub gpu_price_multiple: u64,
+    /// This machine's power draw in watts (e.g. 95.5), for the cost model; overrides the
+    /// RAPL/hwmon sensors (a wall meter sees what they cannot). Without it and without a
+    /// readable sensor, 10 W per core is assumed.
+    #[arg(long, env = "AGORA_PROVIDER_WATTS", value_parser = agora_provider::cost::parse_watts, value_name = "WATTS")]
+    pub watts: Option<u64>,
+    /// Electricity price per kWh (e.g. 0.15 or 150000000u).
+    #[arg(long, env = "AGORA_PROVIDER_ELECTRICITY_PRICE", default_value_t = agora_provider::cost::DEFAULT_ELECTRICITY_PER_KWH, value_name = "AMOUNT")]
+    pub electricity_price: Amount,
+    /// Hardware write-off per hour of the whole machine (e.g. 0.05).
+    #[arg(
+        long,
+        env = "AGORA_PROVIDER_AMORTIZATION",
+        default_value = "0",
+        value_name = "AMOUNT"
+    )]
+    pub amortization_per_hour: Amount,
+    /// Margin over break-even: basis points (2000) or percent (20%). The agent never asks
+    /// below break-even plus this margin.
+    #[arg(long, env = "AGORA_PROVIDER_MARGIN", value_parser = agora_provider::cost::parse_margin_bps, default_value = "2000", value_name = "BPS|PCT%")]
+    pub margin: u32,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -164,6 +184,13 @@ fn config_from(args: &Args) -> anyhow::Result<ProviderConfig> {
         image_store: args.image_store.clone(),
     };
     config.gpu_price_multiple = args.gpu_price_multiple;
+    config.cost = agora_provider::CostConfig {
+        milliwatts: args.watts,
+        electricity_per_kwh: args.electricity_price,
+        amortization_per_hour: args.amortization_per_hour,
+        margin_bps: args.margin,
+        ..agora_provider::CostConfig::default()
+    };
     if let Some(listen) = &args.listen {
         config.listen = vec![
             listen
@@ -260,6 +287,15 @@ fn print_started(market: &str, status: &ProviderStatus, fault: Option<FaultPlan>
         outln!("gpu      {note}");
     }
     outln!("price    {}", status.price);
+    let cost = &status.economics.cost;
+    outln!(
+        "cost     break-even {}, floor {} (+{}), power {} from {}",
+        cost.break_even,
+        cost.floor,
+        crate::cmd::provider::format_bps(cost.margin_bps),
+        crate::cmd::provider::format_watts(cost.milliwatts),
+        cost.power_source
+    );
     if let Some(fault) = fault {
         outln!("FAULTY   {fault} (on purpose, test networks only)");
     }
@@ -323,6 +359,7 @@ fn write_stats_file(provider: &RunningProvider, data_dir: &std::path::Path) {
         pid: std::process::id(),
         jobs: provider.stats(),
         net: provider.net().stats(),
+        economics: Some(provider.economics()),
     };
     if let Err(e) = file.write(data_dir) {
         eprintln!("warning: could not write the stats file: {e}");
