@@ -10,7 +10,12 @@
 //!   equal its totals; the node's `/v1/info` names the chain and contract, and its
 //!   embedded-ledger views (`/v1/blocks`) answer `settled_on_evm` naming them;
 //! - a provider returning wrong output under `replicate:3:2` is slashed on the contract;
-//! - a cancelled order is refunded on the contract, every unit back to the buyer.
+//! - a cancelled order is refunded on the contract, every unit back to the buyer;
+//! - the parties send their own transactions: the buyer client opens each escrow on chain
+//!   from its own key, providers bond on chain and publish `evm.address` in their asks, the
+//!   node holds no participant key (an account's own transaction sent to it is refused),
+//!   and an order whose on-chain escrow differs from it (`escrow_mismatch`) or that has
+//!   none (`escrow_refused`) is refused and changes nothing.
 //!
 //! Each test prints `skipped: …` and passes only when no anvil binary exists
 //! (`cd contracts && npm ci --ignore-scripts` installs it; CI does). Each is bounded by
@@ -276,6 +281,106 @@ async fn a_cancelled_order_is_refunded_on_the_contract() {
         assert_eq!(escrow.status, EscrowStatus::Refunded, "{escrow:?}");
         assert_eq!(after.balances[0], before.balances[0], "every unit back");
         assert!(after.conserved);
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not done within {TEST_LIMIT:?}\n{}", t.logs()));
+}
+
+/// The parties act for themselves and the market checks what they did: providers bonded
+/// on chain and publish the address they are paid at, the node holds no participant's
+/// key (an account's own transaction sent to it is refused), and an order whose escrow
+/// on chain differs from it, or that has none, is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_send_their_own_transactions_and_the_market_checks_them() {
+    let Some(t) = evm_net(1, |_| {}).await else {
+        return;
+    };
+    tokio::time::timeout(TEST_LIMIT, async {
+        let info = t.client.info().await.expect("/v1/info");
+        let Some(SettlementInfo::Evm {
+            rpc_url, contract, ..
+        }) = info.settlement.as_deref()
+        else {
+            panic!("not an EVM market: {info:?}");
+        };
+        // The provider's signed ask carries its derived address; it bonded on chain.
+        let provider = t.provider_accounts()[0];
+        let keys = DevKeys::new(t.net.buyer_keys.len() + t.net.providers.len());
+        let provider_key = keys
+            .users
+            .iter()
+            .find(|k| k.account() == provider)
+            .expect("the provider's dev key");
+        let asks = t.client.asks().await.expect("/v1/asks");
+        let published = asks
+            .iter()
+            .find(|a| a.provider == provider)
+            .and_then(|a| a.attributes.get("evm.address"))
+            .unwrap_or_else(|| panic!("no evm.address in {asks:?}"));
+        assert_eq!(
+            published.to_lowercase(),
+            agora_evm::evm_address(provider_key)
+                .to_string()
+                .to_lowercase()
+        );
+        let staked = read_chain(&t, vec![provider], vec![]).await;
+        assert!(!staked.stakes[0].is_zero(), "the provider bonded on chain");
+
+        // An account's own transaction sent to the node is refused: it holds no keys.
+        let buyer_key = t.net.buyer_keys[0].clone();
+        let chain = ChainId::new(info.chain_id.clone());
+        let bond: agora_ledger::Tx = agora_core::Signed::sign(
+            &buyer_key,
+            &chain,
+            0,
+            agora_ledger::TxBody::Bond { amount: Amount(1) },
+        );
+        let refused = t.client.submit_tx(&bond).await.expect_err("refused");
+        assert!(refused.to_string().contains("sends its own"), "{refused}");
+
+        // An order whose escrow the buyer opened on chain with another amount.
+        let request = tile_job(VerifyPolicy::None);
+        let spec = t.buyer.upload_job(&request).await.expect("upload");
+        let body = request
+            .order_request(spec.clone(), agora_client::buyer::now_ms())
+            .expect("an order");
+        let order = t.buyer.sign_order(body);
+        let id = agora_proto::signed_order_id(&order);
+        let participant = agora_evm::Participant::connect(rpc_url, contract, &buyer_key)
+            .await
+            .expect("the buyer's own chain connection");
+        participant
+            .open_escrow(id, order.body.escrow.0 - 1, order.body.deadline_ms)
+            .await
+            .expect("an escrow opened by the buyer");
+        let before = read_chain(&t, vec![t.buyer.account()], vec![id]).await;
+        let mismatch = t
+            .client
+            .submit_order(&order, &t.buyer.escrow_for(&order, 0))
+            .await
+            .expect_err("an escrow that differs from the order");
+        assert_eq!(mismatch.api_code(), Some("escrow_mismatch"), "{mismatch}");
+        assert!(mismatch.to_string().contains("amount"), "{mismatch}");
+        // An order with no escrow on chain at all.
+        let body = request
+            .order_request(spec, agora_client::buyer::now_ms())
+            .expect("an order");
+        let unescrowed = t.buyer.sign_order(body);
+        let missing = t
+            .client
+            .submit_order(&unescrowed, &t.buyer.escrow_for(&unescrowed, 0))
+            .await
+            .expect_err("no escrow on chain");
+        assert_eq!(missing.api_code(), Some("escrow_refused"), "{missing}");
+        // Nothing moved: the mismatched escrow is still the buyer's, open, untouched.
+        let after = read_chain(&t, vec![t.buyer.account()], vec![id]).await;
+        assert_eq!(after.balances, before.balances);
+        let escrow = after.escrows[0].expect("still on chain");
+        assert_eq!(escrow.status, EscrowStatus::Open);
+        assert_eq!(escrow.remaining, escrow.locked);
+        assert!(after.conserved);
+        let orders = t.buyer.client().order(&id).await;
+        assert!(orders.is_err(), "the refused order is not recorded");
     })
     .await
     .unwrap_or_else(|_| panic!("not done within {TEST_LIMIT:?}\n{}", t.logs()));

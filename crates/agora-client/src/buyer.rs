@@ -73,6 +73,9 @@ pub struct JobRequest {
     pub label: String,
     /// Its place within a multi-task job.
     pub task: Option<TaskRef>,
+    /// How the order is matched (instant unless set); an auction's window or clock is
+    /// added to the deadline, so the job keeps its full run time.
+    pub auction: agora_market::MatchTerms,
 }
 
 impl JobRequest {
@@ -101,6 +104,7 @@ impl JobRequest {
             deadline_in_ms: DEFAULT_DEADLINE_MS,
             label,
             task: None,
+            auction: agora_market::MatchTerms::Instant,
         }
     }
 
@@ -133,12 +137,14 @@ impl JobRequest {
             requirements,
             max_price: self.max_price,
             fuel_budget: self.fuel_budget,
-            deadline_ms: now_ms.saturating_add(self.deadline_in_ms + self.hold_ms()),
+            deadline_ms: now_ms
+                .saturating_add(self.deadline_in_ms + self.hold_ms() + self.auction.duration_ms()),
             escrow: Amount::ZERO,
             replicas: self.replicas,
             verify: self.verify,
             label: self.label.clone(),
             task: self.task.clone(),
+            auction: self.auction,
         };
         body.escrow = body.worst_case()?;
         body.check_shape()?;
@@ -433,6 +439,21 @@ impl Buyer {
         self.notices = Notices(Arc::new(notice));
     }
 
+    /// The buyer's key (private orders sign grants and access headers with it).
+    pub(crate) fn key(&self) -> &Keypair {
+        &self.key
+    }
+
+    /// The market's chain.
+    pub(crate) fn chain(&self) -> &ChainId {
+        &self.chain
+    }
+
+    /// Says `line` through the buyer's notices.
+    pub(crate) fn notice(&self, line: &str) {
+        self.notices.say(line);
+    }
+
     /// The buyer's account.
     pub fn account(&self) -> AccountId {
         self.key.account()
@@ -487,6 +508,7 @@ impl Buyer {
                 name: name.clone(),
                 hash,
                 size,
+                sealed: false,
             });
         }
         Ok(JobSpec {
@@ -513,8 +535,19 @@ impl Buyer {
     /// the escrow signed again, after a short random backoff, up to [`NONCE_ATTEMPTS`]
     /// sends in all. The order itself is signed once: its id does not depend on the
     /// escrow's nonce, and a refused escrow leaves no trace of the order at the market.
+    ///
+    /// On a market that settles on an EVM chain the buyer opens the escrow on chain with
+    /// its own key first ([`crate::evm`]); the node takes that escrow over, and the signed
+    /// `OpenEscrow` only says which escrow it is (its ledger nonce is not used there).
     pub async fn submit(&self, body: OrderRequest) -> Result<Submitted, ClientError> {
         let order = self.sign_order(body);
+        if let Some((rpc_url, contract)) = crate::evm::evm_settlement(&self.info) {
+            crate::evm::open_escrow_on_chain(rpc_url, contract, &self.key, &order).await?;
+            return self
+                .client
+                .submit_order(&order, &self.escrow_for(&order, 0))
+                .await;
+        }
         let mut nonces = self.nonces.lock().await;
         let _turn = match &self.submit_lock {
             Some(path) => SubmitLock::acquire(path, SUBMIT_LOCK_WAIT).await,
@@ -552,6 +585,47 @@ impl Buyer {
                 }
             }
         }
+    }
+
+    /// Signs and submits `body` paid by redeeming units of the voucher series `terms`
+    /// instead of locking balance: the order's price is capped at the voucher's locked
+    /// price, and its escrow is the backing of the fewest CU that cover the worst-case
+    /// bill. Returns the submission and the CU redeemed. The node checks the class and
+    /// price; the ledger checks that this account holds the units inside their window.
+    pub async fn submit_with_voucher(
+        &self,
+        mut body: OrderRequest,
+        terms: &agora_ledger::VoucherTerms,
+    ) -> Result<(Submitted, u64), ClientError> {
+        let unusable = |detail: String| ClientError::BadResponse {
+            what: "the voucher's terms".into(),
+            detail,
+        };
+        if terms.price_per_cu.0 == 0 {
+            return Err(unusable("its price per CU is zero".into()));
+        }
+        body.max_price = body.max_price.min(terms.price_per_cu);
+        let worst = body.worst_case()?;
+        let cu = worst.0.div_ceil(terms.price_per_cu.0).max(1);
+        body.escrow = terms
+            .backing(cu)
+            .ok_or_else(|| unusable(format!("{cu} CU overflow its backing")))?;
+        body.check_shape()?;
+        let order = self.sign_order(body);
+        let nonce = self.client.account(&self.account()).await?.next_nonce;
+        let redeem = Signed::sign(
+            &self.key,
+            &self.chain,
+            nonce,
+            TxBody::RedeemVoucher {
+                terms: terms.clone(),
+                cu,
+                order_id: signed_order_id(&order),
+                deadline_ms: order.body.deadline_ms,
+            },
+        );
+        let submitted = self.client.submit_order(&order, &redeem).await?;
+        Ok((submitted, cu))
     }
 
     /// Uploads `request`'s files and submits its order; does not wait for the outcome.
@@ -737,7 +811,7 @@ impl Outage {
 
 /// `name` if it is a single plain path component (a provider names outputs; never let it
 /// write outside the output directory).
-fn safe_file_name(name: &str) -> Option<&str> {
+pub(crate) fn safe_file_name(name: &str) -> Option<&str> {
     let plain =
         !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
     plain.then_some(name)

@@ -30,6 +30,10 @@ pub enum ClientError {
         /// The node's error code and explanation.
         error: ApiError,
     },
+    /// The buyer's own transaction on the market's EVM chain failed (opening an escrow);
+    /// the message says what the chain or the contract answered.
+    #[error("the escrow could not be opened on the market's EVM chain: {0}")]
+    Settlement(String),
     /// The node answered something that is not what the API promises.
     #[error(
         "the market's answer to {what} is not what this client expects: {detail}; \
@@ -89,9 +93,17 @@ pub enum ClientError {
     /// The order would be refused before it is sent (shape, size or budget).
     #[error("the order is malformed: {0}")]
     BadOrder(#[from] agora_proto::order::OrderShapeError),
+    /// A private order's sealing, keys or sealed result (docs/privacy.md).
+    #[error("private order: {0}")]
+    Private(String),
 }
 
 impl ClientError {
+    /// A failed transaction of the buyer's own on the market's EVM chain.
+    pub fn settlement(error: impl std::fmt::Display) -> ClientError {
+        ClientError::Settlement(error.to_string())
+    }
+
     /// The node's error code, when the node answered with one.
     pub fn api_code(&self) -> Option<&str> {
         match self {

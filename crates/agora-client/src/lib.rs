@@ -23,6 +23,8 @@
 pub mod buyer;
 pub mod client;
 pub mod error;
+pub mod evm;
+pub mod private;
 pub mod progress;
 pub mod spec;
 pub mod sse;

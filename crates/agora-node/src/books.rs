@@ -9,10 +9,22 @@
 
 use std::collections::HashSet;
 
-use agora_core::{AccountId, ChainId, Keypair};
+use agora_core::{AccountId, Amount, ChainId, Keypair};
 use agora_evm::EvmSettlement;
 use agora_ledger::{Account, BlockOutcome, Escrow, Ledger, Settlement, Stake, Tx, TxBody};
 use agora_proto::api::SettlementInfo;
+
+/// The ask attribute in which a provider publishes the EVM address it is paid at.
+pub const EVM_ADDRESS_ATTR: &str = "evm.address";
+
+/// Why an escrow the buyer opened on chain was not taken over.
+#[derive(Debug, Clone)]
+pub enum AdoptError {
+    /// It differs from the order (amount, deadline, buyer, or it is no longer fresh).
+    Mismatch(String),
+    /// The chain could not be read.
+    Read(String),
+}
 
 /// The settlement backend the block producer runs over.
 // One per node, owned by the producer thread for its whole life: its size does not matter.
@@ -118,20 +130,85 @@ impl Books {
         }
     }
 
+    /// Bonded stake the backend requires before a provider can be assigned an order: the
+    /// contract's `minStake` on the EVM backend; the embedded ledger has no such floor.
+    pub fn min_stake(&self) -> Amount {
+        match self {
+            Books::Embedded(_) => Amount::ZERO,
+            Books::Evm(e) => Amount(e.settlement.min_stake()),
+        }
+    }
+
+    /// On the EVM backend, takes over the escrow the buyer opened on chain itself for the
+    /// order `escrow_tx` (its signed `OpenEscrow`) names: `Ok(Some(height))` when it is
+    /// there and identical (order id, amount, deadline, buyer), `Ok(None)` when the chain
+    /// holds none (the transaction is then submitted as usual), and an error naming the
+    /// difference otherwise. The embedded ledger always answers `Ok(None)`.
+    pub fn adopt_escrow(&mut self, escrow_tx: &Tx) -> Result<Option<u64>, AdoptError> {
+        let Books::Evm(evm) = self else {
+            return Ok(None);
+        };
+        let TxBody::OpenEscrow {
+            order_id,
+            amount,
+            deadline_ms,
+        } = &escrow_tx.body
+        else {
+            return Ok(None);
+        };
+        match evm
+            .settlement
+            .adopt_escrow(*order_id, escrow_tx.signer, *amount, *deadline_ms)
+        {
+            Ok(Some(_)) => Ok(Some(evm.settlement.height())),
+            Ok(None) => Ok(None),
+            Err(e @ agora_evm::EvmError::EscrowMismatch { .. }) => {
+                Err(AdoptError::Mismatch(e.to_string()))
+            }
+            Err(e) => Err(AdoptError::Read(e.to_string())),
+        }
+    }
+
+    /// On the EVM backend, notes from the node's own order record who bought an order
+    /// whose escrow the buyer opened on chain itself (used when resuming after a restart).
+    pub fn note_order_buyer(&mut self, order_id: agora_core::Hash, buyer: AccountId) {
+        if let Books::Evm(evm) = self {
+            evm.settlement.note_order_buyer(order_id, buyer);
+        }
+    }
+
+    /// On the EVM backend, records the payout address a provider published in its signed
+    /// ask (`evm.address`); nothing to do on the embedded ledger.
+    pub fn register_published(&mut self, provider: AccountId, address: &str) -> Result<(), String> {
+        let Books::Evm(evm) = self else {
+            return Ok(());
+        };
+        let address: agora_evm::Address = address.parse().map_err(|e| {
+            format!("ask attribute {EVM_ADDRESS_ATTR} {address:?} is not an EVM address: {e}")
+        })?;
+        evm.settlement
+            .register_published(provider, address)
+            .map_err(|e| e.to_string())
+    }
+
     /// Whether this backend can carry `tx` at all, checked before anything is sent so one
     /// transaction it cannot carry never fails a whole batch. The embedded ledger carries
     /// everything its rules accept; on the EVM backend an account's own transaction needs
-    /// that account's key here, every account named needs a known EVM address, and the
-    /// market authority only settles and slashes (it holds no spendable balance there).
+    /// that account's key here (otherwise the account sends it to the contract itself),
+    /// and every account named needs a known EVM address. The market authority's own
+    /// transactions (settling, slashing, paying audits from the verification fund) are
+    /// always carried.
     pub fn can_carry(&self, tx: &Tx, market: &AccountId) -> Result<(), String> {
         let Books::Evm(evm) = self else {
             return Ok(());
         };
-        if &tx.signer == market {
-            if let TxBody::Transfer { .. } = tx.body {
-                return Err("the market authority holds no spendable balance on the EVM backend (the verification fund is an embedded-ledger feature); nothing was sent".into());
-            }
-        } else if !evm.local_keys.contains(&tx.signer) {
+        if !EvmSettlement::carries(&tx.body) {
+            return Err(format!(
+                "the EVM backend does not carry {} transactions (they exist on the embedded ledger only); nothing was sent",
+                tx.body.kind()
+            ));
+        }
+        if &tx.signer != market && !evm.local_keys.contains(&tx.signer) {
             return Err(format!(
                 "on the EVM backend account {} sends its own {} to contract {} itself; this node holds no key for it and sent nothing",
                 tx.signer,

@@ -6,7 +6,8 @@
 //! with the declared size, that the module is one a provider would run at all (the
 //! executor's pre-compile check: allowed wasm features, WASI imports, `_start`), and that
 //! its id is new. Then the record is made durable, the
-//! escrow goes into a block, and only then is the order matched (or, when every provider
+//! escrow goes into a block (on the EVM backend, the identical escrow the buyer opened on
+//! chain itself is taken over instead), and only then is the order matched (or, when every provider
 //! that could run it is busy, queued until one has room), so a crash at any point leaves
 //! either nothing, or a record whose escrow the restart reconciles. A waiting order can be
 //! cancelled like any other that is not being settled.
@@ -18,6 +19,7 @@ use agora_ledger::{Tx, TxBody};
 use agora_proto::api::{CancelRequest, OrderView, SubmitOrder, Submitted};
 use agora_proto::{CancelOrder, OrderState, SignedOrder, hexed, signed_order_id};
 
+use crate::books::AdoptError;
 use crate::chain::{ChainError, LedgerOp};
 use crate::clock::now_ms;
 use crate::error::ApiFailure;
@@ -85,9 +87,15 @@ pub fn check_submission(
                 body.escrow, body.deadline_ms
             )));
         }
+        TxBody::RedeemVoucher {
+            terms,
+            cu,
+            order_id,
+            deadline_ms,
+        } => check_voucher_escrow(body, id, terms, *cu, *order_id, *deadline_ms)?,
         other => {
             return Err(ApiFailure::EscrowMismatch(format!(
-                "`escrow_tx` is a {} transaction; it must be an OpenEscrow for order {id}",
+                "`escrow_tx` is a {} transaction; it must be an OpenEscrow or a RedeemVoucher for order {id}",
                 other.kind()
             )));
         }
@@ -97,6 +105,58 @@ pub fn check_submission(
         escrow_tx,
         id,
     })
+}
+
+/// An order paid by a voucher: the redemption must open exactly this order's escrow
+/// (id, deadline, amount = the redeemed CU's backing), in the order's resource class, and
+/// the order may not offer more per CU than the voucher's locked price (a voucher is a
+/// claim on CU at the market's index, not a blank cheque). The ledger then checks that the
+/// buyer holds the units and that the series is inside its redeem window.
+fn check_voucher_escrow(
+    body: &agora_proto::OrderRequest,
+    id: Hash,
+    terms: &agora_ledger::VoucherTerms,
+    cu: u64,
+    order_id: Hash,
+    deadline_ms: u64,
+) -> Result<(), ApiFailure> {
+    if order_id != id || deadline_ms != body.deadline_ms {
+        return Err(ApiFailure::EscrowMismatch(format!(
+            "the voucher redemption opens order {order_id} until {deadline_ms}, but the order is {id} until {}; sign a RedeemVoucher with exactly those",
+            body.deadline_ms
+        )));
+    }
+    let class = body
+        .demand
+        .classes(std::iter::empty())
+        .into_iter()
+        .next()
+        .unwrap_or_else(agora_market::ResourceClass::cpu);
+    if terms.class != class.as_str() {
+        return Err(ApiFailure::EscrowMismatch(format!(
+            "the voucher is for resource class {:?} but the order runs on {:?}; pay with a voucher of class {:?} or with an OpenEscrow",
+            terms.class,
+            class.as_str(),
+            class.as_str()
+        )));
+    }
+    if body.max_price > terms.price_per_cu {
+        return Err(ApiFailure::EscrowMismatch(format!(
+            "the order offers up to {} but the voucher's CU were bought at {}; a voucher pays at most its locked price, so cap the order's price at it",
+            body.max_price, terms.price_per_cu
+        )));
+    }
+    if terms.backing(cu) != Some(body.escrow) {
+        return Err(ApiFailure::EscrowMismatch(format!(
+            "redeeming {cu} CU at {} locks {}, but the order's escrow is {}; redeem exactly the CU that back the order's escrow",
+            terms.price_per_cu,
+            terms
+                .backing(cu)
+                .map_or_else(|| "more than fits".to_string(), |a| a.to_string()),
+            body.escrow
+        )));
+    }
+    Ok(())
 }
 
 /// The nearest deadline a signed order may have, ms from its submission: any time in
@@ -202,6 +262,7 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
     }
     let id = checked.id;
     let policy = checked.order.body.verify;
+    let auctioned = !checked.order.body.auction.is_instant();
     let record = OrderRecord {
         order: checked.order,
         state: OrderState::Escrowed,
@@ -234,10 +295,7 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
             "the order record could not be stored: {e}"
         )));
     }
-    let included = shared
-        .chain
-        .submit(vec![LedgerOp::External(checked.escrow_tx)])
-        .await;
+    let included = lock_escrow(shared, checked.escrow_tx).await;
     let height = match included {
         Ok(inclusions) => inclusions.first().map(|i| i.height).unwrap_or(0),
         Err(err) => {
@@ -246,8 +304,9 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
                 tracing::warn!(order = %id, "could not delete the record of a refused order: {e}");
             }
             return Err(match err {
-                ChainError::Refused(why) => ApiFailure::EscrowRefused(why),
-                other => ApiFailure::Internal(other.to_string()),
+                SubmitFailure::Api(failure) => failure,
+                SubmitFailure::Chain(ChainError::Refused(why)) => ApiFailure::EscrowRefused(why),
+                SubmitFailure::Chain(other) => ApiFailure::Internal(other.to_string()),
             });
         }
     };
@@ -268,8 +327,15 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
         );
         book.sequence.push(id);
         book.active.insert(id);
+        // An auction order opens its auction instead of being matched; the queue then
+        // leaves it alone until the close.
+        let mut actions = if auctioned {
+            crate::auctions::open(shared, &mut book, id, now_ms())
+        } else {
+            Vec::new()
+        };
         // Through the queue, so orders already waiting for capacity are placed first.
-        let actions = lifecycle::serve_queue(shared, &mut book);
+        actions.extend(lifecycle::serve_queue(shared, &mut book));
         let state = book
             .orders
             .get(&id)
@@ -278,11 +344,50 @@ pub async fn submit(shared: &Arc<Shared>, request: SubmitOrder) -> Result<Submit
         (state, actions)
     };
     lifecycle::run(shared, actions);
+    if auctioned {
+        crate::auctions::start(shared, id);
+    }
     Ok(Submitted {
         order_id: id,
         state,
         escrow_height: height,
     })
+}
+
+/// Locks the order's escrow: on the EVM backend a buyer opens it on chain with its own
+/// key, and an identical escrow found there is taken over (a different one is refused as
+/// `escrow_mismatch`); otherwise the signed `OpenEscrow` goes into a block (on the EVM
+/// backend the node holds no participant's key, so it is refused: with no escrow on chain
+/// the order cannot be taken).
+async fn lock_escrow(
+    shared: &Shared,
+    escrow_tx: agora_ledger::Tx,
+) -> Result<Vec<crate::chain::Inclusion>, SubmitFailure> {
+    let probe = escrow_tx.clone();
+    let adopted = shared
+        .chain
+        .read(move |books| books.adopt_escrow(&probe))
+        .await
+        .map_err(SubmitFailure::Chain)?;
+    match adopted {
+        Ok(Some(height)) => Ok(vec![crate::chain::Inclusion {
+            tx_id: escrow_tx.id(),
+            height,
+        }]),
+        Ok(None) => shared
+            .chain
+            .submit(vec![LedgerOp::External(escrow_tx)])
+            .await
+            .map_err(SubmitFailure::Chain),
+        Err(AdoptError::Mismatch(why)) => Err(SubmitFailure::Api(ApiFailure::EscrowMismatch(why))),
+        Err(AdoptError::Read(why)) => Err(SubmitFailure::Chain(ChainError::Read(why))),
+    }
+}
+
+/// Why [`lock_escrow`] failed.
+enum SubmitFailure {
+    Chain(ChainError),
+    Api(ApiFailure),
 }
 
 /// `POST /v1/orders/{id}/cancel`: the buyer's signed cancel refunds an order that is not
@@ -393,6 +498,7 @@ mod tests {
             verify: agora_proto::VerifyPolicy::None,
             label: String::new(),
             task: None,
+            auction: Default::default(),
         };
         Signed::sign(buyer, chain, salt, body)
     }

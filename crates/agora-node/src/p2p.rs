@@ -10,9 +10,11 @@ use std::sync::Arc;
 use agora_core::{AccountId, Signed, canonical};
 use agora_net::{GossipMessage, InboundRequest, NetEvent, Topic, Verdict};
 use agora_proto::AskOffer;
+use agora_proto::api::SettlementInfo;
 use agora_proto::wire::{MarketReply, ToMarket};
 use tokio::sync::mpsc;
 
+use crate::books::EVM_ADDRESS_ATTR;
 use crate::clock::now_ms;
 use crate::lifecycle;
 use crate::node::{PROVIDER_ATTR, Shared};
@@ -80,6 +82,13 @@ fn judge_gossip(shared: &Arc<Shared>, message: &GossipMessage) -> Verdict {
     }
     let provider = offer.signer;
     let now = now_ms();
+    // On the EVM backend a provider is paid at the address it publishes in its signed ask;
+    // one that publishes none could never be paid, so it is not listed.
+    let evm_address = offer.body.ask.attributes.get(EVM_ADDRESS_ATTR).cloned();
+    if evm_address.is_none() && matches!(shared.chain.settlement(), SettlementInfo::Evm { .. }) {
+        tracing::info!(%provider, "ask not listed: this market settles on an EVM chain and the ask publishes no {EVM_ADDRESS_ATTR} to be paid at");
+        return Verdict::Ignore;
+    }
     let mut listed = offer.body.ask.clone();
     listed
         .attributes
@@ -96,19 +105,40 @@ fn judge_gossip(shared: &Arc<Shared>, message: &GossipMessage) -> Verdict {
     if entry.stake_read_ms + STAKE_REFRESH_MS <= now {
         entry.stake_read_ms = now;
         let shared = shared.clone();
-        tokio::spawn(async move { refresh_stake(&shared, provider).await });
+        tokio::spawn(async move {
+            if let Some(address) = evm_address {
+                register_evm_address(&shared, provider, address).await;
+            }
+            refresh_stake(&shared, provider).await
+        });
     }
     Verdict::Accept
 }
 
-/// Reads `provider`'s bonded stake from the ledger into the engine.
+/// Records the EVM address `provider` published (on the EVM backend), so the node can
+/// assign and pay it; one already held by another account is refused and logged.
+async fn register_evm_address(shared: &Shared, provider: AccountId, address: String) {
+    let registered = shared
+        .chain
+        .read(move |books| books.register_published(provider, &address))
+        .await;
+    if let Ok(Err(why)) = registered {
+        tracing::warn!(%provider, "published EVM address not registered: {why}");
+    }
+}
+
+/// Reads `provider`'s bonded stake from the ledger into the engine. On the EVM backend,
+/// bonded stake below the contract's `minStake` counts as none: the contract would refuse
+/// to assign the provider, so the market must not match it to orders that need stake.
 pub async fn refresh_stake(shared: &Shared, provider: AccountId) {
     let stake = shared
         .chain
-        .stake(provider)
-        .await
-        .map(|stake| stake.map(|s| s.bonded));
-    if let Ok(stake) = stake {
+        .read(move |books| {
+            let bonded = books.stake(&provider)?.map(|s| s.bonded);
+            Ok::<_, String>(bonded.filter(|b| *b >= books.min_stake()))
+        })
+        .await;
+    if let Ok(Ok(stake)) = stake {
         let stake = stake.unwrap_or(agora_core::Amount::ZERO);
         let mut book = shared.book();
         book.market.set_stake(provider, stake);
@@ -143,9 +173,10 @@ fn handle(shared: &Arc<Shared>, peer: AccountId, message: ToMarket) -> Result<()
         ToMarket::Deliver(delivery) => lifecycle::accept_delivery(shared, peer, *delivery),
         ToMarket::Failed(failure) => lifecycle::failure(shared, peer, &failure),
         ToMarket::Bid(bid) => {
-            bid.verify(&shared.identity.chain_id)
-                .map_err(|e| format!("bid rejected: {e}"))?;
-            Err("this market matches orders instantly against standing asks; publish an ask instead of bidding".to_string())
+            crate::auctions::bid(shared, Some(peer), &bid).map_err(|e| e.to_string())
+        }
+        ToMarket::Accept(accept) => {
+            crate::auctions::accept(shared, Some(peer), &accept).map_err(|e| e.to_string())
         }
     }
 }

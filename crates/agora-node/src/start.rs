@@ -151,6 +151,7 @@ impl MarketNode {
             metrics: Metrics::new(),
             // Monotone across restarts: providers may treat nonces as a replay guard.
             message_nonce: AtomicU64::new(now_ms().saturating_mul(1_000)),
+            grants: Default::default(),
         });
         resume(&shared, stored).await?;
         let listener = tokio::net::TcpListener::bind(config.http_listen)
@@ -298,7 +299,9 @@ async fn open_books(config: &MarketConfig) -> Result<(Books, Params, Keypair, Ke
             let keys = DevKeys::new(*users);
             let (mut genesis, _) = Genesis::dev(DEV_CHAIN_ID, 0, *users, DEV_USER_FUNDS);
             genesis.params.allow_faulty_providers = true;
-            (genesis, keys.market, keys.producer, keys.users)
+            // Even on a dev chain the node sends nothing for the participants: buyers open
+            // their escrows and providers bond from their own keys (docs/settlement-evm.md).
+            (genesis, keys.market, keys.producer, Vec::<Keypair>::new())
         }
         ChainSetup::Genesis { genesis, key } => (
             (**genesis).clone(),
@@ -391,12 +394,13 @@ fn open_ledger(config: &MarketConfig) -> Result<(Ledger, Keypair, Keypair), Node
 
 /// Reconciles stored records against the ledger and loads them into the book.
 async fn resume(shared: &Arc<Shared>, stored: Vec<OrderRecord>) -> Result<(), NodeError> {
-    let ids: Vec<Hash> = stored.iter().map(OrderRecord::id).collect();
+    let ids: Vec<(Hash, AccountId)> = stored.iter().map(|r| (r.id(), r.order.signer)).collect();
     let read = shared
         .chain
         .read(move |books| {
             let mut escrows: HashMap<Hash, Escrow> = HashMap::new();
-            for id in ids {
+            for (id, buyer) in ids {
+                books.note_order_buyer(id, buyer);
                 if let Some(escrow) = books.escrow(&id)? {
                     escrows.insert(id, escrow);
                 }

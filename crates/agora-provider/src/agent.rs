@@ -51,7 +51,7 @@ use crate::status::{DiscoveryFile, Economics, JobStats, ProviderStatus};
 use crate::verify::{AssignmentRules, Decline, check_abort, check_assignment};
 
 /// The name of the agent's one ask (an upsert under the same id replaces it).
-const ASK_NAME: &str = "agent";
+pub(crate) const ASK_NAME: &str = "agent";
 /// How long an assignment that finds the slots or memory busy waits while a halted job
 /// gives its share back. The market counts that share free as soon as it sent its
 /// abort, so its next assignment can arrive a few milliseconds before the cancelled
@@ -92,7 +92,15 @@ impl ProviderAgent {
         let endpoint = MarketEndpoint::from_info(&info)?;
         let hardware = Hardware::detect(&data_dir)?;
         let capacity = Capacity::from_hardware(&hardware, &config.overrides);
-        if let Some(api) = &api {
+        // On an EVM market the agent bonds on chain itself and publishes where it is paid.
+        let mut config = config;
+        if let Some((rpc_url, contract)) = crate::evm::evm_settlement(&info) {
+            crate::evm::bond_on_chain(rpc_url, contract, &config.key, config.stake.0).await?;
+            config.attributes.insert(
+                crate::evm::EVM_ADDRESS_ATTR.into(),
+                crate::evm::published_address(&config.key),
+            );
+        } else if let Some(api) = &api {
             bond_stake(api, &config.key, &endpoint.chain, config.stake).await?;
         }
         let module_cache =
@@ -494,7 +502,7 @@ impl Shared {
         }
     }
 
-    fn current_price(&self) -> Price {
+    pub(crate) fn current_price(&self) -> Price {
         *self.price.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -764,7 +772,11 @@ async fn event_loop(
         match event {
             NetEvent::Request(request) => handle_request(&shared, request),
             NetEvent::Gossip(message) => {
-                // The agent acts on no gossip; the market validates and relays asks.
+                // The agent acts on the market's auction notices alone (it bids or
+                // accepts, see `bidding`); it relays nothing: the market reaches every agent.
+                if message.topic == Topic::Orders {
+                    crate::bidding::on_notice(&shared, &message);
+                }
                 if let Err(e) = shared.net.report(&message.id, Verdict::Ignore).await {
                     tracing::debug!(error = %e, "could not report a gossip verdict");
                 }

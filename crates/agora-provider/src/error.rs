@@ -39,6 +39,9 @@ pub enum ProviderError {
         /// The market's error code and message.
         message: String,
     },
+    /// The provider's own transaction on the market's EVM chain (bonding stake) failed.
+    #[error("could not bond stake on the market's EVM chain: {0}")]
+    Settlement(String),
     /// The market's `/v1/info` is unusable (e.g. no p2p address to dial).
     #[error("the market's info is unusable: {0}")]
     MarketInfo(String),

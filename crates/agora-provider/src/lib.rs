@@ -47,16 +47,19 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent;
+pub mod bidding;
 pub mod config;
 pub mod containers;
 pub mod cost;
 pub mod error;
+pub mod evm;
 pub mod fault;
 pub mod hardware;
 pub mod http;
 mod job;
 mod lazy_exec;
 pub mod pricing;
+mod private;
 pub mod status;
 pub mod verify;
 
