@@ -479,6 +479,14 @@ impl EvmSettlement {
         }
     }
 
+    /// Records, from the market's own durable order record, that `buyer` is the buyer of
+    /// `order_id`'s escrow (after a restart, for escrows buyers opened on chain
+    /// themselves). It only names the account an escrow read reports; refunds go to the
+    /// escrow's opener on chain whatever is recorded here.
+    pub fn note_order_buyer(&mut self, order_id: Hash, buyer: AccountId) {
+        self.order_buyers.insert(order_id, buyer);
+    }
+
     /// Bonded stake the contract requires of a provider before an order is assigned to it.
     pub fn min_stake(&self) -> u64 {
         self.min_stake
