@@ -366,6 +366,15 @@ impl MarketClient {
         self.post("/v1/orders", &body).await
     }
 
+    /// `POST /v1/quote`: what `order` would cost, from the book as it stands; moves no
+    /// money and records nothing.
+    pub async fn quote(
+        &self,
+        order: &agora_proto::OrderRequest,
+    ) -> Result<agora_proto::quote::QuoteView, ClientError> {
+        self.post("/v1/quote", order).await
+    }
+
     /// `GET /v1/orders/{id}`.
     pub async fn order(&self, id: &Hash) -> Result<OrderView, ClientError> {
         self.get(&format!("/v1/orders/{id}")).await

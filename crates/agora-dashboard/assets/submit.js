@@ -95,6 +95,8 @@ export async function submit(main) {
     const index = (live.last && live.last.index) || (await get("/v1/dashboard/stats")).index;
     const cpu = index.find((i) => i.class === "cpu") || index[0];
     const perRun = answer.quote_price ? answer.quote_price * body.max_cu : null;
+    // The risk-adjusted quote for the same unsigned order; a failure leaves the rest.
+    const risk = await post("/v1/quote", { body: answer.body }).catch(() => null);
     replace(estimate,
       h("h2", null, "Estimate before paying"),
       kv([
@@ -107,10 +109,27 @@ export async function submit(main) {
         ["Escrow locked now", h("span", { id: "prepared-escrow" }, agr(answer.escrow))],
         answer.no_match ? ["Why no match", h("pre", null, answer.no_match)] : null,
       ]),
+      risk ? riskQuote(risk) : null,
       h("h3", null, "The same job from a terminal"),
       h("pre", { id: "prepared-command", tabindex: "0", "aria-label": "agora job run command" }, answer.command),
       h("button", { type: "button", id: "sign-submit", onclick: () => signAndSubmit().catch((e) => { status.textContent = ""; notify(e.message); }) }, "Sign in this browser and submit"));
     status.textContent = "Review the estimate, then sign.";
+  }
+
+  // The quote's expectations: verification overhead, odds of settling, the total with
+  // retries and the reference cloud's cost.
+  function riskQuote(view) {
+    const q = view.quote;
+    const pct = (ppm) => `${(ppm / 1e4).toFixed(1)}%`;
+    return h("section", { id: "risk-quote" },
+      h("h3", null, "Risk-adjusted quote"),
+      kv([
+        ["Qualifying providers", h("span", { id: "quote-candidates" }, String(view.candidates.length))],
+        ["Verification", h("span", { id: "quote-overhead" }, `${(q.verification_runs_ppm / 1e6).toFixed(2)}× runs (${view.verification_note})`)],
+        ["Chance it settles", h("span", { id: "quote-success" }, `${pct(q.success_ppm)}, ${(q.expected_attempts_ppm / 1e6).toFixed(2)} attempts expected`)],
+        ["Expected total", h("span", { id: "quote-total" }, q.expected_total_if_settled === null ? "not expected to settle" : `${agr(q.expected_total_if_settled)} if it settles, retries included`)],
+        ["Reference cloud", h("span", { id: "quote-cloud" }, q.reference_cost === null ? "—" : `${agr(q.reference_cost)} for one run at ${price(view.reference_price)}`)],
+      ]));
   }
 
   async function signAndSubmit() {

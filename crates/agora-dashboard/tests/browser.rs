@@ -160,6 +160,11 @@ async fn dashboard_end_to_end_in_chromium() {
         quote.contains("0.02 AGR/CU"),
         "the cheapest provider's price: {quote}"
     );
+    // The risk-adjusted quote of the same order (POST /v1/quote), before anything is signed.
+    let success = browser.text("#quote-success").await;
+    assert!(success.contains("attempts expected"), "{success}");
+    let candidates = browser.text("#quote-candidates").await;
+    assert_ne!(candidates.trim(), "0", "providers qualify: {candidates}");
     browser.screenshot("submit-estimate").await;
     browser
         .client

@@ -74,6 +74,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(info))
         .routes(routes!(put_blob, get_blob))
         .routes(routes!(submit_order, list_orders))
+        .routes(routes!(crate::quote::quote_order))
         .routes(routes!(get_order))
         .routes(routes!(get_result))
         .routes(routes!(order_events))

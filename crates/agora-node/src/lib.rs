@@ -15,6 +15,8 @@
 //! - [`lifecycle`] and [`orders`]: the order state machine and the submission checks.
 //! - [`p2p`]: asks, heartbeats, deliveries and failure reports from providers.
 //! - [`http`]: the axum API with its generated OpenAPI document, and [`metrics`].
+//! - [`quote`]: `POST /v1/quote`, the risk-adjusted quote of an unsigned order, which
+//!   moves no money.
 //! - [`server`]: the HTTP accept loop with the connection cap, header and idle timeouts.
 //!
 //! Entry point: [`MarketNode::start`] with a [`MarketConfig`], which returns a
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod node;
 pub mod orders;
 pub mod p2p;
+pub mod quote;
 pub mod records;
 pub mod server;
 mod start;

@@ -21,6 +21,7 @@ pub mod api;
 pub mod dashboard;
 pub mod hexed;
 pub mod order;
+pub mod quote;
 pub mod wire;
 
 pub use agora_verify::VerifyPolicy;

@@ -405,4 +405,28 @@ mod tests {
         let long_run = expected_overhead_over_jobs_ppm(&adaptive, 10_000);
         assert!((1_050_000..1_070_000).contains(&long_run), "{long_run}");
     }
+
+    proptest::proptest! {
+        /// What a quote reports as the verification overhead: more replicas never cost
+        /// less, a spot-check adds exactly its probability, and adaptive never charges
+        /// more than full replication nor less than one run.
+        #[test]
+        fn overhead_grows_with_replicas_and_audit_rate(
+            n in 1u32..16,
+            p in 1u32..=PPM,
+            count in 0u32..1_000,
+        ) {
+            let h = history(count);
+            let replicate = |n| VerifyPolicy::Replicate { n, quorum: n / 2 + 1 };
+            proptest::prop_assert!(
+                expected_overhead_ppm(&replicate(n + 1), &h) > expected_overhead_ppm(&replicate(n), &h)
+            );
+            proptest::prop_assert_eq!(
+                expected_overhead_ppm(&VerifyPolicy::Spot { p_ppm: p }, &h),
+                u64::from(PPM) + u64::from(p)
+            );
+            let adaptive = expected_overhead_ppm(&VerifyPolicy::DEFAULT, &h);
+            proptest::prop_assert!((u64::from(PPM)..=2 * u64::from(PPM)).contains(&adaptive));
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! `agora job`: the buyer's commands — run, submit, status, result, list, cancel.
+//! `agora job`: the buyer's commands — quote, run, submit, status, result, list, cancel.
 //!
 //! Everything goes through `agora_client` over the market node's HTTP API. `job run`
 //! takes a WASI module or a job spec file (`docs/job-spec.md`); a spec with `[[tasks]]`
@@ -47,6 +47,11 @@ enum JobCommand {
     Run(RunArgs),
     /// Submit a job (or every task of a spec file) and print the order ids; do not wait.
     Submit(SubmitArgs),
+    /// What a job would cost, before any money moves: qualifying providers, expected
+    /// price and total with retries, verification overhead, probability of success, the
+    /// reference cloud's cost, or why nothing matches. Same arguments as `job run`;
+    /// nothing is uploaded, escrowed or submitted.
+    Quote(SubmitArgs),
     /// Show an order: state, provider, bill and history.
     Status(IdArgs),
     /// Show a settled order's result; download its output files with --output-dir.
@@ -243,6 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match args.command {
             JobCommand::Run(a) => run_jobs(a).await,
             JobCommand::Submit(a) => submit(a).await,
+            JobCommand::Quote(a) => quote(a).await,
             JobCommand::Status(a) => status(a).await,
             JobCommand::Result(a) => result(a).await,
             JobCommand::List(a) => list(a).await,
@@ -657,6 +663,125 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&submitted)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code of a quote that found no qualifying provider.
+const EXIT_NO_MATCH: u8 = 2;
+
+async fn quote(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let (_, _, requests, _packed) = requests(&args.job)?;
+    let client = args.conn.client()?;
+    let mut quotes = Vec::with_capacity(requests.len());
+    for request in &requests {
+        let job = local_job_spec(request).await?;
+        let body = request
+            .order_request(job, now_ms())
+            .with_context(|| format!("building the order for {}", request.label))?;
+        let quote = client
+            .quote(&body)
+            .await
+            .with_context(|| format!("quoting {}", request.label))?;
+        quotes.push((request.label.clone(), quote));
+    }
+    if args.conn.json {
+        let views: Vec<_> = quotes.iter().map(|(_, q)| q).collect();
+        match views.as_slice() {
+            [one] => outln!("{}", serde_json::to_string_pretty(one)?),
+            many => outln!("{}", serde_json::to_string_pretty(many)?),
+        }
+    } else {
+        for (label, quote) in &quotes {
+            if quotes.len() > 1 {
+                outln!("== {label}");
+            }
+            print_quote(quote);
+        }
+    }
+    let matched = quotes.iter().all(|(_, q)| q.no_match.is_none());
+    Ok(ExitCode::from(if matched { 0 } else { EXIT_NO_MATCH }))
+}
+
+/// The job `request` makes, its files hashed here but not uploaded: a quote needs their
+/// hashes and sizes only.
+async fn local_job_spec(request: &JobRequest) -> anyhow::Result<agora_proto::JobSpec> {
+    let (module, module_size) = agora_client::buyer::hash_file(&request.module).await?;
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for (name, path) in &request.inputs {
+        let (hash, size) = agora_client::buyer::hash_file(path).await?;
+        inputs.push(agora_proto::InputRef {
+            name: name.clone(),
+            hash,
+            size,
+        });
+    }
+    Ok(agora_proto::JobSpec {
+        module,
+        module_size,
+        inputs,
+        args: request.args.clone(),
+        env: request.env.clone(),
+        memory_bytes: request.memory_bytes,
+        workload: request.workload.clone(),
+    })
+}
+
+fn print_quote(view: &agora_proto::quote::QuoteView) {
+    let q = &view.quote;
+    let ppm = |v: u64| v as f64 / 1e6;
+    outln!(
+        "compute     {} CU (the whole fuel budget), policy {}",
+        q.compute_units,
+        view.policy
+    );
+    if let Some(why) = &view.no_match {
+        outln!("no match    {why}");
+        outln!(
+            "escrow      {} would be locked, then refunded",
+            q.worst_case
+        );
+        return;
+    }
+    outln!(
+        "candidates  {} qualifying provider(s)",
+        view.candidates.len()
+    );
+    for c in view.candidates.iter().take(5) {
+        outln!(
+            "  {}  {}  effective {}  success {:.1}%  stake {}",
+            short_account(&c.provider),
+            c.price,
+            c.effective,
+            ppm(u64::from(c.success_ppm)) * 100.0,
+            c.stake
+        );
+    }
+    if let (Some(price), Some(cost)) = (q.expected_price, q.expected_cost) {
+        outln!("price       {price} expected; {cost} if the first choice(s) deliver");
+    }
+    outln!(
+        "verify      {:.2}× runs ({})",
+        ppm(q.verification_runs_ppm),
+        view.verification_note
+    );
+    outln!(
+        "success     {:.1}% within the market's attempts; {:.2} attempts expected",
+        ppm(u64::from(q.success_ppm)) * 100.0,
+        ppm(q.expected_attempts_ppm)
+    );
+    match q.expected_total_if_settled {
+        Some(total) => outln!(
+            "total       {total} expected if it settles ({} counting a refund as zero)",
+            q.expected_total
+        ),
+        None => outln!("total       the order is not expected to settle"),
+    }
+    outln!("escrow      {} locked at most", q.worst_case);
+    if let Some(cloud) = q.reference_cost {
+        outln!(
+            "cloud       {cloud} for one run at the reference price {}",
+            view.reference_price
+        );
+    }
 }
 
 async fn status(args: IdArgs) -> anyhow::Result<ExitCode> {

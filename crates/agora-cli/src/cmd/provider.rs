@@ -179,7 +179,7 @@ pub fn format_watts(milliwatts: u64) -> String {
 
 /// `20%` or `2.5%`.
 pub fn format_bps(bps: u32) -> String {
-    if bps % 100 == 0 {
+    if bps.is_multiple_of(100) {
         format!("{}%", bps / 100)
     } else {
         format!("{}.{:02}%", bps / 100, bps % 100)
