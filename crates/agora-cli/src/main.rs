@@ -42,6 +42,8 @@ enum Command {
     Market(cmd::market_query::Args),
     /// A provider's view of itself: stake, jobs, earnings.
     Provider(cmd::provider::Args),
+    /// Compute vouchers: buy CU ahead at the index price, send, spend on jobs, refund.
+    Voucher(cmd::voucher::Args),
     /// Measure throughput and latency of one part of the system.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -91,6 +93,7 @@ fn main() -> std::process::ExitCode {
         Command::Job(args) => cmd::job::run(*args),
         Command::Market(args) => cmd::market_query::run(args),
         Command::Provider(args) => cmd::provider::run(args),
+        Command::Voucher(args) => cmd::voucher::run(args),
         Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),
         Command::Bench(BenchCommand::Market(args)) => cmd::market::bench(args),
         Command::Bench(BenchCommand::Exec(args)) => cmd::exec::bench(args),

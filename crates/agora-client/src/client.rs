@@ -436,6 +436,37 @@ impl MarketClient {
         self.get(&format!("/v1/accounts/{account}")).await
     }
 
+    /// `GET /v1/vouchers/quote`: the market's signed price for a voucher series of `class`
+    /// redeemable in `[redeem_from_ms, expires_ms)` (node defaults when `None`), with the
+    /// decoded quote a `MintVoucher` carries.
+    pub async fn voucher_quote(
+        &self,
+        class: &str,
+        redeem_from_ms: Option<u64>,
+        expires_ms: Option<u64>,
+    ) -> Result<(agora_proto::api::VoucherQuoteView, agora_ledger::SignedQuote), ClientError> {
+        let mut query = vec![("class", class.to_string())];
+        query.extend(redeem_from_ms.map(|v| ("redeem_from_ms", v.to_string())));
+        query.extend(expires_ms.map(|v| ("expires_ms", v.to_string())));
+        let view: agora_proto::api::VoucherQuoteView =
+            self.get_query("/v1/vouchers/quote", &query).await?;
+        let quote = hexed::decode(&view.quote, "voucher quote").map_err(|e| {
+            ClientError::BadResponse {
+                what: "the voucher quote".into(),
+                detail: e.to_string(),
+            }
+        })?;
+        Ok((view, quote))
+    }
+
+    /// `GET /v1/accounts/{id}/vouchers`: the account's voucher units, per series.
+    pub async fn vouchers(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<agora_proto::api::VoucherView>, ClientError> {
+        self.get(&format!("/v1/accounts/{account}/vouchers")).await
+    }
+
     /// `GET /v1/providers`.
     pub async fn providers(&self) -> Result<Vec<ProviderView>, ClientError> {
         self.get("/v1/providers").await

@@ -509,6 +509,26 @@ impl EscrowView {
                 self.touched.insert(*order_id, (*amount, true));
                 *amount
             }
+            // What the mint locks; the ledger itself checks the quote and the terms.
+            TxBody::MintVoucher { quote, cu } => {
+                quote.body.terms.backing(*cu).unwrap_or(Amount(u64::MAX))
+            }
+            // A redemption opens an escrow out of voucher backing, not out of the balance.
+            TxBody::RedeemVoucher {
+                terms,
+                cu,
+                order_id,
+                ..
+            } => {
+                if self.touched.contains_key(order_id) || books.escrow(order_id)?.is_some() {
+                    return Err(format!(
+                        "order {order_id} already has an escrow; order ids are used once"
+                    ));
+                }
+                let amount = terms.backing(*cu).unwrap_or(Amount(u64::MAX));
+                self.touched.insert(*order_id, (amount, true));
+                Amount::ZERO
+            }
             _ => Amount::ZERO,
         };
         let spent = self.spent.get(&signer).copied().unwrap_or(Amount::ZERO);

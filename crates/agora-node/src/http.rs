@@ -92,6 +92,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
         .routes(routes!(metrics))
         .merge(crate::dashboard_api::routes())
+        .merge(crate::vouchers::routes())
 }
 
 /// The OpenAPI document the node serves at `/openapi.json`; `docs/http-api.md` is

@@ -46,6 +46,7 @@ pub mod records;
 pub mod server;
 mod start;
 pub mod verification;
+pub mod vouchers;
 
 pub use config::{ChainSetup, ConfigError, MarketConfig, SettlementSetup};
 pub use error::{ApiFailure, NodeError};

@@ -427,3 +427,49 @@ pub struct AccountView {
     /// The next ledger nonce it must sign with.
     pub next_nonce: u64,
 }
+
+/// `GET /v1/vouchers/quote`: the market authority's signed price for a voucher series,
+/// which a buyer puts into its `MintVoucher` (see docs/vouchers.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VoucherQuoteView {
+    /// The series id the quoted terms make.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub series: Hash,
+    /// The resource class.
+    pub class: String,
+    /// The locked price per CU, base units: the class's best live ask when quoted.
+    pub price_per_cu: u64,
+    /// Redeemable from this block time (ms).
+    pub redeem_from_ms: u64,
+    /// Expires (refundable, no longer redeemable) from this block time (ms).
+    pub expires_ms: u64,
+    /// The last block time (ms) at which a mint may use this quote.
+    pub valid_until_ms: u64,
+    /// Hex of the canonical market-signed `Signed<VoucherQuote>`.
+    pub quote: String,
+}
+
+/// One line of `GET /v1/accounts/{id}/vouchers`: an account's units of one series.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VoucherView {
+    /// The series id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub series: Hash,
+    /// The resource class its units buy.
+    pub class: String,
+    /// The locked price per CU, base units.
+    pub price_per_cu: u64,
+    /// Redeemable from this block time (ms).
+    pub redeem_from_ms: u64,
+    /// Expires from this block time (ms).
+    pub expires_ms: u64,
+    /// Units held.
+    pub cu: u64,
+    /// Their backing, base units (`cu × price_per_cu`).
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub backing: Amount,
+    /// `forward` (window not open yet), `redeemable` or `expired` at the node's clock.
+    pub status: String,
+}

@@ -15,4 +15,5 @@ pub mod market_query;
 pub mod node_market;
 pub mod node_provider;
 pub mod provider;
+pub mod voucher;
 pub mod wallet;

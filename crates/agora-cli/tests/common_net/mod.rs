@@ -350,11 +350,12 @@ fn walk_logs(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// minted = balances + escrow + stakes + burned, in exact integers.
+/// minted = balances + escrow + stakes + voucher backing + burned, in exact integers.
 pub fn assert_conserved(supply: &Supply, source: &str) {
     let held = supply.balances.0 as u128
         + supply.escrow.0 as u128
         + supply.stakes.0 as u128
+        + supply.vouchers.0 as u128
         + supply.burned.0 as u128;
     assert_eq!(
         held, supply.minted.0 as u128,
