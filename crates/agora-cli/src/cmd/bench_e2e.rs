@@ -15,6 +15,11 @@
 //!   blob over libp2p (hash-checked chunks).
 //!
 //! At the end the market is stopped and its ledger replayed from genesis.
+//!
+//! `--settlement evm` runs the same phases on a network that settles on the `AgoraMarket`
+//! contract on a local anvil (buyers open their escrows and providers bond on chain
+//! themselves; docs/settlement-evm.md); `--settlement both` runs the embedded network,
+//! then the EVM one, and reports them side by side with the EVM/embedded ratios.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -68,9 +73,35 @@ pub struct Args {
     /// one network.
     #[arg(long, value_enum, default_value_t = Kind::Wasm)]
     pub kind: Kind,
+    /// Where the market settles: its embedded ledger, the contract on a local anvil, or
+    /// both, one network after the other, side by side.
+    #[arg(long, value_enum, default_value_t = Backends::Embedded)]
+    pub settlement: Backends,
     /// Print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The settlement backends `agora bench e2e` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backends {
+    /// The market's own ledger (the default).
+    Embedded,
+    /// The `AgoraMarket` contract on anvil.
+    Evm,
+    /// The embedded network, then the EVM one.
+    Both,
+}
+
+impl Backends {
+    /// Each backend to run, by name, and whether it settles on EVM.
+    fn each(self) -> Vec<(&'static str, bool)> {
+        match self {
+            Backends::Embedded => vec![("embedded", false)],
+            Backends::Evm => vec![("evm", true)],
+            Backends::Both => vec![("embedded", false), ("evm", true)],
+        }
+    }
 }
 
 /// The job kinds `agora bench e2e` measures.
@@ -102,49 +133,163 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let image_path = dir.join("busybox.oci.tar");
     std::fs::write(&image_path, BUSYBOX_IMAGE)?;
     let requests = requests(args.kind, &module_path, &image_path);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut sections = Vec::new();
+    let mut verified = true;
+    for (name, on_evm) in args.settlement.each() {
+        let net_dir = dir.join(if on_evm { "net-evm" } else { "net" });
+        note(&args, &format!("settlement: {name}"));
+        let (report, ok) = run_network(&args, &runtime, &requests, &dir, net_dir, on_evm)?;
+        verified &= ok;
+        sections.push((name, report));
+    }
+    let report = side_by_side(sections);
+    if args.json {
+        outln!("{report}");
+    } else {
+        print_settlements(&report);
+    }
+    Ok(if verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Starts one network (settling on anvil with `on_evm`), measures every job kind on it,
+/// stops it, and checks its books: the embedded ledger replayed from genesis, or the
+/// contract's tokens equal to its totals. Returns the report and whether the check held.
+fn run_network(
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    requests: &[(&'static str, JobRequest)],
+    dir: &Path,
+    net_dir: std::path::PathBuf,
+    on_evm: bool,
+) -> anyhow::Result<(serde_json::Value, bool)> {
     let mut config = LocalNetConfig::new(
         std::env::current_exe().context("finding the agora binary")?,
-        dir.join("net"),
+        net_dir,
         args.providers as usize,
     );
     config.buyers = 1 + args.buyers as usize;
+    config.settle_on_evm = on_evm;
     // Enough declared capacity that every concurrent buyer's job finds a free slot at once
     // (otherwise it would wait in the queue, and the job itself is trivial): the figures
     // are the market loop's, not queueing behind busy providers.
     let per_provider = args.buyers.div_ceil(args.providers) + 2;
     config.provider_args = vec!["--cpus".into(), per_provider.to_string()];
     config.base_price = Price(20_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let mut net = LocalNet::start(&config)?;
-    note(&args, "starting the network...");
+    note(args, "starting the network...");
     let report = runtime.block_on(async {
         net.wait_for_providers().await?;
         let mut reports = Vec::new();
-        for (kind, request) in &requests {
-            note(&args, &format!("measuring {kind} jobs..."));
-            reports.push((*kind, measure(&net, &args, request.clone(), &dir).await?));
+        for (kind, request) in requests {
+            note(args, &format!("measuring {kind} jobs..."));
+            reports.push((*kind, measure(&net, args, request.clone(), dir).await?));
         }
         anyhow::Ok(combine(reports))
     })?;
-    net.stop();
-    let audit = agora_ledger::verify(net.ledger_dir());
     let mut report = report;
-    report["ledger"] = match &audit {
-        Ok(r) => json!({ "verified": true, "height": r.height, "txs": r.txs }),
-        Err(e) => json!({ "verified": false, "error": e.to_string() }),
+    // Every process stops; anvil, owned by `net`, runs until it is dropped.
+    net.stop();
+    let verified = match &net.evm {
+        Some(chain) => {
+            let supply = chain_supply(chain, net.buyer_keys.len() + net.providers.len());
+            let ok = supply.as_ref().is_ok_and(|s| s.conserved());
+            report["ledger"] = match supply {
+                Ok(s) => json!({
+                    "settled_on": "evm",
+                    "contract": chain.market.to_string(),
+                    "conserved": s.conserved(),
+                    "escrowed": s.escrowed,
+                    "burnt": s.burnt,
+                }),
+                Err(e) => json!({ "settled_on": "evm", "conserved": false, "error": e }),
+            };
+            ok
+        }
+        None => {
+            let audit = agora_ledger::verify(net.ledger_dir());
+            report["ledger"] = match &audit {
+                Ok(r) => json!({ "verified": true, "height": r.height, "txs": r.txs }),
+                Err(e) => json!({ "verified": false, "error": e.to_string() }),
+            };
+            audit.is_ok()
+        }
     };
-    if args.json {
-        outln!("{report}");
-    } else {
-        print_human(&report);
-    }
-    Ok(if audit.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    Ok((report, verified))
+}
+
+/// The contract's totals and the tokens it holds, read over a connection of this process.
+fn chain_supply(
+    chain: &agora_devnet::evm::EvmChain,
+    users: usize,
+) -> Result<agora_evm::settlement::ChainSupply, String> {
+    let keys = agora_ledger::DevKeys::new(users);
+    let (genesis, _) =
+        agora_ledger::Genesis::dev("agora-devnet", 0, users, agora_core::Amount::ZERO);
+    let config = agora_evm::EvmConfig::new(
+        chain.rpc_url.clone(),
+        chain.market,
+        agora_core::ChainId::new("agora-devnet"),
+        genesis.params,
+    );
+    // The EVM client owns a runtime of its own: run it on a plain thread.
+    std::thread::spawn(move || {
+        agora_evm::EvmSettlement::connect(config, &keys.market)
+            .and_then(|s| s.supply())
+            .map_err(|e| e.to_string())
     })
+    .join()
+    .map_err(|_| "the chain read panicked".to_string())?
+}
+
+/// One backend's report as it is (with its name); two side by side with EVM/embedded ratios.
+fn side_by_side(mut sections: Vec<(&'static str, serde_json::Value)>) -> serde_json::Value {
+    if sections.len() == 1 {
+        let (name, mut report) = sections.remove(0);
+        report["settlement"] = json!(name);
+        return report;
+    }
+    let ratio = |key: &str| {
+        let of = |r: &serde_json::Value| {
+            // Either one kind's report, or the WASM one of a combined report.
+            let r = if r[key].is_null() { &r["wasm"] } else { r };
+            r[key].as_f64().unwrap_or(f64::NAN)
+        };
+        of(&sections[1].1) / of(&sections[0].1)
+    };
+    let mut out = json!({
+        "evm_vs_embedded": {
+            "latency_p50": ratio("latency_p50_ms"),
+            "jobs_per_s": ratio("jobs_per_s"),
+        }
+    });
+    for (name, report) in sections {
+        out[name] = report;
+    }
+    out
+}
+
+fn print_settlements(r: &serde_json::Value) {
+    if r["settlement"].is_null() {
+        for name in ["embedded", "evm"] {
+            outln!("== settlement: {name}");
+            print_human(&r[name]);
+        }
+        outln!(
+            "evm vs embedded: submit → settled p50 {:.2}×, jobs/s {:.2}×",
+            r["evm_vs_embedded"]["latency_p50"].as_f64().unwrap_or(0.0),
+            r["evm_vs_embedded"]["jobs_per_s"].as_f64().unwrap_or(0.0)
+        );
+    } else {
+        outln!("== settlement: {}", r["settlement"].as_str().unwrap_or("?"));
+        print_human(r);
+    }
 }
 
 fn note(args: &Args, line: &str) {
@@ -455,6 +600,19 @@ fn print_kind(kind: &str, r: &serde_json::Value) {
 }
 
 fn print_ledger(r: &serde_json::Value) {
+    if r["ledger"]["settled_on"] == "evm" {
+        outln!(
+            "chain: contract {}, tokens held {} its totals, {} base units still escrowed",
+            r["ledger"]["contract"].as_str().unwrap_or("?"),
+            if r["ledger"]["conserved"] == true {
+                "equal"
+            } else {
+                "DO NOT EQUAL"
+            },
+            r["ledger"]["escrowed"]
+        );
+        return;
+    }
     outln!(
         "ledger: {}",
         if r["ledger"]["verified"] == true {
