@@ -97,6 +97,10 @@ pub fn order_request() -> OrderRequest {
             index: 3,
             of: 8,
         }),
+        auction: agora_market::MatchTerms::Sealed {
+            window_ms: 5_000,
+            rule: agora_market::PricingRule::UniformKPlusOne,
+        },
     }
 }
 

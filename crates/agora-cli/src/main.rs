@@ -78,6 +78,10 @@ enum BenchCommand {
     /// jobs/s, market CPU and memory, messages per job, provider memory; with --churn,
     /// providers killed and restarted while every job must still settle or refund.
     Scale(cmd::bench_scale::Args),
+    /// Sealed-bid auctions and rising Dutch clocks on a local network of provider
+    /// processes beside instant matching: window end → assignment latency, bids, and the
+    /// Dutch price against the cheapest provider's, in clock steps.
+    Auction(cmd::bench_auction::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -101,6 +105,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Dispute(args)) => cmd::bench_dispute::run(args),
         Command::Bench(BenchCommand::Verify(args)) => cmd::bench_verify::run(args),
         Command::Bench(BenchCommand::Scale(args)) => cmd::bench_scale::run(args),
+        Command::Bench(BenchCommand::Auction(args)) => cmd::bench_auction::run(args),
     };
     match result {
         Ok(code) => code,

@@ -380,6 +380,11 @@ impl MarketClient {
         self.get(&format!("/v1/orders/{id}")).await
     }
 
+    /// `GET /v1/orders/{id}/auction`: the order's auction (sealed bids show after the close).
+    pub async fn auction(&self, id: &Hash) -> Result<agora_proto::api::AuctionView, ClientError> {
+        self.get(&format!("/v1/orders/{id}/auction")).await
+    }
+
     /// `GET /v1/orders?...`, newest first.
     pub async fn orders(&self, filter: &OrderFilter) -> Result<Vec<OrderView>, ClientError> {
         self.get_query("/v1/orders", &filter.query()).await

@@ -1,8 +1,10 @@
 // job.js: one order's page — its state and bill, requirements, offers (price, effective
 // price, reputation) and winner, verification outcome, timeline of events, the signed
 // receipt, stdout/stderr, outputs to download, the cost next to a reference cloud, and
-// the market's "why no match" explanation when it did not match. Follows the order's
-// event stream until it is final.
+// the market's "why no match" explanation when it did not match, and for an auction
+// order its live bid count, the Dutch clock's current price, and after the close every
+// signed bid. Follows the order's event stream until it is final (and polls the auction
+// while it is open: bids are not order events).
 
 import { get } from "./api.js";
 import { h, replace, table, kv, agr, price, cu, ms, when, badge, providerLink, accountLink, ready, trim, short } from "./dom.js";
@@ -84,6 +86,35 @@ function receipt(detail) {
   ]);
 }
 
+// The order's auction (null for an instant order): a sealed auction's bids stay hidden
+// until the close, so only their count shows while it is open.
+async function auctionOf(id) {
+  try {
+    return await get(`/v1/orders/${id}/auction`);
+  } catch (e) {
+    if (e.status === 409) return null;
+    throw e;
+  }
+}
+
+function auction(a) {
+  if (!a) return null;
+  return h("section", { "aria-labelledby": "auction-h" },
+    h("h2", { id: "auction-h" }, "Auction"),
+    kv([
+      ["Terms", h("code", null, a.terms)],
+      ["Status", h("span", { id: "auction-status" }, badge(a.status))],
+      ["Bids", h("span", { id: "auction-bids" }, String(a.bid_count))],
+      a.clock ? ["Dutch price now", h("span", { id: "auction-price" }, `${price(a.clock.price)} (step ${a.clock.step})`)] : null,
+      ["Closes", when(a.closes_ms)],
+      a.winner ? ["Won by", h("span", null, providerLink(a.winner), " at ", price(a.price))] : null,
+      ["Outcome", a.outcome],
+      a.bids_digest ? ["Bids digest", h("span", { class: "mono" }, a.bids_digest)] : null,
+    ]),
+    a.status === "open" && a.bids.length === 0 ? null : table("Bids, in arrival order", [{ label: "Provider" }, { label: "Price", num: true }, { label: "At" }],
+      a.bids.map((b) => [providerLink(b.provider), price(b.price), when(b.at_ms)]), "No bids."));
+}
+
 function draw(main, d, reference) {
   const v = d.view;
   const why = d.no_match || v.refund_reason;
@@ -103,6 +134,7 @@ function draw(main, d, reference) {
       ["Attempts", String(v.attempts)],
       ["Created", when(v.created_ms)],
     ]),
+    auction(d.auction),
     why ? h("section", { "aria-labelledby": "why-h" }, h("h2", { id: "why-h" }, d.no_match ? "Why no match (now)" : "Why it was refunded"), h("pre", { id: "why-no-match" }, why)) : null,
     h("div", { class: "two" },
       h("section", null, h("h2", null, "Requirements"), requirements(d)),
@@ -121,7 +153,8 @@ function draw(main, d, reference) {
 
 export async function job(main, { args, current }) {
   const id = args[0];
-  const [detail, reference] = await Promise.all([get(`/v1/dashboard/orders/${id}`), get("/v1/dashboard/reference")]);
+  const [detail, reference, open] = await Promise.all([get(`/v1/dashboard/orders/${id}`), get("/v1/dashboard/reference"), auctionOf(id)]);
+  detail.auction = open;
   draw(main, detail, reference);
   ready(main);
   if (detail.view.state === "settled" || detail.view.state === "refunded") return null;
@@ -132,14 +165,18 @@ export async function job(main, { args, current }) {
     clearTimeout(timer);
     timer = setTimeout(async () => {
       if (!current()) return;
-      const next = await get(`/v1/dashboard/orders/${id}`);
+      const [next, auctionNow] = await Promise.all([get(`/v1/dashboard/orders/${id}`), auctionOf(id)]);
       if (!current()) return;
+      next.auction = auctionNow;
+      if (!auctionNow || auctionNow.status !== "open") clearInterval(poll);
       draw(main, next, reference);
       ready(main);
       if (next.view.state === "settled" || next.view.state === "refunded") events.close();
     }, 150);
   };
   for (const state of ["escrowed", "matched", "running", "verifying", "settled", "refunded"]) events.addEventListener(state, refresh);
+  // Bids and the Dutch clock's steps are not order events: poll while the auction is open.
+  const poll = open && open.status === "open" ? setInterval(refresh, 1000) : null;
   // The stream ends after a final state; the browser would reconnect and replay it.
   events.addEventListener("error", () => { if (events.readyState === EventSource.CLOSED) return; refresh(); });
   return () => { events.close(); clearTimeout(timer); };

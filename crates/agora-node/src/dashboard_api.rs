@@ -652,6 +652,7 @@ fn order_body(shared: &Shared, req: &PrepareOrder, now: u64) -> ApiResult<OrderR
         verify,
         label: req.label.clone(),
         task: None,
+        auction: Default::default(),
     };
     body.escrow = body
         .worst_case()

@@ -79,6 +79,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_result))
         .routes(routes!(order_events))
         .routes(routes!(cancel_order))
+        .routes(routes!(get_auction))
+        .routes(routes!(submit_bid))
+        .routes(routes!(accept_clock))
         .routes(routes!(challenge_order))
         .routes(routes!(submit_tx, crate::explorer::list_txs))
         .routes(routes!(get_account))
@@ -638,6 +641,61 @@ async fn cancel_order(
 ) -> ApiResult<Json<OrderView>> {
     let id = parse_hash(&id)?;
     Ok(Json(orders::cancel(&shared, id, request).await?))
+}
+
+/// An order's auction: the bid count while a sealed window is open; after the close
+/// every signed bid, the rule, the winner and the digest of the bids.
+#[utoipa::path(get, path = "/v1/orders/{id}/auction", tag = "auctions",
+    params(("id" = String, Path, description = "The order id, hex")),
+    responses(
+        (status = 200, description = "AuctionView", body = agora_proto::api::AuctionView),
+        (status = 404, description = "unknown_order", body = agora_proto::ApiError),
+        (status = 409, description = "the order is matched instantly: no auction", body = agora_proto::ApiError)))]
+async fn get_auction(
+    State(shared): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<agora_proto::api::AuctionView>> {
+    let id = parse_hash(&id)?;
+    Ok(Json(crate::auctions::view(&shared, id)?))
+}
+
+/// A provider's signed sealed bid on an order in a sealed-bid auction.
+#[utoipa::path(post, path = "/v1/orders/{id}/bids", tag = "auctions",
+    params(("id" = String, Path, description = "The order id, hex")),
+    request_body = agora_proto::api::SubmitBid,
+    responses(
+        (status = 200, description = "Taken; the auction (bids stay sealed until the close)", body = agora_proto::api::AuctionView),
+        (status = 400, description = "bad_signature or bad_request", body = agora_proto::ApiError),
+        (status = 404, description = "unknown_order", body = agora_proto::ApiError),
+        (status = 409, description = "the window closed, the bid is above the cap, a second bid, or an ask that cannot run the order", body = agora_proto::ApiError)))]
+async fn submit_bid(
+    State(shared): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<agora_proto::api::SubmitBid>,
+) -> ApiResult<Json<agora_proto::api::AuctionView>> {
+    let id = parse_hash(&id)?;
+    Ok(Json(crate::auctions::bid_over_http(&shared, id, &request)?))
+}
+
+/// A provider's signed acceptance of a Dutch clock's current step and price; the first
+/// valid one wins and is assigned.
+#[utoipa::path(post, path = "/v1/orders/{id}/accept", tag = "auctions",
+    params(("id" = String, Path, description = "The order id, hex")),
+    request_body = agora_proto::api::SubmitAccept,
+    responses(
+        (status = 200, description = "Won; the auction", body = agora_proto::api::AuctionView),
+        (status = 400, description = "bad_signature or bad_request", body = agora_proto::ApiError),
+        (status = 404, description = "unknown_order", body = agora_proto::ApiError),
+        (status = 409, description = "a stale price, already won, the clock ended, or capacity that cannot take it", body = agora_proto::ApiError)))]
+async fn accept_clock(
+    State(shared): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<agora_proto::api::SubmitAccept>,
+) -> ApiResult<Json<agora_proto::api::AuctionView>> {
+    let id = parse_hash(&id)?;
+    Ok(Json(crate::auctions::accept_over_http(
+        &shared, id, &request,
+    )?))
 }
 
 /// Challenges a result held under `challenge:WINDOW`: the challenger's signed result

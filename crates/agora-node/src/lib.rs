@@ -27,6 +27,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod auctions;
 pub mod books;
 pub mod chain;
 pub mod clock;

@@ -202,7 +202,9 @@ enum Miss {
 /// Whether the order is escrowed, has no provider, and nothing is acting on it: what
 /// matching (and the queue) may pick up.
 fn unassigned(entry: &OrderEntry) -> bool {
+    // An order in an open auction is matched by the auction's close, not by the queue.
     !entry.busy
+        && !entry.auction.as_ref().is_some_and(|a| a.is_open())
         && !entry.rec.state.is_final()
         && entry.match_id.is_none()
         && entry.resumed_from.is_none()
@@ -210,7 +212,7 @@ fn unassigned(entry: &OrderEntry) -> bool {
 }
 
 /// Records the match of attempt `attempts + 1` and returns its assignment.
-fn assign_winner(
+pub(crate) fn assign_winner(
     shared: &Shared,
     book: &mut Book,
     id: Hash,
@@ -371,6 +373,10 @@ pub fn begin_refund(book: &mut Book, id: Hash, reason: String) -> Vec<Action> {
     }
     entry.busy = true;
     entry.pending_refund = None;
+    crate::auctions::abandon(book, id);
+    let Some(entry) = book.orders.get_mut(&id) else {
+        return Vec::new();
+    };
     let mut actions = Vec::new();
     if let Some(match_id) = entry.match_id.take() {
         let provider = entry.rec.provider;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub matches: Counter,
     /// Orders no provider could take.
     pub unmatched: Counter,
+    /// Auction bids and Dutch acceptances taken.
+    pub bids: Counter,
     /// Orders that started waiting for capacity (every capable provider was busy).
     pub waited: Counter,
     /// Escrowed orders waiting for a provider with room, as of the last pass over the
@@ -73,6 +75,7 @@ impl Metrics {
             transitions: Family::default(),
             matches: Counter::default(),
             unmatched: Counter::default(),
+            bids: Counter::default(),
             waited: Counter::default(),
             waiting: Gauge::default(),
             jobs: Family::default(),
@@ -97,6 +100,11 @@ impl Metrics {
             "matches",
             "Assignments made by the matching engine",
             metrics.matches.clone(),
+        );
+        registry.register(
+            "auction_bids",
+            "Auction bids and Dutch acceptances taken",
+            metrics.bids.clone(),
         );
         registry.register(
             "unmatched",

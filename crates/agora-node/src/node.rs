@@ -79,6 +79,8 @@ pub struct OrderEntry {
     /// it to them after all (their runs are never trusted meanwhile; see
     /// [`Book::order_to_match`]).
     pub allow_suspended: bool,
+    /// The order's auction, when its terms ask for one (see [`crate::auctions`]).
+    pub auction: Option<crate::auctions::AuctionEntry>,
 }
 
 impl OrderEntry {
@@ -95,6 +97,7 @@ impl OrderEntry {
             resume_until_ms: 0,
             resumed_from: None,
             allow_suspended: false,
+            auction: None,
         }
     }
 

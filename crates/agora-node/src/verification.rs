@@ -986,6 +986,7 @@ mod tests {
             verify: VerifyPolicy::DEFAULT,
             label: String::new(),
             task: None,
+            auction: Default::default(),
         }
     }
 

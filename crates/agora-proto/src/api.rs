@@ -473,3 +473,87 @@ pub struct VoucherView {
     /// `forward` (window not open yet), `redeemable` or `expired` at the node's clock.
     pub status: String,
 }
+
+/// `POST /v1/orders/{id}/bids`: hex of a provider-signed sealed `Bid`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmitBid {
+    /// Hex of the canonical `Signed<Bid>`.
+    pub bid: String,
+}
+
+/// `POST /v1/orders/{id}/accept`: hex of a provider-signed `DutchAccept`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmitAccept {
+    /// Hex of the canonical `Signed<DutchAccept>`.
+    pub accept: String,
+}
+
+/// One bid (or a Dutch acceptance) as the auction recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BidView {
+    /// The bidder.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub provider: AccountId,
+    /// Its price per CU.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub price: Price,
+    /// When the market took it, Unix ms.
+    pub at_ms: u64,
+    /// Hex of the provider-signed bid or acceptance, so anyone can check it.
+    pub signed: String,
+}
+
+/// The Dutch clock where it stands now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClockView {
+    /// The current step (0-based).
+    pub step: u32,
+    /// Its price per CU.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub price: Price,
+    /// When the next step comes, Unix ms.
+    pub until_ms: u64,
+}
+
+/// `GET /v1/orders/{id}/auction`: an order's auction. Bids are sealed: while the window
+/// is open only their count shows; after the close the whole list does, with the rule and
+/// the winner, so anyone can recompute the outcome (`bids_digest` is the blake3 hash of
+/// the canonical list of signed bids, the value recorded on the ledger).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuctionView {
+    /// The order.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub order_id: Hash,
+    /// The buyer-signed terms in their text form (`sealed:5s:first`, `dutch:…`).
+    pub terms: String,
+    /// `open`, `won`, `no_bids` or `abandoned`.
+    pub status: String,
+    /// When the auction opened, Unix ms.
+    pub opened_ms: u64,
+    /// When it closes (or closed), Unix ms.
+    pub closes_ms: u64,
+    /// How many bids it has taken.
+    pub bid_count: u32,
+    /// The bids, in arrival order: empty while a sealed auction is open.
+    pub bids: Vec<BidView>,
+    /// The Dutch clock now, while it runs.
+    pub clock: Option<ClockView>,
+    /// Who won.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub winner: Option<AccountId>,
+    /// At what price per CU.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
+    pub price: Option<Price>,
+    /// When the close (or the winning acceptance) assigned the winner, Unix ms.
+    pub awarded_ms: Option<u64>,
+    /// The blake3 hash of the canonical list of signed bids, after the close.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub bids_digest: Option<Hash>,
+    /// What happened, in words.
+    pub outcome: String,
+}

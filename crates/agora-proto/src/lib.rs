@@ -32,7 +32,8 @@ pub use order::{
     input_kind, order_id, signed_order_id,
 };
 pub use wire::{
-    AskOffer, Assignment, Delivery, Heartbeat, MarketReply, ProviderReply, ToMarket, ToProvider,
+    AskOffer, Assignment, AuctionNotice, Delivery, DutchAccept, Heartbeat, MarketReply,
+    ProviderReply, ToMarket, ToProvider,
 };
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! get different ids, and a replayed order has the id of one the market already knows.
 
 use agora_core::{AccountId, Amount, ChainId, Domain, Fuel, Hash, Price, Signed, canonical};
-use agora_market::{Demand, Requirements};
+use agora_market::{Demand, MatchTerms, Requirements, TermsError};
 use agora_verify::VerifyPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -202,6 +202,9 @@ pub struct OrderRequest {
     pub label: String,
     /// Where the order sits within a multi-task job, if it does.
     pub task: Option<TaskRef>,
+    /// How the order is matched: at once (`instant`), by a sealed-bid auction, or by a
+    /// rising Dutch clock (see `agora_market::terms`); the buyer signs these terms.
+    pub auction: MatchTerms,
 }
 
 impl Domain for OrderRequest {
@@ -323,6 +326,9 @@ pub enum OrderShapeError {
     /// A container setting out of range.
     #[error("{0}")]
     BadContainer(String),
+    /// Malformed auction terms.
+    #[error("auction terms: {0}")]
+    BadAuction(#[from] TermsError),
 }
 
 impl OrderRequest {
@@ -397,6 +403,7 @@ impl OrderRequest {
                 policy: self.verify.to_string(),
             });
         }
+        self.auction.validate(self.max_price)?;
         let needed = self.worst_case()?;
         if self.escrow < needed {
             return Err(OrderShapeError::EscrowTooSmall {
@@ -482,6 +489,7 @@ mod tests {
             verify: VerifyPolicy::None,
             label: "tile 3".into(),
             task: None,
+            auction: MatchTerms::Instant,
         }
     }
 

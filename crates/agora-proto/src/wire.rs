@@ -14,7 +14,7 @@
 //! signed as well, so a message forwarded by a third party still proves who wrote it.
 
 use agora_core::{AccountId, Domain, Fuel, Hash, Price, Signed, SignedReceipt};
-use agora_market::Ask;
+use agora_market::{Ask, AskId};
 use serde::{Deserialize, Serialize};
 
 use crate::order::SignedOrder;
@@ -194,12 +194,55 @@ pub struct Bid {
     pub order_id: Hash,
     /// The bidder.
     pub provider: AccountId,
+    /// The bidder's ask whose machine would run the job.
+    pub ask: AskId,
     /// Its price per compute unit (at most the order's cap).
     pub price: Price,
 }
 
 impl Domain for Bid {
-    const TAG: &'static str = "agora/bid/v1";
+    // v2: the ask whose capacity is offered joined the signed body.
+    const TAG: &'static str = "agora/bid/v2";
+}
+
+/// A provider's acceptance of a Dutch clock's current price, signed by the provider.
+/// It names the step as well as the price, so an acceptance meant for a step that has
+/// passed is refused rather than taken at a different price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DutchAccept {
+    /// The order whose clock is accepted.
+    pub order_id: Hash,
+    /// The provider accepting.
+    pub provider: AccountId,
+    /// The provider's ask whose machine would run the job.
+    pub ask: AskId,
+    /// The clock step accepted (0-based).
+    pub step: u32,
+    /// That step's price per compute unit.
+    pub price: Price,
+}
+
+impl Domain for DutchAccept {
+    const TAG: &'static str = "agora/dutch-accept/v1";
+}
+
+/// The market's announcement of an order open for bids or acceptances, gossiped on the
+/// `orders` topic and signed by the market authority. The order's own (buyer-signed)
+/// terms say which kind of auction it is; `opened_ms` fixes the Dutch clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuctionNotice {
+    /// The order's id.
+    pub order_id: Hash,
+    /// The buyer-signed order, with its auction terms.
+    pub order: SignedOrder,
+    /// When the market opened the auction (the Dutch clock's step 0), Unix ms.
+    pub opened_ms: u64,
+    /// When bids stop being taken (the window's or the clock's end), Unix ms.
+    pub closes_ms: u64,
+}
+
+impl Domain for AuctionNotice {
+    const TAG: &'static str = "agora/auction-notice/v1";
 }
 
 /// Requests a provider agent serves.
@@ -248,8 +291,11 @@ pub enum ToMarket {
     Deliver(Box<Delivery>),
     /// Could not run it.
     Failed(Signed<JobFailure>),
-    /// A bid in a reverse auction (also accepted from gossip).
+    /// A sealed bid in a reverse auction. Sent to the market alone (never gossiped, so
+    /// other bidders cannot see it before the close).
     Bid(Signed<Bid>),
+    /// The acceptance of a Dutch clock's current price.
+    Accept(Signed<DutchAccept>),
 }
 
 /// The market's answer.

@@ -248,6 +248,7 @@ mod tests {
             verify: agora_proto::VerifyPolicy::None,
             label: "t".into(),
             task: None,
+            auction: Default::default(),
         }
     }
 

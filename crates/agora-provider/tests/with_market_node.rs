@@ -266,6 +266,7 @@ impl Buyer {
             verify: agora_proto::VerifyPolicy::None,
             label: "provider e2e".into(),
             task: None,
+            auction: Default::default(),
         };
         let escrow = body.escrow;
         let order = Signed::sign(&self.key, &self.chain, now_ms(), body);

@@ -161,6 +161,12 @@ struct JobArgs {
     /// spot:P, adaptive (default), challenge:WINDOW.
     #[arg(long, value_name = "POLICY", long_help = VERIFY_LONG_HELP)]
     verify: Option<agora_proto::VerifyPolicy>,
+    /// How the order is matched: instant (default), sealed:WINDOW[:first|uniform] (a
+    /// sealed-bid auction, e.g. sealed:5s), or dutch:FROM..TO/DURATION[xSTEPS] (a clock
+    /// rising from FROM to TO base units per CU in STEPS steps, default 10, e.g.
+    /// dutch:10..200/10s); see docs/auctions.md.
+    #[arg(long, value_name = "TERMS")]
+    auction: Option<agora_market::MatchTerms>,
     /// Only providers whose region attribute equals this.
     #[arg(long)]
     region: Option<String>,
@@ -418,6 +424,9 @@ fn apply_overrides(args: &JobArgs, request: &mut JobRequest) {
     }
     if let Some(verify) = args.verify {
         request.verify = verify;
+    }
+    if let Some(auction) = args.auction {
+        request.auction = auction;
     }
     if let Some(region) = &args.region {
         request.region = Some(region.clone());

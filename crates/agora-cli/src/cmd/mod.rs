@@ -1,6 +1,7 @@
 //! One module per `agora` subcommand. Each exposes its clap arguments and a `run`
 //! function returning the process exit code.
 
+pub mod bench_auction;
 pub mod bench_dispute;
 pub mod bench_e2e;
 pub mod bench_scale;

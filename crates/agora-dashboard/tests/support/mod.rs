@@ -322,6 +322,7 @@ impl Submitter {
             verify: agora_proto::VerifyPolicy::None,
             label: label.into(),
             task: None,
+            auction: Default::default(),
         };
         let order = Signed::sign(buyer, &chain, salt, body);
         let escrow_tx = Signed::sign(

@@ -263,6 +263,7 @@ pub fn order_verified_by(
         verify: policy,
         label: format!("test {salt}"),
         task: None,
+        auction: Default::default(),
     };
     let mut body = body;
     body.escrow = body.worst_case().expect("fits");

@@ -235,6 +235,7 @@ impl FakeMarket {
             verify: agora_proto::VerifyPolicy::None,
             label: "test".into(),
             task: None,
+            auction: Default::default(),
         };
         Signed::sign(buyer, &self.chain, rand_nonce(), body)
     }
