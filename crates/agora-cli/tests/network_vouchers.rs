@@ -23,13 +23,15 @@ use agora_proto::api::VoucherView;
 use common_net::{AGORA, TestNet, fee, job, one_job_per_provider};
 use serde_json::Value;
 
-/// Runs `agora voucher ARGS --market URL --wallet WALLET --json`.
+/// Runs `agora voucher SUBCOMMAND --json --market URL --wallet WALLET REST` (the common
+/// flags first: job arguments after `--` end the command line).
 fn voucher(t: &TestNet, wallet: &Path, args: &[&str]) -> (bool, Value, String) {
+    let (subcommand, rest) = args.split_first().expect("a subcommand");
     let output = Command::new(AGORA)
-        .arg("voucher")
-        .args(args)
+        .args(["voucher", subcommand])
         .args(["--json", "--market", &t.net.http_url, "--wallet"])
         .arg(wallet)
+        .args(rest)
         .output()
         .expect("agora voucher runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -89,7 +91,11 @@ async fn snapshot(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vouchers_are_minted_sent_redeemed_for_a_job_and_refuse_bad_input() {
-    let mut t = TestNet::start(1, one_job_per_provider).await;
+    let mut t = TestNet::start(1, |config| {
+        one_job_per_provider(config);
+        config.buyers = 2;
+    })
+    .await;
     let (key_a, key_b) = (t.net.buyer_keys[0].clone(), t.net.buyer_keys[1].clone());
     let (a, b) = (key_a.account(), key_b.account());
     let (wallet_a, wallet_b) = (
