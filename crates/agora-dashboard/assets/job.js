@@ -179,5 +179,5 @@ export async function job(main, { args, current }) {
   const poll = open && open.status === "open" ? setInterval(refresh, 1000) : null;
   // The stream ends after a final state; the browser would reconnect and replay it.
   events.addEventListener("error", () => { if (events.readyState === EventSource.CLOSED) return; refresh(); });
-  return () => { events.close(); clearTimeout(timer); };
+  return () => { events.close(); clearTimeout(timer); clearInterval(poll); };
 }
