@@ -56,11 +56,13 @@ pub fn order_request() -> OrderRequest {
                     name: "scene.txt".into(),
                     hash: Hash::of(b"scene"),
                     size: 5,
+                    sealed: false,
                 },
                 InputRef {
                     name: "weights.bin".into(),
                     hash: Hash::of(b"weights"),
                     size: 7,
+                    sealed: false,
                 },
             ],
             args: vec!["--tile".into(), "3".into()],

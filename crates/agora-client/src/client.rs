@@ -353,6 +353,38 @@ impl MarketClient {
         Ok(size)
     }
 
+    /// `GET path` with a signed `x-agora-auth` header (a private order's blobs and key
+    /// grants): the raw body.
+    pub async fn get_signed_bytes(&self, path: &str, auth: &str) -> Result<Vec<u8>, ClientError> {
+        let (url, request) = self.request(Method::GET, path);
+        let request = request.header(agora_seal::AUTH_HEADER, auth);
+        let response = self.send(&url, request).await?;
+        let response = Self::check(&format!("GET {path}"), response).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::BadResponse {
+                what: format!("GET {path}"),
+                detail: format!("the body broke off: {e}"),
+            })?;
+        Ok(bytes.to_vec())
+    }
+
+    /// `POST /v1/orders/{id}/keys`: a signed key grant for a private order.
+    pub async fn post_grant(
+        &self,
+        order_id: &Hash,
+        grant: &agora_seal::SignedKeyGrant,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/orders/{order_id}/keys");
+        let body = serde_json::json!({ "grant": hexed::encode(grant) });
+        let (url, request) = self.request(Method::POST, &path);
+        let response = self.send(&url, request.json(&body)).await?;
+        Self::check(&format!("POST {path}"), response)
+            .await
+            .map(|_| ())
+    }
+
     /// `POST /v1/orders`: a signed order with its signed escrow transaction.
     pub async fn submit_order(
         &self,

@@ -39,12 +39,28 @@ pub(crate) fn serve_chunk(store: &BlobStore, request: &[u8]) -> ChunkResponse {
         Err(StoreError::NotFound(_)) => return ChunkResponse::NotFound,
         Err(e) => return ChunkResponse::Unavailable(e.to_string()),
     };
+    // A sealed blob belongs to a private order: only its parties may read it, and the
+    // blob protocol does not know who they are. Every chunk is checked, not only the
+    // first, so asking from an offset does not get around it.
+    if is_sealed_blob(store, &request.hash) {
+        return ChunkResponse::BadRequest(format!(
+            "blob {} is private (sealed); it is served only over the market's HTTP API, to a party to its order (docs/privacy.md)",
+            request.hash
+        ));
+    }
     match store.read_range(&request.hash, request.offset, u64::from(request.len)) {
         Ok(data) => ChunkResponse::Chunk { total, data },
         Err(StoreError::NotFound(_)) => ChunkResponse::NotFound,
         Err(e @ StoreError::OutOfRange { .. }) => ChunkResponse::BadRequest(e.to_string()),
         Err(e) => ChunkResponse::Unavailable(e.to_string()),
     }
+}
+
+/// Whether the stored blob starts with the sealed-blob tag of `agora-seal`.
+fn is_sealed_blob(store: &BlobStore, hash: &Hash) -> bool {
+    store
+        .read_range(hash, 0, agora_seal::MAGIC.len() as u64)
+        .is_ok_and(|head| head == agora_seal::MAGIC)
 }
 
 /// One fetch in progress: who serves it, what it is, how big.

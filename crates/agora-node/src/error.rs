@@ -149,6 +149,9 @@ pub enum ApiFailure {
     /// The order is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// The requester may not read this (a private blob, a stranger to the order).
+    #[error("{0}")]
+    Forbidden(String),
     /// Something the node does not support yet.
     #[error("{0}")]
     Unsupported(String),
@@ -230,6 +233,7 @@ impl ApiFailure {
             UnknownProvider(_) => (StatusCode::NOT_FOUND, "unknown_provider"),
             DuplicateOrder(_) => (StatusCode::CONFLICT, "duplicate_order"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
             DeadlineOutOfRange { .. } => (StatusCode::BAD_REQUEST, "deadline_out_of_range"),
             NoRoute { .. } => (StatusCode::NOT_FOUND, "no_route"),

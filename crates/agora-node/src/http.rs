@@ -79,6 +79,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_result))
         .routes(routes!(order_events))
         .routes(routes!(cancel_order))
+        .routes(routes!(crate::private::post_keys, crate::private::get_keys))
         .routes(routes!(get_auction))
         .routes(routes!(submit_bid))
         .routes(routes!(accept_clock))
@@ -395,9 +396,15 @@ async fn stream_to_store(
     params(("hash" = String, Path, description = "The blob's blake3 hash, hex")),
     responses(
         (status = 200, description = "The bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 403, description = "forbidden: a sealed blob, and no x-agora-auth header from its owner or a party to an order that names it (docs/privacy.md)", body = agora_proto::ApiError),
         (status = 404, description = "unknown_blob", body = agora_proto::ApiError)))]
-async fn get_blob(State(shared): State<AppState>, Path(hash): Path<String>) -> ApiResult<Response> {
+async fn get_blob(
+    State(shared): State<AppState>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let hash = parse_hash(&hash)?;
+    crate::private::check_blob_read(&shared, &hash, &headers)?;
     let size = shared
         .blobs
         .size(&hash)

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod node;
 pub mod orders;
 pub mod p2p;
+pub mod private;
 pub mod quote;
 pub mod records;
 pub mod server;

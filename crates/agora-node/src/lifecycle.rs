@@ -767,7 +767,11 @@ pub fn accept_delivery(
 /// not fails the attempt. An output over the market's blob limit refunds the order at
 /// once: every honest provider computes the same output, so no other run can deliver it.
 async fn verify_and_settle(shared: Arc<Shared>, id: Hash, billing: Billing, delivery: Delivery) {
-    let fault = match check_outputs(&shared, billing.provider, &delivery).await {
+    let buyer = shared.book().orders.get(&id).and_then(|entry| {
+        let order = &entry.rec.order;
+        order.body.is_private().then_some(order.signer)
+    });
+    let fault = match check_outputs(&shared, billing.provider, buyer, &delivery).await {
         Ok(()) => return verification::on_delivered(shared, id, billing, delivery).await,
         Err(fault) => fault,
     };
@@ -821,10 +825,14 @@ enum OutputFault {
 }
 
 /// Fetches every output blob from the provider (hash-checked by the transfer) and
-/// checks that the delivered result hashes to the receipt's digest.
+/// checks that the delivered result hashes to the receipt's digest. For a private order
+/// (`sealed_to` is its buyer) the digest is over plaintext the market cannot see: it
+/// checks instead that every output, stdout and stderr is sealed to the buyer, so no
+/// plaintext reaches its store, and leaves the digest to the quorum and the buyer.
 async fn check_outputs(
     shared: &Shared,
     provider: AccountId,
+    sealed_to: Option<AccountId>,
     delivery: &Delivery,
 ) -> Result<(), OutputFault> {
     let limit = shared.settings.max_blob_bytes;
@@ -853,6 +861,9 @@ async fn check_outputs(
             data: Vec::new(),
         });
     }
+    if let Some(buyer) = sealed_to {
+        return check_sealed(shared, buyer, delivery);
+    }
     let digest = result_digest(
         delivery.exit_code,
         &delivery.stdout.data,
@@ -865,6 +876,29 @@ async fn check_outputs(
         ));
     }
     Ok(())
+}
+
+/// Checks that a private order's delivery holds ciphertext sealed to `buyer` only.
+fn check_sealed(shared: &Shared, buyer: AccountId, delivery: &Delivery) -> Result<(), OutputFault> {
+    let sealed_to_buyer =
+        |head: &[u8]| agora_seal::is_sealed(head).is_some_and(|h| h.owner == buyer);
+    let mut parts: Vec<(String, bool)> = vec![
+        ("stdout".into(), sealed_to_buyer(&delivery.stdout.data)),
+        ("stderr".into(), sealed_to_buyer(&delivery.stderr.data)),
+    ];
+    for output in &delivery.outputs {
+        let head = shared
+            .blobs
+            .read_range(&output.hash, 0, agora_seal::HEADER_LEN as u64)
+            .unwrap_or_default();
+        parts.push((format!("output {}", output.name), sealed_to_buyer(&head)));
+    }
+    match parts.into_iter().find(|(_, sealed)| !sealed) {
+        None => Ok(()),
+        Some((what, _)) => Err(OutputFault::Provider(format!(
+            "{what} of a private order is not sealed to the buyer {buyer}; the market keeps no plaintext of private orders"
+        ))),
+    }
 }
 
 /// Stores stdout and stderr as blobs so their exact bytes can be downloaded.
@@ -892,16 +926,26 @@ pub(crate) async fn store_stdio(shared: &Shared, delivery: &Delivery) -> (Hash, 
     })
 }
 
+/// The result of a delivery. A private order's stdout and stderr are ciphertext: their
+/// text is left empty, and the buyer reads them from blobs `stdout_hash`/`stderr_hash`.
 pub(crate) fn job_result(
     delivery: &Delivery,
     (stdout_hash, stderr_hash): (Hash, Hash),
+    private: bool,
 ) -> JobResult {
+    let text = |data: &[u8]| {
+        if private {
+            String::new()
+        } else {
+            String::from_utf8_lossy(data).into_owned()
+        }
+    };
     JobResult {
         exit_code: delivery.exit_code,
-        stdout: String::from_utf8_lossy(&delivery.stdout.data).into_owned(),
+        stdout: text(&delivery.stdout.data),
         stdout_hash,
         stdout_truncated: delivery.stdout.truncated,
-        stderr: String::from_utf8_lossy(&delivery.stderr.data).into_owned(),
+        stderr: text(&delivery.stderr.data),
         stderr_hash,
         stderr_truncated: delivery.stderr.truncated,
         outputs: delivery.outputs.clone(),

@@ -309,6 +309,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Nonces for the market's signed p2p messages (assignments, aborts).
     pub message_nonce: AtomicU64,
+    /// Key grants of private orders (docs/privacy.md).
+    pub grants: crate::private::Grants,
 }
 
 impl Shared {

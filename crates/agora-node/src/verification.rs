@@ -284,7 +284,12 @@ pub fn exposure(body: &OrderRequest, price: Price, stake: Amount) -> agora_verif
 /// A delivery whose outputs checked out: records the run and takes the flow's next step.
 pub async fn on_delivered(shared: Arc<Shared>, id: Hash, billing: Billing, delivery: Delivery) {
     let stdio = lifecycle::store_stdio(&shared, &delivery).await;
-    let result = lifecycle::job_result(&delivery, stdio);
+    let private = shared
+        .book()
+        .orders
+        .get(&id)
+        .is_some_and(|entry| entry.rec.order.body.is_private());
+    let result = lifecycle::job_result(&delivery, stdio, private);
     let run = RunRecord {
         receipt: delivery.receipt,
         price: billing.price,
@@ -912,6 +917,11 @@ pub async fn referee_run(
     id: Hash,
     body: &OrderRequest,
 ) -> Result<RunResult, String> {
+    if body.is_private() {
+        // Its inputs are ciphertext to the market: a run on them would convict honest
+        // providers. The caller refunds instead (docs/privacy.md).
+        return Err("the order is private: its inputs are sealed to its providers, so the market cannot re-run it".into());
+    }
     let blobs = shared.blobs.clone();
     let job = body.job.clone();
     let (fuel, memory) = (body.fuel_budget, body.job.memory_bytes);

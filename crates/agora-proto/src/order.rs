@@ -43,6 +43,12 @@ pub struct InputRef {
     pub hash: Hash,
     /// Its size in bytes.
     pub size: u64,
+    /// Whether the blob is sealed (`agora-seal`): its hash and size are the ciphertext's,
+    /// and each provider assigned to the order gets its data key from the buyer's key grant
+    /// (docs/privacy.md). An order with a sealed input is private: its outputs, stdout and
+    /// stderr come back sealed to the buyer.
+    #[serde(default)]
+    pub sealed: bool,
 }
 
 /// What an input is, from its name (see [`InputRef`]).
@@ -326,6 +332,11 @@ pub enum OrderShapeError {
     /// A container setting out of range.
     #[error("{0}")]
     BadContainer(String),
+    /// A private order under `challenge`, whose referee is the market itself.
+    #[error(
+        "a private order (sealed inputs) cannot be verified by challenge: the referee is the market, which cannot read sealed inputs; use replicate:N:Q, spot:P, adaptive or none"
+    )]
+    PrivateChallenge,
     /// Malformed auction terms.
     #[error("auction terms: {0}")]
     BadAuction(#[from] TermsError),
@@ -353,6 +364,12 @@ impl OrderRequest {
             VerifyPolicy::Replicate { n, .. } => n.max(1),
             _ => 1,
         }
+    }
+
+    /// Whether the order is private: some input is sealed, so the outputs come back
+    /// sealed to the buyer and only the order's parties may read its blobs.
+    pub fn is_private(&self) -> bool {
+        self.job.inputs.iter().any(|input| input.sealed)
     }
 
     /// Checks what can be checked without any state: sizes, names, positive amounts,
@@ -396,6 +413,9 @@ impl OrderRequest {
         }
         if let Some(oci) = self.job.workload.oci() {
             check_oci(oci, &self.verify)?;
+        }
+        if self.is_private() && self.verify.challenge_window_ms().is_some() {
+            return Err(OrderShapeError::PrivateChallenge);
         }
         if self.replicas != 1 && self.replicas != self.billed_runs() {
             return Err(OrderShapeError::ReplicasDisagree {
@@ -468,6 +488,7 @@ mod tests {
                     name: "scene.txt".into(),
                     hash: Hash::of(b"scene"),
                     size: 5,
+                    sealed: false,
                 }],
                 args: vec!["--tile".into(), "3".into()],
                 env: Vec::new(),

@@ -85,6 +85,73 @@ impl MarketApi {
         self.decode(&url, response).await
     }
 
+    /// `GET path` with a signed access header (private orders): the raw body.
+    pub async fn get_signed_bytes(&self, path: &str, auth: &str) -> Result<Vec<u8>, ProviderError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .client
+            .get(&url)
+            .header(agora_seal::AUTH_HEADER, auth)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&url, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return self
+                .decode::<serde_json::Value>(&url, response)
+                .await
+                .map(|_| Vec::new());
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.unreachable(&url, e))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// `PUT /v1/blobs/{hash}` of bytes in memory (a private order's sealed outputs).
+    pub async fn put_blob(
+        &self,
+        hash: &agora_core::Hash,
+        bytes: Vec<u8>,
+    ) -> Result<(), ProviderError> {
+        let url = format!("{}/v1/blobs/{hash}", self.base);
+        let response = self
+            .client
+            .put(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&url, e))?;
+        self.decode::<serde_json::Value>(&url, response)
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST path` with a JSON body whose answer carries nothing the agent needs.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<(), ProviderError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .client
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&url, e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        self.decode::<serde_json::Value>(&url, response)
+            .await
+            .map(|_| ())
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ProviderError> {
         let url = format!("{}{path}", self.base);
         let response = self

@@ -78,6 +78,15 @@ pub(crate) enum JobError {
     /// The provider shut down before the job finished; another provider may run it.
     #[error("the provider shut down before the job finished")]
     ShutDown,
+    /// A private order's sealed inputs could not be opened: no key from the buyer, a key
+    /// that does not open, a blob that does not authenticate. Any provider would fail
+    /// alike, so the order is refunded.
+    #[error("private order: {0}")]
+    SealedInput(String),
+    /// A private order's outcome could not be sealed and handed over (this host's or the
+    /// market's trouble; another provider may run it).
+    #[error("private order: {0}")]
+    SealOutcome(String),
 }
 
 impl JobError {
@@ -94,6 +103,7 @@ impl JobError {
                     )
             }
             JobError::Container(e) => e.deterministic(),
+            JobError::SealedInput(_) => true,
             _ => false,
         }
     }
@@ -107,6 +117,8 @@ impl JobError {
             JobError::Fetch { .. } => "fetch",
             JobError::Store(_) | JobError::Crashed(_) => "host",
             JobError::ShutDown => "shut_down",
+            JobError::SealedInput(_) => "sealed_input",
+            JobError::SealOutcome(_) => "seal_outcome",
         }
     }
 
@@ -305,13 +317,16 @@ async fn halted(control: &mut watch::Receiver<Option<Halt>>) -> Halt {
     }
 }
 
-/// Where the module and the named inputs are in the local store.
+/// Where the module and the named inputs are: in the local store, or, for a private
+/// order's sealed inputs, opened into a directory that lives as long as this value.
 struct Blobs {
     module: std::path::PathBuf,
     inputs: Vec<(String, std::path::PathBuf)>,
+    _opened: Option<crate::private::OpenedInputs>,
 }
 
-/// Fetches the module and the inputs from the market (skipping those already stored).
+/// Fetches the module and the inputs from the market (skipping those already stored);
+/// a private order's sealed inputs are fetched and opened with the buyer's keys.
 async fn fetch_blobs(
     shared: &Shared,
     market_peer: PeerId,
@@ -319,12 +334,31 @@ async fn fetch_blobs(
 ) -> Result<Blobs, JobError> {
     let job = &assignment.order.body.job;
     let module = fetch(shared, market_peer, "module", job.module).await?;
+    let opened = if assignment.order.body.is_private() {
+        let opened = crate::private::open_inputs(shared, assignment)
+            .await
+            .map_err(JobError::SealedInput)?;
+        Some(opened)
+    } else {
+        None
+    };
     let mut inputs = Vec::with_capacity(job.inputs.len());
     for input in &job.inputs {
-        let path = fetch(shared, market_peer, "input", input.hash).await?;
+        let plain = opened
+            .iter()
+            .flat_map(|o| o.files.iter())
+            .find(|(hash, _)| input.sealed && *hash == input.hash);
+        let path = match plain {
+            Some((_, path)) => path.clone(),
+            None => fetch(shared, market_peer, "input", input.hash).await?,
+        };
         inputs.push((input.name.clone(), path));
     }
-    Ok(Blobs { module, inputs })
+    Ok(Blobs {
+        module,
+        inputs,
+        _opened: opened,
+    })
 }
 
 /// Puts each fetched input where its name says (see [`agora_proto::InputRef`]): a file
@@ -414,7 +448,11 @@ fn spawn_sandbox(
             Some(FaultMode::Silent) => return Ok(ran),
             _ => {}
         }
-        store_outputs(&store, &ran.outcome)?;
+        // A private order's outputs are sealed and uploaded at delivery; their plaintext
+        // stays out of the store, which serves any peer.
+        if !order.is_private() {
+            store_outputs(&store, &ran.outcome)?;
+        }
         Ok(ran)
     })
 }
@@ -537,9 +575,23 @@ async fn heartbeat_loop(
     }
 }
 
-/// Signs the receipt and sends the delivery.
+/// Signs the receipt and sends the delivery; a private order's outcome is sealed to the
+/// buyer first (the receipt's digest stays the one over the plaintext, so replicas agree).
 async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, ran: Ran) {
     let Ran { outcome, metering } = ran;
+    let sealed = if assignment.order.body.is_private() {
+        match crate::private::seal_outcome(shared, assignment, &outcome).await {
+            Ok(sealed) => Some(sealed),
+            Err(reason) => {
+                let give_up = give_up_ms(assignment, DELIVERY_PATIENCE);
+                let error = JobError::SealOutcome(reason);
+                report_failure(shared, market_peer, assignment, error, give_up).await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let receipt = Receipt {
         order_id: assignment.order_id,
         provider: shared.key.account(),
@@ -550,6 +602,22 @@ async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, 
         checkpoint: take_checkpoint(shared.key.account(), assignment.order_id),
         metering,
     };
+    let (stdout, stderr, outputs) = match sealed {
+        Some(sealed) => (sealed.stdout, sealed.stderr, sealed.outputs),
+        None => (
+            stream(outcome.stdout),
+            stream(outcome.stderr),
+            outcome
+                .outputs
+                .iter()
+                .map(|file| OutputRef {
+                    name: file.name.clone(),
+                    hash: file.hash,
+                    size: file.size,
+                })
+                .collect(),
+        ),
+    };
     let delivery = Delivery {
         receipt: Signed::sign(
             &shared.key,
@@ -558,17 +626,9 @@ async fn deliver(shared: &Shared, market_peer: PeerId, assignment: &Assignment, 
             receipt,
         ),
         exit_code: outcome.exit_code,
-        stdout: stream(outcome.stdout),
-        stderr: stream(outcome.stderr),
-        outputs: outcome
-            .outputs
-            .iter()
-            .map(|file| OutputRef {
-                name: file.name.clone(),
-                hash: file.hash,
-                size: file.size,
-            })
-            .collect(),
+        stdout,
+        stderr,
+        outputs,
         fuel_used: outcome.fuel_used,
     };
     let message = ToMarket::Deliver(Box::new(delivery));

@@ -80,6 +80,7 @@ async fn an_order_is_run_verified_and_paid_through_the_market_node() {
         name: "data.txt".into(),
         hash: buyer.upload(CAT_INPUT).await,
         size: CAT_INPUT.len() as u64,
+        sealed: false,
     }];
     let order_id = buyer.submit(&module, inputs, Fuel(50_000_000)).await;
     let view = buyer.wait_final(order_id).await;

@@ -18,6 +18,8 @@
 //!   encryption key is the birationally equivalent X25519 key of its account key
 //!   (`to_montgomery` / `to_scalar_bytes` of ed25519-dalek), so no second key has to be
 //!   published, registered or trusted. See docs/privacy.md for why that is sound here.
+//! - [`grant`]: a signed [`KeyGrant`] carries an order's wrapped keys from the party that
+//!   sealed the blobs to the parties that may read them.
 //! - [`access`]: the signed request header a party shows to read a private blob.
 //!
 //! Pure: no I/O beyond the OS random source for fresh keys and nonces, and the
@@ -26,6 +28,7 @@
 
 pub mod access;
 pub mod blob;
+pub mod grant;
 pub mod keys;
 pub mod wrap;
 
@@ -34,6 +37,7 @@ pub use blob::{
     DataKey, HEADER_LEN, MAGIC, SEGMENT_BYTES, SealError, SealedHeader, is_sealed, open,
     open_stream, seal, seal_stream, sealed_len,
 };
+pub use grant::{BlobKey, KeyGrant, MAX_GRANT_KEYS, SignedKeyGrant};
 pub use keys::{KeyError, OpeningKey, RecipientKey};
 pub use wrap::{KeyWrap, WrapError, unwrap_key, wrap_key};
 

@@ -195,6 +195,11 @@ struct RunArgs {
     /// Where outputs go: DIR/ORDER/ for one job, DIR/task-NNNN/ per task of a spec.
     #[arg(long, default_value = "agora-out")]
     output_dir: PathBuf,
+    /// Seal the inputs: the market stores ciphertext, each assigned provider gets the
+    /// keys from this client once assigned (keep it running), and the outputs come back
+    /// sealed to you (docs/privacy.md).
+    #[arg(long)]
+    private: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -520,9 +525,14 @@ async fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut running = tokio::task::JoinSet::new();
     for request in requests {
         let (buyer, limit, out) = (buyer.clone(), limit.clone(), args.output_dir.clone());
+        let private = args.private;
         running.spawn(async move {
             let _slot = limit.acquire_owned().await;
-            run_one(&buyer, request, &out, progress).await
+            if private {
+                run_private(&buyer, request, &out, progress).await
+            } else {
+                run_one(&buyer, request, &out, progress).await
+            }
         });
     }
     let mut summaries = Vec::new();
@@ -576,6 +586,53 @@ async fn run_one(
         }
     }
     Ok(JobSummary::from_view(&view, outputs))
+}
+
+/// Runs one private order to the end (`--private`): its outputs are opened locally.
+async fn run_private(
+    buyer: &Buyer,
+    request: JobRequest,
+    out: &Path,
+    progress: bool,
+) -> anyhow::Result<JobSummary> {
+    let tag = match &request.task {
+        Some(task) => format!("[task-{:04}] ", task.index),
+        None => String::new(),
+    };
+    let started = now_ms();
+    let mut announced = false;
+    let summary = buyer
+        .run_private_job(
+            &request,
+            |id| match &request.task {
+                Some(task) => task_dir(out, task.index),
+                None => out.join(id.short()),
+            },
+            |event| {
+                if progress {
+                    if !announced {
+                        eprintln!("{tag}order {} (private)", event.order_id);
+                        announced = true;
+                    }
+                    eprintln!("{tag}{}", event_line(event, started));
+                }
+            },
+        )
+        .await
+        .with_context(|| format!("running {} as a private order", request.label))?;
+    let dir = match &request.task {
+        Some(task) => task_dir(out, task.index),
+        None => out.join(summary.order_id.short()),
+    };
+    if let (OrderState::Settled, Some(stdout)) = (summary.state, &summary.stdout)
+        && !summary.outputs.iter().any(|o| o.ends_with("stdout.txt"))
+    {
+        let path = dir.join("stdout.txt");
+        tokio::fs::write(&path, stdout)
+            .await
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(summary)
 }
 
 fn exit_code(summaries: &[JobSummary]) -> u8 {
@@ -721,6 +778,7 @@ async fn local_job_spec(request: &JobRequest) -> anyhow::Result<agora_proto::Job
             name: name.clone(),
             hash,
             size,
+            sealed: false,
         });
     }
     Ok(agora_proto::JobSpec {
