@@ -187,7 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 impl Conn {
     fn key(&self) -> anyhow::Result<agora_core::Keypair> {
-        Ok(load_wallet(&self.wallet.path()?)?)
+        load_wallet(&self.wallet.path()?)
     }
 
     fn client(&self) -> anyhow::Result<MarketClient> {
