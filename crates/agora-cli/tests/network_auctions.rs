@@ -131,7 +131,11 @@ async fn a_sealed_auction_picks_the_cheapest_bid_and_refuses_bad_ones() {
     // Bad bids, each refused and recorded nowhere.
     let key = provider_key(&t, 2);
     let above = signed_bid(&t, &key, id, Price(request.max_price.0 + 1), 9_001);
-    refused(&post_bid(&t, id, above).await, 409, "exceeds the order's cap");
+    refused(
+        &post_bid(&t, id, above).await,
+        409,
+        "exceeds the order's cap",
+    );
     let stranger = Keypair::from_seed("a provider with no ask");
     let no_ask = signed_bid(&t, &stranger, id, CHEAPEST, 1);
     refused(&post_bid(&t, id, no_ask).await, 409, "ask");
@@ -200,6 +204,33 @@ async fn a_sealed_auction_picks_the_cheapest_bid_and_refuses_bad_ones() {
     // After the close a bid is refused.
     let late = signed_bid(&t, &key, id, CHEAPEST, 9_005);
     refused(&post_bid(&t, id, late).await, 409, "over");
+
+    // The ledger holds the market's record of the auction: the digest, the winner.
+    let recorded: Vec<_> = t
+        .blocks()
+        .await
+        .into_iter()
+        .flat_map(|b| b.txs)
+        .filter_map(|tx| match tx.body {
+            agora_ledger::TxBody::RecordAuction {
+                order_id,
+                bids,
+                bids_digest,
+                winner,
+                ..
+            } if order_id == id => Some((bids, bids_digest, winner, tx.signer)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [(
+            3,
+            closed.bids_digest.expect("a digest"),
+            Some((cheapest, CHEAPEST)),
+            t.info.market
+        )]
+    );
     t.assert_ledger_sound().await;
 }
 

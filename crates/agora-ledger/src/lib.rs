@@ -66,7 +66,7 @@ pub use state::{
     Account, ConservationError, Escrow, EscrowStatus, Stake, State, Supply, Unbonding,
 };
 pub use store::{BlockFault, Ledger, StoreError, VerifyError, VerifyReport, verify};
-pub use tx::{Tx, TxBody};
+pub use tx::{MAX_REASON_BYTES, Tx, TxBody};
 pub use voucher::{
     SignedQuote, VoucherHolding, VoucherQuote, VoucherSeries, VoucherTerms, holding_key,
 };

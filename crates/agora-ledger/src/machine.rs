@@ -13,6 +13,7 @@
 //! | release escrow | the market authority only |
 //! | refund escrow | the market authority at any time; anyone once the block timestamp ≥ the deadline |
 //! | slash | the market authority only |
+//! | record auction (no money moves) | the market authority only |
 //! | mint voucher | the buyer, carrying a quote signed by the market authority |
 //! | transfer / redeem voucher | the holder |
 //! | expire voucher | anyone once the block timestamp ≥ the series' expiry |
@@ -598,6 +599,9 @@ fn apply_body_as(
             },
         )?,
         TxBody::ExpireVoucher { holder, series } => expire_voucher(state, ctx, *holder, *series)?,
+        TxBody::RecordAuction {
+            order_id, terms, ..
+        } => record_auction(state, ctx, signer, *order_id, terms)?,
     };
     // The body succeeded; bumping the nonce cannot fail any more.
     let after = state.account(&signer);
@@ -763,6 +767,28 @@ fn open_escrow(
         amount,
         deadline_ms,
     }])
+}
+
+/// Checks an auction record: the market authority's, for a known escrow, with bounded
+/// terms. It changes no balance, escrow or stake.
+fn record_auction(
+    state: &State,
+    ctx: &BlockContext,
+    signer: AccountId,
+    order_id: Hash,
+    terms: &str,
+) -> Result<Vec<Event>, LedgerError> {
+    require_authority(ctx, signer, "record an auction")?;
+    if terms.len() > MAX_REASON_BYTES {
+        return Err(LedgerError::ReasonTooLong {
+            len: terms.len(),
+            max: MAX_REASON_BYTES,
+        });
+    }
+    state
+        .escrow(&order_id)
+        .ok_or(LedgerError::UnknownEscrow(order_id))?;
+    Ok(Vec::new())
 }
 
 /// The open escrow for `order_id`, or why there is none.

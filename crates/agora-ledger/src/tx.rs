@@ -5,7 +5,7 @@
 //! the domain tag [`TxBody::TAG`]. Who may sign which kind is enforced by
 //! [`crate::apply`], not here.
 
-use agora_core::{AccountId, Amount, Domain, Hash, Signed};
+use agora_core::{AccountId, Amount, Domain, Hash, Price, Signed};
 use serde::{Deserialize, Serialize};
 
 use crate::voucher::{SignedQuote, VoucherTerms};
@@ -130,6 +130,22 @@ pub enum TxBody {
         /// Which series.
         series: Hash,
     },
+    /// Puts a closed auction's evidence on the ledger; market authority only, and only for
+    /// an order whose escrow exists. Moves nothing: anyone holding the signed bids (the
+    /// order's `GET /v1/orders/{id}/auction`) can check them against `bids_digest` and
+    /// recompute the winner under the buyer-signed `terms`.
+    RecordAuction {
+        /// The order auctioned.
+        order_id: Hash,
+        /// Its buyer-signed match terms in text form (at most [`MAX_REASON_BYTES`] bytes).
+        terms: String,
+        /// How many bids (or Dutch acceptances) were taken.
+        bids: u32,
+        /// The blake3 hash of the canonical list of signed bids, in arrival order.
+        bids_digest: Hash,
+        /// The winner and its price per CU, if anyone won.
+        winner: Option<(AccountId, Price)>,
+    },
 }
 
 impl Domain for TxBody {
@@ -153,6 +169,7 @@ impl TxBody {
             TxBody::TransferVoucher { .. } => "transfer-voucher",
             TxBody::RedeemVoucher { .. } => "redeem-voucher",
             TxBody::ExpireVoucher { .. } => "expire-voucher",
+            TxBody::RecordAuction { .. } => "record-auction",
         }
     }
 }

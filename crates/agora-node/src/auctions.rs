@@ -17,7 +17,9 @@
 //!   clock ended is refused. A clock nobody accepts refunds at its end.
 //! - **Evidence.** `GET /v1/orders/{id}/auction` shows the bid count while the auction is
 //!   open and, after the close, every signed bid, the rule, the winner, and the digest of
-//!   the canonical list of signed bids.
+//!   the canonical list of signed bids. The close also puts a market-signed
+//!   `TxBody::RecordAuction` (order, terms, bid count, that digest, winner and price) in a
+//!   block; it moves no money.
 //!
 //! An auction open when the market restarts is not resumed: the restarted node matches
 //! the order at once (within the buyer's signed cap), like any order it resumes.
@@ -361,6 +363,42 @@ pub fn close(shared: &Arc<Shared>, id: Hash) {
         actions
     };
     lifecycle::run(shared, actions);
+    record_on_ledger(shared, id);
+}
+
+/// Puts order `id`'s closed auction on the ledger (a market-signed `RecordAuction`, no
+/// money moves), in a task of its own. Best effort: the evidence stays in the order's
+/// auction view either way, and a backend that cannot carry the record (an EVM chain)
+/// says so in the log.
+fn record_on_ledger(shared: &Arc<Shared>, id: Hash) {
+    let body = {
+        let book = shared.book();
+        let Some(auction) = book.orders.get(&id).and_then(|e| e.auction.as_ref()) else {
+            return;
+        };
+        let winner = match auction.status {
+            AuctionStatus::Won { provider, price } => Some((provider, price)),
+            AuctionStatus::Open => return,
+            _ => None,
+        };
+        agora_ledger::TxBody::RecordAuction {
+            order_id: id,
+            terms: auction.terms.to_string(),
+            bids: u32::try_from(auction.bids.len()).unwrap_or(u32::MAX),
+            bids_digest: auction.bids_digest(),
+            winner,
+        }
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let recorded = shared
+            .chain
+            .submit(vec![crate::chain::LedgerOp::Market(body)])
+            .await;
+        if let Err(e) = recorded {
+            tracing::info!(order = %id.short(), "the auction record is not on the ledger: {e}");
+        }
+    });
 }
 
 fn set_status(book: &mut Book, id: Hash, status: AuctionStatus, now: u64) {
@@ -568,6 +606,7 @@ pub fn accept(
         lifecycle::assign_winner(shared, &mut book, body.order_id, winner, now)
     };
     lifecycle::run(shared, actions);
+    record_on_ledger(shared, body.order_id);
     Ok(())
 }
 
