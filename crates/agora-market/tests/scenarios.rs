@@ -669,3 +669,80 @@ fn stats_count_fills_misses_and_releases_by_reason() {
     );
     assert_eq!(stats.cancelled + stats.expired, 0);
 }
+
+#[test]
+fn award_now_takes_one_acceptance_at_once_and_only_once() {
+    let mut m = Market::default();
+    m.upsert_ask(cpu_ask(1, "a", 4, 500, &[]), 0).unwrap();
+    // Provider 2 (the cheaper) has room for one job only, taken below by an instant order.
+    m.upsert_ask(cpu_ask(2, "a", 1, 400, &[]), 0).unwrap();
+    let order = cpu_order(9, 1, 100);
+    let id = order.id;
+    m.open_auction(
+        order,
+        AuctionTerms {
+            closes_ms: 10_000,
+            rule: PricingRule::FirstPrice,
+        },
+        0,
+    )
+    .unwrap();
+    let accept = |p: u32, price: u64| Bid {
+        order: id,
+        provider: provider(p),
+        ask: agora_market::AskId::named(&provider(p), "a"),
+        price: Price(price),
+    };
+    // Above the cap: refused, the auction stays open.
+    assert!(matches!(
+        m.award_now(accept(1, 101), 5),
+        Err(MarketError::BidAboveCap { .. })
+    ));
+    // An acceptance whose capacity is gone leaves the auction open, without the bid.
+    filled(m.submit_order(cpu_order(10, 1, 500), 5).unwrap());
+    assert!(matches!(
+        m.award_now(accept(2, 40), 6).unwrap(),
+        MatchOutcome::NoMatch(_)
+    ));
+    // The first acceptance that can run it wins at its price, at once.
+    let fill = filled(m.award_now(accept(1, 60), 7).unwrap());
+    assert_eq!(fill.winners.len(), 1);
+    assert_eq!(fill.winners[0].provider, provider(1));
+    assert_eq!(fill.winners[0].price, Price(60));
+    // A second acceptance finds no auction.
+    assert!(matches!(
+        m.award_now(accept(2, 60), 8),
+        Err(MarketError::UnknownAuction(_))
+    ));
+    m.audit().unwrap();
+}
+
+#[test]
+fn an_abandoned_auction_takes_no_more_bids() {
+    let mut m = Market::default();
+    m.upsert_ask(cpu_ask(1, "a", 4, 500, &[]), 0).unwrap();
+    let order = cpu_order(11, 1, 100);
+    let id = order.id;
+    m.open_auction(
+        order,
+        AuctionTerms {
+            closes_ms: 10_000,
+            rule: PricingRule::FirstPrice,
+        },
+        0,
+    )
+    .unwrap();
+    assert!(m.abandon_auction(&id));
+    assert!(!m.abandon_auction(&id));
+    let bid = Bid {
+        order: id,
+        provider: provider(1),
+        ask: agora_market::AskId::named(&provider(1), "a"),
+        price: Price(50),
+    };
+    assert!(matches!(
+        m.submit_bid(bid, 5),
+        Err(MarketError::UnknownAuction(_))
+    ));
+    m.audit().unwrap();
+}
