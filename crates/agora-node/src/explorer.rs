@@ -74,7 +74,8 @@ pub struct TxQuery {
 fn touches(signer: &AccountId, body: &TxBody, account: &AccountId) -> bool {
     signer == account
         || match body {
-            TxBody::Transfer { to, .. } => to == account,
+            TxBody::Transfer { to, .. } | TxBody::TransferVoucher { to, .. } => to == account,
+            TxBody::ExpireVoucher { holder, .. } => holder == account,
             TxBody::ReleaseEscrow { payouts, .. } => payouts.iter().any(|(a, _)| a == account),
             TxBody::Slash {
                 provider,

@@ -182,7 +182,7 @@ fn run_verify(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 let s = report.supply;
                 outln!(
-                    "ok: chain {} height {} state root {} supply {} (balances {}, escrow {}, stake {}, burned {}); replayed {} txs in {:.2}s ({:.0} tx/s)",
+                    "ok: chain {} height {} state root {} supply {} (balances {}, escrow {}, stake {}, vouchers {}, burned {}); replayed {} txs in {:.2}s ({:.0} tx/s)",
                     report.chain_id,
                     report.height,
                     report.state_root,
@@ -190,6 +190,7 @@ fn run_verify(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     s.balances,
                     s.escrow,
                     s.stakes,
+                    s.vouchers,
                     s.burned,
                     report.txs,
                     secs,
