@@ -112,10 +112,10 @@ enum Quote {
 /// a series nobody can mint (a wrong class for the holder's units).
 fn series_terms(genesis_ms: u64, index: usize) -> VoucherTerms {
     let (class, price, from, until) = match index {
-        0 => ("cpu", 3, 0, 6_000),
-        1 => ("cpu", 5, 3_000, 12_000),
+        0 => ("cpu", 3, 0, 40_000),
+        1 => ("cpu", 5, 3_000, 60_000),
         2 => ("gpu:A100", 7, 0, 2_500),
-        _ => ("gpu:H100", 3, 0, 6_000),
+        _ => ("gpu:H100", 3, 0, 40_000),
     };
     VoucherTerms {
         class: class.into(),
@@ -127,6 +127,11 @@ fn series_terms(genesis_ms: u64, index: usize) -> VoucherTerms {
 
 fn voucher_cu() -> impl Strategy<Value = u64> {
     prop_oneof![1 => Just(0u64), 8 => 1u64..400, 1 => Just(u64::MAX)]
+}
+
+/// Spends are mostly small, so they often fit what was minted.
+fn spend_cu() -> impl Strategy<Value = u64> {
+    prop_oneof![1 => Just(0u64), 8 => 1u64..40, 1 => 40u64..1_000, 1 => Just(u64::MAX)]
 }
 
 /// Signer indices: 0..USERS are users, USERS is the market authority, USERS+1 the treasury.
@@ -158,9 +163,9 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0..USERS).prop_map(|who| Action::Withdraw { who }),
         1 => (authority(), 0u8..6, small_amount()).prop_map(|(signer, order, amount)| Action::Burn { signer, order, amount }),
         1 => (authority(), 0..USERS, small_amount(), 0u8..4, 0..USERS + 2).prop_map(|(signer, provider, amount, evidence, beneficiary)| Action::Slash { signer, provider, amount, evidence, beneficiary }),
-        2 => (0..USERS, 0usize..3, voucher_cu(), prop_oneof![8 => Just(Quote::Good), 1 => Just(Quote::Stale), 1 => Just(Quote::NotByMarket)]).prop_map(|(buyer, series, cu, quote)| Action::MintVoucher { buyer, series, cu, quote }),
-        2 => (0..USERS, 0..USERS + 2, 0usize..3, voucher_cu()).prop_map(|(from, to, series, cu)| Action::TransferVoucher { from, to, series, cu }),
-        2 => (0..USERS, 0usize..4, voucher_cu(), 0u8..6, prop_oneof![1 => Just(0u64), 9 => 1u64..3_000]).prop_map(|(holder, series, cu, order, deadline_in)| Action::RedeemVoucher { holder, series, cu, order, deadline_in }),
+        3 => (0..USERS, 0usize..3, voucher_cu(), prop_oneof![8 => Just(Quote::Good), 1 => Just(Quote::Stale), 1 => Just(Quote::NotByMarket)]).prop_map(|(buyer, series, cu, quote)| Action::MintVoucher { buyer, series, cu, quote }),
+        3 => (0..USERS, 0..USERS + 2, 0usize..3, spend_cu()).prop_map(|(from, to, series, cu)| Action::TransferVoucher { from, to, series, cu }),
+        3 => (0..USERS, 0usize..4, spend_cu(), 0u8..10, prop_oneof![1 => Just(0u64), 9 => 1u64..3_000]).prop_map(|(holder, series, cu, order, deadline_in)| Action::RedeemVoucher { holder, series, cu, order, deadline_in }),
         1 => (signer(), 0..USERS + 2, 0usize..4).prop_map(|(signer, holder, series)| Action::ExpireVoucher { signer, holder, series }),
     ]
 }
