@@ -642,4 +642,67 @@ mod tests {
         assert!(check_deadline(NOW + MAX_DEADLINE + 1, NOW, 1, MAX_DEADLINE).is_err());
         assert!(check_deadline(NOW + 1, NOW, 1, MAX_DEADLINE).is_ok());
     }
+
+    fn redeem_tx(
+        buyer: &Keypair,
+        chain: &ChainId,
+        terms: &agora_ledger::VoucherTerms,
+        cu: u64,
+        order_id: Hash,
+        deadline_ms: u64,
+    ) -> Tx {
+        Signed::sign(
+            buyer,
+            chain,
+            0,
+            TxBody::RedeemVoucher {
+                terms: terms.clone(),
+                cu,
+                order_id,
+                deadline_ms,
+            },
+        )
+    }
+
+    /// An order paid by a voucher passes only with the order's class, a price cap at most
+    /// the voucher's price, and exactly the redeemed CU's backing as its escrow.
+    #[test]
+    fn a_voucher_pays_only_for_its_class_price_and_amount() {
+        let chain = ChainId::new("orders-test");
+        let buyer = Keypair::from_seed("buyer");
+        let cpu = |price| agora_ledger::VoucherTerms {
+            class: "cpu".into(),
+            price_per_cu: Price(price),
+            redeem_from_ms: 0,
+            expires_ms: NOW + 3_600_000,
+        };
+        let gpu = agora_ledger::VoucherTerms {
+            class: "gpu:A100".into(),
+            ..cpu(10)
+        };
+        let check =
+            |escrow: u64, terms: &agora_ledger::VoucherTerms, cu: u64, deadline_shift: u64| {
+                let signed = order(&buyer, &chain, 7, escrow);
+                let id = signed_order_id(&signed);
+                let deadline = signed.body.deadline_ms - deadline_shift;
+                let tx = redeem_tx(&buyer, &chain, terms, cu, id, deadline);
+                check_submission(&request(&signed, &tx), &chain, NOW, MAX_DEADLINE)
+                    .map(|c| c.id)
+                    .map_err(|e| (e.status_and_code().1, e.to_string()))
+            };
+        assert!(check(10, &cpu(10), 1, 0).is_ok());
+        // A dearer voucher pays for a cheaper cap: escrow 2 × 20 covers the worst case.
+        assert!(check(40, &cpu(20), 2, 0).is_ok());
+        let (code, why) = check(10, &gpu, 1, 0).unwrap_err();
+        assert_eq!(code, "escrow_mismatch");
+        assert!(why.contains("gpu:A100") && why.contains("cpu"), "{why}");
+        let (code, why) = check(10, &cpu(5), 2, 0).unwrap_err();
+        assert_eq!(code, "escrow_mismatch");
+        assert!(why.contains("locked price"), "{why}");
+        let (code, why) = check(10, &cpu(10), 2, 0).unwrap_err();
+        assert_eq!(code, "escrow_mismatch");
+        assert!(why.contains("redeem exactly"), "{why}");
+        let (code, _) = check(10, &cpu(10), 1, 1).unwrap_err();
+        assert_eq!(code, "escrow_mismatch");
+    }
 }
