@@ -1,5 +1,5 @@
 //! Provider → market requests over `/agora/rpc/1` (`agora_proto::ToMarket`: heartbeats,
-//! deliveries with their receipts, failures, bids) and the market's `MarketReply`.
+//! deliveries with their receipts, failures, bids, Dutch acceptances) and the market's `MarketReply`.
 
 use agora_proto::{MarketReply, ToMarket};
 
@@ -23,6 +23,10 @@ pub fn check(data: &[u8]) {
             tamper(&env, spot, mask);
         }
         Some(ToMarket::Bid(env)) => {
+            verify_any(&env);
+            tamper(&env, spot, mask);
+        }
+        Some(ToMarket::Accept(env)) => {
             verify_any(&env);
             tamper(&env, spot, mask);
         }

@@ -354,7 +354,20 @@ pub fn all() -> Vec<Seed> {
         Bid {
             order_id: signed_order_id(&order),
             provider: provider().account(),
+            ask: AskId::named(&provider().account(), "box-1"),
             price: Price(800),
+        },
+    );
+    let accept = Signed::sign(
+        &provider(),
+        &chain(),
+        8,
+        agora_proto::DutchAccept {
+            order_id: signed_order_id(&order),
+            provider: provider().account(),
+            ask: AskId::named(&provider().account(), "box-1"),
+            step: 3,
+            price: Price(700),
         },
     );
     let delivery = ToMarket::Deliver(Box::new(Delivery {
@@ -432,6 +445,7 @@ pub fn all() -> Vec<Seed> {
         ("rpc_to_market", "deliver", e(&delivery)),
         ("rpc_to_market", "failed", e(&ToMarket::Failed(failure))),
         ("rpc_to_market", "bid", e(&ToMarket::Bid(bid))),
+        ("rpc_to_market", "accept", e(&ToMarket::Accept(accept))),
         (
             "rpc_to_market",
             "rejected",

@@ -231,6 +231,29 @@ async fn a_sealed_auction_picks_the_cheapest_bid_and_refuses_bad_ones() {
             t.info.market
         )]
     );
+
+    // An auction nobody can bid in (its cap is below every provider's price) refunds
+    // the whole escrow at the close.
+    let mut cheap = job("hashchain", &["100".into(), "1".into()]);
+    cheap.max_price = Price(1_000_000);
+    cheap.auction = "sealed:1s".parse().expect("terms");
+    let id = t
+        .buyer
+        .submit_job(&cheap)
+        .await
+        .expect("submitted")
+        .order_id;
+    let refunded = t.wait_final(&id, Duration::from_secs(30)).await;
+    assert_eq!(refunded.state, OrderState::Refunded, "{refunded:#?}");
+    assert_eq!(refunded.refunded, refunded.escrow);
+    assert!(
+        refunded
+            .refund_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("closed with no bids")),
+        "{refunded:?}"
+    );
+    assert_eq!(auction(&t, id).await.status, "no_bids");
     t.assert_ledger_sound().await;
 }
 
