@@ -542,7 +542,16 @@ impl Buyer {
     pub async fn submit(&self, body: OrderRequest) -> Result<Submitted, ClientError> {
         let order = self.sign_order(body);
         if let Some((rpc_url, contract)) = crate::evm::evm_settlement(&self.info) {
-            crate::evm::open_escrow_on_chain(rpc_url, contract, &self.key, &order).await?;
+            {
+                // One escrow transaction at a time per key: its EVM nonce comes from the
+                // chain, so concurrent submissions would race for it.
+                let _nonces = self.nonces.lock().await;
+                let _turn = match &self.submit_lock {
+                    Some(path) => SubmitLock::acquire(path, SUBMIT_LOCK_WAIT).await,
+                    None => None,
+                };
+                crate::evm::open_escrow_on_chain(rpc_url, contract, &self.key, &order).await?;
+            }
             return self
                 .client
                 .submit_order(&order, &self.escrow_for(&order, 0))

@@ -105,6 +105,21 @@ impl From<ChainError> for ParticipantError {
     }
 }
 
+/// How many times a transaction whose nonce another sender took is signed again.
+const NONCE_RETRIES: u32 = 5;
+
+/// Whether `error` means another transaction of the same sender took this one's nonce,
+/// so this one was not and never will be applied.
+fn lost_nonce(error: &ChainError) -> bool {
+    match error {
+        ChainError::NonceUsed { .. } => true,
+        ChainError::Refused { detail, .. } => {
+            detail.contains("underpriced") || detail.contains("nonce too low")
+        }
+        _ => false,
+    }
+}
+
 /// An escrow this participant opened (or had already opened, identically).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenedEscrow {
@@ -307,14 +322,27 @@ impl Participant {
         Ok(())
     }
 
-    /// Signs with the next nonce, sends, awaits the receipt; returns its block.
+    /// Signs with the next nonce, sends, awaits the receipt; returns its block. Another
+    /// sender of the same key (a second process, or concurrent calls) may take the nonce
+    /// first: the chain then refuses this transaction or it can never be mined, so it is
+    /// signed again with a fresh nonce, a few times.
     async fn send(&self, to: Address, data: Bytes) -> Result<u64, ParticipantError> {
-        let nonce = self.chain.nonce(self.address()).await?;
-        let (_, receipt) = self
-            .chain
-            .transact(&self.signer, Some(to), data, nonce)
-            .await?;
-        Ok(receipt.block_number.unwrap_or_default())
+        let mut attempt = 0u32;
+        loop {
+            let nonce = self.chain.nonce(self.address()).await?;
+            match self
+                .chain
+                .transact(&self.signer, Some(to), data.clone(), nonce)
+                .await
+            {
+                Ok((_, receipt)) => return Ok(receipt.block_number.unwrap_or_default()),
+                Err(e) if attempt < NONCE_RETRIES && lost_nonce(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, ParticipantError> {
