@@ -280,6 +280,56 @@ async fn strangers_are_refused_and_inputs_that_do_not_open_are_refunded() {
         now,
     );
     assert_eq!(get(Some(naming)).await.unwrap().status().as_u16(), 403);
+    // Nor may a stranger read the order's key grants or post one of its own, and the
+    // buyer may grant keys only for the order's sealed inputs.
+    let keys_path = format!("/v1/orders/{}/keys", wrong_key.order_id);
+    let stranger_keys = BlobAccess::header(&stranger, &chain, "GET", &keys_path, None, now);
+    let refused = t.client.get_signed_bytes(&keys_path, &stranger_keys).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(agora_client::ClientError::Api { status: 403, .. })
+        ),
+        "{refused:?}"
+    );
+    let grant_of = |signer: &Keypair, blob: Hash| {
+        let to = RecipientKey::of(&stranger.account()).unwrap();
+        let wrap = agora_seal::wrap_key(sealed[0].key(), &to, sealed[0].header()).unwrap();
+        Signed::sign(
+            signer,
+            &chain,
+            3,
+            KeyGrant {
+                order_id: wrong_key.order_id,
+                keys: vec![BlobKey { blob, wrap }],
+            },
+        )
+    };
+    let posted = t
+        .client
+        .post_grant(&wrong_key.order_id, &grant_of(&stranger, input_hash))
+        .await;
+    assert!(
+        matches!(
+            &posted,
+            Err(agora_client::ClientError::Api { status: 403, .. })
+        ),
+        "{posted:?}"
+    );
+    let not_an_input = t
+        .client
+        .post_grant(
+            &wrong_key.order_id,
+            &grant_of(&buyer_key, Hash::of(b"other")),
+        )
+        .await;
+    assert!(
+        matches!(
+            &not_an_input,
+            Err(agora_client::ClientError::Api { status: 400, .. })
+        ),
+        "{not_an_input:?}"
+    );
 
     // 2. A tampered ciphertext with a key that opens its header: refused on opening.
     let (mut job, sealed) = t
