@@ -69,10 +69,10 @@ async function vouchers(id) {
   } catch {
     return null;
   }
-  return table("Compute vouchers", [{ label: "Series" }, { label: "Class" }, { label: "CU", num: true }, { label: "Price / CU", num: true },
+  return h("section", { id: "account-vouchers" }, table("Compute vouchers", [{ label: "Series" }, { label: "Class" }, { label: "CU", num: true }, { label: "Price / CU", num: true },
     { label: "Backing", num: true }, { label: "Redeemable from" }, { label: "Expires" }, { label: "Status" }],
   held.map((v) => [h("span", { class: "mono", title: v.series }, short(v.series)), v.class, String(v.cu), agr(v.price_per_cu), agr(v.backing),
-    when(v.redeem_from_ms), when(v.expires_ms), badge(v.status)]), "No vouchers.");
+    when(v.redeem_from_ms), when(v.expires_ms), badge(v.status)]), "No vouchers."));
 }
 
 async function account(id, params) {

@@ -309,6 +309,28 @@ async fn dashboard_end_to_end_in_chromium() {
     browser
         .wait_js(&format!("return location.hash === '#/job/{id}'"))
         .await;
+    // The buyer buys 3 CU ahead at the market's quote; its account page lists them.
+    let quote = net.get("/v1/vouchers/quote?class=cpu").await;
+    let quote: agora_ledger::SignedQuote =
+        agora_proto::hexed::decode(quote["quote"].as_str().expect("a quote"), "quote")
+            .expect("a decodable quote");
+    let mint = agora_core::Signed::sign(
+        &buyer,
+        &quote.chain_id.clone(),
+        net.next_nonce(&buyer).await,
+        agora_ledger::TxBody::MintVoucher { quote, cu: 3 },
+    );
+    let minted = reqwest::Client::new()
+        .post(format!("{}/v1/txs", net.url))
+        .json(&serde_json::json!({ "tx": agora_proto::hexed::encode(&mint) }))
+        .send()
+        .await
+        .expect("POST /v1/txs");
+    assert!(
+        minted.status().is_success(),
+        "mint refused: {:?}",
+        minted.text().await
+    );
     browser
         .open(&format!("{}/#/ledger/account/{}", net.url, buyer.account()))
         .await;
@@ -316,6 +338,11 @@ async fn dashboard_end_to_end_in_chromium() {
     assert_eq!(
         browser.text("#account-balance").await,
         agr_text(account["balance"].as_u64().unwrap())
+    );
+    let vouchers = browser.text("#account-vouchers").await;
+    assert!(
+        vouchers.contains("cpu") && vouchers.contains("redeemable"),
+        "the account page lists the voucher: {vouchers}"
     );
     browser.screenshot("ledger-account").await;
     browser.open(&format!("{}/#/", net.url)).await;
