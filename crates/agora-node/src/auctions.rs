@@ -658,3 +658,105 @@ pub fn view(shared: &Shared, id: Hash) -> Result<AuctionView, ApiFailure> {
     })?;
     Ok(auction.view(id, now_ms()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_market::DutchSchedule;
+
+    fn entry(terms: MatchTerms, status: AuctionStatus) -> AuctionEntry {
+        let bid = |p: u8, price: u64| RecordedBid {
+            provider: AccountId::from_bytes([p; 32]),
+            price: Price(price),
+            at_ms: 1_000 + u64::from(p),
+            signed: vec![p; 8],
+        };
+        AuctionEntry {
+            terms,
+            opened_ms: 1_000,
+            closes_ms: 2_000,
+            bids: vec![bid(1, 30), bid(2, 20)],
+            status,
+            awarded_ms: None,
+        }
+    }
+
+    const SEALED: MatchTerms = MatchTerms::Sealed {
+        window_ms: 1_000,
+        rule: PricingRule::FirstPrice,
+    };
+
+    #[test]
+    fn sealed_bids_stay_hidden_until_the_close() {
+        let open = entry(SEALED, AuctionStatus::Open).view(Hash::of(b"o"), 1_500);
+        assert_eq!(open.bid_count, 2);
+        assert!(open.bids.is_empty());
+        assert_eq!(open.bids_digest, None);
+        let won = AuctionStatus::Won {
+            provider: AccountId::from_bytes([2; 32]),
+            price: Price(20),
+        };
+        let closed = entry(SEALED, won).view(Hash::of(b"o"), 2_500);
+        assert_eq!(closed.bids.len(), 2);
+        assert_eq!(closed.bids[0].signed, hex::encode([1u8; 8]));
+        assert_eq!(closed.status, "won");
+        assert_eq!(closed.price, Some(Price(20)));
+    }
+
+    #[test]
+    fn the_digest_covers_every_signed_bid_in_arrival_order() {
+        let a = entry(SEALED, AuctionStatus::Open);
+        let mut swapped = a.clone();
+        swapped.bids.swap(0, 1);
+        let mut dropped = a.clone();
+        dropped.bids.pop();
+        assert_eq!(
+            a.bids_digest(),
+            Hash::tagged("agora/auction-bids/v1", &[&[1u8; 8], &[2u8; 8]])
+        );
+        assert_ne!(a.bids_digest(), swapped.bids_digest());
+        assert_ne!(a.bids_digest(), dropped.bids_digest());
+    }
+
+    #[test]
+    fn a_dutch_auction_shows_its_clock_while_open() {
+        let schedule = DutchSchedule {
+            from: Price(10),
+            to: Price(100),
+            duration_ms: 1_000,
+            steps: 10,
+        };
+        let open = entry(MatchTerms::Dutch(schedule), AuctionStatus::Open);
+        let view = open.view(Hash::of(b"o"), 1_250);
+        let clock = view.clock.expect("a running clock");
+        assert_eq!(
+            (clock.step, clock.price, clock.until_ms),
+            (2, Price(30), 1_300)
+        );
+        // Acceptances are not sealed: they show while the clock runs.
+        assert_eq!(view.bids.len(), 2);
+        assert_eq!(open.view(Hash::of(b"o"), 2_000).clock, None);
+    }
+
+    #[test]
+    fn refusals_map_to_the_right_http_errors() {
+        let id = Hash::of(b"o");
+        assert!(matches!(
+            ApiFailure::from(AuctionRefusal::UnknownOrder(id)),
+            ApiFailure::UnknownOrder(_)
+        ));
+        assert!(matches!(
+            ApiFailure::from(AuctionRefusal::BadSignature("x".into())),
+            ApiFailure::BadSignature(_)
+        ));
+        let stale = AuctionRefusal::StalePrice {
+            step: 1,
+            price: Price(20),
+            current_step: 3,
+            current_price: Price(40),
+        };
+        let text = stale.to_string();
+        assert!(text.contains("clock is at step 3"), "{text}");
+        assert!(matches!(ApiFailure::from(stale), ApiFailure::Conflict(_)));
+    }
+}
