@@ -4,8 +4,8 @@
 //! funds it (tokens minted and deposited from the user's own derived EVM key).
 //!
 //! The market node is then started with `--settlement evm --rpc URL --contracts ADDR`.
-//! On a dev chain it holds the users' public dev keys and sends their own transactions
-//! (escrows, bonds) for them; see docs/settlement-evm.md for what that leaves out.
+//! It holds none of the users' keys: buyers open their escrows and providers bond on chain
+//! from their own keys, as on any chain (docs/settlement-evm.md).
 
 use agora_core::{Amount, Keypair};
 use agora_evm::{Address, Anvil, AnvilError, EvmSettlement};

@@ -40,9 +40,10 @@ pub enum Books {
 pub struct EvmBooks {
     /// The backend (its own single-threaded runtime; used on the producer thread only).
     pub settlement: Box<EvmSettlement>,
-    /// Accounts whose EVM key this node holds (a dev chain's public dev keys). Any other
-    /// account's own transaction (escrow, bond, transfer) is refused before anything is
-    /// sent: that account sends it to the chain itself.
+    /// Accounts whose EVM key this node holds, whose own transactions it may send. The
+    /// market node passes none (not even on a dev chain): every other account's own
+    /// transaction is refused before anything is sent, since the account sends it to the
+    /// chain itself. Kept for tools that act for accounts they hold keys of.
     pub local_keys: HashSet<AccountId>,
     /// The JSON-RPC endpoint, as configured.
     pub rpc_url: String,
