@@ -19,7 +19,7 @@ use agora_market::{AskId, MatchTerms};
 use agora_proto::api::{AuctionView, SubmitAccept, SubmitBid};
 use agora_proto::wire::{Bid, DutchAccept};
 use agora_proto::{OrderState, hexed};
-use common_net::{TestNet, job};
+use common_net::{AGORA, TestNet, job, sample};
 
 const CHEAPEST: Price = Price(20_000_000);
 
@@ -323,5 +323,41 @@ async fn a_rising_dutch_clock_settles_within_a_step_of_the_cheapest_price() {
     );
     let after = signed_accept(&t, &key, id, 1, Price(2), 9_102);
     refused(&post_accept(&t, id, after).await, 409, "over");
+
+    // From the command line, a uniform-price sealed auction: the cheapest wins and is
+    // paid the second-best bid.
+    let mut command = tokio::process::Command::new(AGORA);
+    command
+        .args(["job", "run", "--json", "--verify", "none"])
+        .args(["--auction", "sealed:1s:uniform"])
+        .args(["--market", &t.net.http_url, "--wallet"])
+        .arg(&t.net.buyer_wallets[0])
+        .arg("--output-dir")
+        .arg(t.scratch("out"))
+        .arg(sample("hashchain"))
+        .args(["--", "100", "1"])
+        .env("TMPDIR", t.scratch("tmp"))
+        .kill_on_drop(true);
+    let output = t
+        .within(Duration::from_secs(60), "agora job run", command.output())
+        .await
+        .expect("the agora binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}
+{}",
+        t.logs()
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON summary");
+    let id: Hash = summary["order_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("an order id");
+    let view = t.order(&id).await;
+    assert_eq!(view.provider, Some(cheapest));
+    assert_eq!(view.price, Some(Price(22_000_000)), "{view:#?}");
+    assert_eq!(auction(&t, id).await.terms, "sealed:1s:uniform");
     t.assert_ledger_sound().await;
 }
