@@ -7,8 +7,9 @@
 //! CU used less the fee, and the ledger replays with conservation (voucher backing
 //! included) holding. Then every bad input the issue names — a voucher spent twice, one
 //! redeemed for the wrong class, an expired one, a transfer beyond what is held, a bad
-//! signature — is refused with a clear error and moves nothing, and an expired voucher's
-//! backing is refunded to its holder.
+//! signature — is refused with a clear error and moves nothing, an expired voucher's
+//! backing is refunded to its holder, and a forward purchase cannot be spent before its
+//! delivery window opens.
 
 mod common_net;
 
@@ -316,17 +317,16 @@ async fn vouchers_are_minted_sent_redeemed_for_a_job_and_refuse_bad_input() {
         "a forged transfer moved something"
     );
 
-    // Expired: A mints a voucher that lives 1.5 s; after that it can no longer be spent
+    // Expired: A mints a voucher that lives 3 s; after that it can no longer be spent
     // or sent, only refunded to its holder, at the locked price.
     let a_balance = t.account(&a).await.balance;
-    let short = voucher_ok(
-        &t,
-        &wallet_a,
-        &["mint", "--cu", "2", "--expires-in", "1500ms"],
-    );
+    let short = voucher_ok(&t, &wallet_a, &["mint", "--cu", "2", "--expires-in", "3s"]);
     let short_series = short["series"].as_str().unwrap().to_string();
     assert_eq!(t.account(&a).await.balance.0, a_balance.0 - 2 * price);
-    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    // Until the node's clock (which stamps blocks) is past the expiry.
+    let expires_ms = short["expires_ms"].as_u64().unwrap();
+    let wait = expires_ms.saturating_sub(agora_client::buyer::now_ms()) + 300;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
     let listed = voucher_ok(&t, &wallet_a, &["list"]);
     assert!(
         listed
@@ -382,9 +382,50 @@ async fn vouchers_are_minted_sent_redeemed_for_a_job_and_refuse_bad_input() {
     assert_eq!(t.account(&a).await.balance, a_balance);
     assert_eq!(holdings(&t, &a).await.len(), 0);
 
+    // A forward purchase: 1 CU at today's price, deliverable from an hour from now. It is
+    // listed as `forward` and cannot be spent before its window opens.
+    let forward = voucher_ok(
+        &t,
+        &wallet_a,
+        &[
+            "mint",
+            "--cu",
+            "1",
+            "--starts-in",
+            "1h",
+            "--expires-in",
+            "2h",
+        ],
+    );
+    let forward_series = forward["series"].as_str().unwrap().to_string();
+    assert_eq!(forward["price_per_cu"], price);
+    let listed = voucher_ok(&t, &wallet_a, &["list"]);
+    assert_eq!(listed[0]["status"], "forward", "{listed:#}");
+    let frozen = snapshot(&t, &a, &b).await;
+    voucher_refused(
+        &t,
+        &wallet_a,
+        &[
+            "redeem",
+            "--series",
+            &forward_series,
+            module.to_str().unwrap(),
+        ],
+        "is redeemable from",
+    );
+    assert_eq!(
+        snapshot(&t, &a, &b).await,
+        frozen,
+        "an early redemption moved something"
+    );
+
     // The ledger replays with conservation, voucher backing included, and no escrow left.
     let check = t.assert_ledger_sound().await;
     let supply = check.supply.expect("a supply");
-    assert_eq!(supply.vouchers.0, 4 * price, "B's 4 CU are still backed");
+    assert_eq!(
+        supply.vouchers.0,
+        5 * price,
+        "B's 4 CU and A's forward CU are still backed"
+    );
     t.stop_and_verify();
 }
