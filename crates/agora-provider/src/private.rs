@@ -90,11 +90,13 @@ pub(crate) async fn open_inputs(
             .ok_or_else(|| format!("the buyer's key grant has no key for input {}", input.name))?;
         let key = agora_seal::unwrap_key(wrap, &opening, &header)
             .map_err(|e| format!("sealed input {}: {e}", input.name))?;
-        let (_, plain) = agora_seal::open(&key, &bytes)
-            .map_err(|e| format!("sealed input {}: {e}", input.name))?;
+        // Opened segment by segment straight into the run's file; on a failure the whole
+        // directory goes with the run, so no partial plaintext is used.
         let file = dir.path().join(format!("input-{i}"));
-        std::fs::write(&file, plain)
+        let out = std::fs::File::create(&file)
             .map_err(|e| format!("cannot write opened input {}: {e}", input.name))?;
+        agora_seal::open_stream(&key, &bytes[..], std::io::BufWriter::new(out))
+            .map_err(|e| format!("sealed input {}: {e}", input.name))?;
         files.push((input.hash, file));
     }
     Ok(OpenedInputs { _dir: dir, files })
