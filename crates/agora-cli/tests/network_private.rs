@@ -201,7 +201,7 @@ async fn run_with_grant(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_are_refused_and_inputs_that_do_not_open_are_refunded() {
-    let t = TestNet::start(1, |_| {}).await;
+    let t = TestNet::start(1, |c| c.buyers = 2).await;
     let input = access_log(&t.scratch("in"));
     let request = logagg(&input);
     let buyer_key = t.net.buyer_keys[0].clone();
@@ -242,7 +242,9 @@ async fn strangers_are_refused_and_inputs_that_do_not_open_are_refunded() {
     let signed_by_buyer = BlobAccess::header(&buyer_key, &chain, "GET", &path, None, now);
     let own = get(Some(signed_by_buyer)).await.unwrap();
     assert_eq!(own.status().as_u16(), 200);
-    assert!(agora_seal::is_sealed(&own.bytes().await.unwrap()).is_some());
+    let own = own.bytes().await.unwrap();
+    assert!(agora_seal::is_sealed(&own).is_some());
+    let own_size = own.len() as u64;
 
     let wrong_key = run_with_grant(&t, &sealed, job, &request, |id, provider| {
         let input = &sealed[0];
@@ -330,6 +332,53 @@ async fn strangers_are_refused_and_inputs_that_do_not_open_are_refunded() {
         ),
         "{not_an_input:?}"
     );
+
+    // Another buyer's order naming the blob does not make that buyer a party to it.
+    let other = agora_client::Buyer::connect(t.net.buyer_keys[1].clone(), &t.net.http_url)
+        .await
+        .expect("the second buyer connects");
+    let mut borrowed_job = t
+        .buyer
+        .upload_job(&JobRequest {
+            inputs: Vec::new(),
+            ..request.clone()
+        })
+        .await
+        .expect("the module");
+    borrowed_job.inputs.push(agora_proto::InputRef {
+        name: "log".into(),
+        hash: input_hash,
+        size: own_size,
+        sealed: true,
+    });
+    // Priced below every ask, so it never runs and its escrow goes back.
+    let mut cheap = request.clone();
+    cheap.max_price = agora_core::Price(1);
+    let borrowed = other
+        .submit(cheap.order_request(borrowed_job, now).unwrap())
+        .await
+        .expect("an order naming another buyer's blob is accepted");
+    let through_own_order = BlobAccess::header(
+        &t.net.buyer_keys[1],
+        &chain,
+        "GET",
+        &path,
+        Some(borrowed.order_id),
+        agora_client::buyer::now_ms(),
+    );
+    assert_eq!(
+        get(Some(through_own_order))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    let _ = other.cancel(&borrowed.order_id).await;
+    let ended = t
+        .wait_final(&borrowed.order_id, Duration::from_secs(30))
+        .await;
+    assert_eq!(ended.state, OrderState::Refunded, "{ended:#?}");
 
     // 2. A tampered ciphertext with a key that opens its header: refused on opening.
     let (mut job, sealed) = t

@@ -107,7 +107,7 @@ fn signer_of(
 }
 
 /// Decides a `GET /v1/blobs/{hash}`: a plaintext blob is public; a sealed one needs an
-/// access header from its owner, or from a party to an order that names it.
+/// access header from its owner, or from a party to an order of that owner that names it.
 pub fn check_blob_read(
     shared: &Shared,
     hash: &Hash,
@@ -134,7 +134,10 @@ pub fn check_blob_read(
     let order = order.ok_or_else(stranger)?;
     let book = shared.book();
     let entry = book.orders.get(&order).ok_or_else(stranger)?;
-    if parties(entry).contains(&signer) && names_blob(entry, hash) {
+    // The order must be the owner's own: anyone can sign an order that names someone
+    // else's blob, which must not make them a party to that blob.
+    let owners_order = entry.rec.order.signer == sealed.owner;
+    if owners_order && parties(entry).contains(&signer) && names_blob(entry, hash) {
         Ok(())
     } else {
         Err(stranger())
