@@ -156,6 +156,27 @@ async fn a_private_job_runs_end_to_end_and_the_market_keeps_no_plaintext() {
         .unwrap();
     assert_eq!(denied.status().as_u16(), 403);
 
+    // `agora job result --output-dir` opens it too, with the buyer's wallet.
+    let later = t.scratch("later");
+    let output = tokio::process::Command::new(AGORA)
+        .args(["job", "result", &order_id.to_string(), "--json"])
+        .args(["--market", &t.net.http_url, "--wallet"])
+        .arg(&t.net.buyer_wallets[0])
+        .arg("--output-dir")
+        .arg(&later)
+        .output()
+        .await
+        .expect("the agora binary runs");
+    let said: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("agora job result --json: {e}: {output:?}"));
+    assert!(
+        said["opened_stdout"]
+            .as_str()
+            .is_some_and(|s| s.contains(MARKER)),
+        "{said:#}"
+    );
+    assert_eq!(std::fs::read(later.join("summary.json")).unwrap(), opened);
+
     // The same job in the clear: same digest (over the plaintext), same output.
     let clear = t
         .buyer

@@ -190,6 +190,15 @@ impl Buyer {
         })
     }
 
+    /// Whether `result` is a private order's: its stdout blob is sealed. Read with this
+    /// buyer's access header (a plaintext blob is served whoever asks).
+    pub async fn is_sealed_result(&self, result: &JobResult) -> Result<bool, ClientError> {
+        let path = format!("/v1/blobs/{}", result.stdout_hash);
+        let auth = self.access(&path, None);
+        let bytes = self.client().get_signed_bytes(&path, &auth).await?;
+        Ok(agora_seal::is_sealed(&bytes).is_some())
+    }
+
     /// A private blob's bytes, read with this buyer's signed access header.
     async fn fetch_private(&self, hash: &Hash) -> Result<Vec<u8>, ClientError> {
         let path = format!("/v1/blobs/{hash}");

@@ -882,6 +882,8 @@ async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
     let result = client.result(&id).await?;
     let mut paths = Vec::new();
+    // A private order's stdout, opened with the wallet's key (docs/privacy.md).
+    let mut opened_stdout = None;
     if let Some(dir) = &args.output_dir {
         let buyer = Buyer::new(
             load_wallet(&args.conn.wallet.path()?)
@@ -889,16 +891,23 @@ async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
             client.clone(),
             client.info().await?,
         );
-        paths = buyer.download_outputs(&result, dir).await?;
+        if buyer.is_sealed_result(&result).await? {
+            let opened = buyer.open_result(id, &result, dir).await?;
+            opened_stdout = Some(String::from_utf8_lossy(&opened.stdout).into_owned());
+            paths = opened.outputs;
+        } else {
+            paths = buyer.download_outputs(&result, dir).await?;
+        }
     }
     if args.conn.json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "result": result, "downloaded": paths }))?
-        );
+        let mut value = json!({ "result": result, "downloaded": paths });
+        if let Some(stdout) = &opened_stdout {
+            value["opened_stdout"] = json!(stdout);
+        }
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    out!("{}", result.stdout);
+    out!("{}", opened_stdout.as_deref().unwrap_or(&result.stdout));
     outln!(
         "exit code {}   {:.6} CU   provider {}",
         result.exit_code,
