@@ -338,6 +338,13 @@ async fn participants_send_their_own_transactions_and_the_market_checks_them() {
         let refused = t.client.submit_tx(&bond).await.expect_err("refused");
         assert!(refused.to_string().contains("sends its own"), "{refused}");
 
+        // An account the market never met has no address it could read: a typed 404 that
+        // says where the money is, not an internal error.
+        let stranger = agora_core::Keypair::from_seed("a stranger").account();
+        let unknown = t.client.account(&stranger).await.expect_err("unknown");
+        assert_eq!(unknown.api_code(), Some("unknown_account"), "{unknown}");
+        assert!(unknown.to_string().contains(contract.as_str()), "{unknown}");
+
         // An order whose escrow the buyer opened on chain with another amount.
         let request = tile_job(VerifyPolicy::None);
         let spec = t.buyer.upload_job(&request).await.expect("upload");

@@ -107,6 +107,16 @@ impl Books {
         }
     }
 
+    /// Whether the backend can name this account's money at all: always on the embedded
+    /// ledger; on an EVM chain only once the market knows the account's address (a buyer's
+    /// from its first order, a provider's from its first ask).
+    pub fn knows_account(&self, id: &AccountId) -> bool {
+        match self {
+            Books::Embedded(_) => true,
+            Books::Evm(e) => e.settlement.address_of(id).is_some(),
+        }
+    }
+
     /// An account's balance and next nonce.
     pub fn account(&self, id: &AccountId) -> Result<Account, String> {
         match self {

@@ -143,6 +143,9 @@ pub enum ApiFailure {
     /// No such provider.
     #[error("provider {0} has never offered capacity on this market")]
     UnknownProvider(String),
+    /// An account the settlement backend cannot name (on an EVM market: no address known).
+    #[error("{0}")]
+    UnknownAccount(String),
     /// An order with the same id exists.
     #[error("order {0} was already submitted; sign a new order with a fresh nonce to submit again")]
     DuplicateOrder(Hash),
@@ -231,6 +234,7 @@ impl ApiFailure {
             UnknownOrder(_) => (StatusCode::NOT_FOUND, "unknown_order"),
             UnknownBlock(_) => (StatusCode::NOT_FOUND, "unknown_block"),
             UnknownProvider(_) => (StatusCode::NOT_FOUND, "unknown_provider"),
+            UnknownAccount(_) => (StatusCode::NOT_FOUND, "unknown_account"),
             DuplicateOrder(_) => (StatusCode::CONFLICT, "duplicate_order"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),

@@ -15,8 +15,8 @@ use agora_core::{AccountId, Amount, Hash};
 use agora_ledger::{Replayer, Tx, TxBody};
 use agora_market::{Ask, ResourceClass};
 use agora_proto::api::{
-    AccountView, CancelRequest, JobResult, MarketInfo, OrderView, ProviderView, SubmitOrder,
-    SubmitTx, Submitted, TxIncluded,
+    AccountView, CancelRequest, JobResult, MarketInfo, OrderView, ProviderView, SettlementInfo,
+    SubmitOrder, SubmitTx, Submitted, TxIncluded,
 };
 use agora_proto::{OrderEvent, OrderState, hexed};
 use axum::body::{Body, Bytes};
@@ -771,7 +771,9 @@ async fn submit_tx(
 /// An account's balance, stake and next nonce.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "ledger",
     params(("id" = String, Path, description = "The account id")),
-    responses((status = 200, description = "AccountView", body = agora_proto::api::AccountView)))]
+    responses(
+        (status = 200, description = "AccountView", body = agora_proto::api::AccountView),
+        (status = 404, description = "unknown_account: on an EVM market, an account whose address the market has not learnt yet", body = agora_proto::ApiError)))]
 async fn get_account(
     State(shared): State<AppState>,
     Path(id): Path<String>,
@@ -780,22 +782,39 @@ async fn get_account(
     let view = shared
         .chain
         .read(move |books| {
+            if !books.knows_account(&account) {
+                return Ok(Err(unknown_evm_account(&account, &books.info())));
+            }
             let record = books.account(&account)?;
             let stake = books.stake(&account)?.unwrap_or_default();
             let unbonding =
                 Amount::sum(stake.unbonding.iter().map(|u| u.amount)).unwrap_or(Amount(u64::MAX));
-            Ok::<_, String>(AccountView {
+            Ok::<_, String>(Ok(AccountView {
                 account,
                 balance: record.balance,
                 stake: stake.bonded,
                 unbonding,
                 next_nonce: record.next_nonce,
-            })
+            }))
         })
         .await
         .map_err(internal)?
-        .map_err(internal)?;
+        .map_err(internal)??;
     Ok(Json(view))
+}
+
+/// Why an EVM market cannot show `account`: it learns an address only from an order or an
+/// ask, and the chain itself has the balance under that address.
+fn unknown_evm_account(account: &AccountId, info: &SettlementInfo) -> ApiFailure {
+    let contract = match info {
+        SettlementInfo::Evm { contract, .. } => contract.as_str(),
+        SettlementInfo::Embedded => "",
+    };
+    ApiFailure::UnknownAccount(format!(
+        "this market settles on an EVM chain and has not learnt the address of account {account} \
+         yet (a buyer's becomes known with its first order, a provider's with its first ask); \
+         read the balance from contract {contract} on that chain"
+    ))
 }
 
 /// Every provider the market has seen.
