@@ -481,18 +481,23 @@ impl MarketClient {
         class: &str,
         redeem_from_ms: Option<u64>,
         expires_ms: Option<u64>,
-    ) -> Result<(agora_proto::api::VoucherQuoteView, agora_ledger::SignedQuote), ClientError> {
+    ) -> Result<
+        (
+            agora_proto::api::VoucherQuoteView,
+            agora_ledger::SignedQuote,
+        ),
+        ClientError,
+    > {
         let mut query = vec![("class", class.to_string())];
         query.extend(redeem_from_ms.map(|v| ("redeem_from_ms", v.to_string())));
         query.extend(expires_ms.map(|v| ("expires_ms", v.to_string())));
         let view: agora_proto::api::VoucherQuoteView =
             self.get_query("/v1/vouchers/quote", &query).await?;
-        let quote = hexed::decode(&view.quote, "voucher quote").map_err(|e| {
-            ClientError::BadResponse {
+        let quote =
+            hexed::decode(&view.quote, "voucher quote").map_err(|e| ClientError::BadResponse {
                 what: "the voucher quote".into(),
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         Ok((view, quote))
     }
 
