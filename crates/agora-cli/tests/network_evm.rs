@@ -10,6 +10,11 @@
 //!   equal its totals; the node's `/v1/info` names the chain and contract, and its
 //!   embedded-ledger views (`/v1/blocks`) answer `settled_on_evm` naming them;
 //! - a provider returning wrong output under `replicate:3:2` is slashed on the contract;
+//! - a wrong result held under `challenge:WINDOW` is challenged: the challenger opens its
+//!   bond on chain from its own key, the market takes the identical bond over (refusing a
+//!   different one and a missing one), slashes the provider with the challenger as
+//!   beneficiary, and refunds the buyer and the bond on the contract; a bogus challenge
+//!   of an honest result loses its bond (half to the provider, the rest burnt);
 //! - a cancelled order is refunded on the contract, every unit back to the buyer;
 //! - the parties send their own transactions: the buyer client opens each escrow on chain
 //!   from its own key, providers bond on chain and publish `evm.address` in their asks, the
@@ -388,6 +393,306 @@ async fn participants_send_their_own_transactions_and_the_market_checks_them() {
         assert!(after.conserved);
         let orders = t.buyer.client().order(&id).await;
         assert!(orders.is_err(), "the refused order is not recorded");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not done within {TEST_LIMIT:?}\n{}", t.logs()));
+}
+
+/// What an honest run of `order` gives: the market's referee runs exactly this.
+async fn honest_result(order: &agora_proto::SignedOrder) -> agora_verify::quorum::RunResult {
+    let id = agora_proto::signed_order_id(order);
+    let body = order.body.clone();
+    tokio::task::spawn_blocking(move || {
+        use agora_exec::Executor;
+        let executor =
+            agora_exec::WasmExecutor::new(agora_exec::ExecConfig::default()).expect("executor");
+        let bytes = std::fs::read(common_net::sample("pathtrace")).expect("the sample");
+        let checkpointed = agora_exec::checkpoint::is_checkpointed(&bytes);
+        let mut spec = executor.job(id, agora_exec::WasmModule::new(bytes));
+        spec.args = body.job.args.clone();
+        spec.env = body.job.env.clone();
+        spec.limits.fuel = body.fuel_budget;
+        spec.limits.memory_bytes = body.job.memory_bytes;
+        let outcome = if checkpointed {
+            executor.run_checkpointed(&spec).expect("a run").outcome
+        } else {
+            executor.run(&spec).expect("a run")
+        };
+        agora_verify::quorum::RunResult {
+            digest: outcome.digest,
+            fuel: outcome.fuel_used,
+        }
+    })
+    .await
+    .expect("the honest run")
+}
+
+/// Submits a `challenge:20s` tile job from the first buyer (its escrow opened on chain by
+/// its own key) and waits until the market holds its result open for challenges.
+async fn held_order(
+    t: &TestNet,
+    (rpc_url, contract): (&str, &str),
+) -> (agora_proto::SignedOrder, agora_proto::OrderView) {
+    let request = tile_job("challenge:20s".parse().unwrap());
+    let spec = t.buyer.upload_job(&request).await.expect("upload");
+    let body = request
+        .order_request(spec, agora_client::buyer::now_ms())
+        .expect("an order");
+    let order = t.buyer.sign_order(body);
+    let id = agora_proto::signed_order_id(&order);
+    agora_client::evm::open_escrow_on_chain(rpc_url, contract, &t.net.buyer_keys[0], &order)
+        .await
+        .expect("the buyer's escrow on chain");
+    t.client
+        .submit_order(&order, &t.buyer.escrow_for(&order, 0))
+        .await
+        .unwrap_or_else(|e| panic!("submit: {e}\n{}", t.logs()));
+    let held = t
+        .wait_order(&id, Duration::from_secs(40), "held for challenges", |v| {
+            v.verification.challenge_until_ms.is_some() || v.state.is_final()
+        })
+        .await;
+    assert!(!held.state.is_final(), "{held:#?}\n{}", t.logs());
+    (order, held)
+}
+
+/// Files `challenger`'s signed challenge to order `id` claiming `result`, its bond an
+/// `OpenEscrow` of `bond` until `deadline_ms`; answers the status and JSON body.
+async fn file_challenge(
+    t: &TestNet,
+    challenger: &agora_core::Keypair,
+    id: Hash,
+    result: agora_verify::quorum::RunResult,
+    (bond, deadline_ms): (Amount, u64),
+) -> (u16, serde_json::Value) {
+    let chain = ChainId::new(t.info.chain_id.clone());
+    let challenge = agora_core::Signed::sign(
+        challenger,
+        &chain,
+        0,
+        agora_proto::ChallengeResult {
+            order_id: id,
+            result_digest: result.digest,
+            fuel_used: result.fuel,
+        },
+    );
+    let bond_tx: agora_ledger::Tx = agora_core::Signed::sign(
+        challenger,
+        &chain,
+        0,
+        agora_ledger::TxBody::OpenEscrow {
+            order_id: agora_proto::challenge_bond_id(&id, &challenger.account()),
+            amount: bond,
+            deadline_ms,
+        },
+    );
+    let request = agora_proto::api::ChallengeRequest {
+        challenge: agora_proto::hexed::encode(&challenge),
+        bond_tx: agora_proto::hexed::encode(&bond_tx),
+    };
+    let url = format!("{}/v1/orders/{id}/challenge", t.net.http_url);
+    let response = t
+        .http
+        .post(&url)
+        .json(&request)
+        .send()
+        .await
+        .expect("POST challenge");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+/// A challenge on an EVM market: the challenger opens its bond on chain from its own key,
+/// the market takes the identical escrow over (refusing one that differs, and a challenge
+/// with no bond on chain), re-executes the job, slashes the provider whose signed result
+/// was wrong with the challenger as beneficiary, refunds the buyer in full and the
+/// challenger its bond, all on the contract, whose tokens still equal its totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenged_wrong_result_is_slashed_on_the_contract() {
+    let plan: FaultPlan = "wrong-output".parse().expect("a fault plan");
+    let Some(t) = evm_net(1, |c| {
+        c.buyers = 2;
+        c.faulty = vec![(0, plan)];
+    })
+    .await
+    else {
+        return;
+    };
+    tokio::time::timeout(TEST_LIMIT, async {
+        let Some(SettlementInfo::Evm {
+            rpc_url, contract, ..
+        }) = t.info.settlement.as_deref()
+        else {
+            panic!("not an EVM market: {:?}", t.info);
+        };
+        let liar = t.net.provider_account(0).unwrap();
+        let buyer_key = t.net.buyer_keys[0].clone();
+        let challenger = t.net.buyer_keys[1].clone();
+        let who = vec![buyer_key.account(), challenger.account(), liar];
+        let before = read_chain(&t, who.clone(), vec![]).await;
+
+        let (order, held) = held_order(&t, (rpc_url, contract)).await;
+        let id = agora_proto::signed_order_id(&order);
+        let honest = honest_result(&order).await;
+        assert_ne!(
+            held.result.as_ref().map(|r| r.digest),
+            Some(honest.digest),
+            "the faulty provider's held result is wrong"
+        );
+
+        let bond = Amount::agr(2);
+        let deadline_ms = agora_client::buyer::now_ms() + 120_000;
+        // No bond on chain yet: refused, nothing recorded.
+        let (status, body) = file_challenge(&t, &challenger, id, honest, (bond, deadline_ms)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("escrow_refused")),
+            "{body}"
+        );
+        agora_client::evm::open_bond_on_chain(
+            rpc_url,
+            contract,
+            &challenger,
+            &id,
+            bond,
+            deadline_ms,
+        )
+        .await
+        .expect("the challenger's bond on chain");
+        let bonded = read_chain(&t, who.clone(), vec![]).await;
+        assert_eq!(before.balances[1].0 - bonded.balances[1].0, bond.0);
+        // A challenge naming another bond than the one on chain: refused, nothing moved.
+        let (status, body) = file_challenge(
+            &t,
+            &challenger,
+            id,
+            honest,
+            (Amount(bond.0 + 1), deadline_ms),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("escrow_mismatch")),
+            "{body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("amount"),
+            "{body}"
+        );
+        // The identical bond: taken over, and the market re-executes the job as referee.
+        let (status, body) = file_challenge(&t, &challenger, id, honest, (bond, deadline_ms)).await;
+        assert_eq!(status, 200, "{body}\n{}", t.logs());
+
+        let view = t.wait_final(&id, Duration::from_secs(40)).await;
+        assert_eq!(view.state, OrderState::Refunded, "{view:#?}\n{}", t.logs());
+        let v = &view.verification;
+        assert_eq!(v.ruling.as_deref(), Some("challenger right"), "{v:#?}");
+        assert_eq!(v.challenger, Some(challenger.account()));
+        assert_eq!(v.slashes.len(), 1, "{v:#?}");
+        let slashed = v.slashes[0].amount;
+        assert!(!slashed.is_zero());
+
+        let bond_id = agora_proto::challenge_bond_id(&id, &challenger.account());
+        let after = read_chain(&t, who.clone(), vec![id, bond_id]).await;
+        assert_eq!(
+            after.balances[0], before.balances[0],
+            "the buyer paid nothing for a wrong result"
+        );
+        assert_eq!(
+            after.balances[1].0,
+            before.balances[1].0 + slashed.0 / 2,
+            "the challenger's bond back, plus the beneficiary's half of the slash"
+        );
+        assert_eq!(before.stakes[2].0 - after.stakes[2].0, slashed.0);
+        let escrow = after.escrows[1].expect("the bond stays on chain");
+        assert_eq!(escrow.status, EscrowStatus::Refunded, "{escrow:?}");
+        assert!(
+            after.burnt > before.burnt,
+            "the other half of the slash is burnt"
+        );
+        assert!(after.conserved, "the contract's tokens equal its totals");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not done within {TEST_LIMIT:?}\n{}", t.logs()));
+}
+
+/// A challenge against an honest result on an EVM market loses the bond as on the embedded
+/// ledger: half of it is released to the provider (less the market fee) and the rest burnt,
+/// with the contract's own operations; the provider is paid as usual and keeps its stake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_against_an_honest_result_loses_the_bond_on_the_contract() {
+    let Some(t) = evm_net(1, |c| c.buyers = 2).await else {
+        return;
+    };
+    tokio::time::timeout(TEST_LIMIT, async {
+        let Some(SettlementInfo::Evm {
+            rpc_url, contract, ..
+        }) = t.info.settlement.as_deref()
+        else {
+            panic!("not an EVM market: {:?}", t.info);
+        };
+        let provider = t.net.provider_account(0).unwrap();
+        let challenger = t.net.buyer_keys[1].clone();
+        let treasury = t.info.treasury;
+        let who = vec![challenger.account(), provider, treasury];
+        let before = read_chain(&t, who.clone(), vec![]).await;
+
+        let (order, _) = held_order(&t, (rpc_url, contract)).await;
+        let id = agora_proto::signed_order_id(&order);
+        let honest = honest_result(&order).await;
+        let bogus = agora_verify::quorum::RunResult {
+            digest: Hash::of(b"my own result"),
+            fuel: honest.fuel,
+        };
+        let bond = Amount::agr(2);
+        let deadline_ms = agora_client::buyer::now_ms() + 120_000;
+        agora_client::evm::open_bond_on_chain(
+            rpc_url,
+            contract,
+            &challenger,
+            &id,
+            bond,
+            deadline_ms,
+        )
+        .await
+        .expect("the challenger's bond on chain");
+        let (status, body) = file_challenge(&t, &challenger, id, bogus, (bond, deadline_ms)).await;
+        assert_eq!(status, 200, "{body}\n{}", t.logs());
+
+        let view = t.wait_final(&id, Duration::from_secs(40)).await;
+        assert_eq!(view.state, OrderState::Settled, "{view:#?}\n{}", t.logs());
+        let v = &view.verification;
+        assert_eq!(v.ruling.as_deref(), Some("provider right"), "{v:#?}");
+        assert!(v.slashes.is_empty(), "{v:#?}");
+
+        let bond_id = agora_proto::challenge_bond_id(&id, &challenger.account());
+        let after = read_chain(&t, who.clone(), vec![bond_id]).await;
+        assert_eq!(
+            before.balances[0].0 - after.balances[0].0,
+            bond.0,
+            "the challenger lost its whole bond"
+        );
+        assert_eq!(
+            after.stakes[1], before.stakes[1],
+            "the provider keeps its stake"
+        );
+        let escrow = after.escrows[0].expect("the bond stays on chain");
+        assert_eq!(escrow.released.0, bond.0 / 2, "{escrow:?}");
+        assert!(escrow.remaining.is_zero(), "{escrow:?}");
+        assert_ne!(escrow.status, EscrowStatus::Open, "{escrow:?}");
+        assert_eq!(
+            after.burnt - before.burnt,
+            bond.0 - bond.0 / 2,
+            "the rest is burnt"
+        );
+        // The provider and the treasury got the released half between them, plus the job.
+        let gained = (after.balances[1].0 - before.balances[1].0)
+            + (after.balances[2].0 - before.balances[2].0);
+        assert_eq!(gained, bond.0 / 2 + view.cost.0, "{view:#?}");
+        assert!(after.conserved, "the contract's tokens equal its totals");
     })
     .await
     .unwrap_or_else(|_| panic!("not done within {TEST_LIMIT:?}\n{}", t.logs()));

@@ -567,6 +567,32 @@ impl EvmSettlement {
         }))
     }
 
+    /// Takes over a challenge bond the challenger opened on chain under `bond_id`, as
+    /// [`EvmSettlement::adopt_escrow`] does an order's escrow, and learns the challenger's
+    /// EVM address from its opener when the market knows none yet: a slash the challenge
+    /// wins pays the challenger's reward there. The opener is the challenger's known
+    /// address or one no other account holds (`adopt_escrow` refused anything else).
+    pub fn adopt_bond(
+        &mut self,
+        bond_id: Hash,
+        challenger: AccountId,
+        amount: Amount,
+        deadline_ms: u64,
+    ) -> Result<Option<Escrow>, EvmError> {
+        let Some(escrow) = self.adopt_escrow(bond_id, challenger, amount, deadline_ms)? else {
+            return Ok(None);
+        };
+        if self.address_of(&challenger).is_none() {
+            let opener = self
+                .view(AgoraMarket::escrowOfCall {
+                    orderId: b32(&bond_id),
+                })?
+                .buyer;
+            self.register(challenger, opener);
+        }
+        Ok(Some(escrow))
+    }
+
     /// The EVM address of an account, if known.
     pub fn address_of(&self, account: &AccountId) -> Option<Address> {
         self.addresses.get(account).copied()

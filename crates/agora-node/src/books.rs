@@ -180,6 +180,35 @@ impl Books {
         }
     }
 
+    /// On the EVM backend, takes over the challenge bond the challenger opened on chain
+    /// itself for the escrow `bond_tx` (its signed `OpenEscrow`) names, exactly as
+    /// [`Books::adopt_escrow`] does an order's escrow, and learns the challenger's address
+    /// from it (a slash the challenge wins pays its reward there).
+    pub fn adopt_bond(&mut self, bond_tx: &Tx) -> Result<Option<u64>, AdoptError> {
+        let (
+            Books::Evm(evm),
+            TxBody::OpenEscrow {
+                order_id,
+                amount,
+                deadline_ms,
+            },
+        ) = (&mut *self, &bond_tx.body)
+        else {
+            return Ok(None);
+        };
+        match evm
+            .settlement
+            .adopt_bond(*order_id, bond_tx.signer, *amount, *deadline_ms)
+        {
+            Ok(Some(_)) => Ok(Some(evm.settlement.height())),
+            Ok(None) => Ok(None),
+            Err(e @ agora_evm::EvmError::EscrowMismatch { .. }) => {
+                Err(AdoptError::Mismatch(e.to_string()))
+            }
+            Err(e) => Err(AdoptError::Read(e.to_string())),
+        }
+    }
+
     /// On the EVM backend, notes from the node's own order record who bought an order
     /// whose escrow the buyer opened on chain itself (used when resuming after a restart).
     pub fn note_order_buyer(&mut self, order_id: agora_core::Hash, buyer: AccountId) {

@@ -2,7 +2,9 @@
 //! whose replicas reached no quorum.
 //!
 //! A challenge is the challenger's signed result ([`ChallengeResult`]) and a bond: an
-//! escrow the challenger opens under [`challenge_bond_id`]. The node checks it with
+//! escrow the challenger opens under [`challenge_bond_id`] (on an EVM market the
+//! challenger opens it on chain itself and the node takes over the identical escrow, as
+//! it does a buyer's; see [`crate::orders::lock_bond`]). The node checks it with
 //! [`agora_verify::dispute::check_challenge`] (window, bond, not the provider itself, a
 //! different result), commits the bond, and re-executes the job itself
 //! ([`verification::referee_run`]; the executor is deterministic).
@@ -95,14 +97,12 @@ pub async fn file_challenge(
         filed_ms: now_ms(),
     };
     reserve(shared, id, &challenge).await?;
-    if let Err(err) = shared.chain.submit(vec![LedgerOp::External(bond_tx)]).await {
+    if let Err(failure) = crate::orders::lock_bond(shared, bond_tx).await {
         let mut book = shared.book();
         if let Some(entry) = book.orders.get_mut(&id) {
             entry.rec.verification.status = Status::Pending;
         }
-        return Err(ApiFailure::TxRefused(format!(
-            "the bond was not committed: {err}"
-        )));
+        return Err(failure);
     }
     let view = {
         let mut book = shared.book();

@@ -713,7 +713,7 @@ async fn accept_clock(
     request_body = agora_proto::api::ChallengeRequest,
     responses(
         (status = 200, description = "The order, challenged; follow it for the ruling", body = agora_proto::api::OrderView),
-        (status = 400, description = "bad_signature, escrow_mismatch or bad_request", body = agora_proto::ApiError),
+        (status = 400, description = "bad_signature, escrow_mismatch (the bond on chain differs), escrow_refused (the bond was not committed, or on an EVM market is not on chain) or bad_request", body = agora_proto::ApiError),
         (status = 409, description = "no result is held open for challenges, the window closed, the bond is too low, or the result is the provider's", body = agora_proto::ApiError)))]
 async fn challenge_order(
     State(shared): State<AppState>,

@@ -19,7 +19,7 @@ use agora_ledger::{Tx, TxBody};
 use agora_proto::api::{CancelRequest, OrderView, SubmitOrder, Submitted};
 use agora_proto::{CancelOrder, OrderState, SignedOrder, hexed, signed_order_id};
 
-use crate::books::AdoptError;
+use crate::books::{AdoptError, Books};
 use crate::chain::{ChainError, LedgerOp};
 use crate::clock::now_ms;
 use crate::error::ApiFailure;
@@ -363,10 +363,40 @@ async fn lock_escrow(
     shared: &Shared,
     escrow_tx: agora_ledger::Tx,
 ) -> Result<Vec<crate::chain::Inclusion>, SubmitFailure> {
+    lock_with(shared, escrow_tx, Books::adopt_escrow).await
+}
+
+/// Locks a challenge bond as [`lock_escrow`] locks an order's escrow: on the EVM backend
+/// the challenger opens it on chain itself and an identical one is taken over (a different
+/// one is `escrow_mismatch`, none at all `escrow_refused`).
+pub(crate) async fn lock_bond(
+    shared: &Shared,
+    bond_tx: agora_ledger::Tx,
+) -> Result<(), ApiFailure> {
+    lock_with(shared, bond_tx, Books::adopt_bond)
+        .await
+        .map(drop)
+        .map_err(|err| match err {
+            SubmitFailure::Api(failure) => failure,
+            SubmitFailure::Chain(ChainError::Refused(why)) => {
+                ApiFailure::EscrowRefused(format!("the bond was not committed: {why}"))
+            }
+            SubmitFailure::Chain(other) => {
+                ApiFailure::TxRefused(format!("the bond was not committed: {other}"))
+            }
+        })
+}
+
+/// Takes over an identical escrow found on chain with `adopt`, or submits `escrow_tx`.
+async fn lock_with(
+    shared: &Shared,
+    escrow_tx: agora_ledger::Tx,
+    adopt: fn(&mut Books, &agora_ledger::Tx) -> Result<Option<u64>, AdoptError>,
+) -> Result<Vec<crate::chain::Inclusion>, SubmitFailure> {
     let probe = escrow_tx.clone();
     let adopted = shared
         .chain
-        .read(move |books| books.adopt_escrow(&probe))
+        .read(move |books| adopt(books, &probe))
         .await
         .map_err(SubmitFailure::Chain)?;
     match adopted {
