@@ -108,8 +108,8 @@ impl Books {
     }
 
     /// Whether the backend can name this account's money at all: always on the embedded
-    /// ledger; on an EVM chain only once the market knows the account's address (a buyer's
-    /// from its first order, a provider's from its first ask).
+    /// ledger; on an EVM chain only when an address is bound to the account (a provider's
+    /// from its signed ask, a challenger's from its bond).
     pub fn knows_account(&self, id: &AccountId) -> bool {
         match self {
             Books::Embedded(_) => true,

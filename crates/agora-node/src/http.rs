@@ -773,7 +773,7 @@ async fn submit_tx(
     params(("id" = String, Path, description = "The account id")),
     responses(
         (status = 200, description = "AccountView", body = agora_proto::api::AccountView),
-        (status = 404, description = "unknown_account: on an EVM market, an account whose address the market has not learnt yet", body = agora_proto::ApiError)))]
+        (status = 404, description = "unknown_account: on an EVM market, an account with no address bound (buyers, strangers)", body = agora_proto::ApiError)))]
 async fn get_account(
     State(shared): State<AppState>,
     Path(id): Path<String>,
@@ -803,17 +803,18 @@ async fn get_account(
     Ok(Json(view))
 }
 
-/// Why an EVM market cannot show `account`: it learns an address only from an order or an
-/// ask, and the chain itself has the balance under that address.
+/// Why an EVM market cannot show `account`: it binds an address to an account only from a
+/// provider's ask or a challenger's bond, and the chain has the balance under that address.
 fn unknown_evm_account(account: &AccountId, info: &SettlementInfo) -> ApiFailure {
     let contract = match info {
         SettlementInfo::Evm { contract, .. } => contract.as_str(),
         SettlementInfo::Embedded => "",
     };
     ApiFailure::UnknownAccount(format!(
-        "this market settles on an EVM chain and has not learnt the address of account {account} \
-         yet (a buyer's becomes known with its first order, a provider's with its first ask); \
-         read the balance from contract {contract} on that chain"
+        "this market settles on an EVM chain and knows no address for account {account}: it \
+         learns a provider's from its signed ask and a challenger's from its bond, while a \
+         buyer's escrows each name their own opener and bind no address to the account; read \
+         the balance from contract {contract} on that chain"
     ))
 }
 
