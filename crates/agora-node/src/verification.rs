@@ -800,6 +800,17 @@ fn finish(
     entry.rec.cost = cost;
     entry.rec.refunded = plan.escrow.checked_sub(cost).unwrap_or(Amount::ZERO);
     entry.rec.provider = Some(result.provider);
+    // The price shown with the provider is the one its run was matched at: the latest
+    // assignment may be a replica's or an auditor's at another price.
+    if let Some(run) = entry
+        .rec
+        .verification
+        .runs
+        .iter()
+        .find(|r| r.provider() == result.provider)
+    {
+        entry.rec.price = Some(run.price);
+    }
     entry.rec.result = Some(result);
     let checked = match how {
         Checked::Quorum { votes, runs } => format!("verified: {votes} of {runs} runs agreed"),

@@ -195,9 +195,16 @@ async fn a_spot_audit_catches_a_cheat_and_the_buyer_pays_one_run_at_its_price() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn adaptive_replicates_new_providers_and_counts_their_trust() {
-    let net = network(&[(Behavior::Honest, PRICE), (Behavior::Honest, PRICE)]).await;
+    // The replica asks more than the first run, so the view must not show its price.
+    let replica_price = Price(PRICE.0 * 3 / 2);
+    let net = network(&[(Behavior::Honest, PRICE), (Behavior::Honest, replica_price)]).await;
     let view = net.run("adaptive", 3).await;
     assert_eq!(view.state, OrderState::Settled, "{view:#?}");
+    assert_eq!(
+        (view.provider, view.price),
+        (Some(net.account(0)), Some(PRICE)),
+        "the order shows the paid provider with the price its run matched at"
+    );
     let v = &view.verification;
     assert_eq!((v.status.as_str(), v.runs.len()), ("verified", 2), "{v:#?}");
     assert_eq!(
