@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use agora_client::buyer::now_ms;
 use agora_client::spec::parse_duration_ms;
 use agora_client::{Buyer, DEFAULT_MARKET_URL, JobRequest, JobSummary, MarketClient};
-use agora_core::{AccountId, Hash, Signed};
+use agora_core::{AccountId, Hash, Price, Signed};
 use agora_ledger::{TxBody, VoucherTerms};
 use agora_proto::api::VoucherView;
 use anyhow::{Context, bail};
@@ -216,14 +216,15 @@ async fn quote(args: QuoteArgs) -> anyhow::Result<ExitCode> {
     if args.conn.json {
         outln!("{}", serde_json::to_string_pretty(&view)?);
     } else {
+        let now = now_ms();
         outln!(
-            "{} at {} base units per CU, redeemable {} .. {} (series {}); quote valid until {}",
+            "{} at {}, redeemable from {} until {} (series {}); the quote is valid {}",
             view.class,
-            view.price_per_cu,
-            view.redeem_from_ms,
-            view.expires_ms,
+            Price(view.price_per_cu),
+            relative(view.redeem_from_ms, now),
+            relative(view.expires_ms, now),
             view.series,
-            view.valid_until_ms
+            relative(view.valid_until_ms, now).replacen("in ", "for ", 1)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -262,10 +263,10 @@ async fn mint(args: MintArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         outln!(
-            "minted {} CU of {} at {} per CU (locked {backing}) in block {}\nseries {}",
+            "minted {} CU of {} at {} (locked {backing}) in block {}\nseries {}",
             args.cu,
             view.class,
-            view.price_per_cu,
+            Price(view.price_per_cu),
             included.height,
             view.series
         );
@@ -389,14 +390,15 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     } else if held.is_empty() {
         outln!("{account} holds no vouchers");
     } else {
+        let now = now_ms();
         outln!(
-            "{:<64}  {:<10} {:>10} {:>12} {:>14} {:>14}  status",
+            "{:<64}  {:<10} {:>10} {:>18} {:>14} {:>14}  status",
             "series",
             "class",
             "cu",
-            "price/CU",
-            "from (ms)",
-            "expires (ms)"
+            "price",
+            "redeemable",
+            "expires"
         );
         for VoucherView {
             series,
@@ -410,7 +412,10 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         } in &held
         {
             outln!(
-                "{series}  {class:<10} {cu:>10} {price_per_cu:>12} {redeem_from_ms:>14} {expires_ms:>14}  {status}"
+                "{series}  {class:<10} {cu:>10} {:>18} {:>14} {:>14}  {status}",
+                Price(*price_per_cu).to_string(),
+                relative(*redeem_from_ms, now),
+                relative(*expires_ms, now)
             );
         }
     }
@@ -445,4 +450,42 @@ async fn expire(args: ExpireArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `at_ms` relative to `now_ms` for people: "now", "in 6d 23h", "5m ago" (the JSON output
+/// keeps the exact Unix milliseconds).
+fn relative(at_ms: u64, now_ms: u64) -> String {
+    let (span, future) = if at_ms >= now_ms {
+        (at_ms - now_ms, true)
+    } else {
+        (now_ms - at_ms, false)
+    };
+    let secs = span / 1000;
+    let text = match secs {
+        0 => return "now".to_string(),
+        1..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    };
+    if future {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    #[test]
+    fn times_read_relative_to_now() {
+        let now = 1_000_000_000;
+        assert_eq!(relative(now + 400, now), "now");
+        assert_eq!(relative(now + 59_000, now), "in 59s");
+        assert_eq!(relative(now - 300_000, now), "5m ago");
+        assert_eq!(relative(now + 7 * 86_400_000, now), "in 7d 0h");
+        assert_eq!(relative(now + 3_660_000, now), "in 1h 1m");
+    }
 }
