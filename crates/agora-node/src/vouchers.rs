@@ -51,7 +51,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 struct QuoteQuery {
     /// The resource class (`cpu`, `gpu:<model>`).
     class: String,
-    /// Redeemable from this Unix ms (default: now; later for a forward purchase).
+    /// Redeemable from this Unix ms (default: the start of the current hour, so that the
+    /// hour's mints at one price share a series; later for a forward purchase).
     redeem_from_ms: Option<u64>,
     /// Expires at this Unix ms (default: 7 days after the window opens).
     expires_ms: Option<u64>,
@@ -73,10 +74,7 @@ async fn voucher_quote(
             query.class
         ))
     })?;
-    let redeem_from_ms = query.redeem_from_ms.unwrap_or(now);
-    let expires_ms = query
-        .expires_ms
-        .unwrap_or_else(|| redeem_from_ms.saturating_add(DEFAULT_LIFETIME_MS));
+    let (redeem_from_ms, expires_ms) = series_window(now, query.redeem_from_ms, query.expires_ms);
     if expires_ms <= now.max(redeem_from_ms) {
         return Err(ApiFailure::BadRequest(format!(
             "a voucher expiring at {expires_ms} ms could never be redeemed (now {now} ms, window opens {redeem_from_ms} ms); pick a later expiry"
@@ -109,6 +107,19 @@ async fn voucher_quote(
         quote: hexed::encode(&signed),
     }))
 }
+
+/// The series window a quote names. A window the buyer leaves to the market opens at the
+/// start of the current hour and lasts [`DEFAULT_LIFETIME_MS`], so every voucher minted
+/// within one hour at one price is one fungible series; times the buyer gives are kept as
+/// given (a forward purchase picks its own window).
+fn series_window(now: u64, redeem_from_ms: Option<u64>, expires_ms: Option<u64>) -> (u64, u64) {
+    let from = redeem_from_ms.unwrap_or(now - now % SERIES_GRID_MS);
+    let until = expires_ms.unwrap_or_else(|| from.saturating_add(DEFAULT_LIFETIME_MS));
+    (from, until)
+}
+
+/// The grid default series windows are aligned to: one hour.
+const SERIES_GRID_MS: u64 = 3_600_000;
 
 /// The class's spot index: its best live ask. The market vouches for nothing else, so a
 /// class with no live ask gets no quote.
@@ -178,4 +189,32 @@ pub fn holdings(state: &agora_ledger::State, account: &AccountId, now: u64) -> V
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::{DEFAULT_LIFETIME_MS, SERIES_GRID_MS, series_window};
+
+    #[test]
+    fn default_windows_within_one_hour_are_one_series() {
+        let hour = 1_796_000 * SERIES_GRID_MS;
+        let early = series_window(hour + 1, None, None);
+        let late = series_window(hour + SERIES_GRID_MS - 1, None, None);
+        assert_eq!(early, late);
+        assert_eq!(early, (hour, hour + DEFAULT_LIFETIME_MS));
+        assert_ne!(series_window(hour + SERIES_GRID_MS, None, None), early);
+    }
+
+    #[test]
+    fn windows_the_buyer_gives_are_kept() {
+        let now = 1_796_000 * SERIES_GRID_MS + 1234;
+        assert_eq!(
+            series_window(now, Some(now + 5), Some(now + 9)),
+            (now + 5, now + 9)
+        );
+        assert_eq!(
+            series_window(now, None, Some(now + 3000)),
+            (now - 1234, now + 3000)
+        );
+    }
 }
