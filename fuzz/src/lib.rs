@@ -31,6 +31,7 @@ pub mod ledger_tx;
 pub mod receipt;
 pub mod rpc_to_market;
 pub mod rpc_to_provider;
+pub mod sealed_blob;
 pub mod seeds;
 pub mod signed_order;
 pub mod text_forms;
@@ -46,6 +47,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("receipt", receipt::check),
     ("rpc_to_market", rpc_to_market::check),
     ("rpc_to_provider", rpc_to_provider::check),
+    ("sealed_blob", sealed_blob::check),
     ("signed_order", signed_order::check),
     ("text_forms", text_forms::check),
 ];

@@ -502,6 +502,29 @@ pub fn all() -> Vec<Seed> {
             "account",
             buyer().account().to_string().into_bytes(),
         ),
+        (
+            "sealed_blob",
+            "sealed",
+            agora_seal::seal(
+                &agora_seal::DataKey::from_bytes(crate::sealed_blob::FUZZ_KEY),
+                buyer().account(),
+                b"private input, two segments would be larger",
+            )
+            .expect("seal"),
+        ),
+        (
+            "sealed_blob",
+            "access-header",
+            agora_seal::BlobAccess::header(
+                &buyer(),
+                &crate::sealed_blob::chain(),
+                "GET",
+                crate::sealed_blob::ACCESS_PATH,
+                Some(Hash::of(b"order")),
+                0,
+            )
+            .into_bytes(),
+        ),
         ("text_forms", "amount", b"12.5 AGR".to_vec()),
         ("text_forms", "price", b"0.000001 AGR/CU".to_vec()),
         ("text_forms", "policy", b"challenge:30s".to_vec()),
