@@ -7,12 +7,14 @@
 //! - [`receipt`]: a provider's signed [`Receipt`] of what it ran and what came out.
 //! - [`money`]: [`Amount`] in integer base units with checked arithmetic, [`Price`] per
 //!   compute unit and [`Fuel`] (1 compute unit = 10⁹ fuel).
+//! - [`duration`]: the `30s`, `5m` durations of the text forms buyers sign.
 //!
 //! This crate is pure: no I/O beyond reading the OS random source when a new key is made,
 //! no clocks, no async. Everything here is deterministic so that any node can recompute it.
 #![warn(unused_crate_dependencies, missing_docs)]
 
 pub mod canonical;
+pub mod duration;
 pub mod envelope;
 pub mod hash;
 pub mod identity;

@@ -251,35 +251,19 @@ fn check_duration(ms: u64) -> Result<(), TermsError> {
     }
 }
 
-const UNITS: [(&str, u64); 3] = [("ms", 1), ("s", 1_000), ("m", 60_000)];
-
-/// Parses `500ms`, `5s`, `2m`.
+/// Parses `500ms`, `5s`, `2m` within the bounds auctions allow.
 fn parse_duration(text: &str) -> Result<u64, TermsError> {
     let bad = || TermsError::BadDuration {
         given: text.to_owned(),
     };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let scale = UNITS
-        .iter()
-        .find(|(name, _)| *name == unit)
-        .map(|(_, scale)| *scale)
-        .ok_or_else(bad)?;
-    let count: u64 = number.parse().map_err(|_| bad())?;
-    let ms = count.checked_mul(scale).ok_or_else(bad)?;
+    let ms = agora_core::duration::parse_ms(text).ok_or_else(bad)?;
     check_duration(ms).map_err(|_| bad())?;
     Ok(ms)
 }
 
 /// Prints ms in the largest unit that divides them exactly.
 fn format_duration(ms: u64) -> String {
-    let (name, scale) = UNITS
-        .iter()
-        .rev()
-        .find(|(_, scale)| ms != 0 && ms.is_multiple_of(*scale))
-        .copied()
-        .unwrap_or(("ms", 1));
-    format!("{}{name}", ms / scale)
+    agora_core::duration::format_ms(ms)
 }
 
 impl FromStr for MatchTerms {

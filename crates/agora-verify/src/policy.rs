@@ -362,42 +362,20 @@ pub fn format_ppm(ppm: u32) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
-const DURATION_UNITS: [(&str, u64); 5] = [
-    ("ms", 1),
-    ("s", SECOND_MS),
-    ("m", MINUTE_MS),
-    ("h", HOUR_MS),
-    ("d", DAY_MS),
-];
-
 /// Reads a duration with a unit (`500ms`, `30s`, `5m`, `1h`, `2d`) as milliseconds. A unit is
 /// required because a bare `30` is as likely meant as seconds as milliseconds.
 pub fn parse_duration_ms(text: &str) -> Result<u64, PolicyError> {
     let bad = || PolicyError::BadWindow {
         given: text.to_owned(),
     };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let scale = DURATION_UNITS
-        .iter()
-        .find(|(name, _)| *name == unit)
-        .map(|(_, scale)| *scale)
-        .ok_or_else(bad)?;
-    let count: u64 = number.parse().map_err(|_| bad())?;
-    let window_ms = count.checked_mul(scale).ok_or_else(bad)?;
+    let window_ms = agora_core::duration::parse_ms(text).ok_or_else(bad)?;
     validate_window(window_ms).map_err(|_| bad())?;
     Ok(window_ms)
 }
 
 /// Prints milliseconds in the largest unit that divides them exactly: `30s`, `5m`, `1500ms`.
 pub fn format_duration(ms: u64) -> String {
-    let (name, scale) = DURATION_UNITS
-        .iter()
-        .rev()
-        .find(|(_, scale)| ms != 0 && ms.is_multiple_of(*scale))
-        .copied()
-        .unwrap_or(("ms", 1));
-    format!("{}{name}", ms / scale)
+    agora_core::duration::format_ms(ms)
 }
 
 impl fmt::Display for VerifyPolicy {
