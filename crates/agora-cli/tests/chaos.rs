@@ -13,6 +13,7 @@
 //! `cargo test -p agora-cli --test chaos` runs the bounded variant (CI); the long one is
 //! `cargo test --release -p agora-cli --test chaos -- --ignored --nocapture`.
 
+#[path = "network/common_net/mod.rs"]
 mod common_net;
 
 use std::path::PathBuf;

@@ -21,6 +21,7 @@
 //!
 //! Each test stops by itself within a few minutes at most (usually well under one).
 
+#[path = "network/common_net/mod.rs"]
 mod common_net;
 
 use std::collections::{BTreeMap, BTreeSet};

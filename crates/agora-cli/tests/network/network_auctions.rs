@@ -10,16 +10,14 @@
 //!   signature, a stale clock price, a second acceptance, an acceptance after the clock.
 //! - A clock nobody accepts refunds the whole escrow.
 
-mod common_net;
-
 use std::time::Duration;
 
+use crate::common_net::{AGORA, TestNet, job, sample};
 use agora_core::{Hash, Keypair, Price, Signed};
 use agora_market::{AskId, MatchTerms};
 use agora_proto::api::{AuctionView, SubmitAccept, SubmitBid};
 use agora_proto::wire::{Bid, DutchAccept};
 use agora_proto::{OrderState, hexed};
-use common_net::{AGORA, TestNet, job, sample};
 
 const CHEAPEST: Price = Price(20_000_000);
 

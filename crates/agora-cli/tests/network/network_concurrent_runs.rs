@@ -10,14 +10,12 @@
 //! settle all six orders, each with exactly one escrow on the chain, and the account's
 //! nonce must have advanced by exactly one per order.
 
-mod common_net;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common_net::{AGORA, TestNet, assert_paid_once, escrow_txs, sample};
 use agora_proto::OrderState;
-use common_net::{AGORA, TestNet, assert_paid_once, escrow_txs, sample};
 use serde_json::Value;
 
 /// Concurrent runs per round.

@@ -16,19 +16,16 @@
 //! Needs root and runc (the providers refuse container jobs otherwise; the tests then
 //! fail, since their asks lack the `oci` feature).
 
-mod common_containers;
-mod common_net;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agora_core::Amount;
-use agora_devnet::LocalNetConfig;
-use common_containers::{
+use crate::common_containers::{
     CliRun, busybox_hash, busybox_layer, config, examples, expected_output_sha256, job_run,
     job_status, raw_layer, receipt_of, sha256_hex, write_image,
 };
-use common_net::{TestNet, one_job_per_provider};
+use crate::common_net::{TestNet, one_job_per_provider};
+use agora_core::Amount;
+use agora_devnet::LocalNetConfig;
 use serde_json::Value;
 
 /// Fuel one CPU second is worth on the test providers: fixed, so start-up skips the

@@ -26,17 +26,15 @@
 //! (`cd contracts && npm ci --ignore-scripts` installs it; CI does). Each is bounded by
 //! [`TEST_LIMIT`].
 
-mod common_net;
-
 use std::time::Duration;
 
+use crate::common_net::{TestNet, job, one_job_per_provider};
 use agora_core::{AccountId, Amount, ChainId, Fuel, Hash};
 use agora_devnet::{FaultMode, FaultPlan, LocalNetConfig};
 use agora_evm::{Anvil, EvmConfig, EvmSettlement};
 use agora_ledger::{DevKeys, EscrowStatus, Genesis, Settlement};
 use agora_proto::api::SettlementInfo;
 use agora_proto::{OrderState, VerifyPolicy};
-use common_net::{TestNet, job, one_job_per_provider};
 
 /// Each test's whole run, network start to the last check.
 const TEST_LIMIT: Duration = Duration::from_secs(90);
@@ -406,7 +404,7 @@ async fn honest_result(order: &agora_proto::SignedOrder) -> agora_verify::quorum
         use agora_exec::Executor;
         let executor =
             agora_exec::WasmExecutor::new(agora_exec::ExecConfig::default()).expect("executor");
-        let bytes = std::fs::read(common_net::sample("pathtrace")).expect("the sample");
+        let bytes = std::fs::read(crate::common_net::sample("pathtrace")).expect("the sample");
         let checkpointed = agora_exec::checkpoint::is_checkpointed(&bytes);
         let mut spec = executor.job(id, agora_exec::WasmModule::new(bytes));
         spec.args = body.job.args.clone();

@@ -3,13 +3,11 @@
 //! report, and the buyer reads it under the refund reason in `agora job run` and
 //! `agora job status`. A failed job is the job's own fault, so the buyer pays nothing.
 
-mod common_net;
-
 use std::time::{Duration, Instant};
 
+use crate::common_net::{AGORA, TestNet, sample};
 use agora_client::OrderFilter;
 use agora_proto::OrderState;
-use common_net::{AGORA, TestNet, sample};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_jobs_last_words_reach_the_buyer() {

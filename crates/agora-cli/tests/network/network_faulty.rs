@@ -14,12 +14,11 @@
 //!
 //! Every test stops by itself within about half a minute.
 
-mod common_net;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common_net::{AGORA, TestNet, exec_locally, job, one_job_per_provider, sample};
 use agora_client::JobRequest;
 use agora_client::wallet::write_wallet;
 use agora_core::{Amount, Fuel, Hash, Keypair};
@@ -27,7 +26,6 @@ use agora_devnet::{FaultMode, FaultPlan, LocalNetConfig};
 use agora_ledger::Genesis;
 use agora_node::{ChainSetup, MarketConfig, MarketNode};
 use agora_proto::{OrderState, OrderView, VerifyPolicy};
-use common_net::{AGORA, TestNet, exec_locally, job, one_job_per_provider, sample};
 
 /// Heartbeats asked of providers: a crash is noticed within a few hundred ms.
 const HEARTBEAT_MS: &str = "200";

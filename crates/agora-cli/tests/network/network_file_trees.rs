@@ -4,12 +4,10 @@
 //! job — the directory travels as one tar blob named `share/` in the signed order, the
 //! working tree as `/`, stdin as `/dev/stdin`, and the provider unpacks and mounts them.
 
-mod common_net;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common_net::{AGORA, TestNet, one_job_per_provider};
+use crate::common_net::{AGORA, TestNet, one_job_per_provider};
 use serde_json::Value;
 
 /// The C program of the executor's file-tree tests (`agora-exec/tests/trees/trees.c`).

@@ -6,14 +6,12 @@
 //! order stands and ends with the order's final state — the same state, bill and result
 //! digest the market reports — and the exit code that state calls for.
 
-mod common_net;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common_net::{AGORA, TestNet, fast_crash_recovery, sample};
 use agora_client::OrderFilter;
 use agora_proto::OrderState;
-use common_net::{AGORA, TestNet, fast_crash_recovery, sample};
 use serde_json::Value;
 
 /// After the restart, how long a resumed order waits for its provider to come back.

@@ -11,14 +11,12 @@
 //! state root and every balance are exactly as before, the running order is untouched,
 //! the market process is still alive, and the buyer's own signed cancel still works.
 
-mod common_net;
-
 use std::time::{Duration, Instant};
 
+use crate::common_net::{TestNet, job, one_job_per_provider};
 use agora_core::{ChainId, Fuel, Hash, Price, Signature, Signed};
 use agora_proto::api::{SubmitOrder, SubmitTx};
 use agora_proto::{CancelOrder, OrderState, hexed, signed_order_id};
-use common_net::{TestNet, job, one_job_per_provider};
 use serde_json::{Value, json};
 
 /// The market's blob limit in this test (the sample modules are smaller).

@@ -10,16 +10,14 @@
 //! ledger, replayed from disk once the market is stopped, verifies with nothing left in
 //! escrow and conservation holding.
 
-mod common_net;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common_net::{TestNet, exec_locally, fee, job, one_job_per_provider, sample};
 use agora_client::{JobRequest, JobSummary};
 use agora_core::{AccountId, Amount};
 use agora_proto::{OrderState, OrderView};
-use common_net::{TestNet, exec_locally, fee, job, one_job_per_provider, sample};
 use tokio::sync::Semaphore;
 
 /// Jobs submitted.

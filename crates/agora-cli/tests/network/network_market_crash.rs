@@ -11,14 +11,12 @@
 //! real binary, on the stopped market's directory) passes with conservation holding
 //! and nothing in escrow.
 
-mod common_net;
-
 use std::time::{Duration, Instant};
 
+use crate::common_net::{TestNet, fast_crash_recovery, job, one_job_per_provider};
 use agora_client::{JobRequest, OrderFilter};
 use agora_core::{Fuel, Hash};
 use agora_proto::{OrderState, OrderView};
-use common_net::{TestNet, fast_crash_recovery, job, one_job_per_provider};
 
 /// Providers, one slot each: at most this many orders in flight.
 const PROVIDERS: usize = 3;

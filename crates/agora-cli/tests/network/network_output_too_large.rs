@@ -7,13 +7,11 @@
 //! `agora job run` exits 2 (refunded), prints that reason, and says the verification
 //! was not run instead of leaving it `pending`.
 
-mod common_net;
-
 use std::time::{Duration, Instant};
 
+use crate::common_net::{AGORA, TestNet, sample};
 use agora_client::OrderFilter;
 use agora_proto::OrderState;
-use common_net::{AGORA, TestNet, sample};
 
 /// The market's blob limit: the pathtrace module (about 41 KB) fits, its image does not.
 const BLOB_LIMIT: u64 = 64 * 1024;

@@ -14,16 +14,14 @@
 //!
 //! The 10-provider replicate:3:2 demo, run repeatedly, is in `demo.rs`.
 
-mod common_net;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::common_net::{AGORA, TestNet, sample};
 use agora_core::Hash;
-use common_net::{AGORA, TestNet, sample};
 
 /// The market's blob limit where a test lowers it: between the montecarlo module (31 KiB)
 /// and the pathtrace module (40 KiB).

@@ -11,17 +11,15 @@
 //! - A key wrapped to another account, and a tampered ciphertext, each make the provider
 //!   fail the job with a clear reason; the buyer is refunded in full.
 
-mod common_net;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common_net::{AGORA, TestNet, sample};
 use agora_client::JobRequest;
 use agora_client::private::SealedInput;
 use agora_core::{AccountId, Hash, Keypair, Signed};
 use agora_proto::{OrderState, VerifyPolicy};
 use agora_seal::{BlobAccess, BlobKey, KeyGrant, RecipientKey};
-use common_net::{AGORA, TestNet, sample};
 
 /// A marker that appears in the input and, as the most requested path, in the output.
 const MARKER: &str = "/very-private-path-7f3a9c";

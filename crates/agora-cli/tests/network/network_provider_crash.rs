@@ -8,14 +8,12 @@
 //! untouched; and nothing is left in escrow, with the ledger verifying live and again
 //! from disk after the market stops.
 
-mod common_net;
-
 use std::time::{Duration, Instant};
 
+use crate::common_net::{TestNet, assert_paid_once, escrow_txs, job, one_job_per_provider};
 use agora_client::JobRequest;
 use agora_core::Fuel;
 use agora_proto::OrderState;
-use common_net::{TestNet, assert_paid_once, escrow_txs, job, one_job_per_provider};
 
 /// Monte Carlo samples of each job: about 9.5 CU, a few seconds here, so the job is
 /// still running when its provider is killed.

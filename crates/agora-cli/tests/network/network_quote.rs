@@ -11,17 +11,15 @@
 //! - Quoting moves nothing: the ledger height, the buyer's balance and the order list are
 //!   the same before and after.
 
-mod common_net;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common_net::{AGORA, TestNet, job};
 use agora_core::{AccountId, Amount, Fuel, Price};
 use agora_devnet::LocalNetConfig;
 use agora_market::ResourceClass;
 use agora_proto::VerifyPolicy;
-use common_net::{AGORA, TestNet, job};
 
 /// What the hardware is written off at: about 22.5 M base units per CU on a 2-core host
 /// (with the 20 % default margin), between the providers' 20 M and 24 M prices.
@@ -196,7 +194,7 @@ async fn quotes_agree_with_the_asks_and_move_nothing() {
         .arg("--wallet")
         .arg(&t.net.buyer_wallets[0])
         .args(["--region", "mars", "--max-cu", "3"])
-        .arg(common_net::sample("hashchain"))
+        .arg(crate::common_net::sample("hashchain"))
         .output()
         .expect("agora job quote runs");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -211,7 +209,7 @@ async fn quotes_agree_with_the_asks_and_move_nothing() {
         .arg("--wallet")
         .arg(&t.net.buyer_wallets[0])
         .args(["--max-cu", "3", "--verify", "none"])
-        .arg(common_net::sample("hashchain"))
+        .arg(crate::common_net::sample("hashchain"))
         .output()
         .expect("agora job quote runs");
     assert!(out.status.success(), "{out:?}");

@@ -11,17 +11,15 @@
 //! backing is refunded to its holder, and a forward purchase cannot be spent before its
 //! delivery window opens.
 
-mod common_net;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common_net::{AGORA, TestNet, fee, job, one_job_per_provider};
 use agora_core::{AccountId, Amount, ChainId, Hash, Price, Signed};
 use agora_ledger::{TxBody, VoucherTerms};
 use agora_proto::OrderState;
 use agora_proto::api::VoucherView;
-use common_net::{AGORA, TestNet, fee, job, one_job_per_provider};
 use serde_json::Value;
 
 /// Runs `agora voucher SUBCOMMAND --json --market URL --wallet WALLET REST` (the common
@@ -147,7 +145,7 @@ async fn vouchers_are_minted_sent_redeemed_for_a_job_and_refuse_bad_input() {
     // B spends one CU on a WASM job, which settles.
     let b_before = t.account(&b).await.balance;
     let provider_before = t.account(&provider).await.balance;
-    let module = common_net::sample("montecarlo");
+    let module = crate::common_net::sample("montecarlo");
     let redeemed = voucher_ok(
         &t,
         &wallet_b,

@@ -3,13 +3,11 @@
 //! waited out), and an order the buyer cancels stops computing at once, so the agent's
 //! only slot takes the next order on its first attempt and SIGTERM is prompt.
 
-mod common_net;
-
 use std::time::{Duration, Instant};
 
+use crate::common_net::{TestNet, job, one_job_per_provider};
 use agora_core::Fuel;
 use agora_proto::OrderState;
-use common_net::{TestNet, job, one_job_per_provider};
 
 /// What a stopped agent may take beyond its grace: halting its jobs, closing the p2p
 /// node, exiting. Generous for a loaded machine; a wedged agent never exits.
