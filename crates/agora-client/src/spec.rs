@@ -121,23 +121,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number.checked_mul(factor).ok_or_else(bad)
 }
 
-/// Parses a duration into ms: `90` (seconds), `90s`, `500ms`, `2m`, `1h`.
+/// Parses a duration a person typed into ms: the signed forms of
+/// [`agora_core::duration`] (`500ms`, `90s`, `2m`, `1h`, `1d`), plus two conveniences
+/// for the command line and job files: a bare number is seconds (`90`), and `min` is
+/// minutes.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
     let bad = || format!("{text:?} is not a duration; write e.g. \"90s\", \"500ms\", \"2m\"");
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let factor: u64 = match unit.trim() {
-        "" | "s" => 1_000,
-        "ms" => 1,
-        "m" | "min" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(bad()),
+    let parsed = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>().ok().and_then(|s| s.checked_mul(1_000))
+    } else if let Some(minutes) = text.strip_suffix("min") {
+        agora_core::duration::parse_ms(&format!("{minutes}m"))
+    } else {
+        agora_core::duration::parse_ms(text)
     };
-    number.checked_mul(factor).ok_or_else(bad)
+    parsed.ok_or_else(bad)
 }
 
 /// Integer or text, as TOML allows either for these fields.
@@ -715,7 +713,12 @@ label = "bottom"
         assert_eq!(parse_duration_ms("90"), Ok(90_000));
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
         assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+        assert_eq!(parse_duration_ms("3min"), Ok(180_000));
+        assert_eq!(parse_duration_ms("1d"), Ok(86_400_000));
         assert!(parse_duration_ms("soon").is_err());
+        assert!(parse_duration_ms("").is_err());
+        assert!(parse_duration_ms("min").is_err());
+        assert!(parse_duration_ms("18446744073709551615").is_err());
     }
 
     #[test]
