@@ -4,7 +4,7 @@
 //! The shell gathers the inputs (the order as the market would match it, the candidates'
 //! verification history, the node's attempt limit, the reference cloud price) and hands
 //! them to the pure parts: [`agora_market::Market::quote_candidates`],
-//! [`agora_verify::sampling::expected_overhead_ppm`] and [`agora_market::quote`].
+//! [`agora_verify::sampling::expected_overhead_at_risk_ppm`] and [`agora_market::quote`].
 
 use std::sync::Arc;
 
@@ -59,25 +59,37 @@ pub(crate) async fn quote_order(
         }
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
-    let history = candidates
-        .first()
-        .and_then(|c| book.providers.get(&c.provider))
-        .map(|p| ProviderHistory {
-            consecutive_verified: p.history.consecutive_verified,
-        })
-        .unwrap_or(ProviderHistory {
-            consecutive_verified: 0,
-        });
+    // The overhead the node will incur on the first choice: its history and, for
+    // adaptive, what the job puts at stake against its bond (as the audit draw weighs it).
+    let rule = shared.settings.fault_suspension;
+    let first = candidates.first().map(|c| {
+        let (history, stake) = book
+            .providers
+            .get(&c.provider)
+            .map(|p| (rule.trusted_history(p.history, &p.faults, now), p.stake))
+            .unwrap_or_default();
+        (
+            history,
+            crate::verification::exposure(&body, c.price, stake),
+        )
+    });
     drop(book);
     let terms = QuoteTerms {
         fuel: body.fuel_budget,
         cap: body.max_price,
         runs: body.billed_runs(),
         max_failures: shared.settings.max_attempts,
-        verification_runs_ppm: agora_verify::sampling::expected_overhead_ppm(
-            &body.verify,
-            &history,
-        ),
+        verification_runs_ppm: match &first {
+            Some((history, exposure)) => agora_verify::sampling::expected_overhead_at_risk_ppm(
+                &body.verify,
+                history,
+                exposure,
+            ),
+            None => agora_verify::sampling::expected_overhead_ppm(
+                &body.verify,
+                &ProviderHistory::default(),
+            ),
+        },
         reference_price: Some(reference),
     };
     let quote = agora_market::quote(&candidates, &terms);

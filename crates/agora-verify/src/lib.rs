@@ -90,8 +90,8 @@ pub use quorum::{
     ReplicaReceipt, RunResult, decide,
 };
 pub use sampling::{
-    Exposure, MIN_AUDIT_PPM, ProviderHistory, VerificationPlan, expected_overhead_ppm, plan,
-    plan_at_risk, should_audit, should_audit_at_risk,
+    Exposure, MIN_AUDIT_PPM, ProviderHistory, VerificationPlan, expected_overhead_at_risk_ppm,
+    expected_overhead_ppm, plan, plan_at_risk, should_audit, should_audit_at_risk,
 };
 pub use trust::{FaultRecord, SuspensionRule};
 

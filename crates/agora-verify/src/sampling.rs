@@ -209,7 +209,21 @@ pub fn should_audit_at_risk(
 /// `replicate:3:2`), for an honest provider with `history`. Tie-breaking runs after a
 /// disagreement are not counted: they only happen when somebody cheated.
 pub fn expected_overhead_ppm(policy: &VerifyPolicy, history: &ProviderHistory) -> u64 {
-    let plan = plan(policy, history);
+    runs_ppm(&plan(policy, history))
+}
+
+/// [`expected_overhead_ppm`] for a job that puts `exposure` at stake, audited as
+/// [`plan_at_risk`] says: the overhead the market node will actually incur on it.
+pub fn expected_overhead_at_risk_ppm(
+    policy: &VerifyPolicy,
+    history: &ProviderHistory,
+    exposure: &Exposure,
+) -> u64 {
+    runs_ppm(&plan_at_risk(policy, history, exposure))
+}
+
+/// Runs executed per run billed under `plan`, in ppm.
+fn runs_ppm(plan: &VerificationPlan) -> u64 {
     plan.replicas as u64 * PPM as u64 + plan.audit_ppm as u64
 }
 
@@ -245,8 +259,7 @@ pub fn expected_overhead_at_risk_over_jobs_ppm(
             let history = ProviderHistory {
                 consecutive_verified: count,
             };
-            let plan = plan_at_risk(policy, &history, exposure);
-            plan.replicas as u64 * PPM as u64 + plan.audit_ppm as u64
+            expected_overhead_at_risk_ppm(policy, &history, exposure)
         })
         .sum();
     total / jobs as u64
@@ -322,6 +335,33 @@ mod tests {
         // No stake and C = R: only always auditing deters.
         assert_eq!(exposure(5, 0).deterrent_ppm(), PPM);
         assert_eq!(exposure(0, 0).deterrent_ppm(), 0);
+    }
+
+    #[test]
+    fn the_overhead_at_risk_is_the_plan_at_risk() {
+        let policy = VerifyPolicy::DEFAULT;
+        let well_staked = exposure(1_000, 1_000_000_000);
+        let thin = exposure(1_000_000, 1);
+        for count in [0, 3, 10, 100, 10_000] {
+            let h = history(count);
+            let plan = plan_at_risk(&policy, &h, &well_staked);
+            assert_eq!(
+                expected_overhead_at_risk_ppm(&policy, &h, &well_staked),
+                plan.replicas as u64 * PPM as u64 + plan.audit_ppm as u64
+            );
+        }
+        // A trusted provider whose stake covers the job is audited less than the policy's
+        // worst case; one whose stake barely backs it, more.
+        let trusted = history(10_000);
+        let worst_case = expected_overhead_ppm(&policy, &trusted);
+        assert!(expected_overhead_at_risk_ppm(&policy, &trusted, &well_staked) < worst_case);
+        assert!(expected_overhead_at_risk_ppm(&policy, &trusted, &thin) > worst_case);
+        // Replication does not depend on the stake.
+        let replicate = VerifyPolicy::Replicate { n: 3, quorum: 2 };
+        assert_eq!(
+            expected_overhead_at_risk_ppm(&replicate, &trusted, &thin),
+            expected_overhead_ppm(&replicate, &trusted)
+        );
     }
 
     #[test]
