@@ -557,6 +557,19 @@ impl Buyer {
                 .submit_order(&order, &self.escrow_for(&order, 0))
                 .await;
         }
+        self.submit_paid_by(&order, |nonce| self.escrow_for(&order, nonce))
+            .await
+    }
+
+    /// Submits the signed `order` with the ledger transaction that pays for it,
+    /// `payment(nonce)` (an escrow, a voucher redemption), using and advancing the
+    /// tracked ledger nonce, on the submit lock, retrying a refused nonce: see
+    /// [`Buyer::submit`].
+    async fn submit_paid_by(
+        &self,
+        order: &SignedOrder,
+        payment: impl Fn(u64) -> Tx,
+    ) -> Result<Submitted, ClientError> {
         let mut nonces = self.nonces.lock().await;
         let _turn = match &self.submit_lock {
             Some(path) => SubmitLock::acquire(path, SUBMIT_LOCK_WAIT).await,
@@ -572,9 +585,8 @@ impl Buyer {
                     next
                 }
             };
-            let escrow = self.escrow_for(&order, nonce);
             sent += 1;
-            match self.client.submit_order(&order, &escrow).await {
+            match self.client.submit_order(order, &payment(nonce)).await {
                 Ok(submitted) => {
                     nonces.consumed(nonce);
                     return Ok(submitted);
@@ -601,6 +613,8 @@ impl Buyer {
     /// price, and its escrow is the backing of the fewest CU that cover the worst-case
     /// bill. Returns the submission and the CU redeemed. The node checks the class and
     /// price; the ledger checks that this account holds the units inside their window.
+    /// Like [`Buyer::submit`], it takes turns on the submit lock and retries a refused
+    /// nonce, so the tasks of one job can redeem concurrently.
     pub async fn submit_with_voucher(
         &self,
         mut body: OrderRequest,
@@ -621,19 +635,20 @@ impl Buyer {
             .ok_or_else(|| unusable(format!("{cu} CU overflow its backing")))?;
         body.check_shape()?;
         let order = self.sign_order(body);
-        let nonce = self.client.account(&self.account()).await?.next_nonce;
-        let redeem = Signed::sign(
-            &self.key,
-            &self.chain,
-            nonce,
-            TxBody::RedeemVoucher {
-                terms: terms.clone(),
-                cu,
-                order_id: signed_order_id(&order),
-                deadline_ms: order.body.deadline_ms,
-            },
-        );
-        let submitted = self.client.submit_order(&order, &redeem).await?;
+        let redeem = |nonce| {
+            Signed::sign(
+                &self.key,
+                &self.chain,
+                nonce,
+                TxBody::RedeemVoucher {
+                    terms: terms.clone(),
+                    cu,
+                    order_id: signed_order_id(&order),
+                    deadline_ms: order.body.deadline_ms,
+                },
+            )
+        };
+        let submitted = self.submit_paid_by(&order, redeem).await?;
         Ok((submitted, cu))
     }
 

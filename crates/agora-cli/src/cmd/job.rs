@@ -18,6 +18,8 @@ use agora_client::spec::{
 };
 use agora_client::{Buyer, DEFAULT_MARKET_URL, JobRequest, JobSummary, MarketClient, OrderFilter};
 use agora_core::{Fuel, Hash};
+use agora_ledger::VoucherTerms;
+use agora_proto::api::Submitted;
 use agora_proto::{OciJob, OrderState, STDIN_INPUT, WORKDIR_INPUT, Workload};
 use anyhow::{Context, bail};
 use serde_json::json;
@@ -200,6 +202,12 @@ struct RunArgs {
     /// sealed to you (docs/privacy.md).
     #[arg(long)]
     private: bool,
+    /// Pay with units of this voucher series (from `agora voucher list`) instead of the
+    /// balance: each order's price is capped at the voucher's locked price and redeems
+    /// the CU its worst case needs; what it does not use comes back to the balance
+    /// (docs/vouchers.md).
+    #[arg(long, value_name = "SERIES", conflicts_with = "private")]
+    voucher: Option<Hash>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -521,17 +529,26 @@ async fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
     let buyer = Arc::new(args.conn.buyer().await?);
     let progress = args.conn.show_progress();
     let single = requests.len() == 1 && requests[0].task.is_none();
+    let voucher = match &args.voucher {
+        Some(series) => {
+            let terms =
+                super::voucher::held_terms(buyer.client(), &buyer.account(), series).await?;
+            Some(Arc::new(terms))
+        }
+        None => None,
+    };
     let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut running = tokio::task::JoinSet::new();
     for request in requests {
         let (buyer, limit, out) = (buyer.clone(), limit.clone(), args.output_dir.clone());
         let private = args.private;
+        let voucher = voucher.clone();
         running.spawn(async move {
             let _slot = limit.acquire_owned().await;
             if private {
                 run_private(&buyer, request, &out, progress).await
             } else {
-                run_one(&buyer, request, &out, progress).await
+                run_one(&buyer, request, voucher.as_deref(), &out, progress).await
             }
         });
     }
@@ -544,10 +561,12 @@ async fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(exit_code(&summaries)))
 }
 
-/// Runs one order to the end and downloads its outputs.
+/// Runs one order to the end, paid from the balance or with `voucher`'s units, and
+/// downloads its outputs.
 async fn run_one(
     buyer: &Buyer,
     request: JobRequest,
+    voucher: Option<&VoucherTerms>,
     out: &Path,
     progress: bool,
 ) -> anyhow::Result<JobSummary> {
@@ -556,13 +575,15 @@ async fn run_one(
         None => String::new(),
     };
     let started = now_ms();
-    let submitted = buyer
-        .submit_job(&request)
+    let (submitted, redeemed) = submit_one(buyer, &request, voucher)
         .await
         .with_context(|| format!("submitting {}", request.label))?;
     let id = submitted.order_id;
     if progress {
-        eprintln!("{tag}order {id}");
+        match redeemed {
+            Some(cu) => eprintln!("{tag}order {id}, paid with {cu} CU of the voucher"),
+            None => eprintln!("{tag}order {id}"),
+        }
     }
     let view = buyer
         .wait(&id, |event| {
@@ -586,6 +607,22 @@ async fn run_one(
         }
     }
     Ok(JobSummary::from_view(&view, outputs))
+}
+
+/// Uploads and submits `request`, paid from the balance or by redeeming `voucher` units;
+/// returns the submission and the CU redeemed.
+async fn submit_one(
+    buyer: &Buyer,
+    request: &JobRequest,
+    voucher: Option<&VoucherTerms>,
+) -> Result<(Submitted, Option<u64>), agora_client::ClientError> {
+    let Some(terms) = voucher else {
+        return Ok((buyer.submit_job(request).await?, None));
+    };
+    let job = buyer.upload_job(request).await?;
+    let body = request.order_request(job, now_ms())?;
+    let (submitted, cu) = buyer.submit_with_voucher(body, terms).await?;
+    Ok((submitted, Some(cu)))
 }
 
 /// Runs one private order to the end (`--private`): its outputs are opened locally.

@@ -304,7 +304,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The terms of `series` as `account` holds it, or why it cannot be used.
-async fn held_terms(
+pub(crate) async fn held_terms(
     client: &MarketClient,
     account: &AccountId,
     series: &Hash,

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common_net::{AGORA, TestNet, fee, job, one_job_per_provider};
+use crate::common_net::{AGORA, TestNet, fee, job, one_job_per_provider, sample};
 use agora_core::{AccountId, Amount, ChainId, Hash, Price, Signed};
 use agora_ledger::{TxBody, VoucherTerms};
 use agora_proto::OrderState;
@@ -145,7 +145,7 @@ async fn vouchers_are_minted_sent_redeemed_for_a_job_and_refuse_bad_input() {
     // B spends one CU on a WASM job, which settles.
     let b_before = t.account(&b).await.balance;
     let provider_before = t.account(&provider).await.balance;
-    let module = crate::common_net::sample("montecarlo");
+    let module = sample("montecarlo");
     let redeemed = voucher_ok(
         &t,
         &wallet_b,
@@ -426,4 +426,105 @@ async fn vouchers_are_minted_sent_redeemed_for_a_job_and_refuse_bad_input() {
         "B's 4 CU and A's forward CU are still backed"
     );
     t.stop_and_verify();
+}
+
+/// `agora job run --voucher SERIES` pays every task of a job spec with voucher units:
+/// two tasks redeem concurrently (they take turns on the buyer's ledger nonce), each
+/// settles, each redeems the CU its worst case needs, and what a task did not use comes
+/// back to the balance. A series the buyer does not hold is refused before anything is
+/// uploaded or moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_run_pays_each_task_of_a_spec_with_a_voucher() {
+    let t = TestNet::start(2, one_job_per_provider).await;
+    let buyer = t.net.buyer_keys[0].account();
+    let wallet = t.net.buyer_wallets[0].clone();
+    let minted = voucher_ok(&t, &wallet, &["mint", "--cu", "3"]);
+    let series: Hash = minted["series"].as_str().unwrap().parse().unwrap();
+    let price = minted["price_per_cu"].as_u64().unwrap();
+
+    let spec = t.scratch("spec").join("montecarlo.toml");
+    std::fs::create_dir_all(spec.parent().unwrap()).unwrap();
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"two-shards\"\nmodule = {:?}\nmax_cu = 1\nverify = \"none\"\n\
+             concurrency = 2\n\n[[tasks]]\nargs = [\"20000\", \"1\"]\n\n\
+             [[tasks]]\nargs = [\"20000\", \"2\"]\n",
+            sample("montecarlo").display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |series: String| {
+        let mut command = tokio::process::Command::new(AGORA);
+        command
+            .args(["job", "run", "--json", "--voucher", &series])
+            .args(["--market", &t.net.http_url, "--wallet"])
+            .arg(&wallet)
+            .arg("--output-dir")
+            .arg(t.scratch("out"))
+            .arg(&spec)
+            .env("TMPDIR", t.scratch("tmp"))
+            .kill_on_drop(true);
+        command
+    };
+
+    // Not held: refused before anything moves.
+    let before = (t.account(&buyer).await, units(&t, &buyer, &series).await);
+    let output = t
+        .within(
+            Duration::from_secs(30),
+            "agora job run",
+            run(Hash::of(b"no such series").to_string()).output(),
+        )
+        .await
+        .expect("the agora binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("holds no units of voucher series"),
+        "{stderr}"
+    );
+    assert_eq!(
+        (t.account(&buyer).await, units(&t, &buyer, &series).await),
+        before,
+        "a refused voucher moved something"
+    );
+
+    let output = t
+        .within(
+            Duration::from_secs(90),
+            "agora job run --voucher",
+            run(series.to_string()).output(),
+        )
+        .await
+        .expect("the agora binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        t.logs()
+    );
+    let summary: Value = serde_json::from_str(&stdout).expect("a JSON summary");
+    assert_eq!(summary["settled"], 2, "{summary:#}");
+    let mut cost = 0;
+    for task in summary["tasks"].as_array().unwrap() {
+        let id: Hash = task["order_id"].as_str().unwrap().parse().unwrap();
+        let view = t.order(&id).await;
+        assert_eq!(view.state, OrderState::Settled, "{view:?}");
+        assert!(view.cost.0 > 0 && view.cost.0 <= price, "{view:?}");
+        cost += view.cost.0;
+    }
+    assert_eq!(
+        units(&t, &buyer, &series).await,
+        1,
+        "one CU per task redeemed"
+    );
+    assert_eq!(
+        t.account(&buyer).await.balance.0,
+        before.0.balance.0 + 2 * price - cost,
+        "each task's unused backing comes back to the balance, and nothing else moves"
+    );
+    t.assert_ledger_sound().await;
 }
