@@ -53,7 +53,7 @@ enum JobCommand {
     /// price and total with retries, verification overhead, probability of success, the
     /// reference cloud's cost, or why nothing matches. Same arguments as `job run`;
     /// nothing is uploaded, escrowed or submitted.
-    Quote(SubmitArgs),
+    Quote(QuoteArgs),
     /// Show an order: state, provider, bill and history.
     Status(IdArgs),
     /// Show a settled order's result; download its output files with --output-dir.
@@ -214,6 +214,18 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct SubmitArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// Pay with units of this voucher series instead of the balance, as `agora job run
+    /// --voucher` does.
+    #[arg(long, value_name = "SERIES")]
+    voucher: Option<Hash>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+struct QuoteArgs {
     #[command(flatten)]
     job: JobArgs,
     #[command(flatten)]
@@ -529,14 +541,9 @@ async fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
     let buyer = Arc::new(args.conn.buyer().await?);
     let progress = args.conn.show_progress();
     let single = requests.len() == 1 && requests[0].task.is_none();
-    let voucher = match &args.voucher {
-        Some(series) => {
-            let terms =
-                super::voucher::held_terms(buyer.client(), &buyer.account(), series).await?;
-            Some(Arc::new(terms))
-        }
-        None => None,
-    };
+    let voucher = held_voucher(&buyer, args.voucher.as_ref())
+        .await?
+        .map(Arc::new);
     let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut running = tokio::task::JoinSet::new();
     for request in requests {
@@ -607,6 +614,22 @@ async fn run_one(
         }
     }
     Ok(JobSummary::from_view(&view, outputs))
+}
+
+/// The terms of voucher `series` as this wallet holds it, or why it cannot pay: checked
+/// before anything is uploaded.
+async fn held_voucher(
+    buyer: &Buyer,
+    series: Option<&Hash>,
+) -> anyhow::Result<Option<VoucherTerms>> {
+    match series {
+        Some(series) => {
+            let terms =
+                super::voucher::held_terms(buyer.client(), &buyer.account(), series).await?;
+            Ok(Some(terms))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Uploads and submits `request`, paid from the balance or by redeeming `voucher` units;
@@ -751,10 +774,10 @@ fn print_run(
 async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let (_, _, requests, _packed) = requests(&args.job)?;
     let buyer = args.conn.buyer().await?;
+    let voucher = held_voucher(&buyer, args.voucher.as_ref()).await?;
     let mut submitted = Vec::with_capacity(requests.len());
     for request in &requests {
-        let answer = buyer
-            .submit_job(request)
+        let (answer, _) = submit_one(&buyer, request, voucher.as_ref())
             .await
             .with_context(|| format!("submitting {}", request.label))?;
         if !args.conn.json {
@@ -771,7 +794,7 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 /// Exit code of a quote that found no qualifying provider.
 const EXIT_NO_MATCH: u8 = 2;
 
-async fn quote(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+async fn quote(args: QuoteArgs) -> anyhow::Result<ExitCode> {
     let (_, _, requests, _packed) = requests(&args.job)?;
     let client = args.conn.client()?;
     let mut quotes = Vec::with_capacity(requests.len());

@@ -432,7 +432,7 @@ async fn vouchers_are_minted_sent_redeemed_for_a_job_and_refuse_bad_input() {
 /// two tasks redeem concurrently (they take turns on the buyer's ledger nonce), each
 /// settles, each redeems the CU its worst case needs, and what a task did not use comes
 /// back to the balance. A series the buyer does not hold is refused before anything is
-/// uploaded or moved.
+/// uploaded or moved. `agora job submit --voucher` pays the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_run_pays_each_task_of_a_spec_with_a_voucher() {
     let t = TestNet::start(2, one_job_per_provider).await;
@@ -526,5 +526,28 @@ async fn job_run_pays_each_task_of_a_spec_with_a_voucher() {
         before.0.balance.0 + 2 * price - cost,
         "each task's unused backing comes back to the balance, and nothing else moves"
     );
+
+    // `agora job submit --voucher` spends the last CU on one order without following it.
+    let output = Command::new(AGORA)
+        .args(["job", "submit", "--json", "--voucher", &series.to_string()])
+        .args(["--verify", "none", "--max-cu", "1"])
+        .args(["--market", &t.net.http_url, "--wallet"])
+        .arg(&wallet)
+        .arg(sample("montecarlo"))
+        .args(["--", "20000", "3"])
+        .env("TMPDIR", t.scratch("tmp"))
+        .output()
+        .expect("the agora binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let submitted: Value = serde_json::from_str(&stdout).expect("a JSON answer");
+    let id: Hash = submitted[0]["order_id"].as_str().unwrap().parse().unwrap();
+    let view = t.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(view.state, OrderState::Settled, "{view:?}\n{}", t.logs());
+    assert_eq!(units(&t, &buyer, &series).await, 0, "the last CU redeemed");
     t.assert_ledger_sound().await;
 }
