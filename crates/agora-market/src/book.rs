@@ -21,7 +21,10 @@ use crate::reputation::ReputationRecord;
 use crate::resources::{Claim, Demand, ResourceClass};
 
 /// Asks sorted by (effective-price lower bound, slot), carrying the price in the class.
-pub(crate) type PriceList = BTreeSet<(Price, u32, Price)>;
+pub(crate) type PriceList = BTreeSet<PriceEntry>;
+
+/// One entry of a [`PriceList`]: the ask's effective-price bound, its slot, its price.
+pub(crate) type PriceEntry = (Price, u32, Price);
 
 /// What a provider brings besides its asks.
 #[derive(Clone, Debug)]

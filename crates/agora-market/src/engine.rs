@@ -7,19 +7,22 @@
 //! picked greedily in that order, skipping a candidate whose provider (or `distinct_by`
 //! attribute value) is already taken, until k are picked.
 //!
-//! **Search.** Instead of the whole book, the matcher scans the shortest sorted list that
-//! must contain every feasible ask (the class list, or the list of one required attribute
-//! value or feature). Lists are sorted by a lower bound of each ask's effective price (see
-//! `book`), so once the bound exceeds the effective price of the k-th pick found so far —
-//! or the cap, since the bound is also below the price — no later entry can change the
-//! winners and the scan stops. For providers without history the bound is exact, and the
+//! **Search.** Instead of the whole book, the matcher scans the shortest sorted lists that
+//! must contain every feasible ask (per class: the class list, or the lists of a required
+//! attribute's admitted values, or of a feature), merged into one stream. Lists are sorted
+//! by a lower bound of each ask's effective price (see `book`), so once the bound exceeds
+//! the effective price of the k-th pick found so far — or the cap, since the bound is also
+//! below the price — no later entry can change the winners and the scan stops. For providers without history the bound is exact, and the
 //! scan touches little more than the winners. The brute-force matcher in [`crate::reference`] checks
 //! this against a scan of everything.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use agora_core::{Hash, Price};
 
 use crate::ask::AskId;
-use crate::book::{AskEntry, Book, ClassBook, PriceList, ProviderState, Providers};
+use crate::book::{AskEntry, Book, ClassBook, PriceEntry, PriceList, ProviderState, Providers};
 use crate::market::MarketConfig;
 use crate::order::Order;
 use crate::requirements::AttributeRule;
@@ -239,6 +242,7 @@ pub(crate) fn search(
         cands: Vec::new(),
         threshold: None,
     };
+    let mut lists = Vec::new();
     for (class_index, class) in classes.iter().enumerate() {
         let Some(class_book) = book.classes.get(class) else {
             continue;
@@ -247,9 +251,10 @@ pub(crate) fn search(
             continue;
         }
         for list in driving_lists(class_book, order) {
-            scan(&mut pool, list, class_index, class, now_ms, config);
+            lists.push((class_index, class, list));
         }
     }
+    scan(&mut pool, &lists, now_ms, config);
     finish(pool)
 }
 
@@ -330,18 +335,35 @@ pub(crate) fn search_offers(
     finish(pool)
 }
 
+/// Scans the driving `lists` (of every class) merged into one stream in order of bound,
+/// until no later entry can change the picks.
+///
+/// The merge is what makes stopping sound. A candidate from one list can clash with the
+/// picks found so far (same provider, same `distinct_by` value) and push the k-th pick's
+/// price up, so a list abandoned at the old threshold could still hold a winner. In one
+/// stream sorted by bound, everything left when the scan stops is priced above the k-th
+/// pick of the candidates found, and so can never be picked.
 fn scan(
     pool: &mut Pool<'_>,
-    list: &PriceList,
-    class_index: usize,
-    class: &ResourceClass,
+    lists: &[(usize, &ResourceClass, &PriceList)],
     now_ms: u64,
     config: &MarketConfig,
 ) {
-    for &(bound, slot, price) in list {
+    let mut cursors: Vec<_> = lists.iter().map(|(_, _, list)| list.iter()).collect();
+    // The next entry of each list, keyed by the entry (bound first) and the list's index.
+    let mut heads: BinaryHeap<Reverse<(PriceEntry, usize)>> = cursors
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, cursor)| cursor.next().map(|&entry| Reverse((entry, i))))
+        .collect();
+    while let Some(Reverse(((bound, slot, price), i))) = heads.pop() {
         if pool.cannot_win(bound) {
             break;
         }
+        if let Some(&next) = cursors[i].next() {
+            heads.push(Reverse((next, i)));
+        }
+        let (class_index, class, _) = lists[i];
         let Some(entry) = pool.book.entry(slot) else {
             continue;
         };
