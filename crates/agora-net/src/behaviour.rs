@@ -7,6 +7,8 @@
 //! - `kad`: Kademlia routing, so a node that only knows a bootstrap peer finds the rest.
 //! - `ping`: notices dead connections.
 
+use std::time::Duration;
+
 use libp2p::identity::Keypair;
 use libp2p::request_response::ProtocolSupport;
 use libp2p::swarm::NetworkBehaviour;
@@ -65,10 +67,7 @@ impl Behaviour {
 
 fn kademlia(peer: libp2p::PeerId, discover: bool) -> kad::Behaviour<kad::store::MemoryStore> {
     let mut config = kad::Config::new(KAD_PROTOCOL);
-    // The driver refreshes the routing table itself (`Driver::refresh_routing`): kad's
-    // own timer warns every minute on a node whose table is empty, which is every market
-    // whose providers do not take part in discovery.
-    config.set_periodic_bootstrap_interval(None);
+    config.set_periodic_bootstrap_interval(discover.then_some(Duration::from_secs(60)));
     let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), config);
     // Without confirmed external addresses kad would stay a client and never be added to
     // other nodes' routing tables; every agora node that discovers is meant to be

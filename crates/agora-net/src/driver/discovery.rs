@@ -1,57 +1,15 @@
 //! Discovery on the network task: identify feeds Kademlia, Kademlia finds peers, and
 //! every peer found is dialled so gossip can reach it (unless
-//! [`crate::NetConfig::discover_peers`] is off). The routing table is refreshed every
-//! [`ROUTING_REFRESH`] while it holds anyone to ask.
-
-use std::time::Duration;
+//! [`crate::NetConfig::discover_peers`] is off).
 
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{identify, kad};
-use tokio::time::{Interval, MissedTickBehavior};
 use tracing::debug;
 
 use super::Driver;
 use crate::behaviour::KAD_PROTOCOL;
 
-/// How often a discovering node asks the network again for the peers closest to it.
-pub(super) const ROUTING_REFRESH: Duration = Duration::from_secs(60);
-
-/// The refresh timer: its first tick comes one period from now, not at once.
-pub(super) fn refresh_timer() -> Interval {
-    let start = tokio::time::Instant::now() + ROUTING_REFRESH;
-    let mut timer = tokio::time::interval_at(start, ROUTING_REFRESH);
-    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    timer
-}
-
-/// The next tick of `timer`; never, for a node without one.
-pub(super) async fn next_refresh(timer: &mut Option<Interval>) {
-    match timer {
-        Some(timer) => {
-            timer.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 impl Driver {
-    /// Refreshes the routing table from the peers in it. A node whose table is empty (a
-    /// market whose providers stay out of discovery) has nobody to ask, and that is not
-    /// worth a warning: identify bootstraps as soon as a discovering peer connects.
-    pub(super) fn refresh_routing(&mut self) {
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let known = kad
-            .kbuckets()
-            .map(|bucket| bucket.num_entries())
-            .sum::<usize>();
-        if known == 0 {
-            return;
-        }
-        if let Err(e) = kad.bootstrap() {
-            debug!(error = %e, known, "kademlia refresh not possible");
-        }
-    }
-
     pub(super) fn on_identify(&mut self, event: identify::Event) {
         let identify::Event::Received { peer_id, info, .. } = event else {
             return;

@@ -82,7 +82,6 @@ pub(crate) async fn start(
         penalties: HashMap::new(),
         counters: counters.clone(),
         discover_peers: config.discover_peers,
-        routing_refresh: config.discover_peers.then(discovery::refresh_timer),
     };
     tokio::spawn(driver.run());
     info!(%peer_id, "agora-net node started");
@@ -116,8 +115,6 @@ struct Driver {
     penalties: HashMap<PeerId, f64>,
     counters: Arc<Counters>,
     discover_peers: bool,
-    /// When to ask the network again for the peers closest to us (discovering nodes only).
-    routing_refresh: Option<tokio::time::Interval>,
 }
 
 impl Driver {
@@ -135,7 +132,6 @@ impl Driver {
                 },
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                () = discovery::next_refresh(&mut self.routing_refresh) => self.refresh_routing(),
             }
         }
         info!(peer_id = %self.swarm.local_peer_id(), "agora-net node stopped");
