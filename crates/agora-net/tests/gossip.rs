@@ -13,10 +13,18 @@ async fn three_nodes_discover_each_other_and_gossip_on_every_topic() {
     let boot = node("boot", &[]).await;
     let addr = boot.handle.bootstrap_addr().await.unwrap();
     let b = node("b", std::slice::from_ref(&addr)).await;
+    // c joins once the bootstrap peer knows b, so c's first lookup can return b. (Two
+    // nodes that join at the same instant may both ask before the bootstrap peer knows
+    // either; they then find each other at the next periodic refresh, a minute later.)
+    let (hboot, hb) = (boot.handle.clone(), b.handle.clone());
+    until("the bootstrap peer to know b", || async {
+        hboot.peers().await.unwrap().contains(&hb.peer_id())
+    })
+    .await;
     let mut c = node("c", &[addr]).await;
 
     // b and c only know the bootstrap peer; discovery must connect them directly.
-    let (hb, hc) = (b.handle.clone(), c.handle.clone());
+    let hc = c.handle.clone();
     until("b and c to find each other", || async {
         hb.peers().await.unwrap().contains(&hc.peer_id())
             && hc.peers().await.unwrap().contains(&hb.peer_id())
@@ -51,9 +59,13 @@ async fn nodes_without_discovery_talk_to_their_bootstrap_peer_only() {
     let mut hub = hub;
     let hh = hub.handle.clone();
     let leaves = [b.handle.peer_id(), c.handle.peer_id(), d.handle.peer_id()];
-    until("the hub to have every leaf", || async {
+    // Every leaf subscribed at the hub, so the hub's relay reaches each of them.
+    until("the hub to have every leaf subscribed", || async {
         let peers = hh.peers().await.unwrap();
-        leaves.iter().all(|leaf| peers.contains(leaf))
+        let subscribed = hh.topic_peers(Topic::Asks).await.unwrap();
+        leaves
+            .iter()
+            .all(|leaf| peers.contains(leaf) && subscribed.contains(leaf))
     })
     .await;
     // Gossip from a leaf still reaches the hub, and the hub's relay the other leaves.
